@@ -1,0 +1,211 @@
+"""Operator settings: the only module that reads the process environment.
+
+Every setting has the prefix ``VIBE_`` (``VIBE_DATABASE_URL``, ``VIBE_WEBHOOK_SECRET`` ...).
+Nested values use ``__`` (``VIBE_PRICES__claude-sonnet-4-5__input=3``). Missing
+configuration never crashes the service: :meth:`Settings.missing` says what is still
+needed. Configuration that is present but invalid raises :class:`SettingsError` with a
+message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DevelopmentModel = Literal["unconstrained", "conversational", "plan", "test", "context"]
+
+
+class ModelPrice(BaseModel):
+    """US dollars per million tokens, as on Anthropic's pricing page."""
+
+    input: float
+    output: float
+    cache_write: float
+    cache_read: float
+
+
+# https://docs.anthropic.com/en/docs/about-claude/pricing (5-minute cache writes are
+# 1.25x input, cache reads 0.1x input).
+DEFAULT_PRICES: dict[str, ModelPrice] = {
+    "claude-opus-4-5": ModelPrice(input=5.0, output=25.0, cache_write=6.25, cache_read=0.5),
+    "claude-sonnet-4-5": ModelPrice(input=3.0, output=15.0, cache_write=3.75, cache_read=0.3),
+    "claude-haiku-4-5": ModelPrice(input=1.0, output=5.0, cache_write=1.25, cache_read=0.1),
+}
+
+
+class Limits(BaseModel):
+    """Spend limits (DESIGN.md section 4 rule 10), per iteration and per task."""
+
+    steps_per_iteration: int = Field(default=60, ge=1)
+    input_tokens_per_iteration: int = Field(default=3_000_000, ge=1)
+    output_tokens_per_iteration: int = Field(default=200_000, ge=1)
+    dollars_per_iteration: float = Field(default=5.0, gt=0)
+    minutes_per_iteration: float = Field(default=30.0, gt=0)
+    dollars_per_task: float = Field(default=20.0, gt=0)
+    minutes_per_task: float = Field(default=120.0, gt=0)
+    runs_per_hour: int = Field(default=10, ge=1)
+
+
+class SettingsError(Exception):
+    """Configuration is present but invalid; the message names what to fix."""
+
+
+def _default_data_dir() -> Path:
+    return Path("~/.local/share/vibe-bot").expanduser()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="VIBE_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    # storage
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database_url: str | None = None
+
+    # ingest
+    webhook_secret: SecretStr | None = None
+    webhook_secret_previous: SecretStr | None = None
+    max_body_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+
+    # GitHub
+    github_api_url: str = "https://api.github.com"
+    github_graphql_url: str | None = None
+    github_server_url: str = "https://github.com"
+    github_app_id: int | None = None
+    github_private_key: SecretStr | None = None
+    github_private_key_path: Path | None = None
+    github_token: SecretStr | None = None
+    github_min_write_interval: float = Field(default=1.0, ge=0)
+    github_timeout: float = Field(default=30.0, gt=0)
+    bot_login: str = "vibe-bot[bot]"
+    allowed_bots: list[str] = Field(default_factory=list)
+    trigger_label: str = "vibe"
+
+    # model
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+    model: str = "claude-sonnet-4-5"
+    max_output_tokens: int = Field(default=8192, ge=1)
+    anthropic_max_retries: int = Field(default=4, ge=0)
+    prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+    limits: Limits = Field(default_factory=Limits)
+    default_model: DevelopmentModel = "conversational"
+    context_budget_tokens: int = Field(default=60_000, ge=1000)
+
+    # workers and execution
+    workers: int = Field(default=2, ge=1, le=64)
+    lease_seconds: float = Field(default=60.0, gt=0)
+    heartbeat_seconds: float = Field(default=15.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1)
+    executor: Literal["local", "actions"] = "local"
+    public_url: str | None = None
+
+    # sandbox and workspaces
+    sandbox: Literal["bwrap", "none"] = "bwrap"
+    sandbox_uid: int | None = None
+    sandbox_allow_network: bool = False
+    workspace_cache_bytes: int = Field(default=20 * 1024**3, ge=1024**2)
+
+    # logging
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = False
+
+    @field_validator("github_api_url", "github_server_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'vibe.db'}"
+
+    @property
+    def workspace_dir(self) -> Path:
+        return self.data_dir / "workspaces"
+
+    @property
+    def secret_values(self) -> list[str]:
+        """Every configured secret, for redaction (DESIGN.md section 4 rule 8)."""
+        values = [
+            s.get_secret_value()
+            for s in (
+                self.webhook_secret,
+                self.webhook_secret_previous,
+                self.github_token,
+                self.anthropic_api_key,
+                self.github_private_key,
+            )
+            if s is not None
+        ]
+        return [v for v in values if len(v) >= 8]
+
+    def private_key(self) -> str | None:
+        if self.github_private_key is not None:
+            return self.github_private_key.get_secret_value()
+        if self.github_private_key_path is not None:
+            return self.github_private_key_path.read_text()
+        return None
+
+    def missing(self) -> list[str]:
+        """What is still needed before tasks can run, in plain words."""
+        out: list[str] = []
+        if self.github_token is None and (
+            self.github_app_id is None
+            or (self.github_private_key is None and self.github_private_key_path is None)
+        ):
+            out.append(
+                "GitHub credentials: set VIBE_GITHUB_APP_ID and VIBE_GITHUB_PRIVATE_KEY_PATH "
+                "(a GitHub App) or VIBE_GITHUB_TOKEN (a personal or Actions token)"
+            )
+        if self.anthropic_api_key is None:
+            out.append("model access: set VIBE_ANTHROPIC_API_KEY")
+        if self.sandbox == "bwrap" and shutil.which("bwrap") is None:
+            out.append(
+                "bubblewrap: install it (Debian/Ubuntu: apt-get install bubblewrap); "
+                "without it the bot refuses to run commands"
+            )
+        return out
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment, raising SettingsError on invalid values."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = "__".join(str(p) for p in err["loc"])
+            problems.append(f"VIBE_{loc.upper()}: {err['msg']}")
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+
+
+def ensure_webhook_secret(settings: Settings) -> tuple[Settings, bool]:
+    """Return settings with a webhook secret, generating and persisting one if none is set.
+
+    The generated secret is stored in ``<data_dir>/webhook-secret`` (mode 0600) so that a
+    restart keeps accepting deliveries signed with it. The boolean says whether it was
+    generated now.
+    """
+    if settings.webhook_secret is not None:
+        return settings, False
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.data_dir / "webhook-secret"
+    generated = False
+    if path.exists():
+        value = path.read_text().strip()
+    else:
+        value = secrets.token_hex(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value + "\n")
+        generated = True
+    return settings.model_copy(update={"webhook_secret": SecretStr(value)}), generated
