@@ -33,6 +33,8 @@ class ModelPrice(BaseModel):
 # https://docs.anthropic.com/en/docs/about-claude/pricing (5-minute cache writes are
 # 1.25x input, cache reads 0.1x input).
 DEFAULT_PRICES: dict[str, ModelPrice] = {
+    "claude-opus-4-6": ModelPrice(input=5.0, output=25.0, cache_write=6.25, cache_read=0.5),
+    "claude-sonnet-4-6": ModelPrice(input=3.0, output=15.0, cache_write=3.75, cache_read=0.3),
     "claude-opus-4-5": ModelPrice(input=5.0, output=25.0, cache_write=6.25, cache_read=0.5),
     "claude-sonnet-4-5": ModelPrice(input=3.0, output=15.0, cache_write=3.75, cache_read=0.3),
     "claude-haiku-4-5": ModelPrice(input=1.0, output=5.0, cache_write=1.25, cache_read=0.1),
@@ -91,7 +93,7 @@ class Settings(BaseSettings):
     # model
     anthropic_api_key: SecretStr | None = None
     anthropic_base_url: str | None = None
-    model: str = "claude-sonnet-4-5"
+    model: str = "claude-sonnet-4-6"
     max_output_tokens: int = Field(default=8192, ge=1)
     anthropic_max_retries: int = Field(default=4, ge=0)
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
