@@ -1,0 +1,293 @@
+"""Tasks and iterations as values, and the task state machine as pure functions.
+
+A task is one issue (or one existing PR) the bot works on; an iteration is one pass of
+the refinement loop (survey Eq. 4): feedback in, commits and check results out. No I/O
+here: :mod:`bot.loop` persists these values through :mod:`bot.store` and shows them
+through :mod:`bot.core.render`.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any, Literal
+
+from bot.settings import DevelopmentModel
+
+FeedbackKind = Literal["compiler", "execution", "human", "self"]
+FEEDBACK_KINDS: tuple[FeedbackKind, ...] = ("compiler", "execution", "human", "self")
+MODELS: tuple[DevelopmentModel, ...] = (
+    "unconstrained",
+    "conversational",
+    "plan",
+    "test",
+    "context",
+)
+
+
+class State(StrEnum):
+    """Where a task stands. Terminal states end it; a new trigger starts a new task."""
+
+    QUEUED = "queued"
+    PLANNING = "planning"
+    AWAITING_APPROVAL = "awaiting_approval"
+    WORKING = "working"
+    AWAITING_FEEDBACK = "awaiting_feedback"
+    ACCEPTED = "accepted"
+    ABANDONED = "abandoned"
+    FAILED = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (State.ACCEPTED, State.ABANDONED)
+
+    @property
+    def busy(self) -> bool:
+        return self in (State.PLANNING, State.WORKING)
+
+
+class Step(StrEnum):
+    """What happens to a task; :func:`transition` says which states allow it."""
+
+    PLAN = "plan"
+    PLAN_READY = "plan_ready"
+    APPROVE = "approve"
+    WORK = "work"
+    DONE = "done"
+    FAIL = "fail"
+    ACCEPT = "accept"
+    ABANDON = "abandon"
+    REOPEN = "reopen"
+
+
+class InvalidTransition(ValueError):
+    def __init__(self, state: State, step: Step) -> None:
+        super().__init__(f"a task that is {state.value} cannot {step.value}")
+        self.state = state
+        self.step = step
+
+
+_S = State
+_TABLE: dict[tuple[State, Step], State] = {
+    (_S.QUEUED, Step.PLAN): _S.PLANNING,
+    (_S.QUEUED, Step.WORK): _S.WORKING,
+    (_S.PLANNING, Step.PLAN_READY): _S.AWAITING_APPROVAL,
+    (_S.PLANNING, Step.FAIL): _S.FAILED,
+    (_S.AWAITING_APPROVAL, Step.APPROVE): _S.WORKING,
+    (_S.AWAITING_APPROVAL, Step.PLAN): _S.PLANNING,
+    (_S.WORKING, Step.DONE): _S.AWAITING_FEEDBACK,
+    (_S.WORKING, Step.FAIL): _S.FAILED,
+    (_S.AWAITING_FEEDBACK, Step.WORK): _S.WORKING,
+    (_S.AWAITING_FEEDBACK, Step.PLAN): _S.PLANNING,
+    (_S.FAILED, Step.WORK): _S.WORKING,
+    (_S.FAILED, Step.PLAN): _S.PLANNING,
+}
+for _state in State:
+    if not _state.terminal:
+        _TABLE[(_state, Step.ACCEPT)] = _S.ACCEPTED
+        _TABLE[(_state, Step.ABANDON)] = _S.ABANDONED
+for _state in (_S.ACCEPTED, _S.ABANDONED, _S.FAILED):
+    _TABLE[(_state, Step.REOPEN)] = _S.QUEUED
+
+
+def transition(state: State, step: Step) -> State:
+    """The state after ``step``, or :class:`InvalidTransition`."""
+    try:
+        return _TABLE[(state, step)]
+    except KeyError:
+        raise InvalidTransition(state, step) from None
+
+
+def allowed(state: State, step: Step) -> bool:
+    return (state, step) in _TABLE
+
+
+@dataclass(frozen=True)
+class Requirement:
+    text: str
+    source: str  # "issue", "require", "plan"
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """One piece of feedback that drove an iteration (survey section 7)."""
+
+    kind: FeedbackKind
+    text: str
+    author: str | None = None
+    path: str | None = None
+    line: int | None = None
+    thread_id: str | None = None
+    comment_id: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "text": self.text,
+            "author": self.author,
+            "path": self.path,
+            "line": self.line,
+            "thread_id": self.thread_id,
+            "comment_id": self.comment_id,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Feedback:
+        kind = data.get("kind")
+        if kind not in FEEDBACK_KINDS:
+            raise ValueError(f"unknown feedback kind {kind!r}")
+        line = data.get("line")
+        comment_id = data.get("comment_id")
+        return cls(
+            kind=kind,
+            text=str(data.get("text", "")),
+            author=data.get("author"),
+            path=data.get("path"),
+            line=int(line) if line is not None else None,
+            thread_id=data.get("thread_id"),
+            comment_id=int(comment_id) if comment_id is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class Check:
+    """One repository check run in the sandbox (lint -> compiler, test -> execution)."""
+
+    name: str
+    command: str
+    kind: FeedbackKind
+    exit_code: int | None
+    duration: float
+    output: str = ""
+    limit: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == 0 and self.limit is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "command": self.command,
+            "kind": self.kind,
+            "exit_code": self.exit_code,
+            "duration": round(self.duration, 3),
+            "output": self.output,
+            "limit": self.limit,
+            "passed": self.passed,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Check:
+        kind = data.get("kind", "execution")
+        if kind not in FEEDBACK_KINDS:
+            raise ValueError(f"unknown check kind {kind!r}")
+        code = data.get("exit_code")
+        return cls(
+            name=str(data.get("name", "")),
+            command=str(data.get("command", "")),
+            kind=kind,
+            exit_code=int(code) if code is not None else None,
+            duration=float(data.get("duration", 0.0)),
+            output=str(data.get("output", "")),
+            limit=data.get("limit"),
+        )
+
+
+@dataclass(frozen=True)
+class PlanStep:
+    text: str
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cost + other.cost,
+        )
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+IterationOutcome = Literal["running", "succeeded", "failed", "stopped", "limit", "planned"]
+
+
+@dataclass(frozen=True)
+class IterationRecord:
+    number: int
+    trigger: str
+    feedback: tuple[Feedback, ...] = ()
+    commits: tuple[str, ...] = ()
+    checks: tuple[Check, ...] = ()
+    red: Check | None = None
+    green: Check | None = None
+    usage: Usage = field(default_factory=Usage)
+    duration: float = 0.0
+    outcome: IterationOutcome = "running"
+    summary: str = ""
+    error: str | None = None
+
+    def feedback_kinds(self) -> list[FeedbackKind]:
+        seen: list[FeedbackKind] = []
+        for item in self.feedback:
+            if item.kind not in seen:
+                seen.append(item.kind)
+        for check in self.checks:
+            if not check.passed and check.kind not in seen:
+                seen.append(check.kind)
+        return seen
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    id: int
+    repo: str
+    number: int
+    model: DevelopmentModel
+    state: State
+    branch: str
+    base: str
+    requester: str
+    title: str
+    instruction: str
+    pr_number: int | None = None
+    owns_pr: bool = True
+    requirements: tuple[Requirement, ...] = ()
+    plan: tuple[PlanStep, ...] = ()
+    usage: Usage = field(default_factory=Usage)
+    iterations: tuple[IterationRecord, ...] = ()
+    stop_requested: bool = False
+
+    def with_requirement(self, text: str, source: str) -> TaskRecord:
+        if any(r.text == text for r in self.requirements):
+            return self
+        return replace(self, requirements=(*self.requirements, Requirement(text, source)))
+
+
+_SLUG_DROP = re.compile(r"[^a-z0-9]+")
+
+
+def slugify(title: str, limit: int = 40) -> str:
+    """A branch-safe slug of ``title``: ASCII letters and digits joined by dashes."""
+    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    slug = _SLUG_DROP.sub("-", ascii_title.lower()).strip("-")
+    if len(slug) > limit:
+        slug = slug[:limit].rstrip("-")
+    return slug or "task"
+
+
+def branch_name(number: int, title: str) -> str:
+    """The deterministic task branch (DESIGN.md section 2): ``vibe/issue-<n>-<slug>``."""
+    return f"vibe/issue-{number}-{slugify(title)}"
