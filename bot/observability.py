@@ -1,0 +1,87 @@
+"""Structured logs and Prometheus metrics.
+
+Logs go through structlog; a processor redacts configured secrets and token patterns from
+every event before it is rendered (DESIGN.md section 4 rule 8). Metrics live in a registry
+per app, so several apps in one process (tests) do not collide.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, MutableMapping, Sequence
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from bot.core.redact import redact
+
+
+def configure_logging(level: str, *, json: bool, secrets: Sequence[str]) -> None:
+    """Configure structlog for the process; every rendered value is redacted."""
+    secret_list = tuple(secrets)
+
+    def redact_event(
+        _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        for key, value in list(event_dict.items()):
+            if isinstance(value, str):
+                event_dict[key] = redact(value, secret_list)
+        return event_dict
+
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            redact_event,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        cache_logger_on_first_use=False,
+    )
+
+
+class _QueueDepth(Collector):
+    def __init__(self, depth: Callable[[], dict[str, int]]) -> None:
+        self._depth = depth
+
+    def collect(self) -> Any:
+        family = GaugeMetricFamily("vibe_jobs", "Jobs in the queue by status", labels=["status"])
+        counts = self._depth()
+        for status in ("queued", "running", "done", "dead"):
+            family.add_metric([status], counts.get(status, 0))
+        yield family
+
+
+class Metrics:
+    """The service's Prometheus metrics."""
+
+    def __init__(self, depth: Callable[[], dict[str, int]]) -> None:
+        self.registry = CollectorRegistry()
+        self.deliveries = Counter(
+            "vibe_deliveries",
+            "Webhook deliveries by event and outcome",
+            ["event", "outcome"],
+            registry=self.registry,
+        )
+        self.job_seconds = Histogram(
+            "vibe_job_duration_seconds",
+            "Job run time by kind and outcome",
+            ["kind", "outcome"],
+            buckets=(0.05, 0.25, 1, 5, 15, 60, 300, 900, 3600),
+            registry=self.registry,
+        )
+        self.registry.register(_QueueDepth(depth))
+
+    def delivery(self, event: str, outcome: str) -> None:
+        self.deliveries.labels(event=event, outcome=outcome).inc()
+
+    def job(self, kind: str, outcome: str, seconds: float) -> None:
+        self.job_seconds.labels(kind=kind, outcome=outcome).observe(seconds)

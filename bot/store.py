@@ -1,0 +1,113 @@
+"""Persistence: SQLModel tables and the database engine.
+
+One schema serves the embedded SQLite default and PostgreSQL. SQLite runs in WAL mode with a
+busy timeout so the ingest path and the workers can share one file; PostgreSQL is used for
+scale-out (see ``bot/queue.py`` for the claim protocol on each).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, Text, event
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, SQLModel, create_engine
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Delivery(SQLModel, table=True):
+    """One webhook delivery, keyed by GitHub's ``X-GitHub-Delivery`` GUID."""
+
+    id: str = Field(primary_key=True, max_length=100)
+    event: str = Field(max_length=100)
+    action: str | None = Field(default=None, max_length=100)
+    repository: str | None = Field(default=None, max_length=300)
+    installation_id: int | None = None
+    outcome: str = Field(max_length=40)
+    detail: str | None = Field(default=None, sa_column=Column(Text))
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    received_at: datetime = Field(default_factory=utcnow)
+    redeliveries: int = 0
+
+
+class Job(SQLModel, table=True):
+    """A unit of work claimed by a worker under a lease."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=60, index=True)
+    status: str = Field(default="queued", max_length=20)
+    delivery_id: str | None = Field(default=None, foreign_key="delivery.id", max_length=100)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    serial_key: str | None = Field(default=None, max_length=400)
+    attempts: int = 0
+    max_attempts: int = 5
+    run_after: datetime = Field(default_factory=utcnow)
+    lease_owner: str | None = Field(default=None, max_length=200)
+    lease_expires: datetime | None = None
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+    __table_args__ = (
+        Index("ix_job_status_run_after", "status", "run_after"),
+        Index("ix_job_serial_key_status", "serial_key", "status"),
+    )
+
+
+class JobRun(SQLModel, table=True):
+    """One attempt at a job: who ran it, when, and how it ended (None while running)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="job.id", index=True)
+    attempt: int
+    worker: str = Field(max_length=200)
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    outcome: str | None = Field(default=None, max_length=20)
+    error: str | None = Field(default=None, sa_column=Column(Text))
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """Create the engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``)."""
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=20,
+            max_overflow=40,
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        # pysqlite's own transaction handling defers BEGIN; emit it ourselves so that
+        # BEGIN IMMEDIATE (bot/queue.py) really takes the write lock up front.
+        event.listen(engine, "connect", _disable_pysqlite_begin)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(url, pool_size=20, max_overflow=40, pool_pre_ping=True)
+
+
+def _disable_pysqlite_begin(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None
+
+
+def _sqlite_begin(conn: Any) -> None:
+    mode = conn.info.pop("sqlite_begin", "BEGIN")
+    conn.exec_driver_sql(mode)
+
+
+def init_db(engine: Engine) -> None:
+    """Create the schema (idempotent)."""
+    SQLModel.metadata.create_all(engine)

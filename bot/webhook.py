@@ -1,0 +1,259 @@
+"""``POST /webhook``: verify, deduplicate, store, answer. Nothing else happens here.
+
+The order is the security boundary (DESIGN.md section 4 rule 1, section 5):
+
+1. read the body as a stream, capped at ``max_body_bytes`` (413 without reading the rest);
+2. verify ``X-Hub-Signature-256`` over the raw bytes against the current and previous secret
+   with a constant-time compare (401, nothing stored);
+3. require ``X-GitHub-Event`` and ``X-GitHub-Delivery`` and a JSON object body (400);
+4. parse into a typed event (pure, no I/O) and store the delivery and its job in one
+   transaction; a repeated delivery id answers 200 without a second job, unless its job
+   ended dead, in which case the redelivery queues it again.
+
+No GitHub call, no model call, no git on this path.
+https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import parse_qs
+
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select, update
+from starlette.concurrency import run_in_threadpool
+
+from bot.core.events import Unparseable, Unsupported, parse_event
+from bot.core.policy import serial_key
+from bot.queue import enqueue, write_transaction
+from bot.store import Delivery, Job, utcnow
+
+log = structlog.get_logger(__name__)
+
+SIGNATURE_RE = re.compile(r"sha256=([0-9a-fA-F]{64})")
+# GitHub sends a GUID; accept a conservative superset and refuse anything else.
+DELIVERY_RE = re.compile(r"[A-Za-z0-9._:-]{1,100}")
+EVENT_RE = re.compile(r"[a-z_]{1,64}")
+
+StoreResult = Literal["new", "duplicate", "requeued"]
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def signature_valid(body: bytes, header: str | None, secrets: Sequence[bytes]) -> bool:
+    """True when ``header`` is ``sha256=<hex>`` and matches HMAC-SHA256 under any secret."""
+    if not header:
+        return False
+    match = SIGNATURE_RE.fullmatch(header.strip())
+    if match is None:
+        return False
+    given = match.group(1).lower().encode()
+    valid = False
+    for secret in secrets:
+        expected = hmac.new(secret, body, hashlib.sha256).hexdigest().encode()
+        # Compare against every secret, so timing does not reveal which one matched.
+        valid |= hmac.compare_digest(expected, given)
+    return valid
+
+
+async def read_capped(request: Request, cap: int) -> bytes:
+    """Read the body, raising BodyTooLarge as soon as it exceeds ``cap`` bytes."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > cap:
+        raise BodyTooLarge
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > cap:
+            raise BodyTooLarge
+    return bytes(body)
+
+
+def decode_payload(body: bytes, content_type: str) -> dict[str, Any] | None:
+    """The JSON object GitHub sent (``application/json`` or the form-encoded variant)."""
+    try:
+        if content_type.split(";")[0].strip() == "application/x-www-form-urlencoded":
+            values = parse_qs(body.decode("utf-8"), strict_parsing=True).get("payload")
+            if not values:
+                return None
+            data = json.loads(values[0])
+        else:
+            data = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """What ingest decided about a delivery."""
+
+    outcome: str  # queued | ping | unsupported | unparseable
+    action: str | None
+    detail: str | None
+    serial_key: str | None
+
+
+def classify(event_name: str, payload: dict[str, Any]) -> Ingested:
+    action = payload.get("action") if isinstance(payload.get("action"), str) else None
+    if event_name == "ping":
+        return Ingested("ping", action, None, None)
+    event = parse_event(event_name, payload)
+    if isinstance(event, Unsupported):
+        return Ingested("unsupported", action, None, None)
+    if isinstance(event, Unparseable):
+        return Ingested("unparseable", action, event.reason, None)
+    return Ingested("queued", action, None, serial_key(event))
+
+
+def _repository(payload: dict[str, Any]) -> str | None:
+    repo = payload.get("repository")
+    name = repo.get("full_name") if isinstance(repo, dict) else None
+    return name[:300] if isinstance(name, str) else None
+
+
+def _installation(payload: dict[str, Any]) -> int | None:
+    inst = payload.get("installation")
+    value = inst.get("id") if isinstance(inst, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def store_delivery(
+    engine: Engine,
+    delivery_id: str,
+    event_name: str,
+    payload: dict[str, Any],
+    ingested: Ingested,
+    max_attempts: int,
+) -> StoreResult:
+    """Store the delivery (and its job) in one transaction; deduplicate on the id."""
+    try:
+        with write_transaction(engine) as conn:
+            existing = conn.execute(
+                select(Delivery.id).where(col(Delivery.id) == delivery_id)
+            ).first()
+            if existing is not None:
+                return _redeliver(conn, delivery_id)
+            conn.execute(
+                Delivery.__table__.insert().values(  # type: ignore[attr-defined]
+                    id=delivery_id,
+                    event=event_name,
+                    action=ingested.action,
+                    repository=_repository(payload),
+                    installation_id=_installation(payload),
+                    outcome=ingested.outcome,
+                    detail=ingested.detail,
+                    payload=payload,
+                    received_at=utcnow(),
+                    redeliveries=0,
+                )
+            )
+            if ingested.outcome == "queued":
+                enqueue(
+                    conn,
+                    "event",
+                    {"event": event_name, "action": ingested.action},
+                    serial_key=ingested.serial_key,
+                    delivery_id=delivery_id,
+                    max_attempts=max_attempts,
+                )
+            return "new"
+    except IntegrityError:
+        # Two deliveries with one id raced (PostgreSQL): the other one won.
+        return "duplicate"
+
+
+def _redeliver(conn: Any, delivery_id: str) -> StoreResult:
+    conn.execute(
+        update(Delivery)
+        .where(col(Delivery.id) == delivery_id)
+        .values(redeliveries=Delivery.redeliveries + 1)
+    )
+    now = utcnow()
+    result = conn.execute(
+        update(Job)
+        .where(col(Job.delivery_id) == delivery_id, col(Job.status) == "dead")
+        .values(
+            status="queued",
+            attempts=0,
+            run_after=now,
+            updated_at=now,
+            finished_at=None,
+            lease_owner=None,
+            lease_expires=None,
+        )
+    )
+    return "requeued" if result.rowcount else "duplicate"
+
+
+def make_router(
+    engine: Engine,
+    secrets: Callable[[], Sequence[bytes]],
+    *,
+    max_body_bytes: int,
+    max_attempts: int,
+    on_delivery: Callable[[str, str], None],
+    on_queued: Callable[[], None],
+) -> APIRouter:
+    """The ingest route. ``on_delivery(event, outcome)`` feeds metrics; ``on_queued`` wakes
+    same-process workers."""
+    router = APIRouter()
+
+    @router.post("/webhook")
+    async def webhook(request: Request) -> JSONResponse:
+        try:
+            body = await read_capped(request, max_body_bytes)
+        except BodyTooLarge:
+            on_delivery("-", "too_large")
+            return JSONResponse(
+                {"error": f"body exceeds {max_body_bytes} bytes"},
+                status_code=413,
+                headers={"connection": "close"},
+            )
+        if not signature_valid(body, request.headers.get("x-hub-signature-256"), secrets()):
+            on_delivery("-", "bad_signature")
+            return JSONResponse({"error": "invalid or missing signature"}, status_code=401)
+        event_name = request.headers.get("x-github-event", "")
+        delivery_id = request.headers.get("x-github-delivery", "")
+        if not EVENT_RE.fullmatch(event_name) or not DELIVERY_RE.fullmatch(delivery_id):
+            on_delivery("-", "bad_headers")
+            return JSONResponse(
+                {"error": "X-GitHub-Event and X-GitHub-Delivery headers are required"},
+                status_code=400,
+            )
+        payload = decode_payload(body, request.headers.get("content-type", "application/json"))
+        if payload is None:
+            on_delivery(event_name, "bad_json")
+            return JSONResponse({"error": "body is not a JSON object"}, status_code=400)
+        bound = log.bind(delivery=delivery_id, gh_event=event_name)
+        ingested = classify(event_name, payload)
+        result = await run_in_threadpool(
+            store_delivery, engine, delivery_id, event_name, payload, ingested, max_attempts
+        )
+        outcome = "duplicate" if result == "duplicate" else ingested.outcome
+        on_delivery(event_name, outcome)
+        bound.info("delivery.stored", outcome=outcome, action=ingested.action, store=result)
+        if result == "duplicate":
+            return JSONResponse({"status": "duplicate", "delivery": delivery_id}, status_code=200)
+        if ingested.outcome == "queued" or result == "requeued":
+            on_queued()
+        if ingested.outcome == "ping":
+            return JSONResponse({"status": "pong"}, status_code=200)
+        return JSONResponse(
+            {"status": "requeued" if result == "requeued" else ingested.outcome},
+            status_code=202,
+        )
+
+    return router
