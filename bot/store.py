@@ -72,6 +72,34 @@ class JobRun(SQLModel, table=True):
     error: str | None = Field(default=None, sa_column=Column(Text))
 
 
+class AgentStep(SQLModel, table=True):
+    """One model call of an agent run and the tool calls it made (``bot/agent/record.py``).
+
+    ``run_key`` groups a run's steps; ``iteration_id`` is the loop's iteration, if any.
+    Texts and tool results are stored truncated; ``feedback`` is "self" for the step that
+    answered the agent's self-review."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_key: str = Field(max_length=200, index=True)
+    iteration_id: int | None = Field(default=None, index=True)
+    index: int
+    started_at: datetime = Field(default_factory=utcnow)
+    duration: float = 0.0
+    model_duration: float = 0.0
+    model: str = Field(max_length=100)
+    request: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    text: str = Field(default="", sa_column=Column(Text, nullable=False))
+    stop_reason: str | None = Field(default=None, max_length=40)
+    tool_calls: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+    cost: float = 0.0
+    feedback: str | None = Field(default=None, max_length=20)
+    error: str | None = Field(default=None, sa_column=Column(Text))
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
