@@ -1,0 +1,250 @@
+"""The ``/vibe`` command grammar: a table of anchored patterns with their help beside them.
+
+A command is a line that starts (after at most three spaces, as Markdown allows) with
+``/vibe`` or ``@<bot-login>`` (with or without the ``[bot]`` suffix), in any case, followed
+by a space or the end of the line. Lines inside fenced code blocks (```` ``` ```` and
+``~~~``), quoted lines (``> /vibe``), lines indented as code (four spaces or more) and HTML
+comments (``<!-- -->``, hidden when rendered) are not commands.
+
+Multi-line instructions: the text of a command is the rest of its line plus every line
+after it up to the next command line (or the end of the comment), so an instruction can
+carry paragraphs and code blocks. Commands without an argument (``approve``, ``stop``,
+``retry``, ``undo``, ``status``, ``help``) must stand alone on their line; the lines after
+them are ordinary commentary.
+
+An instruction is free text, but a reserved word with the wrong arguments (``/vibe stop
+now``) or a lone word that is no subcommand (``/vibe halp``) is taken as a mistyped
+command and yields :attr:`Verb.UNKNOWN`, answered with the help, rather than starting a
+task whose instruction is "halp".
+
+Input is capped at :data:`MAX_TEXT_CHARS` (GitHub's own limit for a comment body), every
+pattern is anchored and linear, and HTML comments are removed with a linear scan, so any
+input parses in time proportional to its length. (Table-with-help idea: prow's
+``pkg/plugins/lgtm/lgtm.go``, ``LGTMRe`` and ``helpProvider``.)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import lru_cache
+
+# https://docs.github.com/en/rest/issues/comments (a body is at most 65536 characters)
+MAX_TEXT_CHARS = 65_536
+
+
+class Verb(StrEnum):
+    RUN = "run"
+    PLAN = "plan"
+    TEST = "test"
+    APPROVE = "approve"
+    REQUIRE = "require"
+    STOP = "stop"
+    RETRY = "retry"
+    UNDO = "undo"
+    STATUS = "status"
+    HELP = "help"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command in a comment. ``text`` is the instruction or requirement (empty when
+    none); for :attr:`Verb.UNKNOWN` it is what was not understood. ``line`` is 1-based."""
+
+    verb: Verb
+    text: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Syntax:
+    """One row of the grammar: ``pattern`` must match the whole rest of the command line
+    (after ``/vibe``); ``takes_text`` means its text continues on the following lines;
+    ``needs_text`` means an empty text is a mistake."""
+
+    verb: Verb
+    pattern: re.Pattern[str]
+    usage: str
+    help: str
+    takes_text: bool = False
+    needs_text: bool = False
+
+
+def _with_text(word: str) -> re.Pattern[str]:
+    return re.compile(word + r":?(?:\s+(?P<text>.*))?", re.IGNORECASE)
+
+
+def _alone(word: str) -> re.Pattern[str]:
+    return re.compile(word + r"[.!?]?\s*", re.IGNORECASE)
+
+
+GRAMMAR: tuple[Syntax, ...] = (
+    Syntax(
+        Verb.PLAN,
+        _with_text("plan"),
+        "/vibe plan [instruction]",
+        "plan-driven: explore read-only, post a plan as a checklist, and change nothing "
+        "until a writer answers `/vibe approve`.",
+        takes_text=True,
+    ),
+    Syntax(
+        Verb.TEST,
+        _with_text("test"),
+        "/vibe test [instruction]",
+        "test-driven: first a failing test that captures the request (red), then the "
+        "change until it passes (green).",
+        takes_text=True,
+    ),
+    Syntax(
+        Verb.APPROVE,
+        _alone("approve"),
+        "/vibe approve",
+        "approve the posted plan; the bot then carries it out step by step.",
+    ),
+    Syntax(
+        Verb.REQUIRE,
+        _with_text("require"),
+        "/vibe require <text>",
+        "add a requirement to the task's checklist, then iterate to meet it.",
+        takes_text=True,
+        needs_text=True,
+    ),
+    Syntax(
+        Verb.STOP,
+        _alone("stop"),
+        "/vibe stop",
+        "stop the running iteration within seconds (nothing half-done is pushed) and end the task.",
+    ),
+    Syntax(Verb.RETRY, _alone("retry"), "/vibe retry", "run the last iteration again."),
+    Syntax(Verb.UNDO, _alone("undo"), "/vibe undo", "revert the last iteration's commits."),
+    Syntax(
+        Verb.STATUS,
+        _alone("status"),
+        "/vibe status",
+        "reply with the task's state, iterations, cost and limits.",
+    ),
+    Syntax(Verb.HELP, _alone("help"), "/vibe help", "show this help."),
+    Syntax(
+        Verb.RUN,
+        re.compile(r"(?P<text>.*)"),
+        "/vibe [instruction]",
+        "on an issue, start a task (the issue is the task, the instruction adds to it); on "
+        "a pull request, iterate with the instruction as feedback.",
+        takes_text=True,
+    ),
+)
+
+_RESERVED = frozenset(s.verb.value for s in GRAMMAR if s.verb is not Verb.RUN)
+_LONE_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_-]*[.!?]?")
+_FENCE = re.compile(r" {0,3}(?P<fence>`{3,}|~{3,})(?P<info>.*)")
+_QUOTE = re.compile(r" {0,3}>")
+
+
+@lru_cache(maxsize=64)
+def _trigger(bot_login: str) -> re.Pattern[str]:
+    login = bot_login.strip()
+    if login.lower().endswith("[bot]"):
+        login = login[: -len("[bot]")]
+    triggers = [r"/vibe"]
+    if login:
+        triggers.append("@" + re.escape(login) + r"(?:\[bot\])?[:,]?")
+    return re.compile(r" {0,3}(?:" + "|".join(triggers) + r")(?=\s|$)(?P<rest>.*)", re.IGNORECASE)
+
+
+def _strip_html_comments(text: str) -> str:
+    """Remove ``<!-- ... -->`` spans (an unclosed one hides the rest, as GitHub renders)."""
+    parts: list[str] = []
+    pos = 0
+    while (start := text.find("<!--", pos)) != -1:
+        parts.append(text[pos:start])
+        end = text.find("-->", start + 4)
+        if end == -1:
+            return "".join(parts)
+        pos = end + 3
+    parts.append(text[pos:])
+    return "".join(parts)
+
+
+def _command_lines(lines: list[str], trigger: re.Pattern[str]) -> list[tuple[int, str]]:
+    """Indices of command lines and the rest of each line after the trigger."""
+    found: list[tuple[int, str]] = []
+    fence: str | None = None
+    for index, line in enumerate(lines):
+        opening = _FENCE.match(line)
+        if fence is not None:
+            if (
+                opening is not None
+                and opening["fence"][0] == fence[0]
+                and len(opening["fence"]) >= len(fence)
+                and not opening["info"].strip()
+            ):
+                fence = None
+            continue
+        # An info string with a backtick is inline code, not a fence (CommonMark 4.5).
+        if opening is not None and not (opening["fence"][0] == "`" and "`" in opening["info"]):
+            fence = opening["fence"]
+            continue
+        if _QUOTE.match(line):
+            continue
+        match = trigger.match(line)
+        if match is not None:
+            found.append((index, match["rest"].strip()))
+    return found
+
+
+def _interpret(rest: str, following: str, line: int) -> Command:
+    for syntax in GRAMMAR:
+        match = syntax.pattern.fullmatch(rest)
+        if match is None:
+            continue
+        if not syntax.takes_text:
+            return Command(syntax.verb, "", line)
+        text = "\n".join(part for part in ((match["text"] or "").strip(), following) if part)
+        if syntax.needs_text and not text:
+            return Command(Verb.UNKNOWN, rest, line)
+        if syntax.verb is Verb.RUN:
+            first_word = rest.split(maxsplit=1)[0].lower() if rest else ""
+            lone_word = not following and _LONE_WORD.fullmatch(rest) is not None
+            if first_word.rstrip(".!?:") in _RESERVED or lone_word:
+                return Command(Verb.UNKNOWN, rest, line)
+        return Command(syntax.verb, text, line)
+    return Command(Verb.UNKNOWN, rest, line)
+
+
+def parse_commands(text: str, bot_login: str = "") -> list[Command]:
+    """All commands in a comment body, in order (empty when there are none)."""
+    body = _strip_html_comments(text[:MAX_TEXT_CHARS])
+    lines = body.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    found = _command_lines(lines, _trigger(bot_login))
+    commands = []
+    for n, (index, rest) in enumerate(found):
+        end = found[n + 1][0] if n + 1 < len(found) else len(lines)
+        following = "\n".join(lines[index + 1 : end]).strip()
+        commands.append(_interpret(rest, following, index + 1))
+    return commands
+
+
+def help_text(*, trigger_label: str = "vibe", bot_login: str | None = None) -> str:
+    """The reply to ``/vibe help`` and to a command that was not understood."""
+    mention = f" (or `@{bot_login.removesuffix('[bot]')}`)" if bot_login else ""
+    rows = [f"- `{s.usage}`: {s.help}" for s in GRAMMAR]
+    return "\n".join(
+        [
+            f"**vibe-bot commands**: write one at the start of a line, `/vibe`{mention} "
+            "followed by:",
+            "",
+            *rows,
+            "",
+            "The lines after a command belong to its instruction, up to the next command. "
+            "Only the first command of a comment is acted on. Commands inside code blocks "
+            "or quotes are ignored; editing a comment does not repeat its command.",
+            "",
+            f"Labels: `{trigger_label}` starts a task on an issue with the default model; "
+            "`vibe:plan`, `vibe:test`, `vibe:unconstrained`, `vibe:conversational` and "
+            "`vibe:context` choose the development model.",
+            "",
+            "Only people with write access to the repository can use these.",
+        ]
+    )

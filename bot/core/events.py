@@ -1,0 +1,649 @@
+"""Webhook payloads parsed once into small typed values. Performs no I/O of its own.
+
+:func:`parse_event` takes the ``X-GitHub-Event`` name and the decoded JSON body and
+returns one frozen dataclass. Nothing deeper in the bot touches the raw dict. Parsing is
+lenient: unknown fields are ignored and optional fields may be missing or malformed, in
+which case they read as ``None``/empty. A payload that lacks what the bot needs becomes
+:class:`Unparseable` with a reason; an event or action the bot does not handle becomes
+:class:`Unsupported`. :func:`parse_event` never raises on any JSON value.
+
+Comment-like events (an issue comment, a comment on a PR's conversation, a review body, an
+inline review comment) fold into one :class:`Comment` type whose :attr:`Comment.place`
+says where it was said (the idea of prow's ``GenericCommentEvent``).
+
+Payload reference: https://docs.github.com/en/webhooks/webhook-events-and-payloads
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, TypeAlias
+
+# Event name -> the actions the bot handles; ``None`` marks events without an action.
+KNOWN_ACTIONS: Mapping[str, frozenset[str] | None] = {
+    "issues": frozenset({"opened", "edited", "labeled", "unlabeled", "closed"}),
+    "issue_comment": frozenset({"created", "edited"}),
+    "pull_request_review": frozenset({"submitted"}),
+    "pull_request_review_comment": frozenset({"created"}),
+    "pull_request_review_thread": frozenset({"resolved"}),
+    "pull_request": frozenset({"closed", "synchronize"}),
+    "installation": frozenset(
+        {"created", "deleted", "suspend", "unsuspend", "new_permissions_accepted"}
+    ),
+    "installation_repositories": frozenset({"added", "removed"}),
+    "workflow_dispatch": None,
+    "ping": None,
+}
+
+
+def is_supported(event: str, action: str | None) -> bool:
+    """Whether the bot handles ``event`` with ``action`` (ingest queues a job only then)."""
+    if event not in KNOWN_ACTIONS:
+        return False
+    actions = KNOWN_ACTIONS[event]
+    return actions is None or action in actions
+
+
+class _Missing(Exception):
+    """Internal: a required field is absent or has the wrong type."""
+
+
+# --------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True)
+class Actor:
+    """A GitHub account. ``is_bot`` is true for ``type == "Bot"`` or a ``[bot]`` login."""
+
+    login: str
+    id: int | None
+    is_bot: bool
+
+
+@dataclass(frozen=True)
+class Repo:
+    owner: str
+    name: str
+    full_name: str
+    id: int | None
+    default_branch: str | None
+    private: bool
+    clone_url: str | None
+    html_url: str | None
+
+
+@dataclass(frozen=True)
+class RepoRef:
+    """A repository as installation events list it (no owner object, no URLs)."""
+
+    full_name: str
+    id: int | None
+    private: bool
+
+
+@dataclass(frozen=True)
+class Issue:
+    """An issue, or a PR seen through the issues API (``is_pr``)."""
+
+    number: int
+    title: str
+    body: str
+    author: Actor | None
+    state: str
+    labels: tuple[str, ...]
+    is_pr: bool
+    html_url: str | None
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    number: int
+    title: str
+    body: str
+    author: Actor | None
+    state: str
+    merged: bool
+    draft: bool
+    head_ref: str | None
+    head_sha: str | None
+    head_repo: str | None  # full name; None when the fork was deleted
+    base_ref: str | None
+    labels: tuple[str, ...]
+    html_url: str | None
+
+    is_pr = True
+
+    def same_repo(self, repo: Repo) -> bool:
+        """Whether the head branch lives in ``repo`` (not a fork)."""
+        return self.head_repo is not None and self.head_repo.casefold() == repo.full_name.casefold()
+
+
+class ReviewState(StrEnum):
+    APPROVED = "approved"
+    CHANGES_REQUESTED = "changes_requested"
+    COMMENTED = "commented"
+
+
+@dataclass(frozen=True)
+class Review:
+    id: int
+    state: ReviewState
+    commit_id: str | None
+
+
+@dataclass(frozen=True)
+class ThreadPosition:
+    """Where an inline review comment sits in the diff."""
+
+    path: str
+    line: int | None
+    start_line: int | None
+    side: str | None
+    in_reply_to: int | None
+    review_id: int | None
+    commit_id: str | None
+    diff_hunk: str
+
+
+class CommentPlace(StrEnum):
+    ISSUE = "issue"  # the conversation of an issue
+    PULL_REQUEST = "pull_request"  # the conversation of a PR
+    REVIEW = "review"  # the body of a submitted review
+    REVIEW_THREAD = "review_thread"  # an inline comment on the diff
+
+
+# ---------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class _Common:
+    event: str
+    action: str | None
+    sender: Actor | None
+    installation_id: int | None
+
+
+@dataclass(frozen=True)
+class IssueEvent(_Common):
+    """``issues``: opened, edited, labeled, unlabeled, closed."""
+
+    repo: Repo
+    issue: Issue
+    label: str | None  # the label added or removed (labeled/unlabeled)
+
+    @property
+    def number(self) -> int:
+        return self.issue.number
+
+
+@dataclass(frozen=True)
+class Comment(_Common):
+    """Someone said something on an issue or PR: any comment-like event.
+
+    ``comment_id`` is the issue comment or inline comment id, ``None`` for a review body
+    (use ``review.id``). ``target`` is an :class:`Issue` for ``issue_comment`` (the payload
+    has no branch data, even on a PR) and a :class:`PullRequest` for review events.
+    """
+
+    repo: Repo
+    place: CommentPlace
+    target: Issue | PullRequest
+    author: Actor | None
+    body: str
+    comment_id: int | None
+    html_url: str | None
+    review: Review | None  # place == REVIEW
+    thread: ThreadPosition | None  # place == REVIEW_THREAD
+
+    @property
+    def number(self) -> int:
+        return self.target.number
+
+    @property
+    def is_pr(self) -> bool:
+        return self.place is not CommentPlace.ISSUE
+
+
+@dataclass(frozen=True)
+class PullRequestEvent(_Common):
+    """``pull_request``: closed (merged or not) and synchronize (``before``/``after``)."""
+
+    repo: Repo
+    pull_request: PullRequest
+    before: str | None
+    after: str | None
+
+    @property
+    def number(self) -> int:
+        return self.pull_request.number
+
+
+@dataclass(frozen=True)
+class ReviewThreadEvent(_Common):
+    """``pull_request_review_thread``: resolved."""
+
+    repo: Repo
+    pull_request: PullRequest
+    thread_node_id: str | None
+    comment_ids: tuple[int, ...]
+
+    @property
+    def number(self) -> int:
+        return self.pull_request.number
+
+
+@dataclass(frozen=True)
+class InstallationEvent(_Common):
+    """``installation`` and ``installation_repositories``.
+
+    ``added``/``removed`` are the repositories that became reachable or unreachable: for
+    ``installation`` ``created`` the listed repositories count as added, for ``deleted``
+    as removed; other actions list none.
+    """
+
+    account: Actor | None
+    repository_selection: str | None
+    added: tuple[RepoRef, ...]
+    removed: tuple[RepoRef, ...]
+
+
+@dataclass(frozen=True)
+class WorkflowDispatch(_Common):
+    repo: Repo
+    ref: str | None
+    workflow: str | None
+    inputs: tuple[tuple[str, str], ...]  # sorted (name, value); non-string values as JSON text
+
+    def input(self, name: str) -> str | None:
+        return dict(self.inputs).get(name)
+
+
+@dataclass(frozen=True)
+class Ping(_Common):
+    repo: Repo | None
+    hook_id: int | None
+    zen: str | None
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """An event or action the bot does not handle (recorded, no job)."""
+
+    event: str
+    action: str | None
+
+
+@dataclass(frozen=True)
+class Unparseable:
+    """A supported event whose payload lacks what the bot needs."""
+
+    event: str
+    action: str | None
+    reason: str
+
+
+Event: TypeAlias = (
+    IssueEvent
+    | Comment
+    | PullRequestEvent
+    | ReviewThreadEvent
+    | InstallationEvent
+    | WorkflowDispatch
+    | Ping
+    | Unsupported
+    | Unparseable
+)
+
+# ------------------------------------------------------------------- field readers
+
+
+def _obj(data: Any, key: str) -> Mapping[str, Any]:
+    value = data.get(key)
+    if not isinstance(value, Mapping):
+        raise _Missing(f"{key} is missing or not an object")
+    return value
+
+
+def _opt_obj(data: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
+    value = data.get(key)
+    return value if isinstance(value, Mapping) else None
+
+
+def _int(data: Mapping[str, Any], key: str, where: str) -> int:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Missing(f"{where}.{key} is missing or not an integer")
+    return value
+
+
+def _opt_int(data: Mapping[str, Any], key: str) -> int | None:
+    value = data.get(key)
+    return None if isinstance(value, bool) or not isinstance(value, int) else value
+
+
+def _str(data: Mapping[str, Any], key: str, where: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value:
+        raise _Missing(f"{where}.{key} is missing or not a string")
+    return value
+
+
+def _opt_str(data: Mapping[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _text(data: Mapping[str, Any], key: str) -> str:
+    """A free-text field: GitHub sends ``null`` for an empty body."""
+    value = data.get(key)
+    return value if isinstance(value, str) else ""
+
+
+def _bool(data: Mapping[str, Any], key: str) -> bool:
+    return data.get(key) is True
+
+
+def _actor(data: Mapping[str, Any] | None) -> Actor | None:
+    if data is None:
+        return None
+    login = data.get("login")
+    if not isinstance(login, str) or not login:
+        return None
+    is_bot = data.get("type") == "Bot" or login.lower().endswith("[bot]")
+    return Actor(login=login, id=_opt_int(data, "id"), is_bot=is_bot)
+
+
+def _labels(data: Mapping[str, Any]) -> tuple[str, ...]:
+    raw = data.get("labels")
+    if not isinstance(raw, list):
+        return ()
+    names = (item.get("name") for item in raw if isinstance(item, Mapping))
+    return tuple(name for name in names if isinstance(name, str))
+
+
+def _repo(data: Mapping[str, Any]) -> Repo:
+    raw = _obj(data, "repository")
+    full_name = _str(raw, "full_name", "repository")
+    owner_obj = _opt_obj(raw, "owner")
+    owner = owner_obj.get("login") if owner_obj is not None else None
+    name = raw.get("name")
+    if "/" in full_name:
+        split_owner, _, split_name = full_name.partition("/")
+        owner = owner if isinstance(owner, str) and owner else split_owner
+        name = name if isinstance(name, str) and name else split_name
+    if not isinstance(owner, str) or not owner or not isinstance(name, str) or not name:
+        raise _Missing("repository owner or name is missing")
+    return Repo(
+        owner=owner,
+        name=name,
+        full_name=full_name,
+        id=_opt_int(raw, "id"),
+        default_branch=_opt_str(raw, "default_branch"),
+        private=_bool(raw, "private"),
+        clone_url=_opt_str(raw, "clone_url"),
+        html_url=_opt_str(raw, "html_url"),
+    )
+
+
+def _issue(raw: Mapping[str, Any]) -> Issue:
+    return Issue(
+        number=_int(raw, "number", "issue"),
+        title=_text(raw, "title"),
+        body=_text(raw, "body"),
+        author=_actor(_opt_obj(raw, "user")),
+        state=_opt_str(raw, "state") or "open",
+        labels=_labels(raw),
+        is_pr=_opt_obj(raw, "pull_request") is not None,
+        html_url=_opt_str(raw, "html_url"),
+    )
+
+
+def parse_pull_request(raw: Mapping[str, Any]) -> PullRequest:
+    """A REST or webhook ``pull_request`` object as a value (raises :class:`ValueError`)."""
+    try:
+        return _pull_request(raw)
+    except _Missing as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _pull_request(raw: Mapping[str, Any]) -> PullRequest:
+    head = _opt_obj(raw, "head") or {}
+    base = _opt_obj(raw, "base") or {}
+    head_repo = _opt_obj(head, "repo")
+    return PullRequest(
+        number=_int(raw, "number", "pull_request"),
+        title=_text(raw, "title"),
+        body=_text(raw, "body"),
+        author=_actor(_opt_obj(raw, "user")),
+        state=_opt_str(raw, "state") or "open",
+        merged=_bool(raw, "merged"),
+        draft=_bool(raw, "draft"),
+        head_ref=_opt_str(head, "ref"),
+        head_sha=_opt_str(head, "sha"),
+        head_repo=_opt_str(head_repo, "full_name") if head_repo is not None else None,
+        base_ref=_opt_str(base, "ref"),
+        labels=_labels(raw),
+        html_url=_opt_str(raw, "html_url"),
+    )
+
+
+def _repo_refs(data: Mapping[str, Any], key: str) -> tuple[RepoRef, ...]:
+    raw = data.get(key)
+    if not isinstance(raw, list):
+        return ()
+    refs = []
+    for item in raw:
+        if isinstance(item, Mapping) and isinstance(item.get("full_name"), str):
+            refs.append(
+                RepoRef(
+                    full_name=item["full_name"],
+                    id=_opt_int(item, "id"),
+                    private=_bool(item, "private"),
+                )
+            )
+    return tuple(refs)
+
+
+# ------------------------------------------------------------- parsers per family
+
+
+def _parse_issues(data: Mapping[str, Any], common: _Common) -> IssueEvent:
+    label = _opt_obj(data, "label")
+    return IssueEvent(
+        **vars(common),
+        repo=_repo(data),
+        issue=_issue(_obj(data, "issue")),
+        label=_opt_str(label, "name") if label is not None else None,
+    )
+
+
+def _parse_issue_comment(data: Mapping[str, Any], common: _Common) -> Comment:
+    issue = _issue(_obj(data, "issue"))
+    comment = _obj(data, "comment")
+    return Comment(
+        **vars(common),
+        repo=_repo(data),
+        place=CommentPlace.PULL_REQUEST if issue.is_pr else CommentPlace.ISSUE,
+        target=issue,
+        author=_actor(_opt_obj(comment, "user")),
+        body=_text(comment, "body"),
+        comment_id=_int(comment, "id", "comment"),
+        html_url=_opt_str(comment, "html_url"),
+        review=None,
+        thread=None,
+    )
+
+
+def _parse_review(data: Mapping[str, Any], common: _Common) -> Comment:
+    review = _obj(data, "review")
+    state = review.get("state")
+    if not isinstance(state, str) or state.lower() not in {s.value for s in ReviewState}:
+        raise _Missing(f"review.state {state!r} is not approved/changes_requested/commented")
+    return Comment(
+        **vars(common),
+        repo=_repo(data),
+        place=CommentPlace.REVIEW,
+        target=_pull_request(_obj(data, "pull_request")),
+        author=_actor(_opt_obj(review, "user")),
+        body=_text(review, "body"),
+        comment_id=None,
+        html_url=_opt_str(review, "html_url"),
+        review=Review(
+            id=_int(review, "id", "review"),
+            state=ReviewState(state.lower()),
+            commit_id=_opt_str(review, "commit_id"),
+        ),
+        thread=None,
+    )
+
+
+def _parse_review_comment(data: Mapping[str, Any], common: _Common) -> Comment:
+    comment = _obj(data, "comment")
+    return Comment(
+        **vars(common),
+        repo=_repo(data),
+        place=CommentPlace.REVIEW_THREAD,
+        target=_pull_request(_obj(data, "pull_request")),
+        author=_actor(_opt_obj(comment, "user")),
+        body=_text(comment, "body"),
+        comment_id=_int(comment, "id", "comment"),
+        html_url=_opt_str(comment, "html_url"),
+        review=None,
+        thread=ThreadPosition(
+            path=_str(comment, "path", "comment"),
+            line=_opt_int(comment, "line"),
+            start_line=_opt_int(comment, "start_line"),
+            side=_opt_str(comment, "side"),
+            in_reply_to=_opt_int(comment, "in_reply_to_id"),
+            review_id=_opt_int(comment, "pull_request_review_id"),
+            commit_id=_opt_str(comment, "commit_id"),
+            diff_hunk=_text(comment, "diff_hunk"),
+        ),
+    )
+
+
+def _parse_review_thread(data: Mapping[str, Any], common: _Common) -> ReviewThreadEvent:
+    thread = _obj(data, "thread")
+    comments = thread.get("comments")
+    ids = (
+        tuple(
+            c["id"]
+            for c in comments
+            if isinstance(c, Mapping)
+            and isinstance(c.get("id"), int)
+            and not isinstance(c["id"], bool)
+        )
+        if isinstance(comments, list)
+        else ()
+    )
+    return ReviewThreadEvent(
+        **vars(common),
+        repo=_repo(data),
+        pull_request=_pull_request(_obj(data, "pull_request")),
+        thread_node_id=_opt_str(thread, "node_id"),
+        comment_ids=ids,
+    )
+
+
+def _parse_pull_request(data: Mapping[str, Any], common: _Common) -> PullRequestEvent:
+    return PullRequestEvent(
+        **vars(common),
+        repo=_repo(data),
+        pull_request=_pull_request(_obj(data, "pull_request")),
+        before=_opt_str(data, "before"),
+        after=_opt_str(data, "after"),
+    )
+
+
+def _parse_installation(data: Mapping[str, Any], common: _Common) -> InstallationEvent:
+    installation = _obj(data, "installation")
+    if common.installation_id is None:
+        raise _Missing("installation.id is missing or not an integer")
+    if common.event == "installation":
+        listed = _repo_refs(data, "repositories")
+        added = listed if common.action == "created" else ()
+        removed = listed if common.action == "deleted" else ()
+    else:
+        added = _repo_refs(data, "repositories_added")
+        removed = _repo_refs(data, "repositories_removed")
+    return InstallationEvent(
+        **vars(common),
+        account=_actor(_opt_obj(installation, "account")),
+        repository_selection=_opt_str(installation, "repository_selection")
+        or _opt_str(data, "repository_selection"),
+        added=added,
+        removed=removed,
+    )
+
+
+def _input_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def _parse_workflow_dispatch(data: Mapping[str, Any], common: _Common) -> WorkflowDispatch:
+    raw_inputs = _opt_obj(data, "inputs") or {}
+    inputs = tuple(sorted((str(k), _input_text(v)) for k, v in raw_inputs.items()))
+    return WorkflowDispatch(
+        **vars(common),
+        repo=_repo(data),
+        ref=_opt_str(data, "ref"),
+        workflow=_opt_str(data, "workflow"),
+        inputs=inputs,
+    )
+
+
+def _parse_ping(data: Mapping[str, Any], common: _Common) -> Ping:
+    try:
+        repo: Repo | None = _repo(data)
+    except _Missing:
+        repo = None  # organisation and App hooks ping without a repository
+    return Ping(
+        **vars(common), repo=repo, hook_id=_opt_int(data, "hook_id"), zen=_opt_str(data, "zen")
+    )
+
+
+_PARSERS: Mapping[str, Callable[[Mapping[str, Any], _Common], Event]] = {
+    "issues": _parse_issues,
+    "issue_comment": _parse_issue_comment,
+    "pull_request_review": _parse_review,
+    "pull_request_review_comment": _parse_review_comment,
+    "pull_request_review_thread": _parse_review_thread,
+    "pull_request": _parse_pull_request,
+    "installation": _parse_installation,
+    "installation_repositories": _parse_installation,
+    "workflow_dispatch": _parse_workflow_dispatch,
+    "ping": _parse_ping,
+}
+
+
+def parse_event(event: str, payload: object) -> Event:
+    """Parse a webhook delivery (``X-GitHub-Event`` name and decoded JSON) into a value."""
+    if event not in KNOWN_ACTIONS:
+        raw = payload.get("action") if isinstance(payload, Mapping) else None
+        return Unsupported(event=event, action=raw if isinstance(raw, str) else None)
+    if not isinstance(payload, Mapping):
+        return Unparseable(event, None, f"payload is a {type(payload).__name__}, not an object")
+    data: Mapping[str, Any] = payload
+    raw_action = data.get("action")
+    action = raw_action if isinstance(raw_action, str) else None
+    if KNOWN_ACTIONS[event] is not None and action is None:
+        return Unparseable(event, None, "action is missing or not a string")
+    if not is_supported(event, action):
+        return Unsupported(event=event, action=action)
+    installation = _opt_obj(data, "installation")
+    common = _Common(
+        event=event,
+        action=action,
+        sender=_actor(_opt_obj(data, "sender")),
+        installation_id=_opt_int(installation, "id") if installation is not None else None,
+    )
+    try:
+        return _PARSERS[event](data, common)
+    except _Missing as exc:
+        return Unparseable(event=event, action=action, reason=str(exc))
