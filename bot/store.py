@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, event
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, event
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, SQLModel, create_engine
 
@@ -98,6 +98,63 @@ class AgentStep(SQLModel, table=True):
     cost: float = 0.0
     feedback: str | None = Field(default=None, max_length=20)
     error: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class Task(SQLModel, table=True):
+    """One issue (or borrowed PR) the bot works on; see ``bot/tasks.py`` for the states."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    repository: str = Field(max_length=300)
+    number: int
+    pr_number: int | None = Field(default=None, index=True)
+    owns_pr: bool = True
+    model: str = Field(max_length=30)
+    state: str = Field(max_length=30)
+    branch: str = Field(max_length=300)
+    base: str = Field(max_length=300)
+    requester: str = Field(max_length=100)
+    title: str = Field(sa_column=Column(Text, nullable=False))
+    instruction: str = Field(sa_column=Column(Text, nullable=False))
+    requirements: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    plan: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+    stop_requested: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    __table_args__ = (UniqueConstraint("repository", "number", name="uq_task_repo_number"),)
+
+
+class Iteration(SQLModel, table=True):
+    """One pass of the refinement loop with the feedback that drove it (by kind)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="task.id", index=True)
+    number: int
+    key: str = Field(max_length=200)
+    trigger: str = Field(max_length=40)
+    feedback: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    base_sha: str | None = Field(default=None, max_length=64)
+    commits: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    checks: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    red: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    green: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+    duration: float = 0.0
+    outcome: str = Field(default="running", max_length=20)
+    summary: str = Field(default="", sa_column=Column(Text, nullable=False))
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+    __table_args__ = (
+        UniqueConstraint("task_id", "number", name="uq_iteration_number"),
+        UniqueConstraint("task_id", "key", name="uq_iteration_key"),
+    )
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
