@@ -1,0 +1,73 @@
+"""A stateful GitHub on loopback, for tests, demos and trying a repository's configuration.
+
+It speaks GitHub's real protocols over real HTTP on 127.0.0.1, so PyGithub, ``git`` and a
+webhook receiver talk to it exactly as they would to github.com:
+
+- **REST** (the routes the vibe-bot adapter uses, with GitHub's response shapes and the
+  fake's own base URL in every ``url`` field): repositories, collaborator permissions,
+  issues and comments, reactions, labels, pull requests, review requests, reviews, review
+  comments and replies, check runs, repository contents. Errors look like GitHub's
+  (``{"message": ..., "documentation_url": ...}``, 404 for what a token may not see, 422
+  with ``errors`` for validation).
+- **GraphQL** at ``/graphql``: the ``reviewThreads`` connection of a pull request
+  (variables ``owner``, ``name``, ``number``, ``first``, ``after``) and the
+  ``resolveReviewThread`` / ``unresolveReviewThread`` mutations. It answers with a fixed
+  selection (``id isResolved isOutdated path line comments{nodes{databaseId body author
+  {login} url createdAt}}``) and rejects any other operation with an ``errors`` entry.
+- **Authentication like GitHub**: App routes (``/app...``, ``/repos/{o}/{r}/installation``)
+  need an RS256 JWT signed with the App's key (``iss`` = App id, ``iat`` not in the future,
+  at most 10 minutes of validity); everything else a token. Installation tokens
+  (``ghs_``) are scoped to the repositories and permissions they were requested for and
+  expire after ``token_lifetime`` seconds of the fake's clock; personal tokens (``ghp_``)
+  act with the user's collaborator role.
+- **git over smart HTTP** through ``git http-backend``: ``{base_url}/{owner}/{repo}.git``
+  with Basic auth ``x-access-token:<token>``; clone, fetch and push hit bare repositories
+  the fake holds, and a push moves the head of open pull requests (``synchronize``).
+  Repository contents served by the REST API come from the same repositories.
+- **Acting as a user**: :meth:`FakeGitHub.open_issue`, ``label``, ``comment``, ``review``
+  (with :class:`InlineComment` s), ``approve``, ``reply_to_review_comment``, ``merge``,
+  ``close``, ``open_pull`` change the state and send the webhook GitHub would send, signed
+  with ``X-Hub-Signature-256`` and carrying ``X-GitHub-Event``/``X-GitHub-Delivery``, to
+  ``webhook_url``. Every delivery is kept in :attr:`FakeGitHub.deliveries`.
+- **Faults per route**: :meth:`FakeGitHub.inject` (method, route template such as
+  ``/repos/{owner}/{repo}/pulls``, kind) for ``502``, ``timeout`` (nothing happens),
+  ``timeout_after_write`` (the change happens, the answer comes too late),
+  ``secondary_rate_limit`` (403 with ``retry-after``), ``secondary_rate_limit_no_headers``,
+  ``secondary_rate_limit_429`` and ``primary_rate_limit`` (``x-ratelimit-remaining: 0``
+  with ``x-ratelimit-reset``).
+
+Example::
+
+    from bot.testing.fake_github import FakeGitHub
+
+    with FakeGitHub(webhook_url="http://127.0.0.1:8000/webhook", webhook_secret="s3cret") as gh:
+        gh.create_repo("acme/widgets", {".github/vibe.yml": "model: plan\\n"},
+                       collaborators={"alice": "write"})
+        app = gh.create_app("vibe-bot")          # app.app_id, app.private_key_pem
+        gh.install_app("acme")
+        number = gh.open_issue("acme/widgets", "alice", "Add a widget")
+        gh.label("acme/widgets", number, "alice", "vibe")   # sends issues.labeled
+        # point the bot at gh.api_url; clone from gh.clone_url("acme/widgets")
+
+Share a :class:`FakeClock` between the fake and the code under test to check waits and
+token expiry without sleeping. Every JSON response is kept in
+:attr:`FakeGitHub.responses` (method, route template, status, body) so a test can check
+it against GitHub's OpenAPI description.
+"""
+
+from bot.testing.fake_github.api import Fault, FaultKind, Recorded
+from bot.testing.fake_github.server import AppCredentials, Delivery, FakeGitHub, InlineComment
+from bot.testing.fake_github.state import Clock, FakeClock, SystemClock
+
+__all__ = [
+    "AppCredentials",
+    "Clock",
+    "Delivery",
+    "FakeClock",
+    "FakeGitHub",
+    "Fault",
+    "FaultKind",
+    "InlineComment",
+    "Recorded",
+    "SystemClock",
+]

@@ -1,0 +1,251 @@
+"""Bare git repositories behind the fake: contents, commits, merges, smart HTTP via CGI.
+
+Everything goes through the real ``git`` binary: commits are written with plumbing
+(``hash-object``, ``update-index``, ``write-tree``, ``commit-tree``) into a temporary index
+so no working tree is needed, and clone/fetch/push are served by ``git http-backend``
+(https://git-scm.com/docs/git-http-backend).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+GIT = shutil.which("git") or "git"
+_IDENTITY = {
+    "GIT_AUTHOR_NAME": "fake-github",
+    "GIT_AUTHOR_EMAIL": "fake-github@example.invalid",
+    "GIT_COMMITTER_NAME": "fake-github",
+    "GIT_COMMITTER_EMAIL": "fake-github@example.invalid",
+}
+
+
+class GitError(Exception):
+    """A git command failed; the message carries its stderr."""
+
+
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": tempfile.gettempdir(),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_TERMINAL_PROMPT": "0",
+        "LANG": "C",
+    }
+    env.update(_IDENTITY)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def git(
+    repo: Path, *args: str, input_: bytes | None = None, env: dict[str, str] | None = None
+) -> bytes:
+    proc = subprocess.run(
+        [GIT, "--git-dir", str(repo), *args],
+        input=input_,
+        capture_output=True,
+        env=_env(env),
+        check=False,
+        timeout=60,
+    )
+    if proc.returncode != 0:
+        raise GitError(f"git {' '.join(args)}: {proc.stderr.decode(errors='replace').strip()}")
+    return proc.stdout
+
+
+def init_bare(path: Path, default_branch: str) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [GIT, "init", "--bare", "-q", "-b", default_branch, str(path)],
+        check=True,
+        capture_output=True,
+        env=_env(),
+    )
+    # http-backend refuses pushes unless receive-pack is enabled (it also is when
+    # REMOTE_USER is set, which the fake always does after authenticating).
+    git(path, "config", "http.receivepack", "true")
+
+
+def resolve(repo: Path, ref: str) -> str | None:
+    """The commit a branch, tag or sha names, or None."""
+    if not ref or ref.startswith("-"):
+        return None
+    try:
+        return git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").decode().strip()
+    except GitError:
+        return None
+
+
+def branch_sha(repo: Path, branch: str) -> str | None:
+    return resolve(repo, f"refs/heads/{branch}")
+
+
+def heads(repo: Path) -> dict[str, str]:
+    out = git(repo, "for-each-ref", "--format=%(refname:strip=2) %(objectname)", "refs/heads")
+    result: dict[str, str] = {}
+    for line in out.decode().splitlines():
+        name, _, sha = line.partition(" ")
+        result[name] = sha
+    return result
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A blob or tree at a path of a commit."""
+
+    type: str  # "blob" or "tree"
+    sha: str
+    size: int
+    content: bytes | None
+
+
+def read_path(repo: Path, commit: str, path: str) -> Entry | None:
+    spec = f"{commit}:{path.strip('/')}" if path.strip("/") else f"{commit}^{{tree}}"
+    try:
+        kind = git(repo, "cat-file", "-t", spec).decode().strip()
+        sha = git(repo, "rev-parse", spec).decode().strip()
+    except GitError:
+        return None
+    if kind == "blob":
+        content = git(repo, "cat-file", "blob", sha)
+        return Entry("blob", sha, len(content), content)
+    if kind == "tree":
+        return Entry("tree", sha, 0, None)
+    return None
+
+
+def list_tree(repo: Path, commit: str, path: str) -> list[tuple[str, str, str, int]]:
+    """(name, type, sha, size) of each entry of a directory."""
+    spec = f"{commit}:{path.strip('/')}" if path.strip("/") else f"{commit}^{{tree}}"
+    out = git(repo, "ls-tree", "-l", spec).decode()
+    entries = []
+    for line in out.splitlines():
+        meta, _, name = line.partition("\t")
+        _mode, kind, sha, size = meta.split()
+        entries.append((name, kind, sha, 0 if size == "-" else int(size)))
+    return entries
+
+
+def commit_files(
+    repo: Path,
+    branch: str,
+    files: dict[str, str | bytes | None],
+    message: str,
+    *,
+    author: str = "fake-github",
+    parent_branch: str | None = None,
+) -> str:
+    """Commit ``files`` (None deletes a path) on ``branch``; returns the new commit sha.
+
+    The branch starts from ``parent_branch`` (or the repository's HEAD branch) when it
+    does not exist yet.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        index = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        existing = parent = branch_sha(repo, branch)
+        if parent is None and parent_branch is not None:
+            parent = branch_sha(repo, parent_branch)
+        if parent is not None:
+            git(repo, "read-tree", parent, env=index)
+        for path, content in files.items():
+            if content is None:
+                git(repo, "update-index", "--force-remove", path, env=index)
+                continue
+            data = content.encode() if isinstance(content, str) else content
+            blob = git(repo, "hash-object", "-w", "--stdin", input_=data).decode().strip()
+            git(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=index)
+        tree = git(repo, "write-tree", env=index).decode().strip()
+        args = ["commit-tree", tree, "-m", message]
+        if parent is not None:
+            args[2:2] = ["-p", parent]
+        who = {
+            "GIT_AUTHOR_NAME": author,
+            "GIT_AUTHOR_EMAIL": f"{author}@users.noreply.example.invalid",
+        }
+        sha = git(repo, *args, env=who).decode().strip()
+        git(repo, "update-ref", f"refs/heads/{branch}", sha, existing or "0" * 40)
+        return sha
+
+
+def merge(repo: Path, base: str, head_sha: str, message: str, author: str) -> str:
+    """Merge ``head_sha`` into branch ``base`` (fast-forward when possible)."""
+    base_sha = branch_sha(repo, base)
+    if base_sha is None:
+        raise GitError(f"no branch {base}")
+    try:
+        git(repo, "merge-base", "--is-ancestor", base_sha, head_sha)
+        fast_forward = True
+    except GitError:
+        fast_forward = False
+    if fast_forward:
+        new = head_sha
+    else:
+        tree = git(repo, "merge-tree", "--write-tree", base_sha, head_sha).decode().split()[0]
+        who = {"GIT_AUTHOR_NAME": author}
+        new = (
+            git(repo, "commit-tree", tree, "-p", base_sha, "-p", head_sha, "-m", message, env=who)
+            .decode()
+            .strip()
+        )
+    git(repo, "update-ref", f"refs/heads/{base}", new, base_sha)
+    return new
+
+
+@dataclass(frozen=True)
+class CgiResponse:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+def http_backend(
+    root: Path,
+    path_info: str,
+    method: str,
+    query: str,
+    content_type: str | None,
+    content_encoding: str | None,
+    body: bytes,
+    remote_user: str,
+) -> CgiResponse:
+    """Run one request through ``git http-backend`` and parse its CGI answer."""
+    env = _env(
+        {
+            "GIT_PROJECT_ROOT": str(root),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "PATH_INFO": path_info,
+            "REQUEST_METHOD": method,
+            "QUERY_STRING": query,
+            "CONTENT_TYPE": content_type or "",
+            "CONTENT_LENGTH": str(len(body)),
+            "REMOTE_USER": remote_user,
+            "REMOTE_ADDR": "127.0.0.1",
+            "GATEWAY_INTERFACE": "CGI/1.1",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+        }
+    )
+    if content_encoding:
+        env["HTTP_CONTENT_ENCODING"] = content_encoding
+    proc = subprocess.run(
+        [GIT, "http-backend"], input=body, capture_output=True, env=env, check=False, timeout=120
+    )
+    raw = proc.stdout
+    head, sep, rest = raw.partition(b"\r\n\r\n")
+    if not sep:
+        head, sep, rest = raw.partition(b"\n\n")
+    status = 200
+    headers: list[tuple[str, str]] = []
+    for line in head.decode("latin-1").splitlines():
+        name, _, value = line.partition(":")
+        if name.lower() == "status":
+            status = int(value.strip().split()[0])
+        elif name:
+            headers.append((name.strip(), value.strip()))
+    if proc.returncode != 0 and not sep:
+        return CgiResponse(500, [("Content-Type", "text/plain")], proc.stderr)
+    return CgiResponse(status, headers, rest)

@@ -1,0 +1,911 @@
+"""The fake GitHub server: state, uvicorn on 127.0.0.1 in a thread, helpers, webhooks."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import socket
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import httpx
+import uvicorn
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from bot.testing.fake_github import gitrepo
+from bot.testing.fake_github.api import Fault, FaultKind, Recorded, create_api
+from bot.testing.fake_github.shapes import JSON, Shapes, node_id
+from bot.testing.fake_github.state import (
+    App,
+    Clock,
+    Installation,
+    Issue,
+    IssueComment,
+    Label,
+    PullRequest,
+    Repo,
+    Review,
+    ReviewComment,
+    ReviewThread,
+    Role,
+    SystemClock,
+    Token,
+    World,
+)
+
+DEFAULT_APP_PERMISSIONS = {
+    "contents": "write",
+    "issues": "write",
+    "pull_requests": "write",
+    "checks": "write",
+    "metadata": "read",
+}
+
+
+@dataclass(frozen=True)
+class AppCredentials:
+    """What an operator copies from the App's settings page: id and private key (PEM)."""
+
+    app_id: int
+    private_key_pem: str
+    slug: str
+
+    @property
+    def bot_login(self) -> str:
+        return f"{self.slug}[bot]"
+
+
+@dataclass(frozen=True)
+class InlineComment:
+    """One inline comment of a review: a file path, a line of the new file, a text."""
+
+    path: str
+    line: int
+    body: str
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A webhook the fake sent (or tried to send)."""
+
+    id: str
+    event: str
+    payload: JSON
+    status: int | None
+    error: str | None
+
+
+class FakeGitHub:
+    """A stateful GitHub on loopback. See the package docstring for a tour."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+        token_lifetime: float = 3600.0,
+        fault_delay: float = 1.0,
+    ) -> None:
+        self.world = World(clock or SystemClock())
+        self.webhook_url = webhook_url
+        self.webhook_secret = webhook_secret
+        self.token_lifetime = token_lifetime
+        self.fault_delay = fault_delay
+        self.responses: list[Recorded] = []
+        self.deliveries: list[Delivery] = []
+        self._faults: list[Fault] = []
+        self._tmp = tempfile.TemporaryDirectory(prefix="fake-github-")
+        self.git_root = Path(self._tmp.name)
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.base_url = ""
+        self.shapes = Shapes("http://127.0.0.1", self.world)
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> FakeGitHub:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.shapes = Shapes(self.base_url, self.world)
+        config = uvicorn.Config(
+            create_api(self),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="fake-github", daemon=True
+        )
+        self._thread.start()
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("fake GitHub failed to start")
+            threading.Event().wait(0.01)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
+        self._server = None
+        self._thread = None
+        self._tmp.cleanup()
+
+    def __enter__(self) -> FakeGitHub:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def api_url(self) -> str:
+        """The REST base URL (like ``https://api.github.com``)."""
+        return self.base_url
+
+    @property
+    def graphql_url(self) -> str:
+        return f"{self.base_url}/graphql"
+
+    def clone_url(self, full_name: str) -> str:
+        return f"{self.base_url}/{full_name}.git"
+
+    # --- faults and recording ---------------------------------------------------------
+
+    def inject(
+        self,
+        method: str,
+        path: str,
+        kind: FaultKind,
+        *,
+        times: int = 1,
+        retry_after: int | None = None,
+        reset_at: int | None = None,
+    ) -> Fault:
+        """Make the next ``times`` requests matching ``method`` and ``path`` fail."""
+        fault = Fault(kind, method.upper(), path, times, retry_after, reset_at)
+        with self.world.lock:
+            self._faults.append(fault)
+        return fault
+
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        with self.world.lock:
+            for fault in self._faults:
+                if fault.matches(method, path):
+                    fault.hits += 1
+                    return fault
+        return None
+
+    def record(self, recorded: Recorded) -> None:
+        with self.world.lock:
+            self.responses.append(recorded)
+
+    # --- setup helpers ----------------------------------------------------------------
+
+    def add_user(self, login: str, *, bot: bool = False, org: bool = False) -> None:
+        with self.world.lock:
+            self.world.user(login, "Bot" if bot else "Organization" if org else "User")
+
+    def create_repo(
+        self,
+        full_name: str,
+        files: dict[str, str | bytes | None] | None = None,
+        *,
+        default_branch: str = "main",
+        private: bool = False,
+        collaborators: dict[str, Role] | None = None,
+    ) -> Repo:
+        owner, _, name = full_name.partition("/")
+        if not owner or not name or "/" in name:
+            raise ValueError(f"repository name must be owner/name, got {full_name!r}")
+        with self.world.lock:
+            if full_name.lower() in self.world.repos:
+                raise ValueError(f"{full_name} exists")
+            if owner not in self.world.users:
+                self.world.user(owner)
+            path = self.git_root / owner.lower() / f"{name.lower()}.git"
+            gitrepo.init_bare(path, default_branch)
+            repo = Repo(
+                owner=owner,
+                name=name,
+                id=self.world.next_id(),
+                private=private,
+                default_branch=default_branch,
+                path=path,
+                created_at=self.world.clock.now(),
+            )
+            self.world.repos[full_name.lower()] = repo
+            for login, role in (collaborators or {}).items():
+                self.set_role(full_name, login, role)
+        gitrepo.commit_files(
+            path, default_branch, files or {"README.md": f"# {name}\n"}, "Initial commit"
+        )
+        return repo
+
+    def repo(self, full_name: str) -> Repo:
+        owner, _, name = full_name.partition("/")
+        found = self.world.repo(owner, name)
+        if found is None:
+            raise KeyError(full_name)
+        return found
+
+    def set_role(self, full_name: str, login: str, role: Role | None) -> None:
+        """Make ``login`` a collaborator with ``role`` (None removes them)."""
+        with self.world.lock:
+            repo = self.repo(full_name)
+            self.world.user(login)
+            if role is None:
+                repo.collaborators.pop(login, None)
+            else:
+                repo.collaborators[login] = role
+
+    def commit(
+        self,
+        full_name: str,
+        branch: str,
+        files: dict[str, str | bytes | None],
+        message: str = "Update files",
+        *,
+        author: str = "fake-github",
+    ) -> str:
+        """Commit files on a branch (created from the default branch if new)."""
+        repo = self.repo(full_name)
+        sha = gitrepo.commit_files(
+            repo.path, branch, files, message, author=author, parent_branch=repo.default_branch
+        )
+        self._sync_pull_heads(repo, author)
+        return sha
+
+    def create_app(self, slug: str = "vibe-bot", *, owner: str = "vibe-owner") -> AppCredentials:
+        """Register the GitHub App; returns its id and a freshly generated RS256 key."""
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        ).decode()
+        public = (
+            key.public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
+        with self.world.lock:
+            app_id = self.world.next_id()
+            self.world.user(owner)
+            self.world.user(f"{slug}[bot]", "Bot")
+            self.world.app = App(app_id, slug, slug.replace("-", " ").title(), public, owner)
+        return AppCredentials(app_id, pem, slug)
+
+    def install_app(
+        self,
+        account: str,
+        repositories: list[str] | None = None,
+        permissions: dict[str, str] | None = None,
+    ) -> int:
+        """Install the App on an account (all its repositories, or the named ones)."""
+        with self.world.lock:
+            if self.world.app is None:
+                raise RuntimeError("create_app() first")
+            inst = Installation(
+                id=self.world.next_id(),
+                account=account,
+                repositories=None
+                if repositories is None
+                else {f"{account}/{r}".lower() for r in repositories},
+                permissions=dict(permissions or DEFAULT_APP_PERMISSIONS),
+            )
+            self.world.installations[inst.id] = inst
+            return inst.id
+
+    def installation_for(self, repo: Repo) -> Installation | None:
+        for inst in self.world.installations.values():
+            if inst.account.lower() != repo.owner.lower():
+                continue
+            if inst.repositories is None or repo.full_name.lower() in inst.repositories:
+                return inst
+        return None
+
+    def repos_of(self, inst: Installation) -> list[Repo]:
+        return [
+            r
+            for r in self.world.repos.values()
+            if r.owner.lower() == inst.account.lower()
+            and (inst.repositories is None or r.full_name.lower() in inst.repositories)
+        ]
+
+    def user_token(self, login: str, *, lifetime: float | None = None) -> str:
+        """A personal access token (``ghp_...``) acting as ``login``."""
+        with self.world.lock:
+            self.world.user(login)
+            return self.world.new_token(login, "user", "ghp_", lifetime).value
+
+    def actions_token(self, full_name: str) -> str:
+        """An Actions ``GITHUB_TOKEN`` for one repository (acts as ``github-actions[bot]``)."""
+        with self.world.lock:
+            self.world.user("github-actions[bot]", "Bot")
+            repo = self.repo(full_name)
+            return self.world.new_token(
+                "github-actions[bot]",
+                "installation",
+                "ghs_",
+                self.token_lifetime,
+                repositories=frozenset({repo.full_name.lower()}),
+                permissions=dict(DEFAULT_APP_PERMISSIONS),
+            ).value
+
+    def revoke_tokens(self, kind: Literal["installation", "user"] = "installation") -> int:
+        """Revoke every token of a kind (the next request with one gets a 401)."""
+        with self.world.lock:
+            tokens = [t for t in self.world.tokens.values() if t.kind == kind and not t.revoked]
+            for t in tokens:
+                t.revoked = True
+            return len(tokens)
+
+    def issued_tokens(self, kind: Literal["installation", "user"] = "installation") -> list[Token]:
+        with self.world.lock:
+            return [t for t in self.world.tokens.values() if t.kind == kind]
+
+    # --- state changes shared by the API and the helpers ------------------------------
+
+    def ensure_label(self, repo: Repo, name: str) -> Label:
+        if name not in repo.labels:
+            repo.labels[name] = Label(self.world.next_id(), name)
+        return repo.labels[name]
+
+    def new_issue(self, repo: Repo, user: str, title: str, body: str | None) -> Issue:
+        now = self.world.clock.now()
+        issue = Issue(
+            number=repo.next_number,
+            id=self.world.next_id(),
+            title=title,
+            body=body,
+            user=user,
+            created_at=now,
+            updated_at=now,
+        )
+        repo.issues[issue.number] = issue
+        repo.next_number += 1
+        return issue
+
+    def add_issue_comment(self, repo: Repo, issue: Issue, user: str, body: str) -> IssueComment:
+        now = self.world.clock.now()
+        comment = IssueComment(
+            repo.full_name, self.world.next_id(), issue.number, user, body, now, now
+        )
+        self.world.issue_comments[comment.id] = comment
+        issue.comments.append(comment.id)
+        issue.updated_at = now
+        return comment
+
+    def add_review_reply(
+        self, repo: Repo, parent: ReviewComment, user: str, body: str
+    ) -> ReviewComment:
+        now = self.world.clock.now()
+        review = Review(
+            repo.full_name,
+            self.world.next_id(),
+            parent.pull_number,
+            user,
+            "",
+            "COMMENTED",
+            parent.commit_id,
+            now,
+        )
+        self.world.reviews[review.id] = review
+        issue = repo.issues[parent.pull_number]
+        assert issue.pull is not None
+        issue.pull.reviews.append(review.id)
+        root = parent.in_reply_to_id or parent.id
+        comment = ReviewComment(
+            repo.full_name,
+            self.world.next_id(),
+            parent.pull_number,
+            review.id,
+            user,
+            body,
+            parent.path,
+            parent.line,
+            parent.side,
+            parent.commit_id,
+            now,
+            now,
+            parent.thread_id,
+            root,
+        )
+        self.world.review_comments[comment.id] = comment
+        self.world.threads[parent.thread_id].comment_ids.append(comment.id)
+        return comment
+
+    def after_push(self, repo: Repo, before: dict[str, str], pusher: str) -> None:
+        """A push landed: move the heads of open pull requests (GitHub's ``synchronize``)."""
+        with self.world.lock:
+            changed = self._sync_pull_heads(repo, pusher)
+        for issue, old in changed:
+            self._deliver_pull(
+                repo,
+                issue,
+                "synchronize",
+                pusher,
+                extra={"before": old, "after": issue.pull.head_sha if issue.pull else ""},
+            )
+
+    def _sync_pull_heads(self, repo: Repo, pusher: str) -> list[tuple[Issue, str]]:
+        heads = gitrepo.heads(repo.path)
+        changed = []
+        with self.world.lock:
+            for issue in repo.issues.values():
+                pr = issue.pull
+                if pr is None or issue.state != "open":
+                    continue
+                new = heads.get(pr.head_ref)
+                if new is not None and new != pr.head_sha:
+                    changed.append((issue, pr.head_sha))
+                    pr.head_sha = new
+                    issue.updated_at = self.world.clock.now()
+                base = heads.get(pr.base_ref)
+                if base is not None:
+                    pr.base_sha = base
+        return changed
+
+    # --- acting as a user (each sends the webhook GitHub would send) -------------------
+
+    def open_issue(
+        self, full_name: str, user: str, title: str, body: str = "", labels: list[str] | None = None
+    ) -> int:
+        with self.world.lock:
+            repo = self.repo(full_name)
+            self.world.user(user)
+            issue = self.new_issue(repo, user, title, body)
+        self._deliver_issue(repo, issue, "opened", user)
+        for name in labels or []:
+            self.label(full_name, issue.number, user, name)
+        return issue.number
+
+    def open_pull(
+        self,
+        full_name: str,
+        user: str,
+        head: str,
+        title: str,
+        body: str = "",
+        *,
+        base: str | None = None,
+        draft: bool = False,
+    ) -> int:
+        with self.world.lock:
+            repo = self.repo(full_name)
+            base = base or repo.default_branch
+            head_sha = gitrepo.branch_sha(repo.path, head)
+            base_sha = gitrepo.branch_sha(repo.path, base)
+            if head_sha is None or base_sha is None:
+                raise ValueError(f"branch {head if head_sha is None else base} does not exist")
+            issue = self.new_issue(repo, user, title, body)
+            issue.pull = PullRequest(head, base, head_sha, base_sha, draft)
+        self._deliver_pull(repo, issue, "opened", user)
+        return issue.number
+
+    def label(self, full_name: str, number: int, user: str, name: str) -> None:
+        """``user`` adds label ``name`` to an issue or PR (``issues``/``pull_request`` labeled)."""
+        with self.world.lock:
+            repo = self.repo(full_name)
+            issue = repo.issues[number]
+            label = self.ensure_label(repo, name)
+            if name in issue.labels:
+                return
+            issue.labels.append(name)
+            issue.updated_at = self.world.clock.now()
+            extra = {"label": self.shapes.label(repo, label)}
+        if issue.pull is not None:
+            self._deliver_pull(repo, issue, "labeled", user, extra=extra)
+        else:
+            self._deliver_issue(repo, issue, "labeled", user, extra=extra)
+
+    def comment(self, full_name: str, number: int, user: str, body: str) -> int:
+        """``user`` comments on an issue or PR (``issue_comment`` created)."""
+        with self.world.lock:
+            repo = self.repo(full_name)
+            issue = repo.issues[number]
+            self.world.user(user)
+            comment = self.add_issue_comment(repo, issue, user, body)
+            payload = {
+                "action": "created",
+                "issue": self.shapes.issue(repo, issue),
+                "comment": self.shapes.issue_comment(repo, comment),
+                **self._common(repo, user),
+            }
+        self.deliver("issue_comment", payload)
+        return comment.id
+
+    def review(
+        self,
+        full_name: str,
+        number: int,
+        user: str,
+        *,
+        state: Literal["APPROVED", "CHANGES_REQUESTED", "COMMENTED"] = "COMMENTED",
+        body: str = "",
+        comments: list[InlineComment] | None = None,
+    ) -> int:
+        """``user`` submits a review with optional inline comments.
+
+        Like GitHub: one ``pull_request_review`` (submitted) and one
+        ``pull_request_review_comment`` (created) per inline comment, each starting a thread.
+        """
+        with self.world.lock:
+            repo = self.repo(full_name)
+            issue = repo.issues[number]
+            pr = issue.pull
+            if pr is None:
+                raise ValueError(f"#{number} is not a pull request")
+            self.world.user(user)
+            now = self.world.clock.now()
+            review = Review(
+                repo.full_name, self.world.next_id(), number, user, body, state, pr.head_sha, now
+            )
+            self.world.reviews[review.id] = review
+            pr.reviews.append(review.id)
+            if user in pr.requested_reviewers:
+                pr.requested_reviewers.remove(user)
+            made = []
+            for inline in comments or []:
+                thread = ReviewThread(
+                    repo.full_name,
+                    node_id("PRRT", self.world.next_id()),
+                    number,
+                    inline.path,
+                    inline.line,
+                    [],
+                )
+                comment = ReviewComment(
+                    repo.full_name,
+                    self.world.next_id(),
+                    number,
+                    review.id,
+                    user,
+                    inline.body,
+                    inline.path,
+                    inline.line,
+                    "RIGHT",
+                    pr.head_sha,
+                    now,
+                    now,
+                    thread.id,
+                )
+                thread.comment_ids.append(comment.id)
+                self.world.threads[thread.id] = thread
+                self.world.review_comments[comment.id] = comment
+                made.append(comment)
+            review_payload = {
+                "action": "submitted",
+                "review": self._review_webhook(repo, review),
+                "pull_request": self.shapes.pull(repo, issue, full=False),
+                **self._common(repo, user),
+            }
+            comment_payloads = [
+                {
+                    "action": "created",
+                    "comment": self.shapes.review_comment(repo, c),
+                    "pull_request": self.shapes.pull(repo, issue, full=False),
+                    **self._common(repo, user),
+                }
+                for c in made
+            ]
+        self.deliver("pull_request_review", review_payload)
+        for payload in comment_payloads:
+            self.deliver("pull_request_review_comment", payload)
+        return review.id
+
+    def approve(self, full_name: str, number: int, user: str, body: str = "") -> int:
+        return self.review(full_name, number, user, state="APPROVED", body=body)
+
+    def reply_to_review_comment(
+        self, full_name: str, number: int, user: str, comment_id: int, body: str
+    ) -> int:
+        """``user`` answers in the thread of a review comment."""
+        with self.world.lock:
+            repo = self.repo(full_name)
+            parent = self.world.review_comments[comment_id]
+            comment = self.add_review_reply(repo, parent, user, body)
+            payload = {
+                "action": "created",
+                "comment": self.shapes.review_comment(repo, comment),
+                "pull_request": self.shapes.pull(repo, repo.issues[number], full=False),
+                **self._common(repo, user),
+            }
+        self.deliver("pull_request_review_comment", payload)
+        return comment.id
+
+    def merge(self, full_name: str, number: int, user: str) -> str:
+        """``user`` merges the PR (a real merge in the bare repository)."""
+        with self.world.lock:
+            repo = self.repo(full_name)
+            issue = repo.issues[number]
+            pr = issue.pull
+            if pr is None or issue.state != "open":
+                raise ValueError(f"#{number} is not an open pull request")
+            sha = gitrepo.merge(
+                repo.path, pr.base_ref, pr.head_sha, f"Merge pull request #{number}", user
+            )
+            now = self.world.clock.now()
+            pr.merged, pr.merged_at, pr.merged_by, pr.merge_commit_sha = True, now, user, sha
+            issue.state, issue.closed_at, issue.updated_at = "closed", now, now
+        self._deliver_pull(repo, issue, "closed", user)
+        return sha
+
+    def close(self, full_name: str, number: int, user: str) -> None:
+        """``user`` closes an issue or a PR without merging."""
+        with self.world.lock:
+            repo = self.repo(full_name)
+            issue = repo.issues[number]
+            now = self.world.clock.now()
+            issue.state, issue.closed_at, issue.updated_at = "closed", now, now
+            if issue.pull is None:
+                issue.state_reason = "completed"
+        if issue.pull is not None:
+            self._deliver_pull(repo, issue, "closed", user)
+        else:
+            self._deliver_issue(repo, issue, "closed", user)
+
+    # --- inspection -------------------------------------------------------------------
+
+    def issue(self, full_name: str, number: int) -> Issue:
+        return self.repo(full_name).issues[number]
+
+    def comments(self, full_name: str, number: int) -> list[IssueComment]:
+        with self.world.lock:
+            return [self.world.issue_comments[c] for c in self.issue(full_name, number).comments]
+
+    def pulls(self, full_name: str) -> list[Issue]:
+        with self.world.lock:
+            return [i for i in self.repo(full_name).issues.values() if i.pull is not None]
+
+    def threads(self, full_name: str, number: int) -> list[ReviewThread]:
+        with self.world.lock:
+            return [
+                t
+                for t in self.world.threads.values()
+                if t.repo == self.repo(full_name).full_name and t.pull_number == number
+            ]
+
+    def review_comments(self, full_name: str, number: int) -> list[ReviewComment]:
+        with self.world.lock:
+            name = self.repo(full_name).full_name
+            return [
+                c
+                for c in self.world.review_comments.values()
+                if c.repo == name and c.pull_number == number
+            ]
+
+    def read_file(self, full_name: str, ref: str, path: str) -> str | None:
+        repo = self.repo(full_name)
+        commit = gitrepo.resolve(repo.path, ref)
+        entry = None if commit is None else gitrepo.read_path(repo.path, commit, path)
+        return None if entry is None or entry.content is None else entry.content.decode()
+
+    def branch_sha(self, full_name: str, branch: str) -> str | None:
+        return gitrepo.branch_sha(self.repo(full_name).path, branch)
+
+    # --- GraphQL subset ---------------------------------------------------------------
+
+    def graphql(self, token: Token, query: str, variables: dict[str, Any]) -> JSON:
+        """Answer the operations the adapter sends; see the package docstring."""
+        for name in ("unresolveReviewThread", "resolveReviewThread"):
+            if name in query:
+                return self._graphql_resolve(token, name, variables)
+        if "reviewThreads" in query:
+            return self._graphql_threads(token, variables)
+        return {
+            "data": None,
+            "errors": [
+                {"message": "fake GitHub answers only reviewThreads and (un)resolveReviewThread"}
+            ],
+        }
+
+    def _graphql_resolve(self, token: Token, name: str, variables: dict[str, Any]) -> JSON:
+        raw = variables.get("input")
+        thread_id = raw.get("threadId") if isinstance(raw, dict) else variables.get("threadId")
+        thread = self.world.threads.get(str(thread_id))
+        repo = self.world.repos.get(thread.repo.lower()) if thread is not None else None
+        if thread is None or repo is None or not self.world.token_can(token, repo, None):
+            return {
+                "data": {name: None},
+                "errors": [
+                    {
+                        "type": "NOT_FOUND",
+                        "path": [name],
+                        "message": (
+                            f"Could not resolve to a node with the global id of '{thread_id}'"
+                        ),
+                    }
+                ],
+            }
+        if not self.world.token_can(token, repo, "pull_requests"):
+            return {
+                "data": {name: None},
+                "errors": [
+                    {
+                        "type": "FORBIDDEN",
+                        "path": [name],
+                        "message": "Resource not accessible by integration",
+                    }
+                ],
+            }
+        thread.resolved = name == "resolveReviewThread"
+        thread.resolved_by = token.login if thread.resolved else None
+        return {"data": {name: {"thread": {"id": thread.id, "isResolved": thread.resolved}}}}
+
+    def _graphql_threads(self, token: Token, variables: dict[str, Any]) -> JSON:
+        owner, name, number = variables.get("owner"), variables.get("name"), variables.get("number")
+        repo = self.world.repo(str(owner), str(name))
+        if repo is None or not self.world.token_can(token, repo, None):
+            return {
+                "data": {"repository": None},
+                "errors": [
+                    {
+                        "type": "NOT_FOUND",
+                        "path": ["repository"],
+                        "message": (
+                            f"Could not resolve to a Repository with the name '{owner}/{name}'."
+                        ),
+                    }
+                ],
+            }
+        issue = repo.issues.get(number) if isinstance(number, int) else None
+        if issue is None or issue.pull is None:
+            return {
+                "data": {"repository": {"pullRequest": None}},
+                "errors": [
+                    {
+                        "type": "NOT_FOUND",
+                        "path": ["repository", "pullRequest"],
+                        "message": (
+                            f"Could not resolve to a PullRequest with the number of {number}."
+                        ),
+                    }
+                ],
+            }
+        threads = [
+            t
+            for t in self.world.threads.values()
+            if t.repo == repo.full_name and t.pull_number == issue.number
+        ]
+        first = variables.get("first", 100)
+        start = int(variables["after"]) if str(variables.get("after") or "").isdigit() else 0
+        size = first if isinstance(first, int) and 0 < first <= 100 else 100
+        page = threads[start : start + size]
+        nodes = []
+        pr_html = f"{self.base_url}/{repo.full_name}/pull/{issue.number}"
+        for t in page:
+            comments = [self.world.review_comments[c] for c in t.comment_ids]
+            nodes.append(
+                {
+                    "id": t.id,
+                    "isResolved": t.resolved,
+                    "isOutdated": False,
+                    "path": t.path,
+                    "line": t.line,
+                    "comments": {
+                        "nodes": [
+                            {
+                                "databaseId": c.id,
+                                "body": c.body,
+                                "author": {"login": c.user.removesuffix("[bot]")},
+                                "url": f"{pr_html}#discussion_r{c.id}",
+                                "createdAt": self.shapes.review_comment(repo, c)["created_at"],
+                            }
+                            for c in comments
+                        ]
+                    },
+                }
+            )
+        end = start + len(page)
+        return {
+            "data": {
+                "repository": {
+                    "pullRequest": {
+                        "reviewThreads": {
+                            "pageInfo": {
+                                "hasNextPage": end < len(threads),
+                                "endCursor": str(end) if page else None,
+                            },
+                            "nodes": nodes,
+                        }
+                    }
+                }
+            }
+        }
+
+    # --- webhooks ---------------------------------------------------------------------
+
+    def _common(self, repo: Repo, sender: str) -> JSON:
+        data: JSON = {
+            "repository": self.shapes.repository(repo, full=False),
+            "sender": self.shapes.user(sender),
+        }
+        inst = self.installation_for(repo)
+        if inst is not None:
+            data["installation"] = {
+                "id": inst.id,
+                "node_id": node_id("MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9u", inst.id),
+            }
+        return data
+
+    def _review_webhook(self, repo: Repo, review: Review) -> JSON:
+        data = self.shapes.review(repo, review)
+        data["state"] = review.state.lower()
+        data["body"] = review.body or None
+        return data
+
+    def _deliver_issue(
+        self, repo: Repo, issue: Issue, action: str, sender: str, extra: JSON | None = None
+    ) -> None:
+        with self.world.lock:
+            payload = {
+                "action": action,
+                "issue": self.shapes.issue(repo, issue),
+                **(extra or {}),
+                **self._common(repo, sender),
+            }
+        self.deliver("issues", payload)
+
+    def _deliver_pull(
+        self, repo: Repo, issue: Issue, action: str, sender: str, extra: JSON | None = None
+    ) -> None:
+        with self.world.lock:
+            payload = {
+                "action": action,
+                "number": issue.number,
+                "pull_request": self.shapes.pull(repo, issue),
+                **(extra or {}),
+                **self._common(repo, sender),
+            }
+        self.deliver("pull_request", payload)
+
+    def deliver(self, event: str, payload: JSON) -> Delivery:
+        """Send one webhook, signed like GitHub (``X-Hub-Signature-256``), and record it.
+
+        https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries
+        """
+        body = json.dumps(payload).encode()
+        delivery_id = str(uuid.uuid4())
+        status: int | None = None
+        error: str | None = None
+        if self.webhook_url is not None:
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": "GitHub-Hookshot/fake",
+                "X-GitHub-Event": event,
+                "X-GitHub-Delivery": delivery_id,
+                "X-GitHub-Hook-ID": "1",
+            }
+            if self.webhook_secret is not None:
+                digest = hmac.new(self.webhook_secret.encode(), body, hashlib.sha256).hexdigest()
+                headers["X-Hub-Signature-256"] = f"sha256={digest}"
+            try:
+                response = httpx.post(self.webhook_url, content=body, headers=headers, timeout=30)
+                status = response.status_code
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"
+        delivery = Delivery(delivery_id, event, payload, status, error)
+        with self.world.lock:
+            self.deliveries.append(delivery)
+        return delivery
