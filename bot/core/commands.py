@@ -13,9 +13,10 @@ carry paragraphs and code blocks. Commands without an argument (``approve``, ``s
 them are ordinary commentary.
 
 An instruction is free text, but a reserved word with the wrong arguments (``/vibe stop
-now``) or a lone word that is no subcommand (``/vibe halp``) is taken as a mistyped
-command and yields :attr:`Verb.UNKNOWN`, answered with the help, rather than starting a
-task whose instruction is "halp".
+now``) or a lone word within two edits of a subcommand (``/vibe halp``, ``/vibe stpo``) is
+taken as a mistyped command and yields :attr:`Verb.UNKNOWN`, answered with the help,
+rather than starting a task whose instruction is "halp". Other lone words (``/vibe
+again``) are instructions.
 
 Input is capped at :data:`MAX_TEXT_CHARS` (GitHub's own limit for a comment body), every
 pattern is anchored and linear, and HTML comments are removed with a linear scan, so any
@@ -137,7 +138,33 @@ GRAMMAR: tuple[Syntax, ...] = (
 )
 
 _RESERVED = frozenset(s.verb.value for s in GRAMMAR if s.verb is not Verb.RUN)
-_LONE_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_-]*[.!?]?")
+_LONE_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_-]{2,19}[.!?]?")
+_TYPO_DISTANCE = 2
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance (both words are at most 20 characters here)."""
+    previous = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, start=1):
+        current = [i]
+        for j, char_b in enumerate(b, start=1):
+            current.append(
+                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b))
+            )
+        previous = current
+    return previous[-1]
+
+
+def _mistyped(rest: str, following: str) -> bool:
+    """A reserved word with wrong arguments, or a lone word close to a subcommand."""
+    first_word = rest.split(maxsplit=1)[0].lower().rstrip(".!?:") if rest else ""
+    if first_word in _RESERVED:
+        return True
+    if following or _LONE_WORD.fullmatch(rest) is None:
+        return False
+    return any(_edit_distance(first_word, word) <= _TYPO_DISTANCE for word in _RESERVED)
+
+
 _FENCE = re.compile(r" {0,3}(?P<fence>`{3,}|~{3,})(?P<info>.*)")
 _QUOTE = re.compile(r" {0,3}>")
 
@@ -204,11 +231,8 @@ def _interpret(rest: str, following: str, line: int) -> Command:
         text = "\n".join(part for part in ((match["text"] or "").strip(), following) if part)
         if syntax.needs_text and not text:
             return Command(Verb.UNKNOWN, rest, line)
-        if syntax.verb is Verb.RUN:
-            first_word = rest.split(maxsplit=1)[0].lower() if rest else ""
-            lone_word = not following and _LONE_WORD.fullmatch(rest) is not None
-            if first_word.rstrip(".!?:") in _RESERVED or lone_word:
-                return Command(Verb.UNKNOWN, rest, line)
+        if syntax.verb is Verb.RUN and _mistyped(rest, following):
+            return Command(Verb.UNKNOWN, rest, line)
         return Command(syntax.verb, text, line)
     return Command(Verb.UNKNOWN, rest, line)
 
