@@ -83,6 +83,7 @@ def create_app(
             current_secrets,
             max_body_bytes=settings.max_body_bytes,
             max_attempts=settings.max_attempts,
+            bot_login=settings.bot_login,
             on_delivery=metrics.delivery,
             on_queued=worker.wake,
         )

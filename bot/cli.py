@@ -10,6 +10,8 @@ from types import FrameType
 from typing import Annotated
 
 import typer
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from bot import __version__
@@ -32,6 +34,21 @@ def _settings(**overrides: object) -> Settings:
     except SettingsError as exc:
         typer.echo(f"vibe: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+def _engine(settings: Settings) -> Engine:
+    """The configured database with its schema, or a clear error and exit code 2."""
+    from bot.store import init_db, make_engine
+
+    try:
+        if settings.database_url is None:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.effective_database_url)
+        init_db(engine)
+    except (OSError, SQLAlchemyError) as exc:
+        typer.echo(f"vibe: cannot open the database: {exc}", err=True)
+        raise typer.Exit(2) from None
+    return engine
 
 
 def _logging(settings: Settings) -> None:
@@ -98,13 +115,11 @@ def worker(
 ) -> None:
     """Run workers alone against the configured database (any number, any machine)."""
     from bot.queue import Queue, Worker
-    from bot.store import init_db, make_engine
     from bot.wiring import build_handlers
 
     settings = _settings()
     _logging(settings)
-    engine = make_engine(settings.effective_database_url)
-    init_db(engine)
+    engine = _engine(settings)
     queue = Queue(engine, lease_seconds=settings.lease_seconds, secrets=settings.secret_values)
     pool = Worker(
         queue,
@@ -135,11 +150,8 @@ def jobs(
     if ctx.invoked_subcommand is not None:
         return
     from bot.queue import Queue
-    from bot.store import init_db, make_engine
 
-    settings = _settings()
-    engine = make_engine(settings.effective_database_url)
-    init_db(engine)
+    engine = _engine(_settings())
     rows = Queue(engine).jobs(limit)
     records = [
         {
@@ -160,11 +172,11 @@ def jobs(
         typer.echo("no jobs")
         return
     typer.echo(f"{'id':>6}  {'kind':<10} {'status':<8} {'attempts':>8}  {'delivery':<38} error")
-    for r in records:
-        error = (r["last_error"] or "").splitlines()[0][:60] if r["last_error"] else ""
+    for job in rows:
+        error = (job.last_error or "").partition("\n")[0][:60]
         typer.echo(
-            f"{r['id']:>6}  {r['kind']:<10} {r['status']:<8} {r['attempts']:>8}  "
-            f"{r['delivery'] or '-':<38} {error}"
+            f"{job.id:>6}  {job.kind:<10} {job.status:<8} {job.attempts:>8}  "
+            f"{job.delivery_id or '-':<38} {error}"
         )
 
 
@@ -174,11 +186,10 @@ def jobs_probe(
 ) -> None:
     """Queue a probe job to check that workers are claiming and finishing jobs."""
     from bot.queue import enqueue, write_transaction
-    from bot.store import Job, init_db, make_engine
+    from bot.store import Job
 
     settings = _settings()
-    engine = make_engine(settings.effective_database_url)
-    init_db(engine)
+    engine = _engine(settings)
     with write_transaction(engine) as conn:
         job_id = enqueue(conn, "probe", {"seconds": seconds}, max_attempts=settings.max_attempts)
     with Session(engine) as session:

@@ -106,7 +106,7 @@ class Ingested:
     serial_key: str | None
 
 
-def classify(event_name: str, payload: dict[str, Any]) -> Ingested:
+def classify(event_name: str, payload: dict[str, Any], bot_login: str) -> Ingested:
     action = payload.get("action") if isinstance(payload.get("action"), str) else None
     if event_name == "ping":
         return Ingested("ping", action, None, None)
@@ -115,7 +115,7 @@ def classify(event_name: str, payload: dict[str, Any]) -> Ingested:
         return Ingested("unsupported", action, None, None)
     if isinstance(event, Unparseable):
         return Ingested("unparseable", action, event.reason, None)
-    return Ingested("queued", action, None, serial_key(event))
+    return Ingested("queued", action, None, serial_key(event, bot_login))
 
 
 def _repository(payload: dict[str, Any]) -> str | None:
@@ -204,6 +204,7 @@ def make_router(
     *,
     max_body_bytes: int,
     max_attempts: int,
+    bot_login: str,
     on_delivery: Callable[[str, str], None],
     on_queued: Callable[[], None],
 ) -> APIRouter:
@@ -238,7 +239,7 @@ def make_router(
             on_delivery(event_name, "bad_json")
             return JSONResponse({"error": "body is not a JSON object"}, status_code=400)
         bound = log.bind(delivery=delivery_id, gh_event=event_name)
-        ingested = classify(event_name, payload)
+        ingested = classify(event_name, payload, bot_login)
         result = await run_in_threadpool(
             store_delivery, engine, delivery_id, event_name, payload, ingested, max_attempts
         )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import select as io_select
 import socket
 import threading
+import tracemalloc
 import uuid
 from pathlib import Path
 from typing import Any
@@ -249,24 +252,29 @@ def test_fifty_identical_deliveries_at_once_make_one_job(live: Live) -> None:
 
 
 def _raw_post(url: str, head: bytes, chunks: Any) -> tuple[int, int]:
-    """Send a request over a raw socket; return (status, bytes of body actually sent)."""
+    """Send a request over a raw socket, reading the answer as soon as the server sends it
+    (it may answer and close before the body is complete). Returns (status, body bytes sent).
+    """
     host, port = url.removeprefix("http://").split(":")
     sent = 0
+    data = b""
     with socket.create_connection((host, int(port)), timeout=30) as sock:
         sock.sendall(head)
-        try:
-            for chunk in chunks:
-                sock.sendall(chunk)
-                sent += len(chunk)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        sock.shutdown(socket.SHUT_WR)
-        data = b""
-        while b"\r\n" not in data:
-            part = sock.recv(4096)
-            if not part:
+        for chunk in chunks:
+            readable, _, _ = io_select.select([sock], [], [], 0)
+            if readable:
                 break
-            data += part
+            try:
+                sock.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(chunk)
+        with contextlib.suppress(OSError):
+            while b"\r\n" not in data:
+                part = sock.recv(4096)
+                if not part:
+                    break
+                data += part
     return int(data.split(b" ")[1]), sent
 
 
@@ -319,3 +327,24 @@ def test_health_readiness_and_index(live: Live) -> None:
     assert any("VIBE_ANTHROPIC_API_KEY" in item for item in index["missing"])
     assert index["ready_for_tasks"] is False
     assert SECRET not in json.dumps(index)
+
+
+def test_memory_stays_bounded_by_the_cap_for_an_endless_chunked_body(live: Live) -> None:
+    piece = b"x" * 65536
+    frame = b"%x\r\n" % len(piece) + piece + b"\r\n"
+    head = (
+        b"POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nX-GitHub-Event: issues\r\n"
+        b"X-GitHub-Delivery: huge\r\nX-Hub-Signature-256: sha256=" + b"0" * 64 + b"\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    total = 200 * 1024 * 1024
+    tracemalloc.start()
+    try:
+        status, sent = _raw_post(live.url, head, [frame] * (total // len(piece)))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert status == 413
+    assert sent < total  # the server answered before the sender finished
+    cap = live.settings.max_body_bytes
+    assert peak < cap * 1.5, f"peak {peak / 2**20:.0f} MiB for a {cap / 2**20:.0f} MiB cap"
