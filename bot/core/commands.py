@@ -18,7 +18,8 @@ taken as a mistyped command and yields :attr:`Verb.UNKNOWN`, answered with the h
 rather than starting a task whose instruction is "halp". Other lone words (``/vibe
 again``) are instructions.
 
-Input is capped at :data:`MAX_TEXT_CHARS` (GitHub's own limit for a comment body), every
+Input is capped at :data:`MAX_TEXT_CHARS` (GitHub's own limit for a comment body) and
+:data:`MAX_COMMANDS` commands, every
 pattern is anchored and linear, and HTML comments are removed with a linear scan, so any
 input parses in time proportional to its length. (Table-with-help idea: prow's
 ``pkg/plugins/lgtm/lgtm.go``, ``LGTMRe`` and ``helpProvider``.)
@@ -33,6 +34,8 @@ from functools import lru_cache
 
 # https://docs.github.com/en/rest/issues/comments (a body is at most 65536 characters)
 MAX_TEXT_CHARS = 65_536
+# Only the first command is acted on; a few more are kept for callers that list them.
+MAX_COMMANDS = 20
 
 
 class Verb(StrEnum):
@@ -238,12 +241,13 @@ def _interpret(rest: str, following: str, line: int) -> Command:
 
 
 def parse_commands(text: str, bot_login: str = "") -> list[Command]:
-    """All commands in a comment body, in order (empty when there are none)."""
+    """The commands in a comment body, in order, at most :data:`MAX_COMMANDS` (empty when
+    there are none)."""
     body = _strip_html_comments(text[:MAX_TEXT_CHARS])
     lines = body.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    found = _command_lines(lines, _trigger(bot_login))
+    found = _command_lines(lines, _trigger(bot_login))[: MAX_COMMANDS + 1]
     commands = []
-    for n, (index, rest) in enumerate(found):
+    for n, (index, rest) in enumerate(found[:MAX_COMMANDS]):
         end = found[n + 1][0] if n + 1 < len(found) else len(lines)
         following = "\n".join(lines[index + 1 : end]).strip()
         commands.append(_interpret(rest, following, index + 1))

@@ -347,7 +347,10 @@ def _command_intent(
             model = "test"
         if active:
             if verb is Verb.RUN and text:
-                return Iterate(repo, number, requester, text, comment_id=event.comment_id)
+                review_id = event.review.id if event.review is not None else None
+                return Iterate(
+                    repo, number, requester, text, review_id=review_id, comment_id=event.comment_id
+                )
             if verb is Verb.RUN and event.is_pr:
                 return refuse(RefusalReason.NO_FEEDBACK, "Say what to change: `/vibe <feedback>`.")
             return refuse(
@@ -395,7 +398,7 @@ def _comment_intent(
     if event.action == "edited":
         edited_plan = (
             task is not None
-            and active
+            and not task.ended
             and task.awaiting_approval
             and task.plan_comment_id is not None
             and task.plan_comment_id == event.comment_id
@@ -492,6 +495,7 @@ def decide(
         return Ignore("the bot's own event")
     if sender.is_bot and not bot.allows_bot(sender):
         return Ignore(f"@{sender.login} is a bot that is not allow-listed")
+    number = None if isinstance(event, WorkflowDispatch) else event.number
     intent = _intent(event, repo_config, bot, task, pull_request)
     if isinstance(intent.decision, Ignore):
         return intent.decision
@@ -506,7 +510,6 @@ def decide(
             f"@{sender.login}, only people with write access to this repository can ask me "
             "to work; nothing was done."
         )
-        number = getattr(event, "number", None)
         return Refusal(RefusalReason.NOT_WRITER, message, event.repo.full_name, number)
     decision = intent.decision
     if isinstance(decision, RUN_ACTIONS) and recent_runs >= bot.runs_per_hour:
@@ -515,7 +518,6 @@ def decide(
             f"{bot.runs_per_hour}), so I stopped here to break a possible loop; try again "
             "later."
         )
-        number = getattr(event, "number", None)
         return Refusal(RefusalReason.LOOP_BREAKER, message, event.repo.full_name, number)
     return decision
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from bot.core.commands import (
     GRAMMAR,
+    MAX_COMMANDS,
     MAX_TEXT_CHARS,
     Command,
     Verb,
@@ -199,6 +200,8 @@ def test_huge_input_is_capped_and_fast() -> None:
         line * 10_000,
         "@vibe-bot" * 100_000,
         "/vibe stop\n" + "\n" * 1_000_000,
+        "/vibe halp\n" * 100_000,
+        "".join(f"/vibe w{i}rd\n" for i in range(100_000)),
     ]
     for body in bodies:
         start = time.perf_counter()
@@ -206,7 +209,8 @@ def test_huge_input_is_capped_and_fast() -> None:
         assert time.perf_counter() - start < 1.0
         assert all(len(c.text) <= MAX_TEXT_CHARS for c in commands)
     capped = parse_commands(line * 10_000, BOT)
-    assert len(capped) == MAX_TEXT_CHARS // len(line) + 1  # the last one is cut short
+    assert len(capped) == MAX_COMMANDS
+    assert capped[-1] == Command(Verb.RUN, "x" * 100, MAX_COMMANDS)
     late = "a\n" * MAX_TEXT_CHARS + "/vibe stop"
     assert parse_commands(late, BOT) == []
 

@@ -490,6 +490,12 @@ CASES: list[tuple[str, Event, dict[str, Any], Any]] = [
     ("review after end", reviewed("approved"), {"task": ENDED}, ignored()),
     ("review by bot", reviewed("commented", sender=BOT), {"task": ACTIVE}, ignored()),
     (
+        "feedback command in review",
+        reviewed("commented", "/vibe use a set"),
+        {"task": ACTIVE},
+        Iterate(REPO, 2, ALICE, "use a set", review_id=237895671),
+    ),
+    (
         "command in review",
         reviewed("changes_requested", "/vibe require tests"),
         {"task": ACTIVE},
