@@ -1,0 +1,191 @@
+"""The model client: one streamed Messages API turn, with API failures classified.
+
+Retries of 408/409/429/5xx/529 and connection errors are the SDK's (``max_retries`` from
+``VIBE_ANTHROPIC_MAX_RETRIES``, honouring ``retry-after``); what is left when they run out
+becomes a :class:`ModelError` the caller can act on:
+
+- ``spend_limit``: a billing error or a 429 whose ``error.details.error_code`` says a spend
+  limit was reached. Retrying cannot help, so a middleware stops the SDK's retries at once
+  (DESIGN.md section 5: "a spending-limit 429 is not" retried).
+- ``too_large``: 413, or 400 "prompt is too long"; the loop trims its context once.
+- ``stream_broken``: the stream ended early (an ``error`` event, a cut connection, no
+  ``message_stop``); nothing of the turn is used and the loop retries the turn.
+- ``unavailable``: overload, rate limit, server errors or no connection after the SDK's
+  retries; retryable later at the job level.
+- ``fatal``: any other 4xx (bad key, permission, invalid request); not retryable.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anthropic
+import httpx2
+from anthropic import Anthropic, APIRequest, APIResponse, CallNext, Middleware
+
+from bot.agent.cost import Usage
+from bot.settings import Settings
+
+ErrorKind = Literal["spend_limit", "too_large", "stream_broken", "unavailable", "fatal"]
+
+# https://docs.anthropic.com/en/api/errors ; error codes as the SDK's error classes name them.
+SPEND_LIMIT_CODES = frozenset(
+    {
+        "enforced_spend_limit_reached",
+        "contract_spend_limit_reached",
+        "linked_organization_spend_limit_reached",
+        "linked_organization_billing_unavailable",
+    }
+)
+
+
+class ModelError(Exception):
+    """A model call that did not produce a usable turn."""
+
+    def __init__(self, kind: ErrorKind, reason: str) -> None:
+        super().__init__(reason)
+        self.kind: ErrorKind = kind
+        self.reason = reason
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in ("unavailable", "stream_broken")
+
+
+class SpendLimitReached(anthropic.AnthropicError):
+    """Raised by the middleware so the SDK does not retry a spending-limit 429."""
+
+
+def _error_fields(body: object) -> tuple[str | None, str | None, str | None]:
+    if not isinstance(body, dict):
+        return None, None, None
+    error = body.get("error")
+    if not isinstance(error, dict):
+        return None, None, None
+    details = error.get("details")
+    code = details.get("error_code") if isinstance(details, dict) else None
+    return (
+        error.get("type") if isinstance(error.get("type"), str) else None,
+        error.get("message") if isinstance(error.get("message"), str) else None,
+        code if isinstance(code, str) else None,
+    )
+
+
+def _is_spend_limit(status: int, error_type: str | None, code: str | None) -> bool:
+    return status == 402 or error_type == "billing_error" or code in SPEND_LIMIT_CODES
+
+
+class _StopOnSpendLimit(Middleware):
+    def handle(self, request: APIRequest, call_next: CallNext) -> APIResponse[Any]:
+        response = call_next(request)
+        http = response.http_response
+        if http.status_code in (402, 429):
+            http.read()
+            try:
+                body = json.loads(http.text)
+            except ValueError:
+                body = None
+            error_type, message, code = _error_fields(body)
+            if _is_spend_limit(http.status_code, error_type, code):
+                raise SpendLimitReached(message or f"spend limit reached ({code or error_type})")
+        return response
+
+
+def make_client(settings: Settings) -> Anthropic:
+    """The SDK client for ``settings``: key, ``base_url`` (the scripted server in tests),
+    retries, and the spend-limit middleware. Explicit arguments keep the SDK from reading
+    credentials or a base URL from the environment."""
+    key = settings.anthropic_api_key
+    return Anthropic(
+        api_key=key.get_secret_value() if key is not None else "missing-api-key",
+        base_url=settings.anthropic_base_url or "https://api.anthropic.com",
+        max_retries=settings.anthropic_max_retries,
+        middleware=[_StopOnSpendLimit()],
+    )
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One complete assistant turn."""
+
+    content: list[dict[str, Any]]
+    stop_reason: str
+    usage: Usage
+    duration: float
+    request_id: str | None
+
+    @property
+    def text(self) -> str:
+        return "\n".join(b["text"] for b in self.content if b["type"] == "text").strip()
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        return [b for b in self.content if b["type"] == "tool_use"]
+
+
+def _block_param(block: Any) -> dict[str, Any] | None:
+    if block.type == "text":
+        return {"type": "text", "text": block.text}
+    if block.type == "tool_use":
+        return {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
+    return None
+
+
+def classify(exc: BaseException) -> ModelError:
+    """Map an SDK or transport exception to a :class:`ModelError`."""
+    if isinstance(exc, SpendLimitReached):
+        return ModelError("spend_limit", f"the API spending limit was reached: {exc}")
+    if isinstance(exc, anthropic.APIStatusError):
+        error_type, message, code = _error_fields(exc.body)
+        status = exc.status_code
+        detail = message or str(exc)
+        if status == 200:
+            return ModelError("stream_broken", f"the stream broke with {error_type}: {detail}")
+        if _is_spend_limit(status, error_type, code):
+            return ModelError("spend_limit", f"the API spending limit was reached: {detail}")
+        if status == 413 or (status == 400 and "prompt is too long" in detail):
+            return ModelError("too_large", f"the request is too large: {detail}")
+        if status in (408, 409, 429) or status >= 500:
+            return ModelError(
+                "unavailable", f"the API is unavailable ({status} {error_type}): {detail}"
+            )
+        if status == 401:
+            return ModelError(
+                "fatal", "the API key was rejected (401); check VIBE_ANTHROPIC_API_KEY"
+            )
+        return ModelError("fatal", f"the API refused the request ({status} {error_type}): {detail}")
+    if isinstance(exc, anthropic.APIConnectionError):
+        return ModelError("unavailable", f"cannot reach the API: {exc}")
+    if isinstance(exc, httpx2.TransportError):
+        return ModelError("stream_broken", f"the connection broke mid-stream: {exc}")
+    return ModelError("fatal", f"{type(exc).__name__}: {exc}")
+
+
+def stream_turn(client: Anthropic, request: dict[str, Any]) -> Turn:
+    """Stream one turn; return it only when it arrived complete, else raise ModelError."""
+    started = time.monotonic()
+    complete = False
+    try:
+        with client.messages.stream(**request) as stream:
+            for event in stream:
+                if event.type == "message_stop":
+                    complete = True
+            if not complete:
+                raise ModelError("stream_broken", "the stream ended before message_stop")
+            message = stream.get_final_message()
+            request_id = stream.request_id
+    except ModelError:
+        raise
+    except (anthropic.AnthropicError, httpx2.TransportError) as exc:
+        raise classify(exc) from exc
+    content = [p for p in (_block_param(b) for b in message.content) if p is not None]
+    return Turn(
+        content=content,
+        stop_reason=message.stop_reason or "end_turn",
+        usage=Usage.from_api(message.usage),
+        duration=time.monotonic() - started,
+        request_id=request_id,
+    )

@@ -1,0 +1,473 @@
+"""The agent loop: check limits, call the model, run the tools it asked for, repeat.
+
+Small on purpose, with typed exits (STYLE.md item 7; mini-swe-agent ``agents/default.py``):
+:class:`Finished`, :class:`LimitReached`, :class:`Refused`, :class:`Errored` and
+:class:`Stopped`. It is synchronous (it runs in a worker thread) and never raises for
+anything the model, the tools or the API do.
+
+Public API::
+
+    outcome = run_agent(settings, tools=ToolSet.full(worktree, sandbox, ...),
+                        task=AgentTask(instruction=..., context=...),
+                        limits=AgentLimits.from_settings(settings, repo_config.limits),
+                        recorder=SqlStepRecorder(engine, run_key), cancel=ctx.cancel,
+                        review=worktree_review(tools, base_sha))
+    match outcome.exit:
+        case Finished(summary): ...
+        case LimitReached(which, detail): ...      # push what exists, say why
+        case Errored(reason, retryable=True): raise RetryableError(reason)
+        ...
+
+Prompt caching: tool definitions and the system blocks (rules, then the task context) are
+byte-stable across steps and carry ``cache_control`` breakpoints; the last block of the
+newest message carries a third one that moves forward every step, so each request reads
+the previous request's whole prefix from cache (incremental conversation caching,
+https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from anthropic import Anthropic
+
+from bot.agent import prompts
+from bot.agent.client import ModelError, Turn, make_client, stream_turn
+from bot.agent.cost import UnknownModelPrice, Usage, cost, price_for
+from bot.agent.record import (
+    RECORD_TEXT_CHARS,
+    StepRecord,
+    StepRecorder,
+    ToolCallRecord,
+    clip,
+    tool_input_text,
+)
+from bot.agent.tools import ToolResult, ToolSet, truncate
+from bot.core.config import RepoLimits
+from bot.settings import Settings
+
+EPHEMERAL: dict[str, str] = {"type": "ephemeral"}
+MAX_STREAM_RETRIES = 2
+MAX_SILENT_TURNS = 3
+TRIMMED = "[output removed to fit the context window]"
+
+
+@dataclass(frozen=True)
+class Finished:
+    summary: str
+
+
+@dataclass(frozen=True)
+class LimitReached:
+    which: str  # "steps", "input_tokens", "output_tokens", "dollars" or "wall_time"
+    detail: str
+
+
+@dataclass(frozen=True)
+class Refused:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Errored:
+    reason: str
+    retryable: bool = False
+    kind: str = "fatal"
+
+
+@dataclass(frozen=True)
+class Stopped:
+    reason: str = "stopped on request"
+
+
+Exit = Finished | LimitReached | Refused | Errored | Stopped
+
+
+@dataclass(frozen=True)
+class AgentLimits:
+    """Spend limits for one run, checked before every model call (DESIGN.md 4.10)."""
+
+    steps: int
+    input_tokens: int
+    output_tokens: int
+    dollars: float
+    seconds: float
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        repo: RepoLimits | None = None,
+        *,
+        task_dollars_spent: float = 0.0,
+        task_seconds_spent: float = 0.0,
+    ) -> AgentLimits:
+        """Iteration limits from settings, tightened by the repo config and by what is left
+        of the task's own budget."""
+        lim = settings.limits
+        steps = lim.steps_per_iteration
+        dollars = lim.dollars_per_iteration
+        minutes = lim.minutes_per_iteration
+        task_dollars = lim.dollars_per_task
+        task_minutes = lim.minutes_per_task
+        if repo is not None:
+            steps = min(steps, repo.steps_per_iteration or steps)
+            dollars = min(dollars, repo.dollars_per_iteration or dollars)
+            minutes = min(minutes, repo.minutes_per_iteration or minutes)
+            task_dollars = min(task_dollars, repo.dollars_per_task or task_dollars)
+            task_minutes = min(task_minutes, repo.minutes_per_task or task_minutes)
+        return cls(
+            steps=steps,
+            input_tokens=lim.input_tokens_per_iteration,
+            output_tokens=lim.output_tokens_per_iteration,
+            dollars=max(0.0, min(dollars, task_dollars - task_dollars_spent)),
+            seconds=max(0.0, min(minutes * 60, task_minutes * 60 - task_seconds_spent)),
+        )
+
+
+@dataclass(frozen=True)
+class AgentTask:
+    """What the agent is asked. ``instruction`` is the person's request (framed as untrusted
+    data here); ``context`` is the pre-assembled context pack (``bot/context``), stable for
+    the whole run; ``rules`` adds development-model rules to the system prompt."""
+
+    instruction: str
+    context: str = ""
+    rules: str = ""
+
+
+@dataclass(frozen=True)
+class AgentOutcome:
+    exit: Exit
+    steps: int
+    usage: Usage
+    cost: float
+    duration: float
+    self_review: str | None
+    messages: list[dict[str, Any]] = field(repr=False)
+
+
+Review = Callable[[], str]
+
+
+class Conversation:
+    """The request under construction: stable head, growing messages."""
+
+    def __init__(self, tools: ToolSet, task: AgentTask) -> None:
+        self.tools = tools.definitions()
+        rules = prompts.SYSTEM_RULES
+        if not tools.writable:
+            rules += "\n" + prompts.READ_ONLY_RULES
+        if task.rules:
+            rules += "\n" + task.rules
+        self.rules = rules
+        self.context = task.context
+        first = prompts.TASK_HEADER + "\n" + prompts.untrusted("task", task.instruction)
+        self.messages: list[dict[str, Any]] = [
+            {"role": "user", "content": [{"type": "text", "text": first}]}
+        ]
+
+    def system(self) -> list[dict[str, Any]]:
+        blocks: list[dict[str, Any]] = [
+            {"type": "text", "text": self.rules, "cache_control": EPHEMERAL}
+        ]
+        if self.context:
+            blocks.append({"type": "text", "text": self.context, "cache_control": EPHEMERAL})
+        return blocks
+
+    def request(self, model: str, max_tokens: int) -> dict[str, Any]:
+        last = self.messages[-1]
+        content = list(last["content"])
+        content[-1] = {**content[-1], "cache_control": EPHEMERAL}
+        return {
+            "model": model,
+            "max_tokens": max_tokens,
+            "tools": self.tools,
+            "system": self.system(),
+            "messages": [*self.messages[:-1], {"role": last["role"], "content": content}],
+        }
+
+    def add(self, role: str, content: list[dict[str, Any]]) -> None:
+        self.messages.append({"role": role, "content": content})
+
+    def trim(self) -> bool:
+        """Shrink the request once it was refused as too large: drop old tool outputs, or
+        failing that, half of the context pack. Says whether anything changed."""
+        changed = False
+        for message in self.messages[:-2]:
+            if message["role"] != "user":
+                continue
+            for i, block in enumerate(message["content"]):
+                if block.get("type") == "tool_result" and len(str(block.get("content"))) > 200:
+                    message["content"][i] = {**block, "content": TRIMMED}
+                    changed = True
+        if not changed and len(self.context) > 1000:
+            self.context = truncate(self.context, len(self.context) // 2)
+            changed = True
+        return changed
+
+
+@dataclass
+class _Run:
+    limits: AgentLimits
+    started: float = field(default_factory=time.monotonic)
+    steps: int = 0
+    usage: Usage = field(default_factory=Usage)
+    dollars: Decimal = Decimal(0)
+
+    def limit_reached(self) -> LimitReached | None:
+        lim = self.limits
+        elapsed = time.monotonic() - self.started
+        if self.steps >= lim.steps:
+            return LimitReached("steps", f"{self.steps} of {lim.steps} steps used")
+        if self.usage.total_input >= lim.input_tokens:
+            return LimitReached(
+                "input_tokens", f"{self.usage.total_input} of {lim.input_tokens} input tokens used"
+            )
+        if self.usage.output_tokens >= lim.output_tokens:
+            return LimitReached(
+                "output_tokens",
+                f"{self.usage.output_tokens} of {lim.output_tokens} output tokens used",
+            )
+        if self.dollars >= Decimal(str(lim.dollars)):
+            return LimitReached("dollars", f"${self.dollars:.4f} of ${lim.dollars:.2f} spent")
+        if elapsed >= lim.seconds:
+            return LimitReached("wall_time", f"{elapsed:.0f} s of {lim.seconds:.0f} s used")
+        return None
+
+
+def run_agent(
+    settings: Settings,
+    *,
+    tools: ToolSet,
+    task: AgentTask,
+    limits: AgentLimits | None = None,
+    model: str | None = None,
+    client: Anthropic | None = None,
+    recorder: StepRecorder | None = None,
+    cancel: threading.Event | None = None,
+    review: Review | None = None,
+) -> AgentOutcome:
+    """Run the agent until it finishes, hits a limit, is refused, fails or is stopped.
+
+    ``review`` (see :func:`worktree_review`) is shown to the agent once, the first time it
+    calls ``finish``; it may then continue working ("self" feedback). ``cancel`` (``/vibe
+    stop``, shutdown) is checked before each model call and each tool call, and passed to
+    the sandbox through the tool set.
+    """
+    model = model or settings.model
+    run = _Run(limits or AgentLimits.from_settings(settings))
+    conversation = Conversation(tools, task)
+    reviewed_text: str | None = None
+
+    def outcome(exit_: Exit) -> AgentOutcome:
+        return AgentOutcome(
+            exit=exit_,
+            steps=run.steps,
+            usage=run.usage,
+            cost=float(run.dollars),
+            duration=time.monotonic() - run.started,
+            self_review=reviewed_text,
+            messages=conversation.messages,
+        )
+
+    try:
+        price = price_for(settings.prices, model)
+    except UnknownModelPrice as exc:
+        return outcome(Errored(str(exc)))
+    client = client or make_client(settings)
+    stream_failures = 0
+    trimmed = False
+    silent_turns = 0
+
+    while True:
+        if cancel is not None and cancel.is_set():
+            return outcome(Stopped())
+        reached = run.limit_reached()
+        if reached is not None:
+            return outcome(reached)
+        step_started = datetime.now(UTC)
+        t0 = time.monotonic()
+        request = conversation.request(model, settings.max_output_tokens)
+        summary = {"messages": len(request["messages"]), "attempt": stream_failures + 1}
+        try:
+            turn = stream_turn(client, request)
+        except ModelError as err:
+            _record(recorder, run.steps, step_started, t0, model, summary, error=err.reason)
+            if err.kind == "stream_broken" and stream_failures < MAX_STREAM_RETRIES:
+                stream_failures += 1
+                continue
+            if err.kind == "too_large" and not trimmed and conversation.trim():
+                trimmed = True
+                continue
+            return outcome(Errored(err.reason, retryable=err.retryable, kind=err.kind))
+        stream_failures = 0
+        run.steps += 1
+        run.usage += turn.usage
+        step_cost = cost(turn.usage, price)
+        run.dollars += step_cost
+        conversation.add("assistant", turn.content or [{"type": "text", "text": "(no output)"}])
+
+        if turn.stop_reason == "refusal":
+            _record(recorder, run.steps, step_started, t0, model, summary, turn, [], step_cost)
+            return outcome(Refused(turn.text or "the model declined the task"))
+
+        results, records, finished = _run_tools(turn, tools, cancel)
+        feedback: str | None = None
+        if finished is not None and review is not None and reviewed_text is None:
+            reviewed_text = _review_text(review)
+            results[-1] = {**results[-1], "content": reviewed_text}
+            records[-1] = ToolCallRecord(
+                records[-1].id, "finish", records[-1].input, False, clip(reviewed_text, 4000)
+            )
+            finished, feedback = None, "self"
+        if turn.tool_calls:
+            silent_turns = 0
+            conversation.add("user", results)
+        else:
+            silent_turns += 1
+            conversation.add("user", [{"type": "text", "text": prompts.NO_TOOL_NUDGE}])
+        _record(
+            recorder,
+            run.steps,
+            step_started,
+            t0,
+            model,
+            summary,
+            turn,
+            records,
+            step_cost,
+            feedback,
+        )
+        if finished is not None:
+            return outcome(Finished(finished))
+        if cancel is not None and cancel.is_set():
+            return outcome(Stopped())
+        if silent_turns >= MAX_SILENT_TURNS:
+            return outcome(Errored(f"the model answered {silent_turns} times without using a tool"))
+
+
+def _run_tools(
+    turn: Turn, tools: ToolSet, cancel: threading.Event | None
+) -> tuple[list[dict[str, Any]], list[ToolCallRecord], str | None]:
+    """Run the turn's tool calls in order; every call gets a result block. A ``finish``
+    call's result goes last, so the self-review can take its place."""
+    results: list[dict[str, Any]] = []
+    records: list[ToolCallRecord] = []
+    finished: str | None = None
+    cut_off = turn.stop_reason == "max_tokens"
+    finish: tuple[dict[str, Any], ToolCallRecord] | None = None
+    for call in turn.tool_calls:
+        if cut_off:
+            result = ToolResult(prompts.CUT_OFF_NUDGE, is_error=True)
+        elif cancel is not None and cancel.is_set():
+            result = ToolResult("not run: the task was stopped", is_error=True)
+        else:
+            result = tools.execute(call["name"], call["input"])
+        if result.finished is not None:
+            finished = result.finished
+        block = {
+            "type": "tool_result",
+            "tool_use_id": call["id"],
+            "content": result.content,
+            "is_error": result.is_error,
+        }
+        record = ToolCallRecord(
+            call["id"],
+            call["name"],
+            tool_input_text(call["input"]),
+            result.is_error,
+            clip(result.content, RECORD_TEXT_CHARS),
+        )
+        if result.finished is not None:
+            finish = (block, record)
+        else:
+            results.append(block)
+            records.append(record)
+    if finish is not None:
+        results.append(finish[0])
+        records.append(finish[1])
+    return results, records, finished
+
+
+def _review_text(review: Review) -> str:
+    return prompts.SELF_REVIEW + "\n" + truncate(review(), 20_000)
+
+
+def _record(
+    recorder: StepRecorder | None,
+    index: int,
+    started_at: datetime,
+    t0: float,
+    model: str,
+    request: dict[str, Any],
+    turn: Turn | None = None,
+    calls: list[ToolCallRecord] | None = None,
+    step_cost: Decimal = Decimal(0),
+    feedback: str | None = None,
+    error: str | None = None,
+) -> None:
+    if recorder is None:
+        return
+    recorder.record(
+        StepRecord(
+            index=index,
+            started_at=started_at,
+            duration=time.monotonic() - t0,
+            model_duration=turn.duration if turn is not None else 0.0,
+            model=model,
+            request=request,
+            text=clip(turn.text, RECORD_TEXT_CHARS) if turn is not None else "",
+            stop_reason=turn.stop_reason if turn is not None else None,
+            tool_calls=calls or [],
+            usage=turn.usage if turn is not None else Usage(),
+            cost=float(step_cost),
+            feedback="self" if feedback == "self" else None,
+            error=error,
+        )
+    )
+
+
+def worktree_review(tools: ToolSet, base: str, checks: Callable[[], str] | None = None) -> Review:
+    """The self-review text: the worktree's diff against ``base`` (new files included) and
+    the latest check results (``checks()`` if given, else the agent's last command)."""
+    root = tools.root
+
+    def git(*args: str) -> str:
+        proc = subprocess.run(
+            ["git", "-c", f"safe.directory={root}", "-C", str(root), *args],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=60,
+            check=False,
+        )
+        return proc.stdout
+
+    def review() -> str:
+        diff = git("diff", "--no-ext-diff", "--no-textconv", "--no-color", base, "--")
+        new_files = git("ls-files", "--others", "--exclude-standard", "-z").split("\0")
+        for name in [n for n in new_files if n][:20]:
+            diff += git(
+                "diff", "--no-index", "--no-ext-diff", "--no-color", "--", "/dev/null", name
+            )
+        if checks is not None:
+            latest = checks()
+        elif tools.commands:
+            last = tools.commands[-1]
+            latest = f"$ {last.command}\n{last.output}"
+        else:
+            latest = "no checks were run in this iteration"
+        return (
+            f"## Your changes\n{truncate(diff, 14_000) or '(no changes)'}\n\n"
+            f"## Latest check results\n{latest}"
+        )
+
+    return review
