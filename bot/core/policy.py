@@ -212,6 +212,7 @@ class RefusalReason(StrEnum):
     LOOP_BREAKER = "loop_breaker"
     UNKNOWN_MODEL_LABEL = "unknown_model_label"
     FORK = "fork"
+    DEFAULT_BRANCH = "default_branch"
     CLOSED = "closed"
     NO_TASK = "no_task"
     TASK_EXISTS = "task_exists"
@@ -319,6 +320,12 @@ def _start_on_pull(
     if pull.state == "closed":
         message = "This pull request is closed."
         return Refusal(RefusalReason.CLOSED, message, repo, pull.number)
+    if pull.head_ref is None or pull.head_ref == event.repo.default_branch:
+        # DESIGN.md section 4 rule 7: never push to the default branch.
+        message = (
+            "This pull request's branch is unknown or is the default branch, where I never push."
+        )
+        return Refusal(RefusalReason.DEFAULT_BRANCH, message, repo, pull.number)
     return StartTask(repo, pull.number, requester, model, text, pull.number, pull.head_ref)
 
 

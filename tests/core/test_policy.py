@@ -171,10 +171,11 @@ def dispatched(**inputs: str) -> Event:
     return parse_event("workflow_dispatch", payload)
 
 
-def pull(*, head: str = REPO, state: str = "open") -> PullRequest:
+def pull(*, head: str = REPO, state: str = "open", ref: str | None = "changes") -> PullRequest:
     raw = load("pull_request.synchronize")["pull_request"]
     raw["number"] = 1
     raw["head"]["repo"]["full_name"] = head
+    raw["head"]["ref"] = ref
     raw["state"] = state
     return parse_pull_request(raw)
 
@@ -440,6 +441,18 @@ CASES: list[tuple[str, Event, dict[str, Any], Any]] = [
         said("/vibe test edge cases", on_pr=True),
         {"pull_request": pull()},
         StartTask(REPO, 1, ALICE, "test", "edge cases", pull_request=1, head_ref="changes"),
+    ),
+    (
+        "PR from the default branch",
+        said("/vibe fix it", on_pr=True),
+        {"pull_request": pull(ref="master")},
+        refused(RefusalReason.DEFAULT_BRANCH),
+    ),
+    (
+        "PR without a head branch",
+        said("/vibe fix it", on_pr=True),
+        {"pull_request": pull(ref=None)},
+        refused(RefusalReason.DEFAULT_BRANCH),
     ),
     (
         "fork PR",
