@@ -29,6 +29,7 @@ class AgentOutcome:
     reason: str | None = None
     self_review: str | None = None
     steps: int = 0
+    retryable: bool = False
 
     @property
     def ok(self) -> bool:
@@ -37,6 +38,10 @@ class AgentOutcome:
 
 class Stopped(Exception):
     """The task was asked to stop (``/vibe stop`` or a lost lease) while it ran."""
+
+
+class AgentUnavailable(Exception):
+    """The model API failed in a way that may pass (overload, 5xx): retry the job later."""
 
 
 class Run(Protocol):
