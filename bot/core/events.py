@@ -299,7 +299,7 @@ Event: TypeAlias = (
 # ------------------------------------------------------------------- field readers
 
 
-def _obj(data: Any, key: str) -> Mapping[str, Any]:
+def _obj(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     value = data.get(key)
     if not isinstance(value, Mapping):
         raise _Missing(f"{key} is missing or not an object")
@@ -527,17 +527,8 @@ def _parse_review_comment(data: Mapping[str, Any], common: _Common) -> Comment:
 def _parse_review_thread(data: Mapping[str, Any], common: _Common) -> ReviewThreadEvent:
     thread = _obj(data, "thread")
     comments = thread.get("comments")
-    ids = (
-        tuple(
-            c["id"]
-            for c in comments
-            if isinstance(c, Mapping)
-            and isinstance(c.get("id"), int)
-            and not isinstance(c["id"], bool)
-        )
-        if isinstance(comments, list)
-        else ()
-    )
+    items = comments if isinstance(comments, list) else []
+    ids = tuple(i for c in items if isinstance(c, Mapping) and (i := _opt_int(c, "id")) is not None)
     return ReviewThreadEvent(
         **vars(common),
         repo=_repo(data),

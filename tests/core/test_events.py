@@ -448,3 +448,11 @@ def test_events_are_frozen_and_hashable() -> None:
     assert hash(event) == hash(
         parse_event("pull_request_review", load("pull_request_review.submitted"))
     )
+
+
+def test_thread_comment_ids_skip_malformed_entries() -> None:
+    payload = load("pull_request_review_thread.resolved")
+    payload["thread"]["comments"] = [{"id": True}, {"id": 5}, "x", {"id": "6"}, {"id": 7}]
+    event = parse_event("pull_request_review_thread", payload)
+    assert isinstance(event, ReviewThreadEvent)
+    assert event.comment_ids == (5, 7)
