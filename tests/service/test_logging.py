@@ -1,0 +1,28 @@
+"""Structured logs carry the delivery id and never a secret."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import structlog
+
+from bot.observability import configure_logging
+
+
+def test_logs_are_json_with_context_and_redacted(capsys: pytest.CaptureFixture[str]) -> None:
+    secret = "configured-secret-value-123"
+    token = "ghs_" + "b" * 36
+    configure_logging("INFO", json=True, secrets=[secret])
+    log = structlog.get_logger("test").bind(delivery="abc-123")
+    log.info("delivery.stored", detail=f"token {token} and {secret}", count=3)
+    log.debug("hidden")
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 1
+    [record] = lines
+    assert record["delivery"] == "abc-123"
+    assert record["event"] == "delivery.stored"
+    assert record["count"] == 3
+    assert token not in record["detail"]
+    assert secret not in record["detail"]
+    assert record["detail"].count("[redacted]") == 2
