@@ -740,3 +740,59 @@ def test_non_writers_never_reach_the_agent(
     decision = run(said(body, on_pr=on_pr), permission=permission, task=task)
     assert isinstance(decision, Refusal | Ignore)
     assert not isinstance(decision, RUN_ACTIONS)
+
+
+FIXTURES = sorted(p.name.removesuffix(".json") for p in WEBHOOKS.glob("*.json"))
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=30),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    fixture=st.sampled_from(FIXTURES),
+    key=st.sampled_from(["comment", "review", "label", "issue", "pull_request", "inputs", "x"]),
+    field=st.sampled_from(["body", "state", "name", "merged", "number", "head", "prompt"]),
+    value=json_values,
+    permission=st.none() | st.sampled_from(["admin", "write", "read", "WRITE", ""]),
+    task=st.sampled_from([None, ACTIVE, ENDED, AWAITING]),
+    recent_runs=st.integers(min_value=0, max_value=20),
+)
+def test_decide_and_serial_key_never_raise(
+    fixture: str,
+    key: str,
+    field: str,
+    value: Any,
+    permission: str | None,
+    task: TaskView | None,
+    recent_runs: int,
+) -> None:
+    payload = load(fixture)
+    if isinstance(payload.get(key), dict):
+        payload[key][field] = value
+    else:
+        payload[key] = value
+    event = parse_event(fixture.split(".")[0], payload)
+    decision = run(event, permission=permission, task=task, recent_runs=recent_runs)
+    assert isinstance(
+        decision,
+        (
+            *RUN_ACTIONS,
+            Stop,
+            Undo,
+            Status,
+            Help,
+            Accept,
+            Abandon,
+            Refusal,
+            Ignore,
+            NeedsPermission,
+            NeedsPullRequest,
+        ),
+    )
+    key_or_none = serial_key(event, BOT)
+    assert key_or_none is None or key_or_none.startswith(("Codertocat/", "octo-org/"))
