@@ -221,6 +221,7 @@ class _Run:
     steps: int = 0
     usage: Usage = field(default_factory=Usage)
     dollars: Decimal = Decimal(0)
+    self_review: str | None = None
 
     def limit_reached(self) -> LimitReached | None:
         lim = self.limits
@@ -265,7 +266,6 @@ def run_agent(
     model = model or settings.model
     run = _Run(limits or AgentLimits.from_settings(settings))
     conversation = Conversation(tools, task)
-    reviewed_text: str | None = None
 
     def outcome(exit_: Exit) -> AgentOutcome:
         return AgentOutcome(
@@ -274,7 +274,7 @@ def run_agent(
             usage=run.usage,
             cost=float(run.dollars),
             duration=time.monotonic() - run.started,
-            self_review=reviewed_text,
+            self_review=run.self_review,
             messages=conversation.messages,
         )
 
@@ -282,76 +282,87 @@ def run_agent(
         price = price_for(settings.prices, model)
     except UnknownModelPrice as exc:
         return outcome(Errored(str(exc)))
-    client = client or make_client(settings)
-    stream_failures = 0
-    trimmed = False
-    silent_turns = 0
+    own_client = client is None
+    active = client if client is not None else make_client(settings)
 
-    while True:
-        if cancel is not None and cancel.is_set():
-            return outcome(Stopped())
-        reached = run.limit_reached()
-        if reached is not None:
-            return outcome(reached)
-        step_started = datetime.now(UTC)
-        t0 = time.monotonic()
-        request = conversation.request(model, settings.max_output_tokens)
-        summary = {"messages": len(request["messages"]), "attempt": stream_failures + 1}
-        try:
-            turn = stream_turn(client, request)
-        except ModelError as err:
-            _record(recorder, run.steps, step_started, t0, model, summary, error=err.reason)
-            if err.kind == "stream_broken" and stream_failures < MAX_STREAM_RETRIES:
-                stream_failures += 1
-                continue
-            if err.kind == "too_large" and not trimmed and conversation.trim():
-                trimmed = True
-                continue
-            return outcome(Errored(err.reason, retryable=err.retryable, kind=err.kind))
+    def drive() -> AgentOutcome:
         stream_failures = 0
-        run.steps += 1
-        run.usage += turn.usage
-        step_cost = cost(turn.usage, price)
-        run.dollars += step_cost
-        conversation.add("assistant", turn.content or [{"type": "text", "text": "(no output)"}])
+        trimmed = False
+        silent_turns = 0
 
-        if turn.stop_reason == "refusal":
-            _record(recorder, run.steps, step_started, t0, model, summary, turn, [], step_cost)
-            return outcome(Refused(turn.text or "the model declined the task"))
+        while True:
+            if cancel is not None and cancel.is_set():
+                return outcome(Stopped())
+            reached = run.limit_reached()
+            if reached is not None:
+                return outcome(reached)
+            step_started = datetime.now(UTC)
+            t0 = time.monotonic()
+            request = conversation.request(model, settings.max_output_tokens)
+            summary = {"messages": len(request["messages"]), "attempt": stream_failures + 1}
+            try:
+                turn = stream_turn(active, request)
+            except ModelError as err:
+                _record(recorder, run.steps, step_started, t0, model, summary, error=err.reason)
+                if err.kind == "stream_broken" and stream_failures < MAX_STREAM_RETRIES:
+                    stream_failures += 1
+                    continue
+                if err.kind == "too_large" and not trimmed and conversation.trim():
+                    trimmed = True
+                    continue
+                return outcome(Errored(err.reason, retryable=err.retryable, kind=err.kind))
+            stream_failures = 0
+            run.steps += 1
+            run.usage += turn.usage
+            step_cost = cost(turn.usage, price)
+            run.dollars += step_cost
+            conversation.add("assistant", turn.content or [{"type": "text", "text": "(no output)"}])
 
-        results, records, finished = _run_tools(turn, tools, cancel)
-        feedback: str | None = None
-        if finished is not None and review is not None and reviewed_text is None:
-            reviewed_text = _review_text(review)
-            results[-1] = {**results[-1], "content": reviewed_text}
-            records[-1] = ToolCallRecord(
-                records[-1].id, "finish", records[-1].input, False, clip(reviewed_text, 4000)
+            if turn.stop_reason == "refusal":
+                _record(recorder, run.steps, step_started, t0, model, summary, turn, [], step_cost)
+                return outcome(Refused(turn.text or "the model declined the task"))
+
+            results, records, finished = _run_tools(turn, tools, cancel)
+            feedback: str | None = None
+            if finished is not None and review is not None and run.self_review is None:
+                run.self_review = _review_text(review)
+                results[-1] = {**results[-1], "content": run.self_review}
+                records[-1] = ToolCallRecord(
+                    records[-1].id, "finish", records[-1].input, False, clip(run.self_review, 4000)
+                )
+                finished, feedback = None, "self"
+            if turn.tool_calls:
+                silent_turns = 0
+                conversation.add("user", results)
+            else:
+                silent_turns += 1
+                conversation.add("user", [{"type": "text", "text": prompts.NO_TOOL_NUDGE}])
+            _record(
+                recorder,
+                run.steps,
+                step_started,
+                t0,
+                model,
+                summary,
+                turn,
+                records,
+                step_cost,
+                feedback,
             )
-            finished, feedback = None, "self"
-        if turn.tool_calls:
-            silent_turns = 0
-            conversation.add("user", results)
-        else:
-            silent_turns += 1
-            conversation.add("user", [{"type": "text", "text": prompts.NO_TOOL_NUDGE}])
-        _record(
-            recorder,
-            run.steps,
-            step_started,
-            t0,
-            model,
-            summary,
-            turn,
-            records,
-            step_cost,
-            feedback,
-        )
-        if finished is not None:
-            return outcome(Finished(finished))
-        if cancel is not None and cancel.is_set():
-            return outcome(Stopped())
-        if silent_turns >= MAX_SILENT_TURNS:
-            return outcome(Errored(f"the model answered {silent_turns} times without using a tool"))
+            if finished is not None:
+                return outcome(Finished(finished))
+            if cancel is not None and cancel.is_set():
+                return outcome(Stopped())
+            if silent_turns >= MAX_SILENT_TURNS:
+                return outcome(
+                    Errored(f"the model answered {silent_turns} times without using a tool")
+                )
+
+    try:
+        return drive()
+    finally:
+        if own_client:
+            active.close()
 
 
 def _run_tools(
