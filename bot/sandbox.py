@@ -545,6 +545,7 @@ class BwrapSandbox:
                 args += ["--symlink", str(target.readlink()), f"/{name}"]
             elif target.is_dir():
                 args += ["--ro-bind", f"/{name}", f"/{name}"]
+        args += ["--perms", "0755", "--dir", "/etc"]
         for entry in ETC_ENTRIES:
             args += ["--ro-bind-try", f"/etc/{entry}", f"/etc/{entry}"]
         args += [
@@ -572,6 +573,10 @@ class BwrapSandbox:
         if dot_git.exists():
             args += ["--ro-bind", str(dot_git), f"{SANDBOX_WORKDIR}/.git"]
         for path in _gitdir_mounts(workdir):
+            # bwrap would create the missing parents with the host parents' modes, which
+            # may lock the sandbox user out (a 0700 data directory); create them 0755.
+            for parent in reversed(path.parents[:-1]):
+                args += ["--perms", "0755", "--dir", str(parent)]
             args += ["--ro-bind", str(path), str(path)]
         args += [
             "--chdir",

@@ -64,7 +64,9 @@ def settle(check: object, seconds: float = 3.0) -> None:
 
 
 def test_runs_in_worktree_as_unprivileged_user(sandbox: BwrapSandbox, workdir: Path) -> None:
-    result = sandbox.run("pwd; id -u; cat hello.txt; echo made > new.txt", workdir=workdir)
+    result = sandbox.run(
+        "pwd; id -u; cat hello.txt; echo made > new.txt; test -r /etc/passwd", workdir=workdir
+    )
     assert result.ok, result
     lines = result.stdout.splitlines()
     assert lines[0] == "/workspace"

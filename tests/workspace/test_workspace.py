@@ -1,0 +1,402 @@
+"""Workspaces against a real git remote over smart HTTP: branches, commits, pushes,
+protected paths, undo, locking, mirror reuse, pruning and eviction."""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from bot.core.config import parse_repo_config
+from bot.sandbox import BwrapSandbox
+from bot.workspace import (
+    GitCredentials,
+    Identity,
+    ProtectedPathError,
+    PushRefused,
+    PushRejected,
+    UndoRefused,
+    WorkspaceBusy,
+    WorkspaceCache,
+    WorkspaceError,
+    protected_paths_hit,
+    slugify,
+    task_branch,
+    valid_branch,
+)
+
+from .conftest import ANN, BOT, TOKEN, GitServer, sh_git
+
+CONFIG, _ = parse_repo_config(None)
+BRANCH = "vibe/issue-7-add-a-greeting"
+
+
+def grep_tree(root: Path, needles: list[bytes]) -> list[Path]:
+    """Every file under ``root`` that contains one of ``needles``."""
+    hits = []
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            path = Path(dirpath) / name
+            if path.is_symlink() or not path.is_file():
+                continue
+            data = path.read_bytes()
+            if any(n in data for n in needles):
+                hits.append(path)
+    return hits
+
+
+@pytest.mark.parametrize(
+    ("title", "slug"),
+    [
+        ("Add a greeting", "add-a-greeting"),
+        ("Fix: crash on ÜBER-long café names!!", "fix-crash-on-uber-long-cafe-names"),
+        ("../../etc/passwd; rm -rf /", "etc-passwd-rm-rf"),
+        ("", "task"),
+        ("日本語のみ", "task"),
+        ("a" * 300, "a" * 40),
+        (
+            "make the parser handle deeply nested brackets correctly",
+            "make-the-parser-handle-deeply-nested",
+        ),
+    ],
+)
+def test_slugify(title: str, slug: str) -> None:
+    assert slugify(title) == slug
+    assert valid_branch(f"vibe/issue-1-{slugify(title)}")
+
+
+def test_task_branch() -> None:
+    assert task_branch("o/r", 7, "Add a greeting") == BRANCH
+    same = task_branch("o/r", 9, "x", pr_head_repo="O/R", pr_head_ref="feature/login")
+    assert same == "feature/login"
+    fork = task_branch("o/r", 9, "Fix it", pr_head_repo="evil/r", pr_head_ref="main")
+    assert fork == "vibe/issue-9-fix-it"
+    with pytest.raises(WorkspaceError):
+        task_branch("o/r", 9, "x", pr_head_repo="o/r", pr_head_ref="bad..name")
+    with pytest.raises(WorkspaceError):
+        task_branch("o/r", 0, "x")
+
+
+@pytest.mark.parametrize(
+    "name", ["", "-x", "a..b", "a b", "a~1", "x.lock", "a/.hidden", "a//b", "@", "x@{1}", "a\n"]
+)
+def test_invalid_branch_names(name: str) -> None:
+    assert not valid_branch(name)
+
+
+def test_protected_paths() -> None:
+    changed = [
+        ".github/workflows/ci.yml",
+        ".github/dependabot.yml",
+        "src/.bashrc",
+        ".envrc",
+        "src/app.py",
+        "docs/secret/key.txt",
+    ]
+    hits = protected_paths_hit(changed, (*CONFIG.protected_paths, "docs/secret"))
+    assert hits == [".github/workflows/ci.yml", "src/.bashrc", ".envrc", "docs/secret/key.txt"]
+    allowed = protected_paths_hit(changed, CONFIG.protected_paths, [".github/workflows/*.yml"])
+    assert allowed == ["src/.bashrc", ".envrc"]
+
+
+def test_prepare_commit_push_with_credentials_only_at_push(
+    cache: WorkspaceCache, git_server: GitServer, creds: GitCredentials, sandbox: BwrapSandbox
+) -> None:
+    ws = cache.prepare("o/r", git_server.repo_url(), branch=BRANCH, default_branch="main")
+    assert ws.head() == git_server.tip("main")
+    result = sandbox.run("echo 'print(\"hi\")' > src/greet.py", workdir=ws.path)
+    assert result.ok, result
+    sha = ws.commit("Add a greeting", author=BOT, co_authors=[ANN, BOT])
+    assert sha is not None
+    assert ws.commit("nothing new", author=BOT) is None
+    assert ws.changed_paths() == ["src/greet.py"]
+    with pytest.raises(PushRejected, match="rejected"):
+        ws.push(None, CONFIG)
+    assert git_server.tip(BRANCH) is None
+    assert ws.push(creds, CONFIG) == sha
+    assert git_server.tip(BRANCH) == sha
+    message = sh_git("log", "-1", "--format=%an <%ae>%n%B", BRANCH, cwd=git_server.bare())
+    assert message.startswith(f"{BOT.name} <{BOT.email}>\nAdd a greeting\n")
+    assert message.count("Co-authored-by:") == 1
+    assert f"Co-authored-by: {ANN.name} <{ANN.email}>" in message
+    # Only the push carried the token; it is nowhere on disk.
+    assert any(auth for _, path, auth in git_server.requests if "receive-pack" in path)
+    assert not any(auth for _, path, auth in git_server.requests if "upload-pack" in path)
+    basic = base64.b64encode(f"x-access-token:{TOKEN}".encode())
+    assert grep_tree(cache.root, [TOKEN.encode(), basic]) == []
+    assert TOKEN not in repr(creds)
+    ws.close()
+    assert not ws.path.exists()
+
+
+def test_push_refusals(cache: WorkspaceCache, git_server: GitServer) -> None:
+    url = git_server.repo_url()
+    with pytest.raises(PushRefused, match="default branch"):
+        cache.prepare("o/r", url, branch="main", default_branch="main")
+    with pytest.raises(PushRefused, match="vibe/"):
+        cache.prepare("o/r", url, branch="feature", default_branch="main")
+    with pytest.raises(WorkspaceError, match="credentials"):
+        cache.prepare(
+            "o/r", f"http://x:{TOKEN}@127.0.0.1/o/r.git", branch=BRANCH, default_branch="main"
+        )
+    for repo in ("o", "o/r/x", "../r", "o/..", "o r/x", ""):
+        with pytest.raises(WorkspaceError):
+            cache.prepare(repo, url, branch=BRANCH, default_branch="main")
+    for bad in (("", "a@b"), ("Ann\nEvil", "a@b"), ("Ann", "not-an-email"), ("Ann", "a@b>x")):
+        with pytest.raises(WorkspaceError):
+            Identity(*bad)
+    with pytest.raises(WorkspaceError):
+        GitCredentials("tok\nen")
+
+
+def test_protected_path_refusal(
+    cache: WorkspaceCache, git_server: GitServer, creds: GitCredentials
+) -> None:
+    with cache.prepare("o/r", git_server.repo_url(), branch=BRANCH, default_branch="main") as ws:
+        (ws.path / ".github" / "workflows").mkdir(parents=True)
+        (ws.path / ".github" / "workflows" / "pwn.yml").write_text("on: push\n")
+        (ws.path / "ok.txt").write_text("fine\n")
+        assert ws.commit("touch a workflow", author=BOT) is not None
+        with pytest.raises(ProtectedPathError, match=r"\.github/workflows/pwn\.yml") as info:
+            ws.push(creds, CONFIG)
+        assert info.value.paths == [".github/workflows/pwn.yml"]
+        assert git_server.tip(BRANCH) is None
+        allowing, problems = parse_repo_config("paths:\n  allowed: ['.github/workflows/**']\n")
+        assert problems == []
+        ws.push(creds, allowing)
+        assert git_server.tip(BRANCH) == ws.head()
+
+
+def test_undo_reverts_the_last_iteration(
+    cache: WorkspaceCache, git_server: GitServer, creds: GitCredentials
+) -> None:
+    with cache.prepare("o/r", git_server.repo_url(), branch=BRANCH, default_branch="main") as ws:
+        (ws.path / "one.txt").write_text("1\n")
+        first = ws.commit("iteration 1", author=BOT)
+        ws.push(creds, CONFIG)
+        assert first is not None
+        (ws.path / "two.txt").write_text("2\n")
+        ws.commit("iteration 2a", author=BOT)
+        (ws.path / "src" / "app.py").write_text("print('changed')\n")
+        (ws.path / "one.txt").unlink()
+        ws.commit("iteration 2b", author=BOT)
+        ws.push(creds, CONFIG)
+        undone = ws.undo(first, author=BOT, co_authors=[ANN])
+        assert undone is not None
+        assert ws.git("rev-parse", "HEAD^{tree}") == ws.git("rev-parse", f"{first}^{{tree}}")
+        assert sorted(p.name for p in ws.path.iterdir() if p.name != ".git") == [
+            "README.md",
+            "one.txt",
+            "src",
+        ]
+        body = ws.git("log", "-1", "--format=%B")
+        assert "Reverts:" in body
+        assert "Co-authored-by: Ann Writer" in body
+        ws.push(creds, CONFIG)  # a plain fast-forward, no force
+        assert git_server.tip(BRANCH) == undone
+        assert ws.undo(first, author=BOT) is None  # twice changes nothing
+        with pytest.raises(UndoRefused):
+            ws.undo("0" * 40, author=BOT)
+
+
+def test_undo_never_touches_a_persons_commits(
+    cache: WorkspaceCache, git_server: GitServer, creds: GitCredentials
+) -> None:
+    with cache.prepare("o/r", git_server.repo_url(), branch=BRANCH, default_branch="main") as ws:
+        base = ws.head()
+        (ws.path / "bot.txt").write_text("bot\n")
+        ws.commit("bot work", author=BOT)
+        ws.push(creds, CONFIG)
+    git_server.commit_on(BRANCH, {"human.txt": "mine\n"})
+    with cache.prepare("o/r", git_server.repo_url(), branch=BRANCH, default_branch="main") as ws:
+        assert (ws.path / "human.txt").exists()
+        with pytest.raises(UndoRefused, match="not the bot"):
+            ws.undo(base, author=BOT)
+
+
+def test_undo_by_reset_pushes_with_lease(
+    cache: WorkspaceCache, git_server: GitServer, creds: GitCredentials
+) -> None:
+    url = git_server.repo_url()
+    with cache.prepare("o/r", url, branch=BRANCH, default_branch="main") as ws:
+        base = ws.head()
+        (ws.path / "bot.txt").write_text("bot\n")
+        ws.commit("bot work", author=BOT)
+        ws.push(creds, CONFIG)
+        assert ws.undo(base, author=BOT, mode="reset") == base
+        ws.push(creds, CONFIG)
+        assert git_server.tip(BRANCH) == base
+        # A plain push after that is a normal fast-forward again.
+        (ws.path / "again.txt").write_text("again\n")
+        again = ws.commit("again", author=BOT)
+        ws.push(creds, CONFIG)
+        assert git_server.tip(BRANCH) == again
+        (ws.path / "late.txt").write_text("late\n")
+        ws.commit("late", author=BOT)
+        ws.push(creds, CONFIG)
+        assert again is not None
+        ws.undo(again, author=BOT, mode="reset")
+    # Someone pushes to the branch after our undo: the lease no longer holds.
+    with cache.prepare("o/r", url, branch=BRANCH, default_branch="main") as ws:
+        (ws.path / "x.txt").write_text("x\n")
+        x = ws.commit("x", author=BOT)
+        ws.push(creds, CONFIG)
+        assert x is not None
+        ws.undo(again, author=BOT, mode="reset")
+        pushed_by_person = git_server.commit_on(BRANCH, {"person.txt": "p\n"})
+        with pytest.raises(PushRejected):
+            ws.push(creds, CONFIG)
+        assert git_server.tip(BRANCH) == pushed_by_person
+
+
+def test_same_repository_pr_branch(
+    cache: WorkspaceCache, git_server: GitServer, creds: GitCredentials
+) -> None:
+    sh_git("branch", "feature/login", "main", cwd=git_server.bare())
+    git_server.commit_on("feature/login", {"login.py": "# login\n"})
+    branch = task_branch("o/r", 3, "Login", pr_head_repo="o/r", pr_head_ref="feature/login")
+    ws = cache.prepare(
+        "o/r", git_server.repo_url(), branch=branch, default_branch="main", shared_branch=True
+    )
+    with ws:
+        assert ws.head() == git_server.tip("feature/login")
+        (ws.path / "login.py").write_text("# login, fixed\n")
+        sha = ws.commit("fix login", author=BOT, co_authors=[ANN])
+        ws.push(creds, CONFIG)
+        assert git_server.tip("feature/login") == sha
+
+
+def test_fork_pr_starts_from_the_pull_ref(
+    cache: WorkspaceCache, git_server: GitServer, creds: GitCredentials
+) -> None:
+    fork_head = git_server.commit_on("main", {"fork.txt": "from a fork\n"})
+    sh_git("update-ref", "refs/pull/5/head", fork_head, cwd=git_server.bare())
+    sh_git("update-ref", "refs/heads/main", f"{fork_head}~1", cwd=git_server.bare())
+    branch = task_branch("o/r", 5, "Fork work", pr_head_repo="fork/r", pr_head_ref="main")
+    with cache.prepare(
+        "o/r", git_server.repo_url(), branch=branch, default_branch="main", pr_number=5
+    ) as ws:
+        assert ws.head() == fork_head
+        assert (ws.path / "fork.txt").exists()
+
+
+def test_two_tasks_on_one_repository_in_parallel(
+    cache: WorkspaceCache, git_server: GitServer, creds: GitCredentials, sandbox: BwrapSandbox
+) -> None:
+    url = git_server.repo_url()
+    paths: dict[str, Path] = {}
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def task(number: int) -> None:
+        try:
+            branch = task_branch("o/r", number, f"task {number}")
+            barrier.wait()
+            with cache.prepare("o/r", url, branch=branch, default_branch="main") as ws:
+                paths[branch] = ws.path
+                barrier.wait()  # both worktrees exist at the same time
+                result = sandbox.run(f"echo {number} > task.txt; sleep 0.2", workdir=ws.path)
+                assert result.ok, result
+                ws.commit(f"task {number}", author=BOT)
+                ws.push(creds, CONFIG)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=task, args=(n,)) for n in (11, 12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert len(set(paths.values())) == 2
+    for number in (11, 12):
+        branch = task_branch("o/r", number, f"task {number}")
+        content = sh_git("show", f"{branch}:task.txt", cwd=git_server.bare())
+        assert content == f"{number}\n"
+
+
+def test_one_task_branch_is_never_shared(cache: WorkspaceCache, git_server: GitServer) -> None:
+    busy = WorkspaceCache(cache.root, sandbox_uid=cache.sandbox_uid, lock_timeout=0.3)
+    with cache.prepare("o/r", git_server.repo_url(), branch=BRANCH, default_branch="main"):
+        start = time.monotonic()
+        with pytest.raises(WorkspaceBusy):
+            busy.prepare("o/r", git_server.repo_url(), branch=BRANCH, default_branch="main")
+        assert time.monotonic() - start < 3
+    with busy.prepare("o/r", git_server.repo_url(), branch=BRANCH, default_branch="main") as ws:
+        assert ws.path.is_dir()
+
+
+def test_mirror_is_reused_and_updated(cache: WorkspaceCache, git_server: GitServer) -> None:
+    url = git_server.repo_url()
+    mirror = cache.fetch("o/r", url)
+    objects = {p: p.stat().st_ino for p in (mirror / "objects").rglob("*") if p.is_file()}
+    assert len(objects) >= 3  # commit, trees, blobs of the first fetch
+    new = git_server.commit_on("main", {"news.txt": "new\n"})
+    with cache.prepare("o/r", url, branch=BRANCH, default_branch="main") as ws:
+        assert ws.mirror == mirror
+        assert ws.head() == new
+        assert (ws.path / "news.txt").read_text() == "new\n"
+    # Not cloned again: every object file of the first fetch is still the same file.
+    assert all(path.stat().st_ino == ino for path, ino in objects.items())
+    assert sorted(p.name for p in (cache.root / "mirrors").iterdir()) == ["o__r.git"]
+
+
+def test_crashed_attempt_restarts_from_the_remote(
+    cache: WorkspaceCache, git_server: GitServer, creds: GitCredentials
+) -> None:
+    url = git_server.repo_url()
+    ws = cache.prepare("o/r", url, branch=BRANCH, default_branch="main")
+    (ws.path / "pushed.txt").write_text("p\n")
+    pushed = ws.commit("pushed", author=BOT)
+    ws.push(creds, CONFIG)
+    (ws.path / "lost.txt").write_text("l\n")
+    ws.commit("never pushed", author=BOT)
+    (ws.path / "dirty.txt").write_text("d\n")
+    for lock in ws._locks:  # the worker died: its locks went with its process
+        lock.release()
+    again = cache.prepare("o/r", url, branch=BRANCH, default_branch="main")
+    with again:
+        assert again.head() == pushed
+        assert not (again.path / "lost.txt").exists()
+        assert not (again.path / "dirty.txt").exists()
+        (again.path / "scratch.txt").write_text("s\n")
+        (again.path / "README.md").write_text("changed\n")
+        again.discard()
+        assert not again.dirty()
+
+
+def test_prune_and_evict(tmp_path: Path, git_server: GitServer) -> None:
+    cache = WorkspaceCache(tmp_path / "small", max_bytes=1024**2, lock_timeout=5.0)
+    url = git_server.repo_url()
+    ws = cache.prepare("o/r", url, branch=BRANCH, default_branch="main")
+    for lock in ws._locks:
+        lock.release()
+    assert cache.prune(older_than=3600) == []
+    old = time.time() - 7200
+    os.utime(ws.path, (old, old))
+    assert cache.prune(older_than=3600) == [ws.path]
+    assert not ws.path.exists()
+    assert len(sh_git("worktree", "list", cwd=ws.mirror).splitlines()) == 1
+    # Eviction: a second repository makes the cache too big; the older mirror goes.
+    sh_git("clone", "--quiet", "--bare", str(git_server.bare()), str(git_server.bare("o/big")))
+    blob = os.urandom(1536 * 1024)
+    big = git_server.root.parent / "big-seed"
+    sh_git("clone", "--quiet", str(git_server.bare("o/big")), str(big))
+    (big / "blob.bin").write_bytes(blob)
+    sh_git("add", "blob.bin", cwd=big)
+    sh_git("commit", "--quiet", "-m", "blob", cwd=big)
+    sh_git("push", "--quiet", "origin", "main", cwd=big)
+    os.utime(ws.mirror, (old, old))
+    cache.fetch("o/big", git_server.repo_url("o/big"))
+    holder = cache.prepare(
+        "o/big", git_server.repo_url("o/big"), branch=BRANCH, default_branch="main"
+    )
+    assert cache.size() > cache.max_bytes
+    assert cache.evict() == ["o__r"]  # least recently used; o__big is in use
+    assert (cache.root / "mirrors" / "o__big.git").exists()
+    holder.close()  # closing evicts again: still too big, and now unused
+    assert sorted((cache.root / "mirrors").iterdir()) == []
