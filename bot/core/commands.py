@@ -256,12 +256,14 @@ def parse_commands(text: str, bot_login: str = "") -> list[Command]:
 
 def help_text(*, trigger_label: str = "vibe", bot_login: str | None = None) -> str:
     """The reply to ``/vibe help`` and to a command that was not understood."""
-    mention = f" (or `@{bot_login.removesuffix('[bot]')}`)" if bot_login else ""
-    rows = [f"- `{s.usage}`: {s.help}" for s in GRAMMAR]
+    mention = (
+        f" (`@{bot_login.removesuffix('[bot]')}` works in place of `/vibe`)" if bot_login else ""
+    )
+    # The catch-all row is matched last but read first.
+    rows = [f"- `{s.usage}`: {s.help}" for s in (GRAMMAR[-1], *GRAMMAR[:-1])]
     return "\n".join(
         [
-            f"**vibe-bot commands**: write one at the start of a line, `/vibe`{mention} "
-            "followed by:",
+            f"**vibe-bot commands**: write one at the start of a line{mention}.",
             "",
             *rows,
             "",
