@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine, make_url
 from starlette.concurrency import run_in_threadpool
 
 from bot import __version__
+from bot.dashboard import make_dashboard_router
 from bot.observability import Metrics
 from bot.queue import Handler, Queue, Worker
 from bot.settings import Settings
@@ -86,6 +87,14 @@ def create_app(
             bot_login=settings.bot_login,
             on_delivery=metrics.delivery,
             on_queued=worker.wake,
+        )
+    )
+
+    app.include_router(
+        make_dashboard_router(
+            engine,
+            settings.secret_values,
+            settings.dashboard_token.get_secret_value() if settings.dashboard_token else None,
         )
     )
 

@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     sandbox_allow_network: bool = False
     workspace_cache_bytes: int = Field(default=20 * 1024**3, ge=1024**2)
 
+    # dashboard: with a token, requests need "Authorization: Bearer <token>"; without one,
+    # only loopback clients are served
+    dashboard_token: SecretStr | None = None
+
     # logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
