@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=60.0, gt=0)
     heartbeat_seconds: float = Field(default=15.0, gt=0)
     max_attempts: int = Field(default=5, ge=1)
+    # a task's status comment is edited at most this often (GitHub asks for >= 1 s
+    # between writes: https://docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api)
+    status_update_seconds: float = Field(default=3.0, ge=0)
     executor: Literal["local", "actions"] = "local"
     public_url: str | None = None
 
