@@ -36,7 +36,7 @@ from starlette.concurrency import run_in_threadpool
 from bot.core.events import Unparseable, Unsupported, parse_event
 from bot.core.policy import serial_key
 from bot.queue import enqueue, write_transaction
-from bot.store import Delivery, Job, utcnow
+from bot.store import Delivery, Job, Task, utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -44,6 +44,7 @@ SIGNATURE_RE = re.compile(r"sha256=([0-9a-fA-F]{64})")
 # GitHub sends a GUID; accept a conservative superset and refuse anything else.
 DELIVERY_RE = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 EVENT_RE = re.compile(r"[a-z_]{1,64}")
+LANE_RE = re.compile(r"(?P<repo>[^#]+)#(?P<number>\d+)(?P<suffix>/control)?")
 
 StoreResult = Literal["new", "duplicate", "requeued"]
 
@@ -130,6 +131,26 @@ def _installation(payload: dict[str, Any]) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def task_lane(conn: Any, key: str | None) -> str | None:
+    """Route a PR's events to the lane of the task that owns the PR.
+
+    A task started from issue #7 opens PR #8; reviews on #8 and commands on #7 must never run
+    at once, so both use the lane ``repo#7``.
+    """
+    match = LANE_RE.fullmatch(key or "")
+    if match is None:
+        return key
+    number = int(match["number"])
+    row = conn.execute(
+        select(Task.number)
+        .where(col(Task.repository) == match["repo"], col(Task.pr_number) == number)
+        .limit(1)
+    ).first()
+    if row is None or row.number == number:
+        return key
+    return f"{match['repo']}#{row.number}{match['suffix'] or ''}"
+
+
 def store_delivery(
     engine: Engine,
     delivery_id: str,
@@ -165,7 +186,7 @@ def store_delivery(
                     conn,
                     "event",
                     {"event": event_name, "action": ingested.action},
-                    serial_key=ingested.serial_key,
+                    serial_key=task_lane(conn, ingested.serial_key),
                     delivery_id=delivery_id,
                     max_attempts=max_attempts,
                 )

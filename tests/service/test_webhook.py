@@ -17,7 +17,7 @@ import pytest
 from sqlmodel import Session, select
 
 from bot.core import events
-from bot.store import Delivery, Job
+from bot.store import Delivery, Job, Task
 from bot.webhook import signature_valid
 from tests.service.conftest import (
     PREVIOUS,
@@ -348,3 +348,28 @@ def test_memory_stays_bounded_by_the_cap_for_an_endless_chunked_body(live: Live)
     assert sent < total  # the server answered before the sender finished
     cap = live.settings.max_body_bytes
     assert peak < cap * 1.5, f"peak {peak / 2**20:.0f} MiB for a {cap / 2**20:.0f} MiB cap"
+
+
+def test_events_on_a_task_pr_share_the_task_lane(live: Live) -> None:
+    _, payload = fixture_payload("pull_request_review.submitted")
+    repo, pr = payload["repository"]["full_name"], payload["pull_request"]["number"]
+    with Session(live.app.state.engine) as session:
+        session.add(
+            Task(
+                repository=repo,
+                number=pr - 1,
+                pr_number=pr,
+                model="conversational",
+                state="awaiting_review",
+                branch="vibe/issue-x",
+                base="main",
+                requester="alice",
+                title="t",
+                instruction="i",
+            )
+        )
+        session.commit()
+    body = json.dumps(payload).encode()
+    assert post(live, "pull_request_review", body).status_code == 202
+    [job] = jobs(live)
+    assert job.serial_key == f"{repo}#{pr - 1}"
