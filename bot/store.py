@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, event
+from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint, event
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, SQLModel, create_engine
 
@@ -155,6 +155,36 @@ class Iteration(SQLModel, table=True):
         UniqueConstraint("task_id", "number", name="uq_iteration_number"),
         UniqueConstraint("task_id", "key", name="uq_iteration_key"),
     )
+
+
+class RunnerTask(SQLModel, table=True):
+    """A task handed to a GitHub Actions runner (``bot/executor.py``). Secrets are stored
+    only as SHA-256 hashes: the one-time claim credential and the runner's token."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    repository: str = Field(max_length=300)
+    number: int | None = None
+    spec: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="dispatched", max_length=20, index=True)
+    attempt: int = 0
+    max_attempts: int = 3
+    credential_hash: str | None = Field(default=None, max_length=64)
+    credential_expires: datetime | None = None
+    token_hash: str | None = Field(default=None, max_length=64)
+    # GitHub run ids outgrow 32 bits.
+    run_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    run_url: str | None = Field(default=None, max_length=500)
+    progress: str | None = Field(default=None, sa_column=Column(Text))
+    outcome: str | None = Field(default=None, max_length=40)
+    pr_number: int | None = None
+    cost: float = 0.0
+    summary: str | None = Field(default=None, sa_column=Column(Text))
+    dispatched_at: datetime | None = None
+    claimed_at: datetime | None = None
+    last_seen_at: datetime | None = None
+    finished_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

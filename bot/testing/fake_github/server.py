@@ -118,8 +118,10 @@ class FakeGitHub:
         port = sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{port}"
         self.shapes = Shapes(self.base_url, self.world)
+        # Kept so extensions (bot/testing/fake_actions.py) can add routes.
+        self.app = create_api(self)
         config = uvicorn.Config(
-            create_api(self),
+            self.app,
             log_level="warning",
             access_log=False,
             lifespan="off",

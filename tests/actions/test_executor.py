@@ -1,0 +1,419 @@
+"""The ``actions`` executor against the fake GitHub (workflow dispatch and runs) and the
+runner API served on loopback, with ``vibe action``'s own runner client on the other end."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from bot.action import ActionResult, RunnerClient, ServiceError
+from bot.executor import (
+    FOLLOW_JOB,
+    ActionsExecutor,
+    GithubActions,
+    make_runner_router,
+    run_from_payload,
+)
+from bot.store import Job, RunnerTask, init_db, make_engine
+from tests.actions.conftest import REPO, Clock, World, comment_reporter, serve
+
+SPEC: dict[str, Any] = {
+    "event_name": "issue_comment",
+    "payload": {"action": "created", "comment": {"body": "/vibe add a widget"}},
+}
+
+
+def make_executor(world: World, engine: Engine, clock: Clock, **kw: Any) -> ActionsExecutor:
+    return ActionsExecutor(
+        engine,
+        lambda repo: GithubActions(world.client(), repo),
+        reporter=comment_reporter(world),
+        clock=clock,
+        **kw,
+    )
+
+
+@pytest.fixture
+def service(world: World, engine: Engine, clock: Clock) -> Iterator[tuple[ActionsExecutor, str]]:
+    executor = make_executor(world, engine, clock)
+    app = FastAPI()
+    app.include_router(make_runner_router(executor))
+    with serve(app) as url:
+        yield executor, url
+
+
+def issue_number(world: World) -> int:
+    return world.fake.open_issue(REPO, "alice", "Add a widget", "please")
+
+
+def status_comments(world: World, number: int) -> list[str]:
+    return [c.body for c in world.fake.comments(REPO, number) if "vibe:status runner=" in c.body]
+
+
+def test_dispatch_claim_progress_result(world: World, service: tuple[ActionsExecutor, str]) -> None:
+    executor, url = service
+    number = issue_number(world)
+    task_id = executor.submit(REPO, SPEC, number=number)
+
+    (run,) = world.actions.dispatched(REPO)
+    assert run.workflow == "vibe-runner.yml"
+    assert run.ref == "main"
+    assert run.title == f"vibe task {task_id}"
+    assert run.inputs["task_id"] == str(task_id)
+    credential = run.inputs["credential"]
+    assert credential.startswith("vibetask_")
+    assert len(credential) > 40
+
+    task = executor.get(task_id)
+    assert task is not None
+    assert task.status == "dispatched"
+    assert task.attempt == 1
+    assert task.run_id == run.id  # GitHub answered the dispatch with the run's id
+    assert task.credential_hash == hashlib.sha256(credential.encode()).hexdigest()
+    assert credential not in json.dumps(task.model_dump(mode="json"))
+    (first,) = status_comments(world, number)
+    assert "Running on GitHub Actions, attempt 1 of 3" in first
+
+    runner = RunnerClient(url, task_id)
+    claimed = runner.claim(credential, run.id)
+    assert claimed.repository == REPO
+    assert (claimed.event_name, claimed.payload) == (SPEC["event_name"], SPEC["payload"])
+    runner.progress("agent step 3 of 60")
+    task = executor.get(task_id)
+    assert task is not None
+    assert task.status == "claimed"
+    assert task.progress == "agent step 3 of 60"
+    assert task.credential_hash is None
+    assert task.token_hash == hashlib.sha256(claimed.token.encode()).hexdigest()
+
+    runner.result(ActionResult("started", pr_number=7, cost=0.125, detail="opened a draft PR"))
+    task = executor.get(task_id)
+    assert task is not None
+    assert (task.status, task.outcome, task.pr_number, task.cost) == (
+        "succeeded",
+        "started",
+        7,
+        0.125,
+    )
+    assert task.summary == "opened a draft PR"
+    assert task.token_hash is None
+    (last,) = status_comments(world, number)  # the same comment, edited
+    assert "Finished on GitHub Actions: started, pull request #7, $0.12." in last
+    assert executor.follow(task_id) is False
+
+
+def test_wrong_or_reused_credential_is_refused(
+    world: World, service: tuple[ActionsExecutor, str]
+) -> None:
+    executor, url = service
+    task_id = executor.submit(REPO, SPEC, number=issue_number(world))
+    (run,) = world.actions.dispatched(REPO)
+    credential = run.inputs["credential"]
+
+    with pytest.raises(ServiceError, match="refused"):
+        RunnerClient(url, task_id).claim(
+            credential[:-1] + ("A" if credential[-1] != "A" else "B"), None
+        )
+    with pytest.raises(ServiceError, match="refused"):
+        RunnerClient(url, task_id + 1).claim(credential, None)  # another task's id
+    runner = RunnerClient(url, task_id)
+    claimed = runner.claim(credential, run.id)
+    with pytest.raises(ServiceError, match="refused"):
+        RunnerClient(url, task_id).claim(credential, run.id)  # spent
+    # The credential is not the runner token: it cannot report either.
+    impostor = RunnerClient(url, task_id)
+    impostor.token = credential
+    with pytest.raises(ServiceError, match="refused"):
+        impostor.progress("hello")
+    runner.result(ActionResult("ignored"))
+    stale = RunnerClient(url, task_id)
+    stale.token = claimed.token
+    with pytest.raises(ServiceError, match="refused"):
+        stale.progress("after the end")  # the token died with the task
+    task = executor.get(task_id)
+    assert task is not None
+    assert task.status == "succeeded"
+    assert task.outcome == "ignored"
+
+
+def test_runner_api_rejects_malformed_and_oversized_requests(
+    world: World, service: tuple[ActionsExecutor, str]
+) -> None:
+    executor, url = service
+    task_id = executor.submit(REPO, SPEC, number=issue_number(world))
+    (run,) = world.actions.dispatched(REPO)
+    claim = f"{url}/api/runner/tasks/{task_id}/claim"
+    auth = {"Authorization": f"Bearer {run.inputs['credential']}"}
+
+    assert httpx.post(claim, json={}).status_code == 401
+    assert httpx.post(claim, json={}, headers={"Authorization": "Basic x"}).status_code == 401
+    big = httpx.post(claim, content=b"{" + b" " * 70_000 + b"}", headers=auth)
+    assert big.status_code == 413
+    assert httpx.post(claim, content=b"{not json", headers=auth).status_code == 422
+    extra = httpx.post(claim, json={"run_id": 1, "evil": True}, headers=auth)
+    assert extra.status_code == 422
+    assert "evil" in extra.text
+    assert httpx.post(claim, json={"run_id": "x"}, headers=auth).status_code == 422
+    for bad in ("0", "-1", "abc", str(2**70)):
+        assert (
+            httpx.post(f"{url}/api/runner/tasks/{bad}/claim", json={}, headers=auth).status_code
+            == 422
+        )
+    # None of that spent the credential.
+    granted = httpx.post(claim, json={"run_id": run.id}, headers=auth)
+    assert granted.status_code == 200
+    token = granted.json()["token"]
+    result = f"{url}/api/runner/tasks/{task_id}/result"
+    bearer = {"Authorization": f"Bearer {token}"}
+    bad_outcome = httpx.post(result, json={"outcome": "rm -rf /"}, headers=bearer)
+    assert bad_outcome.status_code == 422
+    negative = httpx.post(result, json={"outcome": "started", "cost": -1}, headers=bearer)
+    assert negative.status_code == 422
+    long_message = httpx.post(
+        f"{url}/api/runner/tasks/{task_id}/progress", json={"message": "x" * 5000}, headers=bearer
+    )
+    assert long_message.status_code == 422
+    assert httpx.post(result, json={"outcome": "started"}, headers=bearer).status_code == 200
+
+
+def test_expired_credential_is_refused_and_the_task_dispatched_again(
+    world: World, service: tuple[ActionsExecutor, str], clock: Clock
+) -> None:
+    executor, url = service
+    number = issue_number(world)
+    task_id = executor.submit(REPO, SPEC, number=number)
+    (first,) = world.actions.dispatched(REPO)
+    clock.advance(minutes=31)
+    with pytest.raises(ServiceError, match="refused"):
+        RunnerClient(url, task_id).claim(first.inputs["credential"], first.id)
+    assert executor.follow(task_id) is True
+    runs = world.actions.dispatched(REPO)
+    assert len(runs) == 2
+    second = max(runs, key=lambda r: r.id)
+    assert second.inputs["credential"] != first.inputs["credential"]
+    task = executor.get(task_id)
+    assert task is not None
+    assert task.attempt == 2
+    assert task.run_id == second.id
+    with pytest.raises(ServiceError, match="refused"):
+        RunnerClient(url, task_id).claim(first.inputs["credential"], first.id)
+    RunnerClient(url, task_id).claim(second.inputs["credential"], second.id)
+    (comment,) = status_comments(world, number)
+    assert "attempt 2 of 3 (no runner claimed it in time)" in comment
+
+
+def test_vanished_run_is_detected_and_retried(
+    world: World, service: tuple[ActionsExecutor, str]
+) -> None:
+    executor, url = service
+    task_id = executor.submit(REPO, SPEC, number=issue_number(world))
+    (first,) = world.actions.dispatched(REPO)
+    world.actions.start(first.id)
+    runner = RunnerClient(url, task_id)
+    runner.claim(first.inputs["credential"], first.id)
+    assert executor.follow(task_id) is True  # running: nothing to do
+    assert len(world.actions.dispatched(REPO)) == 1
+
+    world.actions.delete(first.id)
+    assert executor.follow(task_id) is True
+    task = executor.get(task_id)
+    assert task is not None
+    assert task.attempt == 2
+    assert task.status == "dispatched"
+    assert task.progress == "its workflow run vanished"
+    assert len(world.actions.dispatched(REPO)) == 2
+    with pytest.raises(ServiceError, match="refused"):
+        runner.progress("the old runner is no longer heard")
+
+
+def test_failed_runs_are_retried_then_reported(world: World, engine: Engine, clock: Clock) -> None:
+    """Followed through the ``workflow_run`` webhooks the fake sends."""
+    executor = make_executor(world, engine, clock, max_attempts=2)
+    number = issue_number(world)
+    task_id = executor.submit(REPO, SPEC, number=number)
+    for attempt in (1, 2):
+        run = max(world.actions.dispatched(REPO), key=lambda r: r.id)
+        world.actions.start(run.id)
+        world.actions.complete(run.id, "failure")
+        hooks = [d for d in world.fake.deliveries if d.event == "workflow_run"]
+        assert [h.payload["action"] for h in hooks[-3:]] == [
+            "requested",
+            "in_progress",
+            "completed",
+        ]
+        observed = run_from_payload(hooks[-1].payload)
+        assert observed is not None
+        assert observed.id == run.id
+        assert observed.conclusion == "failure"
+        assert executor.observe_run(observed) == task_id
+        task = executor.get(task_id)
+        assert task is not None
+        if attempt == 1:
+            assert task.status == "dispatched"
+            assert task.attempt == 2
+    assert task.status == "failed"
+    assert task.summary is not None
+    assert "gave up after 2 runs" in task.summary
+    (comment,) = status_comments(world, number)
+    assert "The task failed on GitHub Actions: gave up after 2 runs" in comment
+    assert "ended failure before reporting a result" in comment
+    assert executor.follow(task_id) is False
+    assert len(world.actions.dispatched(REPO)) == 2
+
+
+def test_run_found_by_title_when_dispatch_returns_no_id(
+    world: World, engine: Engine, clock: Clock
+) -> None:
+    class NoDetails(GithubActions):
+        def dispatch(self, workflow: str, ref: str, inputs: Any) -> None:  # type: ignore[override]
+            flow = self._repo().get_workflow(workflow)
+            assert flow.create_dispatch(ref, dict(inputs), throw=True) is True
+
+    executor = ActionsExecutor(engine, lambda repo: NoDetails(world.client(), repo), clock=clock)
+    task_id = executor.submit(REPO, SPEC, number=None)
+    task = executor.get(task_id)
+    assert task is not None
+    assert task.run_id is None
+    (run,) = world.actions.dispatched(REPO)
+    assert executor.follow(task_id) is True
+    task = executor.get(task_id)
+    assert task is not None
+    assert task.run_id == run.id
+
+
+def test_dispatch_fails_clearly_without_the_runner_workflow(
+    world: World, engine: Engine, clock: Clock
+) -> None:
+    world.fake.create_repo("acme/bare", collaborators={"alice": "write"})
+    number = world.fake.open_issue("acme/bare", "alice", "Do it", "")
+    executor = ActionsExecutor(
+        engine,
+        lambda repo: GithubActions(world.client(), repo),
+        reporter=comment_reporter(world),
+        clock=clock,
+    )
+    task_id = executor.submit("acme/bare", SPEC, number=number)
+    task = executor.get(task_id)
+    assert task is not None
+    assert task.status == "failed"
+    assert task.summary == (
+        "cannot dispatch: GitHub answered 404 (is .github/workflows/vibe-runner.yml installed?)"
+    )
+    (comment,) = [c.body for c in world.fake.comments("acme/bare", number)]
+    assert "is .github/workflows/vibe-runner.yml installed?" in comment
+    assert world.actions.dispatched("acme/bare") == []
+
+
+def test_a_reader_cannot_dispatch(world: World, engine: Engine, clock: Clock) -> None:
+    reader = world.fake.user_token("rita")
+    from github import Auth, Github
+
+    def client() -> Github:
+        return Github(
+            auth=Auth.Token(reader),
+            base_url=world.fake.api_url,
+            seconds_between_requests=None,
+            seconds_between_writes=None,
+            retry=0,
+        )
+
+    executor = ActionsExecutor(engine, lambda repo: GithubActions(client(), repo), clock=clock)
+    task_id = executor.submit(REPO, SPEC)
+    task = executor.get(task_id)
+    assert task is not None
+    assert task.status == "failed"
+    assert "403" in (task.summary or "")
+    assert world.actions.dispatched(REPO) == []
+
+
+def test_follow_job_is_queued_and_requeues_itself(
+    world: World, engine: Engine, clock: Clock
+) -> None:
+    from bot.queue import Queue
+    from bot.settings import Settings
+
+    executor = make_executor(world, engine, clock, poll_interval=timedelta(seconds=0))
+    task_id = executor.submit(REPO, SPEC, number=issue_number(world))
+    queue = Queue(engine)
+    job = queue.claim("w1", [FOLLOW_JOB])
+    assert job is not None
+    assert job.payload == {"runner_task": task_id}
+    from bot.queue import JobContext
+
+    ctx = JobContext(
+        job_id=job.id,
+        kind=job.kind,
+        payload=job.payload,
+        attempt=job.attempt,
+        settings=Settings(),
+        engine=engine,
+        cancel=threading.Event(),
+    )
+    executor.follow_handler(ctx)
+    assert queue.complete(job.id, "w1", job.attempt)
+    with Session(engine) as session:
+        follow_jobs = session.exec(select(Job).where(Job.kind == FOLLOW_JOB)).all()
+    assert [j.status for j in follow_jobs] == ["done", "queued"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_concurrent_claims_spend_the_credential_once(
+    world: World, tmp_path: Any, clock: Clock, backend: str, request: pytest.FixtureRequest
+) -> None:
+    if backend == "postgres":
+        url = request.getfixturevalue("postgres_url")
+    else:
+        url = f"sqlite:///{tmp_path / 'race.db'}"
+    engine = make_engine(url)
+    init_db(engine)
+    try:
+        executor = make_executor(world, engine, clock)
+        task_id = executor.submit(REPO, SPEC)
+        credential = max(world.actions.dispatched(REPO), key=lambda r: r.id).inputs["credential"]
+        app = FastAPI()
+        app.include_router(make_runner_router(executor))
+        outcomes: list[int] = []
+        lock = threading.Lock()
+        with serve(app) as base:
+            start = threading.Barrier(8)
+
+            def claim() -> None:
+                start.wait()
+                response = httpx.post(
+                    f"{base}/api/runner/tasks/{task_id}/claim",
+                    json={},
+                    headers={"Authorization": f"Bearer {credential}"},
+                    timeout=30,
+                )
+                with lock:
+                    outcomes.append(response.status_code)
+
+            threads = [threading.Thread(target=claim) for _ in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        assert sorted(outcomes) == [200] + [403] * 7
+        with Session(engine) as session:
+            task = session.get(RunnerTask, task_id)
+            assert task is not None
+            assert task.status == "claimed"
+    finally:
+        if backend == "postgres":
+            with Session(engine) as session:
+                for row in session.exec(select(RunnerTask)).all():
+                    session.delete(row)
+                for job in session.exec(select(Job).where(Job.kind == FOLLOW_JOB)).all():
+                    session.delete(job)
+                session.commit()
+        engine.dispose()
