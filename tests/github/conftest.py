@@ -61,6 +61,6 @@ def clock() -> FakeClock:
 @pytest.fixture
 def fake(clock: FakeClock, receiver: Receiver) -> Iterator[FakeGitHub]:
     with FakeGitHub(
-        clock=clock, webhook_url=receiver.url, webhook_secret=WEBHOOK_SECRET, fault_delay=0.6
+        clock=clock, webhook_url=receiver.url, webhook_secret=WEBHOOK_SECRET, fault_delay=1.6
     ) as gh:
         yield gh

@@ -1,0 +1,971 @@
+"""The GitHub adapter over PyGithub: :class:`GitHub` (process-wide) and :class:`RepoClient`
+(one repository, with its own installation token).
+
+Every call is synchronous and blocking; the worker runs handlers in threads, so this never
+runs on an event loop. Every text posted is redacted first (DESIGN.md section 4 rule 8),
+and every request goes through :class:`~bot.github.policy.RequestPolicy`.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal, TypeVar
+
+import structlog
+from github import Github
+from github.Repository import Repository
+
+from bot.core.config import CONFIG_PATH
+from bot.core.markers import Marker
+from bot.core.redact import redact
+from bot.github.auth import (
+    AppTokens,
+    LiveAuth,
+    StaticToken,
+    SystemClock,
+    TokenSource,
+    whole_seconds,
+)
+from bot.github.policy import (
+    AmbiguousWrite,
+    Clock,
+    GitHubRequestError,
+    RequestPolicy,
+    RetrySettings,
+)
+from bot.ports import IssueText, PullInfo
+from bot.settings import Settings
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+Permission = Literal["admin", "maintain", "write", "triage", "read", "none"]
+WRITERS: frozenset[str] = frozenset({"admin", "maintain", "write"})
+Reaction = Literal["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"]
+CheckStatus = Literal["queued", "in_progress", "completed"]
+CheckConclusion = Literal[
+    "success", "failure", "neutral", "cancelled", "skipped", "timed_out", "action_required"
+]
+INSTRUCTION_FILES: tuple[str, ...] = ("AGENTS.md", "CLAUDE.md", ".github/copilot-instructions.md")
+MAX_BODY = 65_536  # GitHub's limit for comment, issue and PR bodies, in characters
+MAX_CHECK_TEXT = 65_535
+MAX_FILE_BYTES = 1024 * 1024  # the contents API serves files up to 1 MB
+_REPO_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
+_BRANCH = re.compile(r"^(?!/)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/\-]{1,255}(?<!/)(?<!\.lock)$")
+_TRUNCATED = "\n\n…(truncated)"
+
+
+@dataclass(frozen=True)
+class Comment:
+    id: int
+    author: str
+    body: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class IssueThread:
+    """An issue or PR with the comments of writers only (DESIGN.md section 4 rule 3)."""
+
+    number: int
+    title: str
+    body: str
+    author: str
+    state: str
+    is_pull_request: bool
+    labels: tuple[str, ...]
+    comments: tuple[Comment, ...]
+    dropped_comments: int
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    number: int
+    html_url: str
+    title: str
+    body: str
+    head_ref: str
+    head_sha: str
+    base_ref: str
+    draft: bool
+    state: str
+    merged: bool
+    author: str | None
+    same_repo: bool
+
+
+@dataclass(frozen=True)
+class ReviewComment:
+    id: int
+    author: str
+    body: str
+    path: str
+    line: int | None
+    review_id: int | None
+    in_reply_to_id: int | None
+
+
+@dataclass(frozen=True)
+class ThreadComment:
+    id: int
+    author: str
+    body: str
+
+
+@dataclass(frozen=True)
+class ReviewThread:
+    """An unresolved review thread (GraphQL node id, for resolving it)."""
+
+    id: str
+    path: str
+    line: int | None
+    outdated: bool
+    comments: tuple[ThreadComment, ...]
+
+
+@dataclass(frozen=True)
+class ConfigSource:
+    """``.github/vibe.yml`` text and where it came from (``repo``, ``org`` or ``none``)."""
+
+    text: str | None
+    source: Literal["repo", "org", "none"]
+    repo: str | None
+
+
+@dataclass(frozen=True)
+class InstructionFile:
+    path: str
+    text: str
+
+
+@dataclass(frozen=True)
+class GitCredentials:
+    """What git needs for one command: the URL and an HTTP header carrying the token.
+
+    Pass the header per command (``git -c http.extraHeader=<header> ...``) so the token
+    never lands in ``.git/config`` or the sandbox. ``expires_at`` is epoch seconds.
+    """
+
+    clone_url: str
+    username: str
+    token: str
+    expires_at: float | None
+
+    @property
+    def extra_header(self) -> str:
+        basic = base64.b64encode(f"{self.username}:{self.token}".encode()).decode()
+        return f"Authorization: Basic {basic}"
+
+    def __repr__(self) -> str:
+        return f"GitCredentials(clone_url={self.clone_url!r}, token=[redacted])"
+
+
+def _truncate(text: str, limit: int = MAX_BODY) -> str:
+    if len(text) <= limit:
+        return text
+    return text[: limit - len(_TRUNCATED)] + _TRUNCATED
+
+
+def check_repo_name(repo: str) -> str:
+    if not isinstance(repo, str) or not _REPO_NAME.match(repo) or repo.endswith((".", ".git")):
+        raise ValueError(f"not a repository name (owner/name): {repo!r}")
+    return repo
+
+
+def check_branch(name: str) -> str:
+    if not _BRANCH.match(name) or name.startswith("-"):
+        raise ValueError(f"not a branch name: {name!r}")
+    return name
+
+
+class GitHub:
+    """The process-wide GitHub adapter: credentials, pacing and one client per repository.
+
+    Build it with :meth:`from_settings`; get a :class:`RepoClient` with :meth:`repo`.
+    """
+
+    def __init__(
+        self,
+        tokens: TokenSource,
+        *,
+        api_url: str,
+        graphql_url: str | None = None,
+        bot_login: str,
+        secrets: Sequence[str] = (),
+        timeout: float = 30.0,
+        clock: Clock | None = None,
+        retry: RetrySettings | None = None,
+        policy: RequestPolicy | None = None,
+    ) -> None:
+        self.tokens = tokens
+        self.api_url = api_url.rstrip("/")
+        self.graphql_url = graphql_url
+        self.bot_login = bot_login
+        self.secrets = tuple(secrets)
+        self.timeout = timeout
+        self.clock = clock or SystemClock()
+        self.policy = policy or RequestPolicy(self.clock, retry or RetrySettings())
+        self._clients: dict[str, Github] = {}
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        actions: bool = False,
+        clock: Clock | None = None,
+        retry: RetrySettings | None = None,
+    ) -> GitHub:
+        """App credentials when an App id and key are set, else the token (``actions``
+        says it is the Actions ``GITHUB_TOKEN``, which can create check runs)."""
+        clock = clock or SystemClock()
+        retry = retry or RetrySettings(min_write_interval=settings.github_min_write_interval)
+        policy = RequestPolicy(clock, retry)
+        key = settings.private_key()
+        tokens: TokenSource
+        if settings.github_app_id is not None and key:
+            tokens = AppTokens(
+                settings.github_app_id,
+                key,
+                settings.github_api_url,
+                clock=clock,
+                policy=policy,
+                timeout=settings.github_timeout,
+            )
+        elif settings.github_token is not None:
+            tokens = StaticToken(
+                settings.github_token.get_secret_value(), "actions" if actions else "token"
+            )
+        else:
+            raise ValueError(
+                "no GitHub credentials: set VIBE_GITHUB_APP_ID and VIBE_GITHUB_PRIVATE_KEY_PATH, "
+                "or VIBE_GITHUB_TOKEN"
+            )
+        return cls(
+            tokens,
+            api_url=settings.github_api_url,
+            graphql_url=settings.github_graphql_url,
+            bot_login=settings.bot_login,
+            secrets=settings.secret_values,
+            timeout=settings.github_timeout,
+            clock=clock,
+            policy=policy,
+        )
+
+    @property
+    def can_create_check_runs(self) -> bool:
+        """Check runs need an App installation token (or the Actions token)."""
+        return self.tokens.kind in ("app", "actions")
+
+    def client(self, repo: str) -> Github:
+        key = repo.lower()
+        if key not in self._clients:
+            self._clients[key] = Github(
+                auth=LiveAuth(self.tokens, repo),
+                base_url=self.api_url,
+                timeout=whole_seconds(self.timeout),
+                retry=None,
+                seconds_between_requests=None,
+                seconds_between_writes=None,
+                per_page=100,
+                lazy=True,
+            )
+        return self._clients[key]
+
+    def repo(self, repo: str) -> RepoClient:
+        return RepoClient(self, check_repo_name(repo))
+
+    def redact(self, text: str) -> str:
+        return redact(text, [*self.secrets, *self.tokens.live_tokens()])
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+        if isinstance(self.tokens, AppTokens):
+            self.tokens.close()
+
+
+class RepoClient:
+    """Everything the bot does on one repository. Satisfies :class:`bot.ports.Forge`."""
+
+    def __init__(self, hub: GitHub, repo: str) -> None:
+        self.hub = hub
+        self.repo = repo
+        self.owner, self.name = repo.split("/", 1)
+        self._permissions: dict[str, Permission] = {}
+        self._clone_url: str | None = None
+
+    # --- plumbing ---------------------------------------------------------------------
+
+    @property
+    def _gh(self) -> Github:
+        return self.hub.client(self.repo)
+
+    def _repository(self) -> Repository:
+        return self._gh.get_repo(self.repo)
+
+    def _run(
+        self, what: str, call: Callable[[], T], *, write: bool = False, idempotent: bool = True
+    ) -> T:
+        return self.hub.policy.run(
+            what,
+            call,
+            write=write,
+            idempotent=idempotent,
+            on_unauthorized=lambda: self.hub.tokens.invalidate(self.repo),
+        )
+
+    def _request(
+        self,
+        verb: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        _, data = self._gh.requester.requestJsonAndCheck(verb, path, parameters=params, input=body)
+        return data
+
+    def _poster(self, path: str, body: dict[str, Any]) -> Callable[[], Any]:
+        return lambda: self._request("POST", path, body)
+
+    def _graphql(
+        self, what: str, query: str, variables: dict[str, Any], *, write: bool = False
+    ) -> dict[str, Any]:
+        def call() -> dict[str, Any]:
+            requester = self._gh.requester
+            url = self.hub.graphql_url or requester.graphql_url
+            _, data = requester.requestJsonAndCheck(
+                "POST", url, input={"query": query, "variables": variables}
+            )
+            errors = data.get("errors")
+            if errors:
+                messages = "; ".join(
+                    str(e.get("message", e)) for e in errors if isinstance(e, dict)
+                )
+                raise GitHubRequestError(200, f"{what}: {messages or errors}")
+            result = data.get("data")
+            if not isinstance(result, dict):
+                raise GitHubRequestError(200, f"{what}: GraphQL answered without data")
+            return result
+
+        return self._run(what, call, write=write, idempotent=not write)
+
+    def _clean(self, text: str, limit: int = MAX_BODY) -> str:
+        return _truncate(self.hub.redact(text), limit)
+
+    # --- repository -------------------------------------------------------------------
+
+    def default_branch(self) -> str:
+        data = self._run("read the repository", lambda: self._request("GET", f"/repos/{self.repo}"))
+        return str(data["default_branch"])
+
+    def permission(self, login: str) -> Permission:
+        """The live collaborator role of ``login`` (admin, maintain, write, triage, read or
+        none); never the ``author_association`` of a payload (DESIGN.md section 4 rule 2)."""
+        if not login or "/" in login or len(login) > 100:
+            return "none"
+        if login in self._permissions:
+            return self._permissions[login]
+        try:
+            data = self._run(
+                f"read the permission of {login}",
+                lambda: self._request(
+                    "GET", f"/repos/{self.repo}/collaborators/{login}/permission"
+                ),
+            )
+        except GitHubRequestError as exc:
+            if exc.status == 404:
+                self._permissions[login] = "none"
+                return "none"
+            raise
+        role = str(data.get("role_name") or data.get("permission") or "none")
+        legacy = str(data.get("permission") or "none")
+        result: Permission
+        if role in ("admin", "maintain", "write", "triage", "read"):
+            result = role  # type: ignore[assignment]
+        elif legacy in ("admin", "write", "read"):
+            result = legacy  # type: ignore[assignment]  # custom roles fall back to the base
+        else:
+            result = "none"
+        self._permissions[login] = result
+        return result
+
+    def is_writer(self, login: str) -> bool:
+        return self.permission(login) in WRITERS
+
+    # --- reactions --------------------------------------------------------------------
+
+    def react(
+        self,
+        number: int,
+        comment_id: int | None,
+        content: str,
+        *,
+        review_comment: bool | None = None,
+    ) -> None:
+        """Add a reaction to an issue/PR (``comment_id`` None) or to a comment on it.
+
+        ``review_comment`` says which kind of comment; None tries an issue comment, then a
+        review comment. A reaction is cosmetic: a target that no longer exists is logged.
+        """
+        if content not in ("+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"):
+            raise ValueError(f"not a reaction: {content!r}")
+        if comment_id is None:
+            paths = [f"/repos/{self.repo}/issues/{number}/reactions"]
+        elif review_comment is True:
+            paths = [f"/repos/{self.repo}/pulls/comments/{comment_id}/reactions"]
+        elif review_comment is False:
+            paths = [f"/repos/{self.repo}/issues/comments/{comment_id}/reactions"]
+        else:
+            paths = [
+                f"/repos/{self.repo}/issues/comments/{comment_id}/reactions",
+                f"/repos/{self.repo}/pulls/comments/{comment_id}/reactions",
+            ]
+        for path in paths:
+            try:
+                # Reacting twice answers 200 with the same reaction: safe to repeat.
+                self._run("add a reaction", self._poster(path, {"content": content}), write=True)
+                return
+            except GitHubRequestError as exc:
+                if exc.status != 404:
+                    raise
+        log.warning(
+            "github.reaction_target_missing", repo=self.repo, number=number, comment=comment_id
+        )
+
+    # --- comments ---------------------------------------------------------------------
+
+    def post_comment(self, number: int, body: str) -> int:
+        """A new comment; on an ambiguous failure, an identical comment of the bot posted
+        meanwhile counts as this one, so a retry never posts it twice."""
+        text = self._clean(body)
+
+        def create() -> int:
+            issue = self._repository().get_issue(number)
+            return int(issue.create_comment(text).id)
+
+        try:
+            return self._run(f"comment on #{number}", create, write=True, idempotent=False)
+        except AmbiguousWrite:
+            found = self._find_comment(number, lambda b: b == text)
+            if found is not None:
+                return found
+            return self._run(f"comment on #{number}", create, write=True, idempotent=False)
+
+    def _bot_comments(self, number: int) -> list[tuple[int, str]]:
+        def call() -> list[tuple[int, str]]:
+            issue = self._repository().get_issue(number)
+            return [
+                (int(c.id), c.body or "")
+                for c in issue.get_comments()
+                if c.user is not None and c.user.login.lower() == self.hub.bot_login.lower()
+            ]
+
+        return self._run(f"list the comments of #{number}", call)
+
+    def _find_comment(self, number: int, match: Callable[[str], bool]) -> int | None:
+        for comment_id, body in self._bot_comments(number):
+            if match(body):
+                return comment_id
+        return None
+
+    def upsert_comment(self, number: int, mark: Marker | str, body: str) -> int:
+        """One comment per marker: edit the bot's comment carrying ``mark``, else create it.
+
+        The marker is appended when ``body`` lacks it. Comments by anyone but the bot are
+        never matched, so a pasted marker cannot hijack the status comment.
+        """
+        marker = mark.render() if isinstance(mark, Marker) else mark
+        if not marker.startswith("<!--") or not marker.endswith("-->"):
+            raise ValueError(f"not a hidden marker: {marker!r}")
+        text = body if marker in body else f"{body.rstrip()}\n\n{marker}"
+        text = self._clean(text[: MAX_BODY - len(marker) - 4])
+        if marker not in text:
+            text = f"{text}\n\n{marker}"
+        existing = self._find_comment(number, lambda b: marker in b)
+        if existing is not None:
+            self._edit_comment(existing, text)
+            return existing
+        return self.post_comment(number, text)
+
+    def _edit_comment(self, comment_id: int, text: str) -> None:
+        self._run(
+            "edit a comment",
+            lambda: self._request(
+                "PATCH", f"/repos/{self.repo}/issues/comments/{comment_id}", {"body": text}
+            ),
+            write=True,
+        )
+
+    # --- issues and pull requests -----------------------------------------------------
+
+    def issue_thread(self, number: int) -> IssueThread:
+        """The issue or PR with the comments of writers only; the rest are counted."""
+
+        def read_issue() -> IssueThread:
+            # PyGithub objects are lazy here: touch every field inside the retried call.
+            issue = self._repository().get_issue(number)
+            return IssueThread(
+                number=number,
+                title=issue.title or "",
+                body=issue.body or "",
+                author=issue.user.login if issue.user is not None else "",
+                state=issue.state,
+                is_pull_request=issue.pull_request is not None,
+                labels=tuple(label.name for label in issue.labels),
+                comments=(),
+                dropped_comments=0,
+            )
+
+        def read_comments() -> list[Comment]:
+            issue = self._repository().get_issue(number)
+            return [
+                Comment(
+                    int(c.id),
+                    c.user.login if c.user is not None else "",
+                    c.body or "",
+                    c.created_at.isoformat(),
+                )
+                for c in issue.get_comments()
+            ]
+
+        thread = self._run(f"read #{number}", read_issue)
+        comments = self._run(f"read the comments of #{number}", read_comments)
+        kept = tuple(
+            c
+            for c in comments
+            if c.author.lower() != self.hub.bot_login.lower() and self.is_writer(c.author)
+        )
+        return replace(thread, comments=kept, dropped_comments=len(comments) - len(kept))
+
+    def issue_text(self, number: int) -> IssueText:
+        thread = self.issue_thread(number)
+        return IssueText(
+            thread.title, thread.body, tuple(f"@{c.author}: {c.body}" for c in thread.comments)
+        )
+
+    def get_pull(self, number: int) -> PullRequest | None:
+        try:
+            data = self._run(
+                f"read PR #{number}",
+                lambda: self._request("GET", f"/repos/{self.repo}/pulls/{number}"),
+            )
+        except GitHubRequestError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return self._pull(data)
+
+    def _pull(self, data: dict[str, Any]) -> PullRequest:
+        head_repo = (data.get("head") or {}).get("repo") or {}
+        return PullRequest(
+            number=int(data["number"]),
+            html_url=str(data.get("html_url", "")),
+            title=str(data.get("title") or ""),
+            body=str(data.get("body") or ""),
+            head_ref=str(data["head"]["ref"]),
+            head_sha=str(data["head"]["sha"]),
+            base_ref=str(data["base"]["ref"]),
+            draft=bool(data.get("draft")),
+            state=str(data.get("state")),
+            merged=bool(data.get("merged") or data.get("merged_at")),
+            author=(data.get("user") or {}).get("login"),
+            same_repo=str(head_repo.get("full_name", "")).lower() == self.repo.lower(),
+        )
+
+    def pull(self, number: int) -> PullInfo | None:
+        found = self.get_pull(number)
+        if found is None:
+            return None
+        return PullInfo(
+            found.number,
+            found.title,
+            found.body,
+            found.head_ref,
+            found.base_ref,
+            found.same_repo,
+            found.author,
+        )
+
+    def find_pull(self, head: str) -> PullRequest | None:
+        """The newest PR (any state) whose head is ``head`` in this repository."""
+        data = self._run(
+            f"find the PR of {head}",
+            lambda: self._request(
+                "GET",
+                f"/repos/{self.repo}/pulls",
+                params={"head": f"{self.owner}:{head}", "state": "all", "per_page": 100},
+            ),
+        )
+        pulls = [self._pull(d) for d in data if isinstance(d, dict)]
+        open_ = [p for p in pulls if p.state == "open"]
+        if open_:
+            return open_[0]
+        return pulls[0] if pulls else None
+
+    def find_or_create_pull(
+        self, head: str, base: str, title: str, body: str, draft: bool = True
+    ) -> PullRequest:
+        """The open PR for ``head``, or a new one. A 422 "already exists" or a create that
+        timed out (or failed with 5xx) after GitHub made the PR resolves to that PR."""
+        check_branch(head)
+        check_branch(base)
+        existing = self.find_pull(head)
+        if existing is not None and existing.state == "open":
+            return existing
+        payload = {
+            "title": self._clean(title, 256),
+            "body": self._clean(body),
+            "head": head,
+            "base": base,
+            "draft": draft,
+        }
+
+        def create() -> PullRequest:
+            return self._pull(self._request("POST", f"/repos/{self.repo}/pulls", payload))
+
+        for _ in range(3):
+            try:
+                return self._run(f"open a PR for {head}", create, write=True, idempotent=False)
+            except AmbiguousWrite:
+                pass
+            except GitHubRequestError as exc:
+                if exc.status != 422 or "already exists" not in exc.message:
+                    raise
+            found = self.find_pull(head)
+            if found is not None and found.state == "open":
+                return found
+        raise AmbiguousWrite(f"open a PR for {head}: GitHub kept failing")
+
+    def find_or_create_pr(self, head: str, base: str, title: str, body: str, draft: bool) -> int:
+        return self.find_or_create_pull(head, base, title, body, draft).number
+
+    def update_pull(
+        self, number: int, *, title: str | None = None, body: str | None = None
+    ) -> None:
+        payload: dict[str, Any] = {}
+        if title is not None:
+            payload["title"] = self._clean(title, 256)
+        if body is not None:
+            payload["body"] = self._clean(body)
+        if not payload:
+            return
+        self._run(
+            f"update PR #{number}",
+            lambda: self._request("PATCH", f"/repos/{self.repo}/pulls/{number}", payload),
+            write=True,
+        )
+
+    def update_pr_body(self, number: int, body: str) -> None:
+        self.update_pull(number, body=body)
+
+    def request_review(self, number: int, login: str) -> None:
+        """Ask ``login`` to review. GitHub refuses the PR's author and non-collaborators
+        with a 422; that is logged, not raised (the PR is still there to review)."""
+        if not login or login.endswith("[bot]"):
+            return
+        try:
+            self._run(
+                f"request a review on #{number}",
+                lambda: self._request(
+                    "POST",
+                    f"/repos/{self.repo}/pulls/{number}/requested_reviewers",
+                    {"reviewers": [login]},
+                ),
+                write=True,
+            )
+        except GitHubRequestError as exc:
+            if exc.status != 422:
+                raise
+            log.info(
+                "github.review_request_refused",
+                repo=self.repo,
+                pr=number,
+                login=login,
+                reason=exc.message,
+            )
+
+    # --- review comments and threads --------------------------------------------------
+
+    def reply_in_thread(self, pr: int, comment_id: int, body: str) -> int:
+        text = self._clean(body)
+        return int(
+            self._run(
+                f"reply in a thread of #{pr}",
+                lambda: self._request(
+                    "POST",
+                    f"/repos/{self.repo}/pulls/{pr}/comments/{comment_id}/replies",
+                    {"body": text},
+                ),
+                write=True,
+                idempotent=False,
+            )["id"]
+        )
+
+    def review_comments(self, pr: int, review_id: int | None = None) -> list[ReviewComment]:
+        """Inline comments of one review, or of the whole PR."""
+        path = (
+            f"/repos/{self.repo}/pulls/{pr}/reviews/{review_id}/comments"
+            if review_id is not None
+            else f"/repos/{self.repo}/pulls/{pr}/comments"
+        )
+
+        def call() -> list[dict[str, Any]]:
+            out: list[dict[str, Any]] = []
+            page = 1
+            while True:
+                batch = self._request("GET", path, params={"per_page": 100, "page": page})
+                out.extend(d for d in batch if isinstance(d, dict))
+                if len(batch) < 100:
+                    return out
+                page += 1
+
+        return [
+            ReviewComment(
+                id=int(d["id"]),
+                author=(d.get("user") or {}).get("login", ""),
+                body=str(d.get("body") or ""),
+                path=str(d.get("path") or ""),
+                line=d.get("line") if d.get("line") is not None else d.get("position"),
+                review_id=d.get("pull_request_review_id"),
+                in_reply_to_id=d.get("in_reply_to_id"),
+            )
+            for d in self._run(f"list review comments of #{pr}", call)
+        ]
+
+    _THREADS = """
+query($owner: String!, $name: String!, $number: Int!, $after: String) {
+  repository(owner: $owner, name: $name) {
+    pullRequest(number: $number) {
+      reviewThreads(first: 100, after: $after) {
+        pageInfo { hasNextPage endCursor }
+        nodes {
+          id isResolved isOutdated path line
+          comments(first: 100) { nodes { databaseId body author { login } } }
+        }
+      }
+    }
+  }
+}"""
+    _RESOLVE = """
+mutation($threadId: ID!) {
+  resolveReviewThread(input: {threadId: $threadId}) { thread { id isResolved } }
+}"""
+
+    def unresolved_threads(self, pr: int) -> list[ReviewThread]:
+        threads: list[ReviewThread] = []
+        after: str | None = None
+        for _ in range(50):
+            data = self._graphql(
+                f"list review threads of #{pr}",
+                self._THREADS,
+                {"owner": self.owner, "name": self.name, "number": pr, "after": after},
+            )
+            conn = ((data.get("repository") or {}).get("pullRequest") or {}).get(
+                "reviewThreads"
+            ) or {}
+            for node in conn.get("nodes") or []:
+                if node.get("isResolved"):
+                    continue
+                comments = tuple(
+                    ThreadComment(
+                        int(c["databaseId"]),
+                        ((c.get("author") or {}).get("login") or ""),
+                        str(c.get("body") or ""),
+                    )
+                    for c in (node.get("comments") or {}).get("nodes") or []
+                )
+                threads.append(
+                    ReviewThread(
+                        str(node["id"]),
+                        str(node.get("path") or ""),
+                        node.get("line"),
+                        bool(node.get("isOutdated")),
+                        comments,
+                    )
+                )
+            info = conn.get("pageInfo") or {}
+            if not info.get("hasNextPage"):
+                break
+            after = info.get("endCursor")
+        return threads
+
+    def resolve_thread_id(self, thread_id: str) -> None:
+        self._graphql("resolve a review thread", self._RESOLVE, {"threadId": thread_id}, write=True)
+
+    def resolve_thread(self, pr: int, comment_id: int) -> None:
+        """Resolve the thread that holds review comment ``comment_id`` (if unresolved)."""
+        for thread in self.unresolved_threads(pr):
+            if any(c.id == comment_id for c in thread.comments):
+                self.resolve_thread_id(thread.id)
+                return
+
+    # --- check runs -------------------------------------------------------------------
+
+    def create_check_run(
+        self,
+        head_sha: str,
+        name: str,
+        *,
+        title: str,
+        summary: str,
+        details_url: str | None = None,
+        external_id: str | None = None,
+    ) -> int | None:
+        """A check run in progress on ``head_sha``; None when the credentials cannot
+        create check runs (a personal token)."""
+        if not self.hub.can_create_check_runs:
+            return None
+        payload: dict[str, Any] = {
+            "name": name[:255],
+            "head_sha": head_sha,
+            "status": "in_progress",
+            "output": {
+                "title": self._clean(title, 255),
+                "summary": self._clean(summary, MAX_CHECK_TEXT),
+            },
+        }
+        if details_url:
+            payload["details_url"] = details_url
+        if external_id:
+            payload["external_id"] = external_id
+        data = self._run(
+            f"create check run {name}",
+            lambda: self._request("POST", f"/repos/{self.repo}/check-runs", payload),
+            write=True,
+            idempotent=False,
+        )
+        return int(data["id"])
+
+    def update_check_run(
+        self,
+        check_run_id: int,
+        *,
+        title: str,
+        summary: str,
+        text: str | None = None,
+        status: CheckStatus | None = None,
+        conclusion: CheckConclusion | None = None,
+    ) -> None:
+        """Report progress (``status``) or the end (``conclusion``, which completes it)."""
+        output: dict[str, Any] = {
+            "title": self._clean(title, 255),
+            "summary": self._clean(summary, MAX_CHECK_TEXT),
+        }
+        if text is not None:
+            output["text"] = self._clean(text, MAX_CHECK_TEXT)
+        payload: dict[str, Any] = {"output": output}
+        if status is not None:
+            payload["status"] = status
+        if conclusion is not None:
+            payload["conclusion"] = conclusion
+        self._run(
+            "update a check run",
+            lambda: self._request(
+                "PATCH", f"/repos/{self.repo}/check-runs/{check_run_id}", payload
+            ),
+            write=True,
+        )
+
+    # --- labels -----------------------------------------------------------------------
+
+    def add_labels(self, number: int, labels: Sequence[str]) -> None:
+        names = [label for label in labels if label]
+        if not names:
+            return
+        self._run(
+            f"label #{number}",
+            lambda: self._request(
+                "POST", f"/repos/{self.repo}/issues/{number}/labels", {"labels": names}
+            ),
+            write=True,
+        )
+
+    def remove_label(self, number: int, label: str) -> None:
+        """Remove a label; a label that is not there is fine."""
+        quoted = (
+            label.replace("%", "%25")
+            .replace("/", "%2F")
+            .replace(" ", "%20")
+            .replace("?", "%3F")
+            .replace("#", "%23")
+        )
+        try:
+            self._run(
+                f"unlabel #{number}",
+                lambda: self._request(
+                    "DELETE", f"/repos/{self.repo}/issues/{number}/labels/{quoted}"
+                ),
+                write=True,
+            )
+        except GitHubRequestError as exc:
+            if exc.status != 404:
+                raise
+
+    # --- files ------------------------------------------------------------------------
+
+    def read_file(self, path: str, ref: str) -> str | None:
+        return self._read(self.repo, path, ref)
+
+    def _read(self, repo: str, path: str, ref: str | None) -> str | None:
+        clean = path.strip("/")
+        if not clean or ".." in clean.split("/"):
+            raise ValueError(f"not a repository path: {path!r}")
+
+        def call() -> Any:
+            params = {"ref": ref} if ref else None
+            return self._request("GET", f"/repos/{repo}/contents/{clean}", params=params)
+
+        try:
+            data = self._run(f"read {clean} of {repo}", call)
+        except GitHubRequestError as exc:
+            if exc.status in (404, 403):  # missing, or larger than the contents API serves
+                return None
+            raise
+        if not isinstance(data, dict) or data.get("type") != "file":
+            return None
+        if int(data.get("size") or 0) > MAX_FILE_BYTES:
+            return None
+        raw = base64.b64decode(str(data.get("content") or ""))
+        return raw.decode("utf-8", errors="replace")
+
+    def read_config(self, ref: str) -> ConfigSource:
+        """``.github/vibe.yml`` at ``ref`` (for a PR: its base branch, DESIGN.md section 4
+        rule 3), else the one in the owner's ``.github`` repository, else none."""
+        text = self.read_file(CONFIG_PATH, ref)
+        if text is not None:
+            return ConfigSource(text, "repo", self.repo)
+        org_repo = f"{self.owner}/.github"
+        if self.name.lower() != ".github":
+            try:
+                org = self.hub.repo(org_repo)._read(org_repo, CONFIG_PATH, None)
+            except GitHubRequestError as exc:
+                log.info("github.org_config_unreadable", repo=org_repo, reason=exc.message)
+                org = None
+            if org is not None:
+                return ConfigSource(org, "org", org_repo)
+        return ConfigSource(None, "none", None)
+
+    def instruction_files(self, ref: str) -> list[InstructionFile]:
+        found = []
+        for path in INSTRUCTION_FILES:
+            text = self.read_file(path, ref)
+            if text is not None:
+                found.append(InstructionFile(path, text))
+        return found
+
+    # --- git ----------------------------------------------------------------------------
+
+    def git_credentials(self) -> GitCredentials:
+        """The clone URL and a short-lived token for git (fetched fresh each time)."""
+        if self._clone_url is None:
+            data = self._run(
+                "read the repository", lambda: self._request("GET", f"/repos/{self.repo}")
+            )
+            self._clone_url = str(data["clone_url"])
+        issued = self.hub.tokens.token(self.repo)
+        return GitCredentials(self._clone_url, "x-access-token", issued.value, issued.expires_at)
