@@ -456,7 +456,7 @@ class ToolSet:
             )
         body = "\n".join(f"{n:>6}\t{lines[n - 1]}" for n in range(start, end + 1))
         note = ""
-        if end < len(lines):
+        if end < len(lines) and (args.end_line is None or end < args.end_line):
             note = f"\n[lines {start}-{end} of {len(lines)}; read on with start_line={end + 1}]"
         return ToolResult((body or "(empty file)") + note)
 
