@@ -198,6 +198,46 @@ def jobs_probe(
     typer.echo(f"queued probe job {job_id} ({status})")
 
 
+@app.command()
+def run(
+    instruction: Annotated[str, typer.Argument(help="What to do, as you would write an issue.")],
+    repo: Annotated[str, typer.Option("--repo", help="Path of a local git checkout.")] = ".",
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", help="unconstrained, conversational, plan, test or context (default: config)"
+        ),
+    ] = None,
+) -> None:
+    """Run the loop on a local checkout: a local branch, commits, feedback from the terminal."""
+    from pathlib import Path
+
+    from bot.tasks import MODELS
+
+    chosen = next((m for m in MODELS if m == model), None)
+    if model is not None and chosen is None:
+        typer.echo(f"vibe: unknown model {model!r}; use one of {', '.join(MODELS)}", err=True)
+        raise typer.Exit(2)
+    settings = _settings()
+    _logging(settings)
+
+    from bot.local import LocalError, run_local
+
+    def read() -> str | None:
+        line = sys.stdin.readline()
+        return line if line else None
+
+    try:
+        result = run_local(
+            settings, Path(repo), instruction, model=chosen, read=read, echo=typer.echo
+        )
+    except LocalError as exc:
+        typer.echo(f"vibe: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if any(it.outcome == "failed" for it in result.task.iterations[-1:]):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     try:
         app()

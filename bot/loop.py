@@ -86,7 +86,7 @@ class Env:
     attempt: int = 1
     max_attempts: int = 1
     timeline: Callable[[str], None] | None = None
-    _config: dict[str, RepoConfig] = field(default_factory=dict)
+    configs: dict[str, RepoConfig] = field(default_factory=dict)
 
     @property
     def secrets(self) -> list[str]:
@@ -102,8 +102,8 @@ class Env:
 
 def repo_config(env: Env, ref: str, number: int) -> RepoConfig:
     """``.github/vibe.yml`` at ``ref``; problems get one comment naming the line."""
-    if ref in env._config:
-        return env._config[ref]
+    if ref in env.configs:
+        return env.configs[ref]
     text = env.forge.read_file(CONFIG_PATH, ref)
     config, problems = parse_repo_config(text)
     if problems:
@@ -113,7 +113,7 @@ def repo_config(env: Env, ref: str, number: int) -> RepoConfig:
             render_config_problems(problems, CONFIG_PATH, ref, env.secrets),
         )
         env.note(f"config: {CONFIG_PATH} invalid ({problems[0]}); using defaults")
-    env._config[ref] = config
+    env.configs[ref] = config
     return config
 
 

@@ -58,6 +58,17 @@ class Forge(Protocol):
     def upsert_comment(self, number: int, mark: Marker, body: str) -> int: ...
 
 
+@dataclass(frozen=True)
+class ReviewNote:
+    """One inline comment of a review: where it sits and what it says."""
+
+    comment_id: int
+    path: str
+    line: int | None
+    body: str
+    author: str | None
+
+
 class PullRequests(Protocol):
     """Pull requests on the code host; absent in local mode."""
 
@@ -69,9 +80,11 @@ class PullRequests(Protocol):
 
     def request_review(self, number: int, login: str) -> None: ...
 
-    def reply_in_thread(self, pr: int, comment_id: int, body: str) -> None: ...
+    def reply_in_thread(self, pr: int, comment_id: int, body: str) -> int: ...
 
     def resolve_thread(self, pr: int, comment_id: int) -> None: ...
+
+    def review_notes(self, pr: int, review_id: int) -> list[ReviewNote]: ...
 
 
 class Checkout(Protocol):

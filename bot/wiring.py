@@ -19,5 +19,6 @@ def probe(ctx: JobContext) -> None:
 
 
 def build_handlers(settings: Settings) -> dict[str, Handler]:
-    del settings
-    return {"probe": probe}
+    from bot.dispatch import event_handler
+
+    return {"probe": probe, "event": event_handler(settings)}

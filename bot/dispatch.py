@@ -1,0 +1,243 @@
+"""The ``event`` job: a stored webhook delivery -> typed event -> decision -> the loop.
+
+A thin wiring function (:func:`handle_event`) in front of a testable core
+(:func:`handle`, STYLE.md item 6). The decision is :func:`bot.core.policy.decide`; this
+module only looks up what the policy asks for (the sender's live permission, the PR) and
+hands the action to :mod:`bot.loop`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+
+import structlog
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, func, select
+
+from bot import loop, taskdb
+from bot.core import events as ev
+from bot.core import policy as pol
+from bot.core.commands import help_text
+from bot.core.config import CONFIG_PATH, RepoConfig, parse_repo_config
+from bot.models.base import AgentUnavailable
+from bot.ports import Forge, PullRequests
+from bot.queue import JobContext, PermanentError, RetryableError
+from bot.settings import Settings
+from bot.store import Iteration, utcnow
+from bot.tasks import Feedback, State, TaskRecord
+from bot.workspace import GitCredentials
+
+log = structlog.get_logger(__name__)
+
+
+class Repository(Forge, PullRequests, Protocol):
+    """Everything the dispatcher and the loop need of one GitHub repository."""
+
+    def permission(self, login: str) -> str: ...
+
+    def pull_request(self, number: int) -> ev.PullRequest | None: ...
+
+    def clone_url(self) -> str: ...
+
+    def git_credentials(self) -> GitCredentials | None: ...
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """Builds the loop's environment for one repository (production or tests)."""
+
+    repository: Callable[[ev.Repo, int | None], Repository]
+    env: Callable[[JobContext, Repository], loop.Env]
+
+
+def _recent_runs(engine: Engine, task: TaskRecord | None) -> int:
+    if task is None:
+        return 0
+    since = utcnow() - timedelta(hours=1)
+    with Session(engine) as session:
+        count = session.exec(
+            select(func.count())
+            .select_from(Iteration)
+            .where(Iteration.task_id == task.id, col(Iteration.started_at) >= since)
+        ).one()
+    return int(count)
+
+
+def _view(task: TaskRecord | None) -> pol.TaskView | None:
+    if task is None:
+        return None
+    return pol.TaskView(
+        ended=task.state.terminal, awaiting_approval=task.state is State.AWAITING_APPROVAL
+    )
+
+
+def _quiet_config(repo: Repository, event: ev.Event) -> RepoConfig:
+    """The config for the decision only; problems are announced when the loop acts."""
+    branch = getattr(getattr(event, "repo", None), "default_branch", None) or repo.default_branch()
+    config, _ = parse_repo_config(repo.read_file(CONFIG_PATH, branch))
+    return config
+
+
+def decide(
+    ctx: JobContext, event: ev.Event, repo: Repository, task: TaskRecord | None
+) -> pol.Decision:
+    bot = pol.BotIdentity.from_settings(ctx.settings)
+    sender = getattr(event, "sender", None)
+    if sender is not None and bot.is_self(sender):
+        return pol.Ignore("the bot's own event")
+    config = _quiet_config(repo, event)
+    permission: str | None = None
+    pull: ev.PullRequest | None = None
+    runs = _recent_runs(ctx.engine, task)
+    for _ in range(4):
+        decision = pol.decide(
+            event,
+            permission=permission,
+            repo_config=config,
+            bot=bot,
+            recent_runs=runs,
+            task=_view(task),
+            pull_request=pull,
+        )
+        if isinstance(decision, pol.NeedsPermission):
+            permission = repo.permission(decision.login)
+        elif isinstance(decision, pol.NeedsPullRequest):
+            pull = repo.pull_request(decision.number)
+            if pull is None:
+                return pol.Ignore(f"pull request #{decision.number} was not found")
+        else:
+            return decision
+    return pol.Ignore("the policy kept asking for facts")
+
+
+def _comment_id(event: ev.Event) -> int | None:
+    return event.comment_id if isinstance(event, ev.Comment) else None
+
+
+def handle(ctx: JobContext, wiring: Wiring) -> str:
+    """Run one ``event`` job; returns what was done (for logs and tests)."""
+    if ctx.event_name is None or ctx.event_payload is None:
+        raise PermanentError("the job has no stored delivery")
+    event = ev.parse_event(ctx.event_name, ctx.event_payload)
+    if not isinstance(event, ev.IssueEvent | ev.Comment | ev.PullRequestEvent):
+        return f"ignored {type(event).__name__}"
+    repo = wiring.repository(event.repo, event.installation_id)
+    task = taskdb.find(ctx.engine, event.repo.full_name, event.number)
+    decision = decide(ctx, event, repo, task)
+    key = f"delivery:{ctx.delivery_id or ctx.job_id}"
+    if isinstance(decision, pol.Ignore):
+        log.info("event.ignored", reason=decision.reason, delivery=ctx.delivery_id)
+        return f"ignored: {decision.reason}"
+    env = wiring.env(ctx, repo)
+    try:
+        return _act(env, repo, event, decision, task, key)
+    except loop.Refused as exc:
+        loop.reply(env, event.number, key, str(exc))
+        return f"refused: {exc}"
+    except AgentUnavailable as exc:
+        raise RetryableError(str(exc)) from exc
+
+
+def _act(
+    env: loop.Env,
+    repo: Repository,
+    event: ev.IssueEvent | ev.Comment | ev.PullRequestEvent,
+    decision: pol.Decision,
+    task: TaskRecord | None,
+    key: str,
+) -> str:
+    where = event.number
+    if isinstance(decision, pol.Refusal):
+        if decision.number is not None:
+            env.forge.react(where, _comment_id(event), "confused")
+            loop.reply(env, decision.number, key, decision.message)
+        return f"refused: {decision.reason.value}"
+    if isinstance(decision, pol.StartTask):
+        assert decision.number is not None
+        out = loop.start(
+            env,
+            loop.StartRequest(
+                number=decision.number,
+                requester=decision.requester,
+                key=key,
+                model=decision.model,
+                instruction=decision.instruction,
+                comment_id=_comment_id(event),
+                on_pr=decision.pull_request is not None,
+            ),
+        )
+        return f"start: iteration {out.iteration} {out.outcome}"
+    if isinstance(decision, pol.Help):
+        loop.reply(env, where, key, help_text(trigger_label=env.settings.trigger_label))
+        return "help"
+    if task is None:
+        loop.reply(env, where, key, "There is no vibe task on this issue or pull request yet.")
+        return "no task"
+    if isinstance(decision, pol.Iterate):
+        feedback = _feedback(repo, decision, where)
+        trigger = "review" if decision.review_id is not None else "comment"
+        ikey = f"review:{decision.review_id}" if decision.review_id is not None else key
+        env.forge.react(where, decision.comment_id, "eyes")
+        out = loop.iterate(env, task, feedback, trigger=trigger, key=ikey)
+        return f"iterate: iteration {out.iteration} {out.outcome}"
+    if isinstance(decision, pol.AddRequirement):
+        out = loop.require(env, task, decision.text, author=decision.requester, key=key)
+        return f"require: iteration {out.iteration} {out.outcome}"
+    if isinstance(decision, pol.ApprovePlan):
+        result = loop.approve(env, task, key=key, where=where)
+        return "approve" if result is None else f"approve: iteration {result.iteration}"
+    if isinstance(decision, pol.Stop):
+        loop.stop(env, task, key=key, where=where, author=decision.requester)
+        return "stop"
+    if isinstance(decision, pol.Retry):
+        out = loop.retry(env, task, key=key)
+        return f"retry: iteration {out.iteration} {out.outcome}"
+    if isinstance(decision, pol.Undo):
+        sha = loop.undo(env, task, key=key, where=where)
+        return f"undo: {sha or 'nothing'}"
+    if isinstance(decision, pol.Status):
+        loop.status(env, task, key=key, where=where)
+        return "status"
+    if isinstance(decision, pol.Accept):
+        loop.accept(env, task, decision.reason)
+        return "accept"
+    assert isinstance(decision, pol.Abandon)
+    loop.abandon(env, task, decision.reason)
+    return "abandon"
+
+
+def _feedback(repo: Repository, action: pol.Iterate, pr: int) -> tuple[Feedback, ...]:
+    """One review's body and all its inline comments form one iteration's feedback."""
+    items: list[Feedback] = []
+    if action.feedback.strip():
+        items.append(Feedback("human", action.feedback, author=action.requester, comment_id=None))
+    if action.review_id is not None:
+        for note in repo.review_notes(pr, action.review_id):
+            items.append(
+                Feedback(
+                    "human",
+                    note.body,
+                    author=note.author,
+                    path=note.path,
+                    line=note.line,
+                    comment_id=note.comment_id,
+                )
+            )
+    return tuple(items)
+
+
+def event_handler(settings: Settings) -> Callable[[JobContext], None]:
+    """The ``event`` job handler of the webhook service, wired to GitHub."""
+    from bot.adapters import ServiceWiring
+
+    service = ServiceWiring(settings)
+    wiring = Wiring(service.repository, service.env)
+
+    def run(ctx: JobContext) -> None:
+        result = handle(ctx, wiring)
+        log.info("event.handled", delivery=ctx.delivery_id, result=result)
+
+    return run
