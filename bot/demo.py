@@ -163,7 +163,7 @@ def stage(root: Path, script: list[dict[str, Any]] | None = None) -> Iterator[St
     ):
         creds = fake.create_app("vibe-bot")
         fake.create_repo(REPO, SAMPLE_FILES, collaborators={WRITER: "write", READER: "read"})
-        fake.install_app(OWNER, ["calc"])
+        fake.install_app(OWNER)
         yield Stage(fake, model, creds, root / "bot-data", port)
 
 

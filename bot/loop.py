@@ -366,10 +366,9 @@ def run_iteration(
     key: str,
     feedback: tuple[Feedback, ...] = (),
     mode: str = "work",
-    number_for_comments: int | None = None,
 ) -> Outcome:
     """Run one iteration of ``task`` (idempotent per ``key``)."""
-    where = number_for_comments or task.pr_number or task.number
+    where = task.number  # the task's one status comment lives on its issue (or borrowed PR)
     number, finished = taskdb.begin_iteration(env.engine, task.id, key, trigger, feedback)
     if finished:
         current = taskdb.load(env.engine, task.id)
@@ -618,9 +617,7 @@ def _publish_pr(env: Env, task: TaskRecord, summary: str, config: RepoConfig) ->
     if not has_commits:
         return None
     strategy = strategy_for(task.model)
-    pr = env.prs.find_or_create_pr(
-        task.branch, task.base, task.title, body, strategy.draft(config)
-    )
+    pr = env.prs.find_or_create_pr(task.branch, task.base, task.title, body, strategy.draft(config))
     taskdb.update(env.engine, task.id, pr_number=pr)
     for reviewer in dict.fromkeys([task.requester, *config.reviewers]):
         env.prs.request_review(pr, reviewer)

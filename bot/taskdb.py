@@ -6,6 +6,8 @@ issue, an iteration per task and trigger key (the delivery or review that caused
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, or_, select
 
+from bot.queue import write_transaction
 from bot.settings import DevelopmentModel
 from bot.store import Iteration, Task, utcnow
 
@@ -32,6 +35,17 @@ from bot.tasks import (
 
 class TaskNotFound(LookupError):
     pass
+
+
+@contextmanager
+def _writing(engine: Engine) -> Iterator[Session]:
+    """A session in a transaction that takes SQLite's write lock up front (``BEGIN
+    IMMEDIATE``): a deferred transaction that reads and then writes fails at once with
+    "database is locked" when another connection wrote meanwhile, whatever the busy
+    timeout (https://www.sqlite.org/lang_transaction.html)."""
+    with write_transaction(engine) as conn, Session(bind=conn) as session:
+        yield session
+        session.flush()
 
 
 def _model(value: str) -> DevelopmentModel:
@@ -146,12 +160,12 @@ def find_or_create(engine: Engine, new: NewTask) -> tuple[TaskRecord, bool]:
         requirements=[_req_json(r) for r in new.requirements],
     )
     try:
-        with Session(engine) as session:
+        with _writing(engine) as session:
             session.add(row)
-            session.commit()
-            session.refresh(row)
+            session.flush()
             assert row.id is not None
-            return load(engine, row.id), True
+            new_id = row.id
+        return load(engine, new_id), True
     except IntegrityError:
         again = find(engine, new.repo, new.number)
         if again is None:
@@ -171,7 +185,7 @@ def update(engine: Engine, task_id: int, **fields: Any) -> None:
         fields["plan"] = [{"text": p.text, "done": p.done} for p in fields["plan"]]
     if "state" in fields and isinstance(fields["state"], State):
         fields["state"] = fields["state"].value
-    with Session(engine) as session:
+    with _writing(engine) as session:
         row = session.get(Task, task_id)
         if row is None:
             raise TaskNotFound(f"task {task_id} does not exist")
@@ -179,7 +193,6 @@ def update(engine: Engine, task_id: int, **fields: Any) -> None:
             setattr(row, key, value)
         row.updated_at = utcnow()
         session.add(row)
-        session.commit()
 
 
 def stop_requested(engine: Engine, task_id: int) -> bool:
@@ -189,7 +202,7 @@ def stop_requested(engine: Engine, task_id: int) -> bool:
 
 
 def add_usage(engine: Engine, task_id: int, usage: Usage) -> None:
-    with Session(engine) as session:
+    with _writing(engine) as session:
         row = session.get(Task, task_id)
         if row is None:
             raise TaskNotFound(f"task {task_id} does not exist")
@@ -198,14 +211,13 @@ def add_usage(engine: Engine, task_id: int, usage: Usage) -> None:
         row.cost += usage.cost
         row.updated_at = utcnow()
         session.add(row)
-        session.commit()
 
 
 def begin_iteration(
     engine: Engine, task_id: int, key: str, trigger: str, feedback: tuple[Feedback, ...]
 ) -> tuple[int, bool]:
     """The iteration for ``key`` (number, finished?), created as the next number if new."""
-    with Session(engine) as session:
+    with _writing(engine) as session:
         row = session.exec(
             select(Iteration).where(Iteration.task_id == task_id, Iteration.key == key)
         ).first()
@@ -226,7 +238,6 @@ def begin_iteration(
                 feedback=[f.to_json() for f in feedback],
             )
         )
-        session.commit()
         return number, False
 
 
@@ -242,7 +253,7 @@ def update_iteration(engine: Engine, task_id: int, number: int, **fields: Any) -
         fields.update(
             input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, cost=usage.cost
         )
-    with Session(engine) as session:
+    with _writing(engine) as session:
         row = session.exec(
             select(Iteration).where(Iteration.task_id == task_id, Iteration.number == number)
         ).one()
@@ -251,7 +262,6 @@ def update_iteration(engine: Engine, task_id: int, number: int, **fields: Any) -
         if fields.get("outcome", "running") != "running":
             row.finished_at = utcnow()
         session.add(row)
-        session.commit()
 
 
 def iteration_base(engine: Engine, task_id: int, number: int) -> str | None:

@@ -16,7 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot.demo import Stage, stage
+from bot import taskdb
+from bot.demo import REPO, Stage, stage
+from bot.store import make_engine
 from tests.conftest import require
 
 
@@ -80,3 +82,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stage, Bot
             yield st, bot
         finally:
             bot.stop()
+
+
+def task_state(st: Stage, number: int, repo: str = REPO) -> str | None:
+    """The task's state as the bot stored it (its SQLite database)."""
+    engine = make_engine(f"sqlite:///{st.data_dir / 'vibe.db'}")
+    try:
+        task = taskdb.find(engine, repo, number)
+        return task.state.value if task is not None else None
+    finally:
+        engine.dispose()

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
 from typing import Any
 
+import pytest
+
 from bot.core.markers import find_marker
-from bot.demo import REPO, WRITER, Stage, fix_add, wait_for
-from tests.e2e.conftest import Bot
+from bot.demo import (
+    READER,
+    REPO,
+    SAMPLE_FILES,
+    WRITER,
+    Stage,
+    create,
+    docstring,
+    edit,
+    finish,
+    fix_add,
+    wait_for,
+)
+from bot.testing.fake_github import InlineComment
+from tests.e2e.conftest import Bot, task_state
 
 World = tuple[Stage, Bot]
 
@@ -49,3 +66,226 @@ def test_label_opens_a_draft_pr(world: World) -> None:
     assert calc is not None
     assert "return a + b" in calc
     assert any(r.content == "eyes" for r in fake.issue(REPO, number).reactions)
+
+
+def second_comment() -> list[dict[str, Any]]:
+    return [
+        edit("calc.py", "def add(a, b):\n", 'def add(a, b):\n    """Return a + b."""\n'),
+        edit("test_calc.py", "    def test_add(self):\n", "    def test_add(self):  # 2 + 3\n"),
+        *finish("Added a docstring and a note in the test."),
+    ]
+
+
+@pytest.fixture(scope="module")
+def flow(world: World) -> tuple[int, int]:
+    """An issue with its draft PR after iteration 1 (shared by the tests below)."""
+    st, _ = world
+    st.model.add(fix_add())
+    number = st.fake.open_issue(REPO, WRITER, "Make add() add", "add(2, 3) should be 5")
+    st.fake.label(REPO, number, WRITER, "vibe")
+    final_status(st, number)
+    pr = next(p for p in st.fake.pulls(REPO) if f"Fixes #{number}" in (p.body or ""))
+    return number, pr.number
+
+
+def test_review_with_two_inline_comments_is_one_iteration(
+    world: World, flow: tuple[int, int]
+) -> None:
+    st, _ = world
+    number, pr = flow
+    branch = st.fake.issue(REPO, pr).pull.head_ref
+    before = st.fake.branch_sha(REPO, branch)
+    st.model.add(second_comment())
+    requests = len(st.model.message_requests)
+    st.fake.review(
+        REPO,
+        pr,
+        WRITER,
+        state="CHANGES_REQUESTED",
+        body="Two small things.",
+        comments=[
+            InlineComment("calc.py", 1, "Please add a docstring."),
+            InlineComment("test_calc.py", 7, "Say what the test checks."),
+        ],
+    )
+    final_status(st, number, 2)
+    threads = st.fake.threads(REPO, pr)
+    replies = [
+        c
+        for c in st.fake.review_comments(REPO, pr)
+        if c.user == st.creds.bot_login and c.in_reply_to_id is not None
+    ]
+    assert len(replies) == 2
+    head = st.fake.branch_sha(REPO, branch)
+    assert head != before
+    assert all(f"Addressed in {head[:7]}" in r.body for r in replies)
+    assert {t.path for t in threads} == {"calc.py", "test_calc.py"}
+    log = subprocess.run(
+        ["git", "-C", str(st.fake.repo(REPO).path), "rev-list", f"{before}..{head}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert len(log) == 1  # one iteration, one commit, one push
+    assert len(st.model.message_requests) - requests == len(second_comment())
+    body = st.fake.issue(REPO, pr).body or ""
+    assert "| 2 | review | human, self |" in body
+    prompt = str(st.model.message_requests[requests].body)
+    assert "Please add a docstring." in prompt
+    assert "Say what the test checks." in prompt
+
+
+def test_require_adds_a_requirement_and_iterates(world: World, flow: tuple[int, int]) -> None:
+    st, _ = world
+    _number, pr = flow
+    st.model.add(
+        [
+            edit("calc.py", '    """Return a + b."""\n', '    """Return a + b (ints only)."""\n'),
+            *finish("Documented the int-only contract."),
+        ]
+    )
+    st.fake.comment(REPO, pr, WRITER, "/vibe require add() documents that it takes ints")
+    body = wait_for(
+        lambda: (b := st.fake.issue(REPO, pr).body or "") and "| 3 | require |" in b and b,
+        "iteration 3 in the PR body",
+    )
+    assert "- [ ] add() documents that it takes ints" in body
+    assert "- [ ] Make add() add" in body
+    calc = st.fake.read_file(REPO, st.fake.issue(REPO, pr).pull.head_ref, "calc.py")
+    assert calc is not None
+    assert "ints only" in calc
+
+
+def test_approval_accepts_the_task(world: World, flow: tuple[int, int]) -> None:
+    st, _ = world
+    number, pr = flow
+    requests = len(st.model.message_requests)
+    st.fake.approve(REPO, pr, WRITER, "Looks good.")
+    task = wait_for(lambda: task_state(st, number) == "accepted", "the task to be accepted")
+    assert task
+    assert len(st.model.message_requests) == requests
+
+
+def test_undo_reverts_the_last_iteration(world: World) -> None:
+    st, _ = world
+    st.model.add(fix_add())
+    number = st.fake.open_issue(REPO, WRITER, "Fix add for undo", "add(2, 3) should be 5")
+    st.fake.label(REPO, number, WRITER, "vibe")
+    final_status(st, number)
+    pr = next(p for p in st.fake.pulls(REPO) if f"Fixes #{number}" in (p.body or ""))
+    branch = pr.pull.head_ref
+    st.fake.comment(REPO, pr.number, WRITER, "/vibe undo")
+    reply = wait_for(lambda: bot_comments(st, pr.number, "Reverted iteration 1"), "the undo reply")
+    calc = st.fake.read_file(REPO, branch, "calc.py")
+    assert calc is not None
+    assert "return a - b" in calc
+    assert (
+        reply[0].body.split("Reverted iteration 1 in ")[1][:7]
+        == (st.fake.branch_sha(REPO, branch) or "")[:7]
+    )
+
+
+def test_plan_model_writes_nothing_until_approved(world: World) -> None:
+    st, _ = world
+    st.model.add(
+        [
+            {"tool_use": [{"name": "read_file", "input": {"path": "calc.py"}}]},
+            {"tool_use": [{"name": "finish", "input": {"summary": "1. Fix add\n2. Document add"}}]},
+        ]
+    )
+    start = len(st.model.message_requests)
+    number = st.fake.open_issue(REPO, WRITER, "Plan the add fix", "add(2, 3) should be 5")
+    st.fake.label(REPO, number, WRITER, "vibe:plan")
+    plan = wait_for(lambda: bot_comments(st, number, "vibe:plan"), "the plan comment")
+    assert "- [ ] Fix add" in plan[0].body
+    assert "- [ ] Document add" in plan[0].body
+    final_status(st, number)
+    assert task_state(st, number) == "awaiting_approval"
+    branch = f"vibe/issue-{number}-plan-the-add-fix"
+    assert st.fake.branch_sha(REPO, branch) is None
+    tools = [t["name"] for t in st.model.message_requests[start].body["tools"]]
+    assert "edit_file" not in tools
+    assert "create_file" not in tools
+    st.model.add([*fix_add(), *docstring()])
+    st.fake.comment(REPO, number, WRITER, "/vibe approve")
+    final_status(st, number, 2)
+    plan = bot_comments(st, number, "vibe:plan")
+    assert "- [x] Fix add" in plan[0].body
+    assert "- [x] Document add" in plan[0].body
+    assert st.fake.branch_sha(REPO, branch) is not None
+    pr = next(p for p in st.fake.pulls(REPO) if f"Fixes #{number}" in (p.body or ""))
+    assert "- [x] Fix add" in (pr.body or "")
+
+
+def test_test_model_records_red_then_green(world: World) -> None:
+    st, _ = world
+    new_test = (
+        "import unittest\n\nfrom calc import add\n\n\n"
+        "class NegTest(unittest.TestCase):\n"
+        "    def test_negative(self):\n        self.assertEqual(add(-1, -1), -2)\n"
+    )
+    st.model.add([create("test_neg.py", new_test), *finish("Test for negatives."), *fix_add()])
+    number = st.fake.open_issue(REPO, WRITER, "Negative numbers", "add(-1, -1) must be -2")
+    st.fake.label(REPO, number, WRITER, "vibe:test")
+    final_status(st, number)
+    pr = next(p for p in st.fake.pulls(REPO) if f"Fixes #{number}" in (p.body or ""))
+    body = pr.body or ""
+    assert "red, before the change" in body
+    assert "failed (exit 1)" in body
+    assert "green, after" in body
+    assert "python3 -m unittest -q</code> passed" in body
+
+
+def test_a_readers_command_gets_one_refusal_and_no_run(world: World) -> None:
+    st, _ = world
+    number = st.fake.open_issue(REPO, WRITER, "Reader tries", "")
+    requests = len(st.model.message_requests)
+    st.fake.comment(REPO, number, READER, "/vibe fix everything")
+    refusal = wait_for(lambda: bot_comments(st, number, "only people with write access"), "refusal")
+    time.sleep(1.0)
+    assert len(bot_comments(st, number)) == 1
+    assert len(refusal) == 1
+    assert len(st.model.message_requests) == requests
+    assert task_state(st, number) is None
+
+
+def test_the_bots_own_comments_cause_nothing(world: World, flow: tuple[int, int]) -> None:
+    st, _ = world
+    number, pr = flow
+    before = len(bot_comments(st, pr))
+    requests = len(st.model.message_requests)
+    st.fake.comment(REPO, pr, st.creds.bot_login, "/vibe do it all again")
+    st.fake.comment(REPO, number, st.creds.bot_login, "/vibe status")
+    time.sleep(2.0)
+    assert len(st.model.message_requests) == requests
+    assert len(bot_comments(st, pr)) == before + 1  # only the comment the test itself made
+
+
+def test_invalid_config_gets_one_comment_and_defaults(world: World) -> None:
+    st, _ = world
+    broken = "octo/broken"
+    files = dict(SAMPLE_FILES)
+    files[".github/vibe.yml"] = "commands:\n  test: python3 -m unittest\nmodel: telepathy\n"
+    st.fake.create_repo(broken, files, collaborators={WRITER: "write"})
+    st.model.add(fix_add())
+    number = st.fake.open_issue(broken, WRITER, "Fix add in broken", "")
+    st.fake.label(broken, number, WRITER, "vibe")
+    login = st.creds.bot_login
+    notes = wait_for(
+        lambda: [
+            c
+            for c in st.fake.comments(broken, number)
+            if c.user == login and "vibe:config" in c.body
+        ],
+        "the config comment",
+    )
+    assert "line 2" in notes[0].body
+    assert "line 3" in notes[0].body
+    wait_for(
+        lambda: any(
+            "Done" in c.body and "vibe:status" in c.body for c in st.fake.comments(broken, number)
+        ),
+        "the run on defaults",
+    )
+    configs = [c for c in st.fake.comments(broken, number) if "vibe:config" in c.body]
+    assert len(configs) == 1
