@@ -210,7 +210,10 @@ def load_script(source: str | Path | Sequence[Any]) -> list[Step]:
 
 @dataclass
 class RecordedRequest:
-    """One request as the server received it; credentials are left out of ``headers``."""
+    """One request as the server received it; credentials are left out of ``headers``.
+
+    ``handled_seconds`` is the server's own time on it (scripted delay included), so a
+    benchmark can tell the client's time from the model's."""
 
     method: str
     path: str
@@ -222,6 +225,7 @@ class RecordedRequest:
     step: int | None = None
     usage: dict[str, int] | None = None
     retry_count: int = 0
+    handled_seconds: float = 0.0
 
     @property
     def stream(self) -> bool:
@@ -349,6 +353,12 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
+    def setup(self) -> None:
+        super().setup()
+        # Small SSE chunks would otherwise wait on Nagle's algorithm plus the client's
+        # delayed ACK (about 40 ms per response on Linux loopback).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """Silence the stdlib's per-request stderr line."""
 
@@ -404,6 +414,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             record.status = 404
             self._send_error(404, "not_found_error", f"no route for POST {record.path}", None)
+        record.handled_seconds = time.monotonic() - record.received_at
 
     # -- endpoints -------------------------------------------------------------------------
 
