@@ -22,13 +22,25 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
+import time
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+import structlog
+
+from bot.core.redact import redact
+from bot.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from bot.adapters import ServiceWiring
+
+log = structlog.get_logger(__name__)
 
 MAX_EVENT_BYTES = 25 * 1024 * 1024  # the same cap as webhook ingest
 OUTPUT_NAMES = ("outcome", "pr-number", "cost")
@@ -47,6 +59,7 @@ class ActionEnv:
     repository: str
     api_url: str
     server_url: str
+    graphql_url: str
     run_id: int | None
     workspace: Path | None
     step_summary: Path | None
@@ -70,7 +83,13 @@ class ActionEnv:
             raise ActionError(f"GITHUB_REPOSITORY must be owner/name, got {repository!r}")
         api_url = env.get("GITHUB_API_URL") or "https://api.github.com"
         server_url = env.get("GITHUB_SERVER_URL") or "https://github.com"
-        for var, url in (("GITHUB_API_URL", api_url), ("GITHUB_SERVER_URL", server_url)):
+        graphql = env.get("GITHUB_GRAPHQL_URL") or f"{api_url.rstrip('/')}/graphql"
+        checked = (
+            ("GITHUB_API_URL", api_url),
+            ("GITHUB_SERVER_URL", server_url),
+            ("GITHUB_GRAPHQL_URL", graphql),
+        )
+        for var, url in checked:
             if not url.startswith(("http://", "https://")):
                 raise ActionError(f"{var} must be an http(s) URL, got {url!r}")
         run_id_text = env.get("GITHUB_RUN_ID", "")
@@ -86,6 +105,7 @@ class ActionEnv:
             repository=repository,
             api_url=api_url.rstrip("/"),
             server_url=server_url.rstrip("/"),
+            graphql_url=graphql,
             run_id=run_id,
             workspace=path("GITHUB_WORKSPACE"),
             step_summary=path("GITHUB_STEP_SUMMARY"),
@@ -249,3 +269,226 @@ class RunnerClient:
         }
         self._post("result", self.token, body)
         self.token = None
+
+
+# ------------------------------------------------------------------------ handling
+
+ACTIONS_BOT = "github-actions[bot]"  # who the job's GITHUB_TOKEN acts as
+PROGRESS_INTERVAL = 10.0  # seconds between progress reports to the service
+
+
+def action_settings(settings: Settings, env: ActionEnv) -> Settings:
+    """The operator's settings with what the runner says about GitHub.
+
+    The bot acts as ``github-actions[bot]`` (the job's token) unless ``VIBE_BOT_LOGIN``
+    names another account (a personal token passed as ``github-token``).
+    """
+    update: dict[str, Any] = {
+        "github_api_url": env.api_url,
+        "github_server_url": env.server_url,
+        "github_graphql_url": env.graphql_url,
+        "executor": "local",
+    }
+    if "bot_login" not in settings.model_fields_set:
+        update["bot_login"] = ACTIONS_BOT
+    return settings.model_copy(update=update)
+
+
+def actions_wiring(settings: Settings, on_progress: Callable[[str], None] | None) -> ServiceWiring:
+    """The service's wiring with the job's token (an Actions token may create check runs)
+    and, in runner mode, the loop's progress notes sent on to the service.
+
+    Built here, not at import, so that a misconfigured job fails fast without loading the
+    agent and the model SDK.
+    """
+    from bot.adapters import ServiceWiring
+    from bot.dispatch import Repository
+    from bot.github import GitHub
+    from bot.loop import Env
+    from bot.queue import JobContext
+
+    class ActionsWiring(ServiceWiring):
+        @property
+        def hub(self) -> GitHub:
+            if self._hub is None:
+                self._hub = GitHub.from_settings(self.settings, actions=True)
+            return self._hub
+
+        def env(self, ctx: JobContext, repository: Repository) -> Env:
+            env = super().env(ctx, repository)
+            return env if on_progress is None else replace(env, timeline=on_progress)
+
+    return ActionsWiring(settings)
+
+
+def _outcome(answer: str) -> str:
+    """``dispatch.handle``'s answer ("start: iteration 1 succeeded", "refused: ...",
+    "help") as one word for the job output."""
+    head = answer.split(":", 1)[0].strip()
+    return {"start": "started", "iterate": "iterated", "require": "required"}.get(head, head)
+
+
+def handle_event(
+    settings: Settings,
+    event_name: str,
+    payload: dict[str, Any],
+    *,
+    delivery: str,
+    cancel: threading.Event,
+    on_progress: Callable[[str], None] | None = None,
+) -> ActionResult:
+    """Handle one event exactly as the service's ``event`` job does
+    (:func:`bot.dispatch.handle`), on a database of the job's own. Raises when the bot
+    itself fails."""
+    from bot import dispatch, taskdb
+    from bot.core import events as ev
+    from bot.queue import JobContext
+    from bot.store import init_db, make_engine
+
+    event = ev.parse_event(event_name, payload)
+    number: int | None = getattr(event, "number", None)
+    repo: str | None = getattr(getattr(event, "repo", None), "full_name", None)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.effective_database_url)
+    try:
+        init_db(engine)
+
+        def task_cost() -> tuple[int | None, float]:
+            if repo is None or number is None:
+                return None, 0.0
+            task = taskdb.find(engine, repo, number)
+            return (task.pr_number, task.usage.cost) if task is not None else (None, 0.0)
+
+        _, cost_before = task_cost()
+        wiring = actions_wiring(settings, on_progress)
+        ctx = JobContext(
+            job_id=0,
+            kind="event",
+            payload={},
+            attempt=1,
+            settings=settings,
+            engine=engine,
+            cancel=cancel,
+            delivery_id=delivery,
+            event_name=event_name,
+            event_payload=payload,
+        )
+        answer = dispatch.handle(ctx, dispatch.Wiring(wiring.repository, wiring.env))
+        pr_number, cost_after = task_cost()
+        return ActionResult(
+            outcome=_outcome(answer),
+            detail=answer,
+            pr_number=pr_number,
+            cost=max(cost_after - cost_before, 0.0),
+            task_number=number,
+        )
+    finally:
+        engine.dispose()
+
+
+def _failure(settings: Settings, exc: BaseException) -> ActionResult:
+    text = redact(f"{type(exc).__name__}: {exc}", settings.secret_values)[:2000]
+    return ActionResult("failed", detail=text)
+
+
+class _Progress:
+    """Sends loop notes to the service at most every few seconds; never raises."""
+
+    def __init__(self, client: RunnerClient) -> None:
+        self.client = client
+        self.last = 0.0
+
+    def __call__(self, note: str) -> None:
+        now = time.monotonic()
+        if now - self.last < PROGRESS_INTERVAL:
+            return
+        self.last = now
+        try:
+            self.client.progress(note)
+        except ServiceError as exc:
+            log.warning("action.progress_failed", error=str(exc))
+
+
+def run_as_runner(
+    settings: Settings,
+    env: ActionEnv,
+    *,
+    task_id: int,
+    service_url: str,
+    cancel: threading.Event,
+) -> ActionResult:
+    """Claim the task from the service, handle its event, report the result back."""
+    if settings.task_credential is None:
+        raise ActionError("task-id is set but task-credential is empty")
+    client = RunnerClient(service_url, task_id)
+    claimed = client.claim(settings.task_credential.get_secret_value(), env.run_id)
+    if claimed.repository.casefold() != env.repository.casefold():
+        raise ActionError(
+            f"task {task_id} belongs to {claimed.repository}, not to {env.repository}"
+        )
+    client.progress(f"claimed by workflow run {env.run_id}")
+    try:
+        result = handle_event(
+            settings,
+            claimed.event_name,
+            claimed.payload,
+            delivery=f"runner-task-{task_id}",
+            cancel=cancel,
+            on_progress=_Progress(client),
+        )
+    except Exception as exc:  # noqa: BLE001 - reported to the service, then the job fails
+        result = _failure(settings, exc)
+    client.result(result)
+    return result
+
+
+def main(
+    *,
+    prompt: str = "",
+    task_id: str = "",
+    service_url: str = "",
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    """``vibe action``: the exit status (0 done, 1 the bot failed, 2 misconfigured)."""
+    try:
+        env = ActionEnv.from_environ(environ)
+        settings = action_settings(load_settings(), env)
+        payload = load_event(env.event_path)
+        runner_task = _task_id(task_id)
+    except (ActionError, SettingsError) as exc:
+        print(f"::error::vibe action: {exc}", flush=True)
+        return 2
+    if prompt.strip() and env.event_name == "workflow_dispatch":
+        inputs = payload.get("inputs")
+        payload["inputs"] = {**(inputs if isinstance(inputs, dict) else {}), "prompt": prompt}
+    cancel = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: cancel.set())
+    try:
+        if runner_task is not None:
+            result = run_as_runner(
+                settings, env, task_id=runner_task, service_url=service_url, cancel=cancel
+            )
+        else:
+            delivery = f"actions-run-{env.run_id or 0}"
+            result = handle_event(
+                settings, env.event_name, payload, delivery=delivery, cancel=cancel
+            )
+    except Exception as exc:  # noqa: BLE001 - any failure of the bot ends the job as failed
+        result = _failure(settings, exc)
+    if result.failed:
+        print(f"::error::vibe-bot failed: {result.detail}", flush=True)
+    try:
+        write_outputs(env, result)
+    except OSError as exc:
+        print(f"::warning::cannot write the job outputs: {exc}", flush=True)
+    return 1 if result.failed else 0
+
+
+def _task_id(text: str) -> int | None:
+    text = text.strip()
+    if not text:
+        return None
+    if not text.isdigit() or len(text) > 18 or int(text) < 1:
+        raise ActionError(f"task-id must be a positive number, got {text[:40]!r}")
+    return int(text)

@@ -238,6 +238,24 @@ def run(
         raise typer.Exit(1)
 
 
+@app.command()
+def action(
+    prompt: Annotated[
+        str, typer.Option(help="Instruction for a workflow_dispatch task (the action's prompt).")
+    ] = "",
+    task_id: Annotated[
+        str, typer.Option(help="Task to claim from the service (vibe-runner.yml only).")
+    ] = "",
+    service_url: Annotated[
+        str, typer.Option(help="The vibe-bot service that dispatched the task.")
+    ] = "",
+) -> None:
+    """Run inside a GitHub Actions job: handle the job's event (or a claimed task)."""
+    from bot.action import main as action_main
+
+    raise typer.Exit(action_main(prompt=prompt, task_id=task_id, service_url=service_url))
+
+
 def main() -> None:
     try:
         app()

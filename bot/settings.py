@@ -111,6 +111,8 @@ class Settings(BaseSettings):
     status_update_seconds: float = Field(default=3.0, ge=0)
     executor: Literal["local", "actions"] = "local"
     public_url: str | None = None
+    # The one-time credential a vibe-runner.yml job claims its task with (``vibe action``).
+    task_credential: SecretStr | None = None
 
     # sandbox and workspaces
     sandbox: Literal["bwrap", "none"] = "bwrap"
@@ -152,6 +154,7 @@ class Settings(BaseSettings):
                 self.github_token,
                 self.anthropic_api_key,
                 self.github_private_key,
+                self.task_credential,
             )
             if s is not None
         ]
