@@ -23,7 +23,13 @@ from bot.agent.loop import (
     run_agent,
     worktree_review,
 )
-from bot.agent.record import MemoryRecorder, SqlStepRecorder, StepRecord, StepRecorder
+from bot.agent.record import (
+    MemoryRecorder,
+    SqlStepRecorder,
+    StepRecord,
+    StepRecorder,
+    render_memory,
+)
 from bot.agent.tools import PathPolicy, ToolResult, ToolSet
 
 __all__ = [
@@ -48,6 +54,7 @@ __all__ = [
     "cost",
     "make_client",
     "price_for",
+    "render_memory",
     "run_agent",
     "worktree_review",
 ]

@@ -10,6 +10,7 @@ them; :class:`MemoryRecorder` keeps them in a list (``vibe run``, tests).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -121,6 +122,29 @@ class SqlStepRecorder:
                 .order_by(col(AgentStep.index))
             )
             return list(session.exec(query).all())
+
+
+def render_memory(steps: Sequence[AgentStep], limit_chars: int = 6_000) -> str:
+    """A compact account of an earlier run for a later iteration's context (``mem``): one
+    line per tool call with its outcome, failed model calls and the self-review."""
+    lines = []
+    for step in steps:
+        for call in step.tool_calls:
+            status = "error" if call.get("is_error") else "ok"
+            result = str(call.get("result", "")).strip()
+            first = result.splitlines()[0] if result else ""
+            name = call.get("name")
+            lines.append(
+                f"{step.index}. {name} {str(call.get('input'))[:160]} -> {status}: {first[:160]}"
+            )
+        if step.feedback == "self":
+            lines.append(f"{step.index}. (self-review of the diff was shown)")
+        if step.error:
+            lines.append(f"{step.index}. model call failed: {step.error[:200]}")
+    text = "\n".join(lines)
+    if len(text) <= limit_chars:
+        return text
+    return "[earlier steps omitted]\n" + text[-limit_chars:]
 
 
 def tool_input_text(value: object) -> str:

@@ -26,12 +26,13 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.core.config import DEFAULT_PROTECTED_PATHS
 from bot.core.redact import redact
+from bot.sandbox import DEFAULT_LIMITS, Sandbox, SandboxError, SandboxLimits
 
 MAX_OUTPUT_CHARS = 30_000
 MAX_READ_BYTES = 5 * 1024 * 1024
@@ -64,40 +65,6 @@ _FORBIDDEN_ARGS = re.compile(
     r"^(?:-exec|-execdir|-ok|-okdir|-delete|-fprint.*|-fls|--output.*|-o|--ext-diff|"
     r"--textconv|--exec-path.*|--pre|--pre-glob|--upload-pack.*|--open-files-in-pager.*)$"
 )
-
-
-class CommandOutcome(Protocol):
-    """What the tools read from a sandbox result (``bot.sandbox.CommandResult``)."""
-
-    @property
-    def exit_code(self) -> int | None: ...
-    @property
-    def duration(self) -> float: ...
-    @property
-    def stdout(self) -> str: ...
-    @property
-    def stderr(self) -> str: ...
-    @property
-    def truncated(self) -> bool: ...
-    @property
-    def limit(self) -> str | None: ...
-
-
-class CommandRunner(Protocol):
-    """What the tools use of a sandbox (``bot.sandbox.Sandbox``)."""
-
-    @property
-    def uid(self) -> int | None: ...
-
-    def run(
-        self,
-        command: str | Sequence[str],
-        *,
-        workdir: Path,
-        limits: Any = None,
-        network: bool = False,
-        cancel: threading.Event | None = None,
-    ) -> CommandOutcome: ...
 
 
 @dataclass(frozen=True)
@@ -269,10 +236,10 @@ class ToolSet:
     """
 
     policy: PathPolicy
-    sandbox: CommandRunner
+    sandbox: Sandbox
     writable: bool
     secrets: Sequence[str] = ()
-    command_limits: Any = None
+    command_limits: SandboxLimits = DEFAULT_LIMITS
     network: bool = False
     allowed_commands: Mapping[str, frozenset[str] | None] = field(default_factory=dict)
     cancel: threading.Event | None = None
@@ -348,12 +315,12 @@ class ToolSet:
     def full(
         cls,
         worktree: Path,
-        sandbox: CommandRunner,
+        sandbox: Sandbox,
         *,
         protected_paths: Sequence[str] = DEFAULT_PROTECTED_PATHS,
         allowed_paths: Sequence[str] = (),
         secrets: Sequence[str] = (),
-        command_limits: Any = None,
+        command_limits: SandboxLimits = DEFAULT_LIMITS,
         network: bool = False,
         cancel: threading.Event | None = None,
     ) -> ToolSet:
@@ -372,10 +339,10 @@ class ToolSet:
     def read_only(
         cls,
         worktree: Path,
-        sandbox: CommandRunner,
+        sandbox: Sandbox,
         *,
         secrets: Sequence[str] = (),
-        command_limits: Any = None,
+        command_limits: SandboxLimits = DEFAULT_LIMITS,
         allowed_commands: Mapping[str, frozenset[str] | None] = READ_ONLY_COMMANDS,
         cancel: threading.Event | None = None,
     ) -> ToolSet:
@@ -561,15 +528,14 @@ class ToolSet:
             args.command if self.writable else self._allowed_argv(args.command)
         )
         limits = self.command_limits
-        if (
-            args.timeout_seconds is not None
-            and limits is not None
-            and hasattr(limits, "wall_seconds")
-        ):
+        if args.timeout_seconds is not None:
             limits = replace(limits, wall_seconds=min(limits.wall_seconds, args.timeout_seconds))
-        result = self.sandbox.run(
-            command, workdir=self.root, limits=limits, network=self.network, cancel=self.cancel
-        )
+        try:
+            result = self.sandbox.run(
+                command, workdir=self.root, limits=limits, network=self.network, cancel=self.cancel
+            )
+        except SandboxError as exc:
+            raise ToolRefusal(f"the sandbox refused the command: {exc}") from None
         end = f"exit code {result.exit_code}" if result.exit_code is not None else "killed"
         if result.limit:
             end += f" ({result.limit} limit)"

@@ -326,7 +326,7 @@ class _Server(ThreadingHTTPServer):
         self.owner = owner
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", owner.port), _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self.connections_lock:
@@ -693,7 +693,9 @@ class ScriptedModelServer:
         api_key: str | None = None,
         min_cache_tokens: int = 1024,
         context_window: int = 200_000,
+        port: int = 0,
     ) -> None:
+        self.port = port
         self._steps: list[Step] = [] if callable(script) else list(script)
         self._responder: Responder | None = script if callable(script) else None
         self._cursor = 0
@@ -838,3 +840,28 @@ def scripted_model_server(
     server = ScriptedModelServer(script, **kwargs)
     with server:
         yield server
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m bot.testing.model_server SCRIPT [--port N]``: serve a script until Ctrl-C
+    (point ``VIBE_ANTHROPIC_BASE_URL`` at the printed URL)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bot.testing.model_server")
+    parser.add_argument("script", type=Path, help="a JSON or YAML script (see the module doc)")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any)")
+    args = parser.parse_args(argv)
+    try:
+        steps = load_script(args.script)
+    except ScriptError as exc:
+        parser.exit(2, f"error: {exc}\n")
+    server = ScriptedModelServer(steps, port=args.port)
+    with server:
+        print(f"scripted model server on {server.base_url} ({len(steps)} steps)", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

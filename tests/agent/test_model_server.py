@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ from bot.testing.model_server import (
     load_script,
     scripted_model_server,
 )
+from bot.testing.model_server import main as model_server_main
 
 from .conftest import API_KEY
 
@@ -28,8 +32,20 @@ MODEL = "claude-sonnet-4-6"
 HELLO = [{"role": "user", "content": "hello"}]
 
 
-def client(server: ScriptedModelServer, **kwargs: Any) -> anthropic.Anthropic:
-    return anthropic.Anthropic(api_key=API_KEY, base_url=server.base_url, max_retries=0, **kwargs)
+_clients: list[anthropic.Anthropic] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _clients:
+        _clients.pop().close()
+
+
+def client(server: ScriptedModelServer) -> anthropic.Anthropic:
+    made = anthropic.Anthropic(api_key=API_KEY, base_url=server.base_url, max_retries=0)
+    _clients.append(made)
+    return made
 
 
 def sse_events(
@@ -307,3 +323,31 @@ def test_wrong_api_key_is_refused_and_server_restarts_cleanly() -> None:
         client(server).messages.create(model=MODEL, max_tokens=5, messages=HELLO)
     with pytest.raises(RuntimeError, match="not started"):
         _ = server.base_url
+
+
+def test_command_line_serves_a_script_file(tmp_path: Path) -> None:
+    script = tmp_path / "demo.yaml"
+    script.write_text("- text: from the command line\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot.testing.model_server", str(script)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        url = line.split(" on ", 1)[1].split(" ", 1)[0]
+        reply = httpx.post(
+            url + "/v1/messages", json={"model": MODEL, "max_tokens": 5, "messages": HELLO}
+        )
+        assert reply.json()["content"][0]["text"] == "from the command line"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- {nonsense: 1}\n")
+    with pytest.raises(SystemExit) as exited:
+        model_server_main([str(bad)])
+    assert exited.value.code == 2

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bot.agent import AgentTask, Finished, SqlStepRecorder, ToolSet, run_agent
+from bot.agent import AgentTask, Finished, SqlStepRecorder, ToolSet, render_memory, run_agent
 from bot.sandbox import BwrapSandbox
 from bot.store import init_db, make_engine
 
@@ -48,6 +48,12 @@ def _run_and_load(
     assert sum(r.cost for r in rows) == pytest.approx(outcome.cost)
     assert sum(r.output_tokens for r in rows) == outcome.usage.output_tokens
     assert first.request["messages"] == 1
+    memory = render_memory(rows).splitlines()
+    assert memory[0].startswith("1. read_file {")
+    assert "-> error: " in memory[0]
+    assert memory[1].startswith("2. finish ")
+    assert memory[1].endswith("-> ok: finished")
+    assert render_memory(rows, limit_chars=40).startswith("[earlier steps omitted]")
     engine.dispose()
 
 

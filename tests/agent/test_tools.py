@@ -264,3 +264,14 @@ def test_worktree_must_exist(sandbox: BwrapSandbox, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         ToolSet.full(tmp_path / "missing", sandbox)
     assert os.path.isdir(tmp_path)
+
+
+def test_commands_the_sandbox_refuses_are_errors_not_exceptions(tools: ToolSet, repo: Path) -> None:
+    nul = tools.execute("run_command", {"command": "echo a\0b"})
+    assert nul.is_error
+    assert "the sandbox refused the command" in nul.content
+    assert "NUL" in nul.content
+    missing = ToolSet.full(repo, BwrapSandbox(bwrap="/nonexistent/bwrap"))
+    unavailable = missing.execute("run_command", {"command": "true"})
+    assert unavailable.is_error
+    assert "the sandbox refused the command" in unavailable.content
