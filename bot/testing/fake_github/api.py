@@ -480,7 +480,7 @@ def create_api(fake: FakeGitHub) -> FastAPI:
         if who.token.kind == "installation":
             raise ApiError(403, "Resource not accessible by integration")
         with world.lock:
-            return reply(request, shapes.user(who.login))
+            return reply(request, shapes.private_user(who.login))
 
     @app.get("/repos/{owner}/{repo}")
     def get_repo(request: Request, owner: str, repo: str) -> Response:
@@ -1093,7 +1093,6 @@ def create_api(fake: FakeGitHub) -> FastAPI:
                     f"Permission to {found.full_name}.git denied to {who.login}.\n", status_code=403
                 )
         body = await request.body()
-        before = gitrepo.heads(found.path) if push and request.method == "POST" else {}
         result = await asyncio.to_thread(
             gitrepo.http_backend,
             fake.git_root,
@@ -1106,7 +1105,7 @@ def create_api(fake: FakeGitHub) -> FastAPI:
             who.login if who is not None else "anonymous",
         )
         if push and request.method == "POST":
-            fake.after_push(found, before, who.login if who else "anonymous")
+            fake.after_push(found, who.login if who else "anonymous")
         return Response(result.body, status_code=result.status, headers=dict(result.headers))
 
     def _git_principal(request: Request) -> Token | None:

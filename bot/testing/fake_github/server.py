@@ -18,6 +18,7 @@ import httpx
 import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi import FastAPI
 
 from bot.testing.fake_github import gitrepo
 from bot.testing.fake_github.api import Fault, FaultKind, Recorded, create_api
@@ -105,6 +106,7 @@ class FakeGitHub:
         self._tmp = tempfile.TemporaryDirectory(prefix="fake-github-")
         self.git_root = Path(self._tmp.name)
         self._server: uvicorn.Server | None = None
+        self.app: FastAPI | None = None
         self._thread: threading.Thread | None = None
         self.base_url = ""
         self.shapes = Shapes("http://127.0.0.1", self.world)
@@ -272,7 +274,7 @@ class FakeGitHub:
         sha = gitrepo.commit_files(
             repo.path, branch, files, message, author=author, parent_branch=repo.default_branch
         )
-        self._sync_pull_heads(repo, author)
+        self.after_push(repo, author)
         return sha
 
     def create_app(self, slug: str = "vibe-bot", *, owner: str = "vibe-owner") -> AppCredentials:
@@ -437,10 +439,10 @@ class FakeGitHub:
         self.world.threads[parent.thread_id].comment_ids.append(comment.id)
         return comment
 
-    def after_push(self, repo: Repo, before: dict[str, str], pusher: str) -> None:
+    def after_push(self, repo: Repo, pusher: str) -> None:
         """A push landed: move the heads of open pull requests (GitHub's ``synchronize``)."""
         with self.world.lock:
-            changed = self._sync_pull_heads(repo, pusher)
+            changed = self._sync_pull_heads(repo)
         for issue, old in changed:
             self._deliver_pull(
                 repo,
@@ -450,7 +452,7 @@ class FakeGitHub:
                 extra={"before": old, "after": issue.pull.head_sha if issue.pull else ""},
             )
 
-    def _sync_pull_heads(self, repo: Repo, pusher: str) -> list[tuple[Issue, str]]:
+    def _sync_pull_heads(self, repo: Repo) -> list[tuple[Issue, str]]:
         heads = gitrepo.heads(repo.path)
         changed = []
         with self.world.lock:
@@ -839,10 +841,8 @@ class FakeGitHub:
     # --- webhooks ---------------------------------------------------------------------
 
     def _common(self, repo: Repo, sender: str) -> JSON:
-        data: JSON = {
-            "repository": self.shapes.repository(repo, full=False),
-            "sender": self.shapes.user(sender),
-        }
+        repository = {**self.shapes.repository(repo, full=False), "custom_properties": {}}
+        data: JSON = {"repository": repository, "sender": self.shapes.user(sender)}
         inst = self.installation_for(repo)
         if inst is not None:
             data["installation"] = {

@@ -74,6 +74,32 @@ class Shapes:
             "site_admin": False,
         }
 
+    def private_user(self, login: str) -> JSON:
+        """``GET /user``: the public profile plus the private counters."""
+        now = iso(self.world.clock.now())
+        return {
+            **self.user(login),
+            "name": login,
+            "company": None,
+            "blog": "",
+            "location": None,
+            "email": None,
+            "hireable": None,
+            "bio": None,
+            "public_repos": 0,
+            "public_gists": 0,
+            "followers": 0,
+            "following": 0,
+            "created_at": now,
+            "updated_at": now,
+            "collaborators": 0,
+            "disk_usage": 0,
+            "owned_private_repos": 0,
+            "private_gists": 0,
+            "total_private_repos": 0,
+            "two_factor_authentication": False,
+        }
+
     def app(self, app: App) -> JSON:
         return {
             "id": app.id,
@@ -287,9 +313,9 @@ class Shapes:
             "timeline_url": f"{url}/timeline",
             "performed_via_github_app": None,
         }
+        data["draft"] = issue.pull.draft if issue.pull is not None else False
         if issue.pull is not None:
             pr_url = f"{self.repo_url(repo)}/pulls/{issue.number}"
-            data["draft"] = issue.pull.draft
             data["pull_request"] = {
                 "url": pr_url,
                 "html_url": html,

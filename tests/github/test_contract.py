@@ -1,0 +1,276 @@
+"""Contract: every response the fake sends matches GitHub's OpenAPI description (npm
+``@octokit/openapi``), and every webhook it sends matches ``@octokit/openapi-webhooks``
+and the shape of the real payloads in ``tests/fixtures/webhooks``.
+
+The descriptions are installed by ``.ci/run`` under ``.ci/node``; elsewhere set
+``VIBE_OCTOKIT_NODE_MODULES`` to a ``node_modules`` holding them, or the test skips
+(and fails under ``VIBE_TEST_STRICT=1``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+from jsonschema import Draft7Validator, Draft202012Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT7, DRAFT202012
+
+from bot.core.markers import marker
+from bot.github import GitHub, RequestPolicy, RetrySettings, StaticToken
+from bot.github.auth import AppTokens
+from bot.testing.fake_github import FakeClock, FakeGitHub, InlineComment
+from tests.conftest import FIXTURES, require
+
+ROOT = Path(__file__).resolve().parents[2]
+NODE_MODULES = Path(
+    os.environ.get("VIBE_OCTOKIT_NODE_MODULES", ROOT / ".ci" / "node" / "node_modules")
+)
+REST = NODE_MODULES / "@octokit" / "openapi" / "generated" / "api.github.com.json"
+HOOKS = NODE_MODULES / "@octokit" / "openapi-webhooks" / "generated" / "api.github.com.json"
+REPO = "acme/widgets"
+
+
+def _nullable_to_json_schema(node: Any) -> Any:
+    """OpenAPI 3.0 ``nullable: true`` becomes a JSON Schema union with ``null``."""
+    if isinstance(node, list):
+        return [_nullable_to_json_schema(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _nullable_to_json_schema(v) for k, v in node.items()}
+    if out.pop("nullable", False) is True:
+        if "$ref" in out or "type" not in out:
+            return {"anyOf": [out, {"type": "null"}]}
+        kind = out["type"]
+        out["type"] = [*kind, "null"] if isinstance(kind, list) else [kind, "null"]
+        if "enum" in out and None not in out["enum"]:
+            out["enum"] = [*out["enum"], None]
+    return out
+
+
+@cache
+def rest_spec() -> dict[str, Any]:
+    with REST.open() as fh:
+        spec = json.load(fh)
+    spec["components"] = _nullable_to_json_schema(spec["components"])
+    spec["paths"] = _nullable_to_json_schema(spec["paths"])
+    return spec
+
+
+@cache
+def hooks_spec() -> dict[str, Any]:
+    with HOOKS.open() as fh:
+        return json.load(fh)  # type: ignore[no-any-return]
+
+
+def _pointer(parts: list[str]) -> str:
+    return "#/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def rest_validator(method: str, template: str, status: int) -> Draft7Validator | None:
+    spec = rest_spec()
+    path = re.sub(r"\{(\w+):path\}", r"{\1}", template)
+    op = spec["paths"][path][method.lower()]
+    response = op["responses"].get(str(status))
+    assert response is not None, f"{method} {path} has no {status} response in GitHub's description"
+    parts = ["paths", path, method.lower(), "responses", str(status)]
+    if "$ref" in response:
+        ref = response["$ref"].removeprefix("#/").split("/")
+        response = spec
+        for p in ref:
+            response = response[p]
+        parts = ref
+    if "application/json" not in response.get("content", {}):
+        return None
+    schema_ref = _pointer([*parts, "content", "application/json", "schema"])
+    registry: Registry[Any] = Registry().with_resource("urn:rest", Resource(spec, DRAFT7))
+    return Draft7Validator({"$ref": f"urn:rest{schema_ref}"}, registry=registry)
+
+
+def hook_validator(event: str, action: str) -> Draft202012Validator:
+    spec = hooks_spec()
+    key = f"{event.replace('_', '-')}-{action}"
+    schema = spec["webhooks"][key]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    registry: Registry[Any] = Registry().with_resource("urn:hooks", Resource(spec, DRAFT202012))
+    return Draft202012Validator({"$ref": f"urn:hooks{schema['$ref']}"}, registry=registry)
+
+
+def _errors(validator: Draft7Validator | Draft202012Validator, body: Any) -> list[str]:
+    return [
+        f"{'/'.join(str(p) for p in e.absolute_path)}: {e.message[:300]}"
+        for e in sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path))[:10]
+    ]
+
+
+def _exercise(fake: FakeGitHub, clock: FakeClock) -> None:
+    """Drive every REST route of the fake through the adapter (and PyGithub directly)."""
+    fake.create_repo(
+        REPO,
+        {"README.md": "hi\n", ".github/vibe.yml": "model: plan\n", "docs/a.md": "a\n"},
+        collaborators={"alice": "write"},
+    )
+    creds = fake.create_app()
+    fake.install_app("acme")
+    policy = RequestPolicy(clock, RetrySettings(min_write_interval=0))
+    tokens = AppTokens(
+        creds.app_id, creds.private_key_pem, fake.api_url, clock=clock, policy=policy, timeout=5
+    )
+    hub = GitHub(
+        tokens, api_url=fake.api_url, bot_login=creds.bot_login, clock=clock, policy=policy
+    )
+    repo = hub.repo(REPO)
+    number = fake.open_issue(REPO, "alice", "Add a widget", "please", labels=["vibe"])
+    comment = fake.comment(REPO, number, "alice", "/vibe go")
+    repo.react(number, comment, "eyes")
+    repo.react(number, None, "rocket")
+    repo.upsert_comment(number, marker("status", task=1), "working")
+    repo.upsert_comment(number, marker("status", task=1), "done")
+    repo.issue_thread(number)
+    repo.permission("alice")
+    repo.add_labels(number, ["vibe:plan"])
+    repo.remove_label(number, "vibe:plan")
+    repo.read_config("main")
+    fake.commit(REPO, "vibe/1", {"w.py": "x = 1\n"})
+    pr = repo.find_or_create_pull("vibe/1", "main", "Add w", "body")
+    repo.update_pull(pr.number, title="Add w, better")
+    repo.get_pull(pr.number)
+    repo.request_review(pr.number, "alice")
+    review = fake.review(
+        REPO,
+        pr.number,
+        "alice",
+        state="CHANGES_REQUESTED",
+        comments=[InlineComment("w.py", 1, "why?")],
+    )
+    inline = repo.review_comments(pr.number, review)[0]
+    repo.review_comments(pr.number)
+    repo.reply_in_thread(pr.number, inline.id, "because")
+    repo.react(pr.number, inline.id, "eyes", review_comment=True)
+    run = repo.create_check_run(pr.head_sha, "vibe", title="t", summary="s")
+    assert run is not None
+    repo.update_check_run(run, title="t", summary="s", conclusion="success")
+    repo.git_credentials()
+    fake.approve(REPO, pr.number, "alice")
+    fake.merge(REPO, pr.number, "alice")
+    other = fake.open_issue(REPO, "alice", "Close me")
+    fake.close(REPO, other, "alice")
+    fake.commit(REPO, "feature", {"f.py": "f\n"})
+    labelled = fake.open_pull(REPO, "alice", "feature", "Feature")
+    fake.label(REPO, labelled, "alice", "vibe")
+    fake.commit(REPO, "feature", {"f.py": "g\n"})
+    # routes the adapter does not use but PyGithub's own lookups do
+    gh = hub.client(REPO)
+    requester = gh.requester
+    requester.requestJsonAndCheck("GET", f"/repos/{REPO}/issues/comments/{comment}")
+    requester.requestJsonAndCheck("GET", f"/repos/{REPO}/pulls/comments/{inline.id}")
+    requester.requestJsonAndCheck("GET", f"/repos/{REPO}/pulls/{pr.number}/reviews")
+    requester.requestJsonAndCheck("GET", f"/repos/{REPO}/check-runs/{run}")
+    requester.requestJsonAndCheck("GET", f"/repos/{REPO}/contents/docs")
+    requester.requestJsonAndCheck("GET", f"/repos/{REPO}/issues/{number}/comments")
+    app_requester = tokens._github.requester
+    app_requester.requestJsonAndCheck("GET", "/app")
+    inst = tokens.installation_id(REPO)
+    app_requester.requestJsonAndCheck("GET", f"/app/installations/{inst}")
+    user = GitHub(
+        StaticToken(fake.user_token("alice")), api_url=fake.api_url, bot_login="alice", clock=clock
+    )
+    user.client(REPO).requester.requestJsonAndCheck("GET", "/user")
+    hub.close()
+
+
+@pytest.fixture(scope="module")
+def exercised() -> FakeGitHub:
+    """One run of the scenario for the whole module (the tests only read its record)."""
+    clock = FakeClock()
+    require(
+        REST.exists() and HOOKS.exists(),
+        f"@octokit/openapi(-webhooks) not found under {NODE_MODULES}",
+    )
+    with FakeGitHub(clock=clock) as fake:
+        _exercise(fake, clock)
+        return fake
+
+
+def test_every_rest_response_matches_githubs_openapi_description(exercised: FakeGitHub) -> None:
+    assert exercised.app is not None
+    rest_routes = {
+        (method, route.path)
+        for route in exercised.app.routes
+        if isinstance(route, APIRoute) and route.path.startswith(("/repos", "/app", "/user"))
+        for method in route.methods
+    }
+    seen = {(r.method, r.template) for r in exercised.responses}
+    assert rest_routes - seen == set(), "routes the contract scenario does not exercise"
+    problems: list[str] = []
+    checked = 0
+    for recorded in exercised.responses:
+        if recorded.template == "/graphql":
+            continue
+        validator = rest_validator(recorded.method, recorded.template, recorded.status)
+        if validator is None:
+            continue
+        checked += 1
+        for err in _errors(validator, recorded.body):
+            problems.append(f"{recorded.method} {recorded.template} {recorded.status}: {err}")
+    assert checked >= len(rest_routes)
+    assert problems == []
+
+
+def test_every_webhook_matches_the_webhook_description_and_the_fixtures(
+    exercised: FakeGitHub,
+) -> None:
+    kinds = {(d.event, d.payload["action"]) for d in exercised.deliveries}
+    assert kinds >= {
+        ("issues", "opened"),
+        ("issues", "labeled"),
+        ("issues", "closed"),
+        ("issue_comment", "created"),
+        ("pull_request", "opened"),
+        ("pull_request", "labeled"),
+        ("pull_request", "synchronize"),
+        ("pull_request", "closed"),
+        ("pull_request_review", "submitted"),
+        ("pull_request_review_comment", "created"),
+    }
+    problems: list[str] = []
+    for delivery in exercised.deliveries:
+        validator = hook_validator(delivery.event, delivery.payload["action"])
+        for err in _errors(validator, delivery.payload):
+            problems.append(f"{delivery.event}.{delivery.payload['action']}: {err}")
+        fixture = FIXTURES / "webhooks" / f"{delivery.event}.{delivery.payload['action']}.json"
+        if fixture.exists():
+            real = json.loads(fixture.read_text())
+            for key, value in real.items():
+                if key == "installation":
+                    continue
+                if key not in delivery.payload:
+                    problems.append(f"{fixture.name}: {key} missing")
+                elif isinstance(value, dict):
+                    missing = set(value) - set(delivery.payload[key])
+                    if missing:
+                        problems.append(f"{fixture.name}: {key} lacks {sorted(missing)}")
+    assert problems == [], "\n".join(problems)
+
+
+def test_the_contract_check_catches_a_wrong_shape(exercised: FakeGitHub) -> None:
+    recorded = next(
+        r
+        for r in exercised.responses
+        if r.template == "/repos/{owner}/{repo}/issues/{issue_number}"
+    )
+    validator = rest_validator(recorded.method, recorded.template, recorded.status)
+    assert validator is not None
+    assert _errors(validator, recorded.body) == []
+    broken = {k: v for k, v in recorded.body.items() if k != "number"}
+    assert any("number" in e for e in _errors(validator, broken))
+    assert _errors(validator, {**recorded.body, "state": 3}) != []
+    delivery = next(d for d in exercised.deliveries if d.event == "issues")
+    hook = hook_validator(delivery.event, delivery.payload["action"])
+    assert _errors(hook, delivery.payload) == []
+    assert _errors(hook, {**delivery.payload, "issue": {"id": "x"}}) != []
