@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from bot import __version__
+from bot.context.cli import app as context_app
 from bot.settings import Settings, SettingsError, ensure_webhook_secret, load_settings
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 jobs_app = typer.Typer(help="List and probe the job queue.", invoke_without_command=True)
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(context_app, name="context")
 
 
 def _settings(**overrides: object) -> Settings:

@@ -1,0 +1,303 @@
+"""The per-commit repository index: terms, symbols and references of every indexable file.
+
+An index describes one :class:`~bot.context.files.Snapshot`. It is cached as gzipped JSON in
+a directory the caller owns (beside the workspace mirror), one file per commit (or one for a
+work tree), and built incrementally: entries are keyed by git blob id, so a new commit
+re-reads and re-parses only the files whose content changed; everything else is copied from
+the newest cached index of the same repository. The result is identical to a full rebuild
+(tested), and :attr:`RepoIndex.parsed` says how many files were parsed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.context.files import Snapshot, SnapshotError, content_excluded
+from bot.context.symbols import CODE_SUFFIXES, Definition, extract_symbols
+from bot.context.terms import estimate_tokens, term_counts
+
+INDEX_VERSION = 3
+KEEP_INDEXES = 8
+
+DOC_SUFFIXES = frozenset({"md", "rst", "txt", "adoc", "asciidoc", "org", "textile"})
+CONFIG_SUFFIXES = frozenset(
+    {"toml", "cfg", "ini", "yaml", "yml", "json", "xml", "conf", "properties", "env", "mk"}
+)
+CONFIG_NAMES = frozenset({"makefile", "dockerfile", "setup.py", "noxfile.py", "tox.ini"})
+DATA_SUFFIXES = frozenset({"csv", "tsv", "sql", "graphql", "proto", "avsc", "jsonl", "xsd"})
+# Instruction files for coding agents first, then the project's own front doors.
+KNOWLEDGE_NAMES = (
+    "AGENTS.md",
+    "CLAUDE.md",
+    ".github/copilot-instructions.md",
+    "README.md",
+    "README.rst",
+    "README.txt",
+    "README",
+    "CONTRIBUTING.md",
+    "CONTRIBUTING.rst",
+    ".github/CONTRIBUTING.md",
+)
+EXAMPLE_DIRS = frozenset(
+    {"doc", "docs", "example", "examples", "demo", "demos", "samples", "benchmarks", "bench"}
+)
+TEST_DIRS = frozenset({"test", "tests", "testing", "spec", "specs", "__tests__", "e2e"})
+
+
+def file_kind(path: str) -> str:
+    """``code``, ``test``, ``example``, ``doc``, ``config``, ``data`` or ``other``."""
+    parts = path.split("/")
+    name = parts[-1].lower()
+    suffix = name.rsplit(".", 1)[-1] if "." in name else ""
+    if name in CONFIG_NAMES:
+        return "config"
+    if suffix in CODE_SUFFIXES:
+        stem = name.rsplit(".", 1)[0]
+        if (
+            any(p.lower() in TEST_DIRS or p.lower().startswith("test") for p in parts[:-1])
+            or stem.startswith("test_")
+            or stem.endswith(("_test", "_tests", ".test", ".spec"))
+            or stem in {"conftest", "test", "tests"}
+        ):
+            return "test"
+        if any(p.lower() in EXAMPLE_DIRS for p in parts[:-1]):
+            return "example"
+        return "code"
+    if suffix in DOC_SUFFIXES or name in {"readme", "license", "changelog", "authors"}:
+        return "doc"
+    if suffix in CONFIG_SUFFIXES:
+        return "config"
+    if suffix in DATA_SUFFIXES:
+        return "data"
+    return "other"
+
+
+@dataclass
+class FileEntry:
+    path: str
+    blob: str
+    size: int
+    tokens: int
+    kind: str
+    terms: dict[str, int]
+    defs: list[Definition]
+    refs: dict[str, int]
+    imports: list[str]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "path": self.path,
+            "blob": self.blob,
+            "size": self.size,
+            "tokens": self.tokens,
+            "kind": self.kind,
+            "terms": self.terms,
+            "defs": [d.to_json() for d in self.defs],
+            "refs": self.refs,
+            "imports": self.imports,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> FileEntry:
+        terms = data["terms"]
+        refs = data["refs"]
+        defs = data["defs"]
+        imports = data["imports"]
+        if not (isinstance(terms, dict) and isinstance(refs, dict)):
+            raise ValueError("malformed index entry")
+        if not (isinstance(defs, list) and isinstance(imports, list)):
+            raise ValueError("malformed index entry")
+        return cls(
+            path=str(data["path"]),
+            blob=str(data["blob"]),
+            size=int(str(data["size"])),
+            tokens=int(str(data["tokens"])),
+            kind=str(data["kind"]),
+            terms={str(k): int(v) for k, v in terms.items()},
+            defs=[Definition.from_json(row) for row in defs],
+            refs={str(k): int(v) for k, v in refs.items()},
+            imports=[str(i) for i in imports],
+        )
+
+
+def parse_file(path: str, blob: str, content: bytes) -> FileEntry:
+    text = content.decode("utf-8", "replace")
+    symbols = extract_symbols(content, path)
+    return FileEntry(
+        path=path,
+        blob=blob,
+        size=len(content),
+        tokens=estimate_tokens(text),
+        kind=file_kind(path),
+        terms=dict(sorted(term_counts(text).items())),
+        defs=symbols.defs,
+        refs=dict(sorted(symbols.refs.items())),
+        imports=symbols.imports,
+    )
+
+
+@dataclass
+class RepoIndex:
+    """Every indexable file of one snapshot, sorted by path."""
+
+    key: str
+    commit: str | None
+    files: dict[str, FileEntry]
+    skipped: dict[str, tuple[str, str]]  # path -> (blob, reason)
+    snapshot: Snapshot | None = field(default=None, compare=False, repr=False)
+    parsed: int = field(default=0, compare=False)
+    build_seconds: float = field(default=0.0, compare=False)
+    memo: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "version": INDEX_VERSION,
+            "key": self.key,
+            "commit": self.commit,
+            "files": [self.files[p].to_json() for p in sorted(self.files)],
+            "skipped": {p: list(self.skipped[p]) for p in sorted(self.skipped)},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> RepoIndex:
+        if data.get("version") != INDEX_VERSION:
+            raise ValueError("index version mismatch")
+        files = data["files"]
+        skipped = data["skipped"]
+        if not (isinstance(files, list) and isinstance(skipped, dict)):
+            raise ValueError("malformed index")
+        entries = [FileEntry.from_json(f) for f in files]
+        commit = data.get("commit")
+        return cls(
+            key=str(data["key"]),
+            commit=str(commit) if commit is not None else None,
+            files={e.path: e for e in entries},
+            skipped={str(p): (str(v[0]), str(v[1])) for p, v in skipped.items()},
+        )
+
+    def text(self, path: str) -> str:
+        if self.snapshot is None:
+            raise SnapshotError("index is detached from its repository")
+        return self.snapshot.read(path).decode("utf-8", "replace")
+
+    def texts(self, paths: list[str]) -> dict[str, str]:
+        if self.snapshot is None:
+            raise SnapshotError("index is detached from its repository")
+        raw = self.snapshot.read_many(paths)
+        return {p: raw[p].decode("utf-8", "replace") for p in paths}
+
+    def symbol_count(self) -> int:
+        return sum(len(e.defs) for e in self.files.values())
+
+    def ref_counts(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for entry in self.files.values():
+            total.update(entry.refs)
+        return total
+
+
+def repo_key(snapshot: Snapshot) -> str:
+    return hashlib.sha256(str(snapshot.root.resolve()).encode()).hexdigest()[:16]
+
+
+def _cache_name(commit: str | None) -> str:
+    return f"{commit}.json.gz" if commit else "worktree.json.gz"
+
+
+def _load(path: Path) -> RepoIndex | None:
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            return RepoIndex.from_json(json.load(fh))
+    except (OSError, ValueError, KeyError, EOFError, TypeError):
+        return None
+
+
+def _save(index: RepoIndex, directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / _cache_name(index.commit)
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as fh:
+            fh.write(json.dumps(index.to_json(), separators=(",", ":")).encode())
+        Path(tmp).replace(target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    cached = sorted(directory.glob("*.json.gz"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in cached[KEEP_INDEXES:]:
+        old.unlink(missing_ok=True)
+
+
+def _newest(directory: Path) -> RepoIndex | None:
+    if not directory.is_dir():
+        return None
+    cached = sorted(directory.glob("*.json.gz"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for path in cached:
+        index = _load(path)
+        if index is not None:
+            return index
+    return None
+
+
+def build_index(snapshot: Snapshot, cache_dir: Path | None = None) -> RepoIndex:
+    """The index of ``snapshot``, from ``cache_dir`` when possible, updated incrementally."""
+    started = time.perf_counter()
+    key = repo_key(snapshot)
+    directory = cache_dir / key if cache_dir is not None else None
+    listed = snapshot.list_files()
+    if directory is not None and snapshot.commit is not None:
+        exact = _load(directory / _cache_name(snapshot.commit))
+        if exact is not None:
+            exact.snapshot = snapshot
+            exact.build_seconds = time.perf_counter() - started
+            return exact
+    previous = _newest(directory) if directory is not None else None
+    known: dict[str, FileEntry] = {}
+    known_skipped: dict[str, tuple[str, str]] = {}
+    if previous is not None:
+        known = {e.blob + "\0" + e.path: e for e in previous.files.values()}
+        known_skipped = {v[0] + "\0" + p: v for p, v in previous.skipped.items()}
+    files: dict[str, FileEntry] = {}
+    skipped: dict[str, tuple[str, str]] = {}
+    todo = []
+    for item in listed:
+        ident = item.blob + "\0" + item.path
+        if ident in known:
+            files[item.path] = known[ident]
+        elif ident in known_skipped:
+            skipped[item.path] = known_skipped[ident]
+        else:
+            todo.append(item)
+    contents = snapshot.read_many([item.path for item in todo])
+    for item in todo:
+        content = contents[item.path]
+        reason = content_excluded(content)
+        if reason is not None:
+            skipped[item.path] = (item.blob, reason)
+        else:
+            files[item.path] = parse_file(item.path, item.blob, content)
+    index = RepoIndex(
+        key=key,
+        commit=snapshot.commit,
+        files=dict(sorted(files.items())),
+        skipped=dict(sorted(skipped.items())),
+        snapshot=snapshot,
+        parsed=len(todo),
+    )
+    changed = (
+        previous is None
+        or previous.commit != index.commit
+        or bool(todo)
+        or previous.files.keys() != files.keys()
+    )
+    if directory is not None and changed:
+        _save(index, directory)
+    index.build_seconds = time.perf_counter() - started
+    return index

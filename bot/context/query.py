@@ -1,0 +1,159 @@
+"""What an issue says about code: the structural signals retrieval looks for.
+
+An issue names code in a handful of recognisable ways: file paths (often inside traceback
+frames, with a foreign prefix such as ``site-packages/`` or ``~/code/``), dotted module and
+attribute names (``xr.combine_by_coords``, ``_pytest.assertion.rewrite``), identifiers in code
+spans and code blocks, the function names of traceback frames, error messages, and command
+line options. :func:`parse_issue` pulls those out of the (sanitised) text; each carries a
+weight for how much it says (the title and tracebacks say more than prose).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from bot.context.sanitize import sanitize_untrusted
+from bot.context.terms import IDENT_RE, STOPWORDS, text_terms
+
+MAX_QUERY_CHARS = 200_000
+
+_FENCE_RE = re.compile(r"^\s*(```|~~~).*?$(.*?)^\s*\1\s*$", re.MULTILINE | re.DOTALL)
+_INLINE_RE = re.compile(r"`([^`\n]{1,200})`")
+_PATH_RE = re.compile(
+    r"(?<![\w/.-])((?:[A-Za-z]:)?[\w~.-]*(?:[/\\][\w.-]+)*\.[A-Za-z][A-Za-z0-9]{0,5})\b"
+)
+_FRAME_RE = re.compile(
+    r"""(?:File\s+"?([^"\n,]+?)"?,?\s+line\s+\d+,?\s+in\s+([\w<>.]+))"""
+    r"""|(?:File\s+([^\s:]+\.\w+):\d+,?\s+in\s+([\w.<>]+))"""
+    r"""|(?:^\s*([\w./\\~-]+\.\w+):\d+:(?:\s*in\s+([\w<>.]+))?)""",
+    re.MULTILINE,
+)
+_DOTTED_RE = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)(?![\w])")
+_ERROR_RE = re.compile(
+    r"^[\sE>]*(?:[\w.]+\.)?([A-Z]\w*(?:Error|Exception|Warning|Exit|Failure|Interrupt))"
+    r"(?::\s*(.+))?$",
+    re.MULTILINE,
+)
+_HYPHENATED_RE = re.compile(r"(?<![\w-])[a-z][a-z0-9]+(?:-[a-z0-9]+)+(?![\w-])")
+_OPTION_RE = re.compile(r"(?<![\w-])(--[a-z][\w-]{2,})")
+_CODE_SUFFIX_RE = re.compile(
+    r"\.(?:py|pyi|pyx|js|jsx|ts|tsx|go|rs|java|c|h|cc|cpp|rb|cfg|toml|ini|yml|yaml|json|txt|rst|md)$"
+)
+
+
+@dataclass
+class IssueQuery:
+    """Signals extracted from an issue, each with a weight."""
+
+    text: str
+    title: str
+    terms: Counter[str] = field(default_factory=Counter)
+    title_terms: list[str] = field(default_factory=list)
+    paths: Counter[str] = field(default_factory=Counter)
+    dotted: Counter[str] = field(default_factory=Counter)
+    identifiers: Counter[str] = field(default_factory=Counter)
+    frame_functions: Counter[str] = field(default_factory=Counter)
+    phrases: list[str] = field(default_factory=list)
+
+
+def _code_regions(text: str) -> tuple[list[str], list[str]]:
+    blocks = [m.group(2) for m in _FENCE_RE.finditer(text)]
+    prose = _FENCE_RE.sub("\n", text)
+    spans = _INLINE_RE.findall(prose)
+    return blocks, spans
+
+
+def _normal_path(raw: str) -> str:
+    path = raw.replace("\\", "/").strip().strip("'\"()[]<>,:")
+    path = re.sub(r"^[A-Za-z]:/", "/", path)
+    while path.startswith(("./", "~/")):
+        path = path[2:]
+    return path.lstrip("/")
+
+
+def _looks_like_code(ident: str) -> bool:
+    return (
+        "_" in ident.strip("_")
+        or ident.startswith("_")
+        or (any(c.isupper() for c in ident[1:]) and any(c.islower() for c in ident))
+    )
+
+
+def _phrase_segments(message: str) -> list[str]:
+    """Literal pieces of an error message likely to appear verbatim in the source."""
+    pieces = re.split(r"""['"`{}()\[\]<>]|\b0x[0-9a-f]+\b|\b\d[\d.]*\b""", message)
+    return [p.strip(" .:,;") for p in pieces if len(p.strip(" .:,;")) >= 16]
+
+
+# Environment reports (``pip freeze``, ``xr.show_versions()``, ``pytest`` session headers)
+# name dozens of packages and say nothing about where the bug is.
+_NOISE_LINE_RE = re.compile(
+    r"^\s*(?:[\w.\[\]-]+\s*(?:==|:|\s)\s*v?\d+\.\d[\w.+-]*(?:\s*[|(,].*)?"
+    r"|platform \w+ -- Python.*|rootdir:.*|plugins:.*|cachedir:.*|[\w.-]+ *: *None)\s*$",
+    re.MULTILINE,
+)
+
+
+def _without_noise(text: str) -> str:
+    return _NOISE_LINE_RE.sub("", text)
+
+
+def parse_issue(raw: str) -> IssueQuery:
+    text = sanitize_untrusted(raw[:MAX_QUERY_CHARS])
+    lines = text.strip().splitlines()
+    title = lines[0].strip().lstrip("#").strip() if lines else ""
+    query = IssueQuery(text=text, title=title)
+    query.terms.update(text_terms(_without_noise(text)))
+    query.terms.update(text_terms(title))
+    query.title_terms = list(dict.fromkeys(text_terms(title)))
+    blocks, spans = _code_regions(text)
+
+    frames = list(_FRAME_RE.finditer(text))
+    for depth, match in enumerate(frames, start=1):
+        path = match.group(1) or match.group(3) or match.group(5)
+        func = match.group(2) or match.group(4) or match.group(6)
+        if path:
+            # Deeper frames (printed later) are nearer the fault than the entry point.
+            query.paths[_normal_path(path)] += 1 + round(2 * depth / len(frames))
+        if func:
+            query.frame_functions[func.rsplit(".", 1)[-1]] += 1
+    for match in _PATH_RE.finditer(text):
+        raw_path = match.group(1)
+        if ("/" in raw_path or "\\" in raw_path or _CODE_SUFFIX_RE.search(raw_path)) and (
+            _CODE_SUFFIX_RE.search(raw_path)
+        ):
+            query.paths[_normal_path(raw_path)] += 1
+
+    for match in _DOTTED_RE.finditer(text):
+        dotted = match.group(1)
+        if not _CODE_SUFFIX_RE.search(dotted) and not re.fullmatch(r"[\d.]+", dotted):
+            query.dotted[dotted] += 1
+
+    def add_idents(chunk: str, weight: float, code: bool) -> None:
+        for ident in IDENT_RE.findall(chunk):
+            if len(ident) < 3 or ident.lower() in STOPWORDS:
+                continue
+            if code or _looks_like_code(ident):
+                query.identifiers[ident] += int(weight)
+
+    add_idents(title, 3, False)
+    for span in spans:
+        add_idents(span, 2, True)
+    for block in blocks:
+        add_idents(_without_noise(block), 1, True)
+    add_idents(_without_noise(_FENCE_RE.sub("\n", text)), 1, False)
+
+    phrases: list[str] = []
+    for match in _ERROR_RE.finditer(text):
+        if match.group(2):
+            phrases.extend(_phrase_segments(match.group(2)))
+    for span in spans:
+        if len(span) >= 12 and " " in span:
+            phrases.extend(_phrase_segments(span))
+    phrases.extend(m.group(1) for m in _OPTION_RE.finditer(text))
+    for span in spans:
+        phrases.extend(m.group(0) for m in _HYPHENATED_RE.finditer(span))
+    query.phrases = list(dict.fromkeys(phrases))[:40]
+    return query

@@ -1,0 +1,275 @@
+"""Retrieval signals over a :class:`~bot.context.index.RepoIndex`.
+
+Each signal scores every indexed file for an :class:`~bot.context.query.IssueQuery`:
+
+- ``bm25``: Okapi BM25 over path words plus file text (identifier-split terms);
+- ``outline``: BM25 over path words and the names a file defines (its outline), which does
+  not reward a file for merely being long;
+- ``title``: BM25 over the text for the issue title alone;
+- ``paths``: files the issue names by path, including traceback frames whose prefix is
+  foreign (``site-packages/``, a home directory); scored by how many trailing path
+  components agree, shared between equally good candidates;
+- ``modules``: dotted names resolved to modules (``_pytest.assertion.rewrite``);
+- ``symbols``: files defining identifiers the issue mentions, weighted by how specific the
+  name is (defined in one file or in forty) and where it was mentioned;
+- ``phrases``: files containing error messages or command-line options quoted in the issue;
+- ``graph``: a repository-map PageRank over the definition/reference graph, personalised by
+  the files the other structural signals point at (the method of aider's repomap).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from bot.context.index import RepoIndex
+from bot.context.query import IssueQuery
+from bot.context.terms import identifier_terms, path_terms
+
+K1 = 1.2
+B = 0.75
+MAX_PHRASE_FILES = 12
+# A mention of one of these names alone (or a traceback frame matching only the name) says
+# nothing about which of the repository's files it is.
+GENERIC_FILENAMES = frozenset(
+    {"__init__.py", "__main__.py", "setup.py", "conftest.py", "index.js", "index.ts", "mod.rs",
+     "lib.rs", "main.go", "main.py", "utils.py", "util.py", "base.py", "core.py", "common.py"}
+)  # fmt: skip
+
+
+class BM25:
+    """Okapi BM25 over term-count documents, with an inverted index for fast queries."""
+
+    def __init__(self, docs: list[dict[str, int]]) -> None:
+        self.n = len(docs)
+        lengths = [sum(d.values()) for d in docs]
+        avg = (sum(lengths) / self.n) if self.n else 1.0
+        avg = avg or 1.0
+        postings: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        for i, doc in enumerate(docs):
+            norm = K1 * (1 - B + B * lengths[i] / avg)
+            for term, tf in doc.items():
+                postings[term].append((i, tf * (K1 + 1) / (tf + norm)))
+        self.postings = dict(postings)
+        self.idf = {
+            t: math.log(1 + (self.n - len(p) + 0.5) / (len(p) + 0.5))
+            for t, p in self.postings.items()
+        }
+
+    def scores(self, terms: dict[str, int] | list[str]) -> np.ndarray:
+        out = np.zeros(self.n)
+        unique_terms = set(terms)
+        for term in unique_terms:
+            plist = self.postings.get(term)
+            if not plist:
+                continue
+            idf = self.idf[term]
+            for i, w in plist:
+                out[i] += idf * w
+        return out
+
+
+@dataclass
+class Signals:
+    paths: list[str]
+    values: dict[str, np.ndarray]
+
+
+class Retriever:
+    """Precomputed structures over one index; build once, query many times."""
+
+    def __init__(self, index: RepoIndex) -> None:
+        self.index = index
+        self.paths = sorted(index.files)
+        self.pos = {p: i for i, p in enumerate(self.paths)}
+        entries = [index.files[p] for p in self.paths]
+        self.kinds = [e.kind for e in entries]
+        self.tokens = np.array([e.tokens for e in entries], dtype=float)
+        docs: list[dict[str, int]] = []
+        outlines: list[dict[str, int]] = []
+        for entry in entries:
+            pterms = path_terms(entry.path)
+            doc = dict(entry.terms)
+            outline: dict[str, int] = {}
+            for t in pterms:
+                doc[t] = doc.get(t, 0) + 1
+                outline[t] = outline.get(t, 0) + 2
+            for d in entry.defs:
+                for t in identifier_terms(d.name):
+                    outline[t] = outline.get(t, 0) + 1
+            docs.append(doc)
+            outlines.append(outline)
+        self.bm25 = BM25(docs)
+        self.outline = BM25(outlines)
+
+        self.definers: dict[str, set[int]] = defaultdict(set)
+        self.class_members: dict[str, set[int]] = defaultdict(set)
+        for i, entry in enumerate(entries):
+            for d in entry.defs:
+                self.definers[d.name].add(i)
+                if d.parent:
+                    self.class_members[f"{d.parent}.{d.name}"].add(i)
+        self.by_filename: dict[str, list[int]] = defaultdict(list)
+        self.modules: dict[str, list[int]] = defaultdict(list)
+        for i, path in enumerate(self.paths):
+            parts = path.split("/")
+            self.by_filename[parts[-1]].append(i)
+            if parts[-1].endswith((".py", ".pyi")):
+                mod = [*parts[:-1], parts[-1].rsplit(".", 1)[0]]
+                if mod[-1] == "__init__":
+                    mod = mod[:-1]
+                for start in range(len(mod)):
+                    self.modules[".".join(mod[start:])].append(i)
+        self._graph = self._build_graph()
+
+    def _build_graph(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        src: list[int] = []
+        dst: list[int] = []
+        weight: list[float] = []
+        for i, path in enumerate(self.paths):
+            refs = self.index.files[path].refs
+            for name, count in refs.items():
+                targets = self.definers.get(name)
+                if not targets or len(targets) > 20:
+                    continue
+                mul = 0.1 if name.startswith("_") else 1.0
+                w = mul * math.sqrt(count) / len(targets)
+                for j in targets:
+                    if j != i:
+                        src.append(i)
+                        dst.append(j)
+                        weight.append(w)
+        return np.array(src, dtype=np.int64), np.array(dst, dtype=np.int64), np.array(weight)
+
+    # -- structural signals ----------------------------------------------------------------
+
+    def path_scores(self, query: IssueQuery) -> np.ndarray:
+        out = np.zeros(len(self.paths))
+        for mention, weight in query.paths.items():
+            parts = [p for p in mention.split("/") if p]
+            if not parts:
+                continue
+            best: list[int] = []
+            best_n = 0
+            for i in self.by_filename.get(parts[-1], []):
+                cand = self.paths[i].split("/")
+                n = 0
+                while n < min(len(cand), len(parts)) and cand[-1 - n] == parts[-1 - n]:
+                    n += 1
+                if n > best_n:
+                    best, best_n = [i], n
+                elif n == best_n:
+                    best.append(i)
+            if not best:
+                continue
+            if best_n >= 2:
+                strength = 1.0
+            elif parts[-1] in GENERIC_FILENAMES:
+                strength = 0.0
+            elif len(parts) == 1:
+                strength = 0.7
+            else:
+                strength = 0.15
+            for i in best:
+                out[i] += math.log1p(weight) * strength / len(best)
+        return out
+
+    def module_scores(self, query: IssueQuery) -> np.ndarray:
+        out = np.zeros(len(self.paths))
+        for dotted, weight in query.dotted.items():
+            parts = dotted.split(".")
+            for end in range(len(parts), 0, -1):
+                for start in range(end):
+                    name = ".".join(parts[start:end])
+                    if end - start < 2 and start > 0:
+                        continue
+                    targets = self.modules.get(name)
+                    if targets:
+                        for i in targets:
+                            out[i] += math.log1p(weight) * (end - start) / len(targets)
+                        break
+                else:
+                    continue
+                break
+        return out
+
+    def symbol_scores(self, query: IssueQuery) -> np.ndarray:
+        out = np.zeros(len(self.paths))
+        n = max(len(self.paths), 1)
+        for ident, weight in query.identifiers.items():
+            targets = self.definers.get(ident)
+            if not targets:
+                continue
+            specificity = math.log(1 + n / len(targets)) / len(targets)
+            for i in targets:
+                out[i] += math.log1p(weight) * specificity
+        for func, weight in query.frame_functions.items():
+            targets = self.definers.get(func)
+            if targets and len(targets) <= 5:
+                for i in targets:
+                    out[i] += 0.5 * math.log1p(weight) / len(targets)
+        for dotted in query.dotted:
+            parts = dotted.split(".")
+            for a, b in itertools.pairwise(parts):
+                targets = self.class_members.get(f"{a}.{b}")
+                if targets and len(targets) <= 5:
+                    for i in targets:
+                        out[i] += 1.0 / len(targets)
+        return out
+
+    def phrase_scores(self, query: IssueQuery) -> np.ndarray:
+        out = np.zeros(len(self.paths))
+        if not query.phrases:
+            return out
+        texts = self.index.texts(self.paths)
+        for phrase in query.phrases:
+            hits = [i for i, p in enumerate(self.paths) if phrase in texts[p]]
+            if 0 < len(hits) <= MAX_PHRASE_FILES:
+                for i in hits:
+                    out[i] += 1.0 / len(hits)
+        return out
+
+    def graph_scores(self, personal: np.ndarray, iterations: int = 30) -> np.ndarray:
+        n = len(self.paths)
+        src, dst, weight = self._graph
+        if n == 0:
+            return np.zeros(0)
+        out_weight = np.bincount(src, weights=weight, minlength=n)
+        p = personal / personal.sum() if personal.sum() > 0 else np.full(n, 1.0 / n)
+        rank = p.copy()
+        damping = 0.85
+        norm = np.where(out_weight > 0, out_weight, 1.0)
+        for _ in range(iterations):
+            flow = np.bincount(dst, weights=rank[src] * weight / norm[src], minlength=n)
+            dangling = rank[out_weight == 0].sum()
+            rank = damping * (flow + dangling * p) + (1 - damping) * p
+        return np.asarray(rank)
+
+    def signals(self, query: IssueQuery) -> Signals:
+        values = {
+            "bm25": self.bm25.scores(query.terms),
+            "outline": self.outline.scores(query.terms),
+            "title": self.bm25.scores(query.title_terms),
+            "title_outline": self.outline.scores(query.title_terms),
+            "paths": self.path_scores(query),
+            "modules": self.module_scores(query),
+            "symbols": self.symbol_scores(query),
+            "phrases": self.phrase_scores(query),
+        }
+        personal = _saturate(values["paths"]) + _saturate(values["modules"])
+        personal = personal + _unit(values["symbols"])
+        values["graph"] = self.graph_scores(personal)
+        return Signals(self.paths, values)
+
+
+def _unit(values: np.ndarray) -> np.ndarray:
+    top = float(values.max()) if values.size else 0.0
+    return values / top if top > 0 else values
+
+
+def _saturate(values: np.ndarray) -> np.ndarray:
+    return np.asarray(1.0 - np.exp(-values))

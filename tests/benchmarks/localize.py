@@ -1,0 +1,239 @@
+"""File-localisation benchmark on real SWE-bench issues (../shared/bench/localize/README.md).
+
+    python tests/benchmarks/localize.py [--via-cli] [--repo NAME] [--json OUT]
+
+Materialises the 55 source-distribution snapshots into ``tests/benchmarks/.cache/`` (kept out
+of git), ranks every instance's repository for its issue with the context engine, and reports
+Acc@1/3/5/10 (all gold files within the top k) and budget recall at 13k/27k/50k tokens, per
+repository and overall, beside the plain BM25 baseline the README defines, computed in the
+same run over the same instances. The fused ranker's weights were set on the "tuning"
+repositories; the "held-out" ones show whether it generalises. Also reported: index build
+time (cold, then warm from the cache) and query latency with a warm index.
+
+``--via-cli`` runs ``vibe context rank --json`` as a subprocess for every instance instead of
+calling the library, which measures what an operator sees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import bm25s
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from localize_data import CACHE, Instance, load_instances, materialise  # noqa: E402
+
+from bot.context.files import DirectorySnapshot  # noqa: E402
+from bot.context.index import RepoIndex, build_index  # noqa: E402
+from bot.context.rank import rank_files  # noqa: E402
+from bot.context.terms import IDENT_RE, split_identifier  # noqa: E402
+
+KS = (1, 3, 5, 10)
+BUDGETS = (13_000, 27_000, 50_000)
+TUNING = ("pytest-dev/pytest", "psf/requests", "pallets/flask")
+
+
+# -- metrics, exactly as the README defines them ------------------------------------------------
+
+
+def acc_at(ranking: list[str], gold: tuple[str, ...], k: int) -> float:
+    return 1.0 if set(gold) <= set(ranking[:k]) else 0.0
+
+
+def budget_recall(ranking: list[str], gold: tuple[str, ...], sizes: dict[str, int], b: int) -> float:
+    used = 0.0
+    inside: set[str] = set()
+    for path in ranking:
+        cost = sizes.get(path, 0) / 4
+        if used + cost > b:
+            break
+        used += cost
+        inside.add(path)
+    return len(inside & set(gold)) / len(gold)
+
+
+# -- the README's BM25 baseline ----------------------------------------------------------------
+
+
+def baseline_terms(text: str) -> list[str]:
+    """Identifiers lower-cased plus their snake_case and CamelCase parts."""
+    out: list[str] = []
+    for ident in IDENT_RE.findall(text):
+        out.append(ident.lower())
+        parts = split_identifier(ident)
+        if len(parts) > 1:
+            out.extend(parts)
+    return out
+
+
+class Baseline:
+    def __init__(self, tree: Path) -> None:
+        self.paths = sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*.py") if p.is_file())
+        corpus = []
+        for rel in self.paths:
+            text = (tree / rel).read_text("utf-8", "replace")
+            corpus.append(baseline_terms(rel.replace("/", " ") + " " + text))
+        self.retriever = bm25s.BM25(k1=1.2, b=0.75)
+        self.retriever.index(corpus, show_progress=False)
+
+    def rank(self, issue: str) -> list[str]:
+        scores = self.retriever.get_scores(baseline_terms(issue))
+        order = sorted(range(len(self.paths)), key=lambda i: (-scores[i], self.paths[i]))
+        return [self.paths[i] for i in order]
+
+
+# -- running -----------------------------------------------------------------------------------
+
+
+def file_sizes(tree: Path) -> dict[str, int]:
+    sizes = {}
+    for p in tree.rglob("*"):
+        if p.is_file():
+            sizes[p.relative_to(tree).as_posix()] = len(p.read_text("utf-8", "replace"))
+    return sizes
+
+
+def rank_via_cli(inst: Instance, cache_dir: Path) -> tuple[list[str], float]:
+    with tempfile.NamedTemporaryFile("w", suffix=".md", delete=False) as fh:
+        fh.write(inst.problem_statement)
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "context", "rank", "--repo", str(inst.tree),
+         "--issue-file", fh.name, "--top", "200", "--cache-dir", str(cache_dir), "--json"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    elapsed = time.perf_counter() - started
+    Path(fh.name).unlink()
+    return [f["path"] for f in json.loads(proc.stdout)["files"]], elapsed
+
+
+def table(title: str, rows: dict[str, list[dict[str, float]]]) -> str:
+    head = ["repo", "n", *[f"Acc@{k}" for k in KS], *[f"B{b // 1000}k" for b in BUDGETS]]
+    lines = [title, "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, results in rows.items():
+        if not results:
+            continue
+        cells = [name, str(len(results))]
+        for key in [f"acc{k}" for k in KS] + [f"b{b}" for b in BUDGETS]:
+            cells.append(f"{100 * statistics.mean(r[key] for r in results):.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def score(ranking: list[str], inst: Instance, sizes: dict[str, int]) -> dict[str, float]:
+    out = {f"acc{k}": acc_at(ranking, inst.gold_files, k) for k in KS}
+    out.update({f"b{b}": budget_recall(ranking, inst.gold_files, sizes, b) for b in BUDGETS})
+    return out
+
+
+def grouped(
+    instances: list[Instance], results: dict[str, dict[str, float]]
+) -> dict[str, list[dict[str, float]]]:
+    rows: dict[str, list[dict[str, float]]] = defaultdict(list)
+    for inst in instances:
+        res = results[inst.instance_id]
+        rows["all"].append(res)
+        rows["tuning: " + "+".join(r.split("/")[1] for r in TUNING)].append(res) if (
+            inst.repo in TUNING
+        ) else rows["held-out: others"].append(res)
+    for inst in sorted(instances, key=lambda i: i.repo):
+        rows[inst.repo].append(results[inst.instance_id])
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--via-cli", action="store_true")
+    parser.add_argument("--repo", help="only instances of this owner/name")
+    parser.add_argument("--json", type=Path, help="write per-instance results here")
+    parser.add_argument("--show-misses", action="store_true")
+    args = parser.parse_args(argv)
+
+    instances = load_instances()
+    if args.repo:
+        instances = [i for i in instances if i.repo == args.repo]
+    missing = set(materialise(instances))
+    if missing:
+        print(f"dropped {len(missing)} instances without a snapshot: {sorted(missing)}")
+    instances = [i for i in instances if i.instance_id not in missing]
+
+    cache_dir = CACHE / "index"
+    fresh = Path(tempfile.mkdtemp(prefix="vibe-index-"))
+    ours: dict[str, dict[str, float]] = {}
+    base: dict[str, dict[str, float]] = {}
+    cold_build: list[tuple[float, int]] = []
+    warm_build: list[float] = []
+    latency: list[float] = []
+    baseline_latency: list[float] = []
+    per_tree: dict[str, tuple[RepoIndex, Baseline, dict[str, int]]] = {}
+    detail = {}
+    for inst in instances:
+        if inst.sdist_root not in per_tree:
+            index = build_index(DirectorySnapshot(inst.tree), fresh)
+            cold_build.append((index.build_seconds, len(index.files)))
+            warm = build_index(DirectorySnapshot(inst.tree), fresh)
+            warm_build.append(warm.build_seconds)
+            per_tree[inst.sdist_root] = (warm, Baseline(inst.tree), file_sizes(inst.tree))
+        index, baseline, sizes = per_tree[inst.sdist_root]
+        rank_fn: Callable[[], list[str]]
+        if args.via_cli:
+            ranking, elapsed = rank_via_cli(inst, cache_dir)
+        else:
+            rank_files(index, "warm-up")
+            started = time.perf_counter()
+            ranking = [r.path for r in rank_files(index, inst.problem_statement)]
+            elapsed = time.perf_counter() - started
+        latency.append(elapsed)
+        started = time.perf_counter()
+        base_ranking = baseline.rank(inst.problem_statement)
+        baseline_latency.append(time.perf_counter() - started)
+        ours[inst.instance_id] = score(ranking, inst, sizes)
+        base[inst.instance_id] = score(base_ranking, inst, sizes)
+        detail[inst.instance_id] = {
+            "gold": inst.gold_files,
+            "ours": ranking[:10],
+            "gold_rank": [ranking.index(g) + 1 if g in ranking else None for g in inst.gold_files],
+            "bm25_rank": [
+                base_ranking.index(g) + 1 if g in base_ranking else None for g in inst.gold_files
+            ],
+        }
+        if args.show_misses and not ours[inst.instance_id]["acc5"]:
+            print(inst.instance_id, detail[inst.instance_id]["gold_rank"], inst.gold_files, ranking[:5])
+
+    print(table("## Context engine (fused ranker)", grouped(instances, ours)))
+    print()
+    print(table("## Plain BM25 baseline (README definition, same run)", grouped(instances, base)))
+    print()
+    a5 = statistics.mean(r["acc5"] for r in ours.values())
+    b5 = statistics.mean(r["acc5"] for r in base.values())
+    print(f"Acc@5 overall: {100 * a5:.1f} vs BM25 {100 * b5:.1f} (ratio {a5 / b5:.2f})")
+    biggest = max(cold_build, key=lambda x: x[1])
+    print(
+        f"index build, cold: median {statistics.median(t for t, _ in cold_build):.2f} s, "
+        f"largest snapshot {biggest[1]} files in {biggest[0]:.2f} s; "
+        f"warm (from cache): median {statistics.median(warm_build):.2f} s"
+    )
+    mode = "CLI end to end" if args.via_cli else "library, warm index"
+    print(
+        f"query latency ({mode}): median {1000 * statistics.median(latency):.0f} ms, "
+        f"max {1000 * max(latency):.0f} ms; BM25 baseline median "
+        f"{1000 * statistics.median(baseline_latency):.0f} ms"
+    )
+    if args.json:
+        args.json.write_text(json.dumps({"ours": ours, "bm25": base, "detail": detail}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
