@@ -187,12 +187,21 @@ def test_vibe_template_is_safe() -> None:
     group = job["concurrency"]["group"]
     assert "github.event.issue.number" in group
     assert "github.event.pull_request.number" in group
-    checkout = job["steps"][0]
-    assert checkout["uses"].startswith("actions/checkout@")
-    # No ref of a pull request head, and no token left in .git/config for the sandbox.
-    assert "ref" not in checkout.get("with", {})
-    assert checkout["with"]["persist-credentials"] is False
-    assert job["steps"][1]["uses"] == PUBLISHED
+    # No checkout at all: no token in a .git/config, no pull request code beside secrets.
+    uses = [str(step.get("uses", "")) for step in job["steps"]]
+    assert not any(u.startswith("actions/checkout") for u in uses)
+    (bot,) = [step for step in job["steps"] if step.get("uses") == PUBLISHED]
+    assert bot["with"]["anthropic-api-key"] == "${{ secrets.ANTHROPIC_API_KEY }}"
+    assert bot["with"]["python"] == "${{ vars.VIBE_PYTHON || 'setup' }}"
+    # The task records are carried between runs, and saved even when the bot failed.
+    restore, save = job["steps"][0], job["steps"][-1]
+    assert restore["uses"].startswith("actions/cache/restore@")
+    assert save["uses"].startswith("actions/cache/save@")
+    assert save["if"].startswith("always()")
+    assert restore["with"]["path"] == save["with"]["path"]
+    assert save["with"]["path"] == "${{ runner.temp }}/vibe-bot-data/vibe.db"
+    # ... which is where the action keeps the bot's database (settings: data_dir/vibe.db).
+    assert 'export VIBE_DATA_DIR="$RUNNER_TEMP/vibe-bot-data"' in ACTION.read_text()
 
 
 def test_runner_template_masks_the_credential_first() -> None:
