@@ -167,13 +167,17 @@ class Settings(BaseSettings):
             return self.github_private_key_path.read_text()
         return None
 
+    @property
+    def has_github_credentials(self) -> bool:
+        app = self.github_app_id is not None and (
+            self.github_private_key is not None or self.github_private_key_path is not None
+        )
+        return self.github_token is not None or app
+
     def missing(self) -> list[str]:
         """What is still needed before tasks can run, in plain words."""
         out: list[str] = []
-        if self.github_token is None and (
-            self.github_app_id is None
-            or (self.github_private_key is None and self.github_private_key_path is None)
-        ):
+        if not self.has_github_credentials:
             out.append(
                 "GitHub credentials: set VIBE_GITHUB_APP_ID and VIBE_GITHUB_PRIVATE_KEY_PATH "
                 "(a GitHub App) or VIBE_GITHUB_TOKEN (a personal or Actions token)"

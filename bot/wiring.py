@@ -2,6 +2,10 @@
 
 ``probe`` is an operator's liveness check of the pipeline (``vibe jobs probe``): it waits the
 requested seconds, watching its cancel event, and succeeds.
+
+``event`` jobs need GitHub: without credentials no worker claims them, so they wait, stored,
+until a worker that has credentials starts (a 202 means the work will happen; ``GET /`` and
+the start-up message say what is missing).
 """
 
 from __future__ import annotations
@@ -21,4 +25,7 @@ def probe(ctx: JobContext) -> None:
 def build_handlers(settings: Settings) -> dict[str, Handler]:
     from bot.dispatch import event_handler
 
-    return {"probe": probe, "event": event_handler(settings)}
+    handlers: dict[str, Handler] = {"probe": probe}
+    if settings.has_github_credentials:
+        handlers["event"] = event_handler(settings)
+    return handlers

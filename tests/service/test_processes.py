@@ -195,19 +195,39 @@ def test_api_restarted_after_202_still_runs_the_job(
 ) -> None:
     env = env_for(tmp_path, VIBE_DATABASE_URL=database_url, VIBE_WEBHOOK_SECRET=SECRET)
     port = free_port()
+    unconfigured = spawn(procs, ["serve", "--port", str(port)], env)
+    wait_http(f"http://127.0.0.1:{port}/healthz", unconfigured)
+    body = json.dumps(fixture_payload("issues.labeled")[1]).encode()
+    response = httpx.post(
+        f"http://127.0.0.1:{port}/webhook", content=body, headers=headers_for("issues", body)
+    )
+    assert response.status_code == 202
+    time.sleep(1.5)
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        [waiting] = session.exec(select(Job)).all()
+    # Without GitHub credentials no worker claims event jobs: the job waits intact.
+    assert (waiting.status, waiting.attempts) == ("queued", 0)
+    unconfigured.send_signal(signal.SIGTERM)
+    unconfigured.wait(30)
+    # Credentials pointing at a closed port: the job runs (and fails, to be retried).
+    env["VIBE_GITHUB_TOKEN"] = "ghp_" + "t" * 36
+    env["VIBE_GITHUB_API_URL"] = f"http://127.0.0.1:{free_port()}"
     api = spawn(procs, ["serve", "--port", str(port), "--workers", "0"], env)
     wait_http(f"http://127.0.0.1:{port}/healthz", api)
-    body = json.dumps(fixture_payload("issues.labeled")[1]).encode()
+    other_issue = fixture_payload("issues.labeled")[1]
+    other_issue["issue"]["number"] += 1000  # its own lane, not behind the first job
+    body = json.dumps(other_issue).encode()
     response = httpx.post(
         f"http://127.0.0.1:{port}/webhook", content=body, headers=headers_for("issues", body)
     )
     assert response.status_code == 202
     api.send_signal(signal.SIGKILL)
     api.wait(10)
-    engine = make_engine(database_url)
     with Session(engine) as session:
-        [job] = session.exec(select(Job)).all()
-    assert job.status == "queued"
+        jobs = session.exec(select(Job).order_by(Job.id)).all()
+    assert [j.status for j in jobs] == ["queued", "queued"]
+    job = jobs[1]
     restarted = spawn(procs, ["serve", "--port", str(port)], env)
     wait_http(f"http://127.0.0.1:{port}/healthz", restarted)
 
