@@ -13,11 +13,13 @@ becomes a :class:`ModelError` the caller can act on:
 - ``unavailable``: overload, rate limit, server errors or no connection after the SDK's
   retries; retryable later at the job level.
 - ``fatal``: any other 4xx (bad key, permission, invalid request); not retryable.
+- ``cancelled``: the run was stopped while a turn was streaming.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -29,7 +31,9 @@ from anthropic import Anthropic, APIRequest, APIResponse, CallNext, Middleware
 from bot.agent.cost import Usage
 from bot.settings import Settings
 
-ErrorKind = Literal["spend_limit", "too_large", "stream_broken", "unavailable", "fatal"]
+ErrorKind = Literal[
+    "spend_limit", "too_large", "stream_broken", "unavailable", "fatal", "cancelled"
+]
 
 # https://docs.anthropic.com/en/api/errors ; error codes as the SDK's error classes name them.
 SPEND_LIMIT_CODES = frozenset(
@@ -128,7 +132,8 @@ class Turn:
 
 def _block_param(block: Any) -> dict[str, Any] | None:
     if block.type == "text":
-        return {"type": "text", "text": block.text}
+        # The API refuses empty text blocks in a request, so one is never sent back.
+        return {"type": "text", "text": block.text} if block.text else None
     if block.type == "tool_use":
         return {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
     return None
@@ -144,7 +149,7 @@ def classify(exc: BaseException) -> ModelError:
         detail = message or str(exc)
         if status == 200:
             return ModelError("stream_broken", f"the stream broke with {error_type}: {detail}")
-        if _is_spend_limit(status, error_type, code):
+        if _is_spend_limit(status, error_type, code) or "credit balance" in detail:
             return ModelError("spend_limit", f"the API spending limit was reached: {detail}")
         if status == 413 or (status == 400 and "prompt is too long" in detail):
             return ModelError("too_large", f"the request is too large: {detail}")
@@ -164,13 +169,25 @@ def classify(exc: BaseException) -> ModelError:
     return ModelError("fatal", f"{type(exc).__name__}: {exc}")
 
 
-def stream_turn(client: Anthropic, request: dict[str, Any]) -> Turn:
-    """Stream one turn; return it only when it arrived complete, else raise ModelError."""
+def stream_turn(
+    client: Anthropic,
+    request: dict[str, Any],
+    *,
+    timeout: float | None = None,
+    cancel: threading.Event | None = None,
+) -> Turn:
+    """Stream one turn; return it only when it arrived complete, else raise ModelError.
+
+    ``timeout`` bounds each HTTP attempt (the SDK's default is 10 minutes); ``cancel``
+    abandons the stream between events (kind ``cancelled``)."""
     started = time.monotonic()
     complete = False
+    options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
     try:
-        with client.messages.stream(**request) as stream:
+        with client.messages.stream(**request, **options) as stream:
             for event in stream:
+                if cancel is not None and cancel.is_set():
+                    raise ModelError("cancelled", "stopped while the model was answering")
                 if event.type == "message_stop":
                     complete = True
             if not complete:

@@ -183,15 +183,24 @@ class Conversation:
         return blocks
 
     def request(self, model: str, max_tokens: int) -> dict[str, Any]:
-        last = self.messages[-1]
-        content = list(last["content"])
-        content[-1] = {**content[-1], "cache_control": EPHEMERAL}
+        """The next request. Breakpoints: the system blocks, the newest message, and the
+        message that was newest in the previous request, so that request's cache entry is
+        hit exactly however many blocks the last turn added (the API looks back only 20
+        blocks from a breakpoint; at most 4 breakpoints are allowed)."""
+        messages = list(self.messages)
+        marked = [len(messages) - 1]
+        if len(messages) >= 3:
+            marked.append(len(messages) - 3)
+        for index in marked:
+            content = list(messages[index]["content"])
+            content[-1] = {**content[-1], "cache_control": EPHEMERAL}
+            messages[index] = {"role": messages[index]["role"], "content": content}
         return {
             "model": model,
             "max_tokens": max_tokens,
             "tools": self.tools,
             "system": self.system(),
-            "messages": [*self.messages[:-1], {"role": last["role"], "content": content}],
+            "messages": messages,
         }
 
     def add(self, role: str, content: list[dict[str, Any]]) -> None:
@@ -300,10 +309,18 @@ def run_agent(
             t0 = time.monotonic()
             request = conversation.request(model, settings.max_output_tokens)
             summary = {"messages": len(request["messages"]), "attempt": stream_failures + 1}
+            remaining = run.limits.seconds - (time.monotonic() - run.started)
             try:
-                turn = stream_turn(active, request)
+                turn = stream_turn(
+                    active, request, timeout=min(600.0, max(5.0, remaining)), cancel=cancel
+                )
             except ModelError as err:
                 _record(recorder, run.steps, step_started, t0, model, summary, error=err.reason)
+                if err.kind == "cancelled":
+                    return outcome(Stopped())
+                reached = run.limit_reached()
+                if reached is not None:
+                    return outcome(reached)
                 if err.kind == "stream_broken" and stream_failures < MAX_STREAM_RETRIES:
                     stream_failures += 1
                     continue

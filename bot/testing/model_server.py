@@ -638,12 +638,16 @@ def validate_request(body: dict[str, Any], *, require_max_tokens: bool) -> str |
         if message["role"] != expected_role:
             return f"messages.{index}: roles must alternate between 'user' and 'assistant'"
         content = message.get("content")
-        if isinstance(content, str):
+        if isinstance(content, str) and content:
             parts: list[Any] = [{"type": "text", "text": content}]
         elif isinstance(content, list) and content:
             parts = content
         else:
-            return f"messages.{index}: content must be a non-empty string or list"
+            return f"messages.{index}: all messages must have non-empty content"
+        if any(
+            isinstance(p, dict) and p.get("type") == "text" and not p.get("text") for p in parts
+        ):
+            return f"messages.{index}: text content blocks must be non-empty"
         results = {
             p.get("tool_use_id")
             for p in parts

@@ -21,6 +21,7 @@ from bot.agent import (
     worktree_review,
 )
 from bot.sandbox import BwrapSandbox, SandboxLimits
+from bot.testing.model_server import Step
 
 from .conftest import limits, make_settings
 
@@ -188,18 +189,16 @@ def test_wall_time_limit(
     assert 2 <= outcome.steps <= 3
 
 
-def test_stop_event_ends_the_run(
+def test_stop_while_the_model_answers_abandons_the_turn(
     server_factory: Any, repo: Path, sandbox: BwrapSandbox, tmp_path: Path
 ) -> None:
     cancel = threading.Event()
     calls = {"n": 0}
 
-    def responder(_request: Any) -> Any:
+    def responder(_request: Any) -> Step:
         calls["n"] += 1
         if calls["n"] == 2:
-            cancel.set()  # /vibe stop arrives while the model is thinking
-        from bot.testing.model_server import Step
-
+            cancel.set()  # /vibe stop arrives while the model is answering
         return Step.model_validate(LOOPING[0])
 
     server = server_factory(responder)
@@ -212,7 +211,44 @@ def test_stop_event_ends_the_run(
     )
     assert outcome.exit == Stopped()
     assert len(server.message_requests) == 2
-    assert outcome.messages[-1]["content"][0]["content"] == "not run: the task was stopped"
+    assert outcome.steps == 1  # the abandoned turn was neither used nor run
+    assert outcome.messages[-1]["role"] == "user"
+
+
+def test_stop_during_a_command_kills_it_and_skips_the_rest_of_the_turn(
+    server_factory: Any, sandboxed_repo: Path, sandbox: BwrapSandbox, tmp_path: Path
+) -> None:
+    cancel = threading.Event()
+    server = server_factory(
+        [
+            {
+                "tool_use": [
+                    {"name": "run_command", "input": {"command": "sleep 30"}},
+                    {"name": "create_file", "input": {"path": "late.txt", "content": "x"}},
+                ]
+            },
+            {"tool_use": [{"name": "finish", "input": {"summary": "never"}}]},
+        ]
+    )
+    timer = threading.Timer(1.0, cancel.set)
+    timer.start()
+    try:
+        outcome = run_agent(
+            make_settings(server, tmp_path),
+            tools=full_tools(sandboxed_repo, sandbox, cancel=cancel),
+            task=TASK,
+            limits=limits(),
+            cancel=cancel,
+        )
+    finally:
+        timer.cancel()
+    assert outcome.exit == Stopped()
+    assert outcome.duration < 10
+    killed, skipped = outcome.messages[-1]["content"]
+    assert "cancelled" in killed["content"]
+    assert skipped["content"] == "not run: the task was stopped"
+    assert not (sandboxed_repo / "late.txt").exists()
+    assert len(server.message_requests) == 1
 
 
 def test_self_review_shows_the_diff_once_and_is_recorded(
@@ -320,3 +356,20 @@ def test_unknown_model_price_refuses_to_start(
     assert isinstance(outcome.exit, Errored)
     assert "VIBE_PRICES__claude-unpriced-9__input" in outcome.exit.reason
     assert server.requests == []
+
+
+def test_empty_text_blocks_are_not_sent_back(
+    server_factory: Any, repo: Path, sandbox: BwrapSandbox, tmp_path: Path
+) -> None:
+    server = server_factory(
+        [
+            {"text": "", "tool_use": LOOPING[0]["tool_use"]},
+            {"tool_use": [{"name": "finish", "input": {"summary": "ok"}}]},
+        ]
+    )
+    outcome = run_agent(
+        make_settings(server, tmp_path), tools=full_tools(repo, sandbox), task=TASK, limits=limits()
+    )
+    assert outcome.exit == Finished("ok")
+    assistant = server.message_requests[1].body["messages"][1]
+    assert [b["type"] for b in assistant["content"]] == ["tool_use"]

@@ -183,6 +183,18 @@ def test_mid_stream_error_event_and_http_errors() -> None:
             "roles must alternate",
         ),
         (
+            {"model": MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": ""}]},
+            "non-empty content",
+        ),
+        (
+            {
+                "model": MODEL,
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": [{"type": "text", "text": ""}]}],
+            },
+            "text content blocks must be non-empty",
+        ),
+        (
             {
                 "model": MODEL,
                 "max_tokens": 5,
