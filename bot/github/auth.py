@@ -195,12 +195,16 @@ class AppTokens:
             if self._permissions is not None:
                 body["permissions"] = self._permissions
             # Asking for a token is idempotent: a retried request merely yields another.
-            data = self._app_call(
-                f"get an installation token for {repo}",
-                "POST",
-                f"/app/installations/{installation}/access_tokens",
-                body,
-            )
+            try:
+                data = self._app_call(
+                    f"get an installation token for {repo}",
+                    "POST",
+                    f"/app/installations/{installation}/access_tokens",
+                    body,
+                )
+            except GitHubRequestError:
+                self._installations.pop(key, None)  # uninstalled or reinstalled: look again
+                raise
             expires = datetime.fromisoformat(str(data["expires_at"]).replace("Z", "+00:00"))
             issued = IssuedToken(str(data["token"]), expires.timestamp())
             self._cache[key] = issued

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import re
+import threading
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
@@ -208,7 +210,10 @@ class GitHub:
         self.timeout = timeout
         self.clock = clock or SystemClock()
         self.policy = policy or RequestPolicy(self.clock, retry or RetrySettings())
-        self._clients: dict[str, Github] = {}
+        # PyGithub keeps one connection per client: one client per repository per thread.
+        self._local = threading.local()
+        self._all_clients: list[Github] = []
+        self._clients_lock = threading.Lock()
 
     @classmethod
     def from_settings(
@@ -261,9 +266,12 @@ class GitHub:
         return self.tokens.kind in ("app", "actions")
 
     def client(self, repo: str) -> Github:
+        clients: dict[str, Github] | None = getattr(self._local, "clients", None)
+        if clients is None:
+            clients = self._local.clients = {}
         key = repo.lower()
-        if key not in self._clients:
-            self._clients[key] = Github(
+        if key not in clients:
+            clients[key] = Github(
                 auth=LiveAuth(self.tokens, repo),
                 base_url=self.api_url,
                 timeout=whole_seconds(self.timeout),
@@ -273,7 +281,9 @@ class GitHub:
                 per_page=100,
                 lazy=True,
             )
-        return self._clients[key]
+            with self._clients_lock:
+                self._all_clients.append(clients[key])
+        return clients[key]
 
     def repo(self, repo: str) -> RepoClient:
         return RepoClient(self, check_repo_name(repo))
@@ -282,9 +292,11 @@ class GitHub:
         return redact(text, [*self.secrets, *self.tokens.live_tokens()])
 
     def close(self) -> None:
-        for client in self._clients.values():
-            client.close()
-        self._clients.clear()
+        with self._clients_lock:
+            for client in self._all_clients:
+                client.close()
+            self._all_clients.clear()
+        self._local = threading.local()
         if isinstance(self.tokens, AppTokens):
             self.tokens.close()
 
@@ -821,7 +833,7 @@ mutation($threadId: ID!) {
         if not self.hub.can_create_check_runs:
             return None
         payload: dict[str, Any] = {
-            "name": name[:255],
+            "name": self._clean(name, 255),
             "head_sha": head_sha,
             "status": "in_progress",
             "output": {
@@ -887,13 +899,7 @@ mutation($threadId: ID!) {
 
     def remove_label(self, number: int, label: str) -> None:
         """Remove a label; a label that is not there is fine."""
-        quoted = (
-            label.replace("%", "%25")
-            .replace("/", "%2F")
-            .replace(" ", "%20")
-            .replace("?", "%3F")
-            .replace("#", "%23")
-        )
+        quoted = urllib.parse.quote(label, safe="")
         try:
             self._run(
                 f"unlabel #{number}",

@@ -4,6 +4,7 @@ rate limits with a fake clock, markers, threads, config fallback, redaction, git
 from __future__ import annotations
 
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -573,3 +574,28 @@ def test_clone_and_push_through_git_http_with_a_token(
     head = _git("rev-parse", "HEAD", cwd=work).stdout.strip()
     assert repo.get_pull(pr.number).head_sha == head  # type: ignore[union-attr]
     assert repo.read_file("w.py", "vibe/task-1") == "print('hello')\n"
+
+
+def test_one_hub_serves_worker_threads_at_once(world: FakeGitHub, hub: GitHub) -> None:
+    numbers = [world.open_issue(REPO, "alice", f"t{i}") for i in range(4)]
+    errors: list[BaseException] = []
+
+    def work(number: int) -> None:
+        try:
+            repo = hub.repo(REPO)
+            for step in range(3):
+                repo.upsert_comment(number, marker("status", task=number), f"step {step}")
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in numbers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    for number in numbers:
+        bodies = [c.body for c in world.comments(REPO, number)]
+        assert len(bodies) == 1
+        assert bodies[0].startswith("step 2")
+    assert len(world.issued_tokens()) == 1

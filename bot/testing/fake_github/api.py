@@ -39,6 +39,7 @@ JSON = dict[str, Any]
 DOCS = "https://docs.github.com/rest"
 REACTIONS = frozenset({"+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"})
 MAX_BODY_CHARS = 65536  # GitHub's limit for issue, comment and PR bodies
+MAX_JSON_BYTES = 5 * 1024 * 1024
 
 FaultKind = Literal[
     "502",
@@ -296,6 +297,8 @@ def create_api(fake: FakeGitHub) -> FastAPI:
 
     async def body_json(request: Request) -> JSON:
         raw = await request.body()
+        if len(raw) > MAX_JSON_BYTES:
+            raise ApiError(413, "Payload too large")
         if not raw:
             return {}
         try:
@@ -649,6 +652,8 @@ def create_api(fake: FakeGitHub) -> FastAPI:
     @app.post("/repos/{owner}/{repo}/issues/{issue_number}/labels")
     async def add_labels(request: Request, owner: str, repo: str, issue_number: int) -> Response:
         raw = await request.body()
+        if len(raw) > MAX_JSON_BYTES:
+            raise ApiError(413, "Payload too large")
         try:
             data = json.loads(raw or b"{}")
         except ValueError:
