@@ -199,6 +199,9 @@ def create_api(fake: FakeGitHub) -> FastAPI:
         }
         if exc.errors is not None:
             body["errors"] = exc.errors
+        template = _template(app, dict(request.scope))
+        if template is not None:
+            fake.record(Recorded(request.method, template, exc.status, body))
         return JSONResponse(body, status_code=exc.status, headers=exc.headers)
 
     def reply(
