@@ -126,8 +126,11 @@ def handle(ctx: JobContext, wiring: Wiring) -> str:
         return f"ignored {type(event).__name__}"
     repo = wiring.repository(event.repo, event.installation_id)
     task = taskdb.find(ctx.engine, event.repo.full_name, event.number)
-    decision = decide(ctx, event, repo, task)
     key = f"delivery:{ctx.delivery_id or ctx.job_id}"
+    # A job claimed again after a crash decides as the first attempt did, before the task
+    # it created existed; the loop then resumes the iteration keyed by this delivery.
+    resumed = task is not None and taskdb.has_iteration(ctx.engine, task.id, key)
+    decision = decide(ctx, event, repo, None if resumed else task)
     if isinstance(decision, pol.Ignore):
         log.info("event.ignored", reason=decision.reason, delivery=ctx.delivery_id)
         return f"ignored: {decision.reason}"

@@ -459,7 +459,6 @@ def run_iteration(
             checkout.discard()
         usage = run.usage if run is not None else Usage()
         reason = "Stopped on request; nothing from this iteration was pushed."
-        board.finish(Final("stopped", time.monotonic() - started, usage, reason=reason))
         taskdb.update_iteration(
             env.engine,
             task.id,
@@ -473,6 +472,7 @@ def run_iteration(
         current = taskdb.load(env.engine, task.id)
         if allowed(current.state, Step.ABANDON):
             taskdb.update(env.engine, task.id, state=State.ABANDONED)
+        board.finish(Final("stopped", time.monotonic() - started, usage, reason=reason))
         env.note(f"iteration {number} stopped; nothing pushed")
         return Outcome(taskdb.load(env.engine, task.id), number, "stopped", reason=reason)
     except AgentUnavailable as exc:
@@ -517,7 +517,6 @@ def _fail(
 ) -> None:
     reason = redact(reason, env.secrets)
     duration = time.monotonic() - started
-    board.finish(Final("failed", duration, usage, reason=reason))
     taskdb.update_iteration(
         env.engine, task.id, number, outcome="failed", usage=usage, duration=duration, error=reason
     )
@@ -525,6 +524,7 @@ def _fail(
     current = taskdb.load(env.engine, task.id)
     if allowed(current.state, Step.FAIL):
         taskdb.update(env.engine, task.id, state=State.FAILED)
+    board.finish(Final("failed", duration, usage, reason=reason))
     env.note(f"iteration {number} failed: {reason}")
 
 

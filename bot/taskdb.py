@@ -270,3 +270,14 @@ def iteration_base(engine: Engine, task_id: int, number: int) -> str | None:
             select(Iteration).where(Iteration.task_id == task_id, Iteration.number == number)
         ).one_or_none()
         return row.base_sha if row is not None else None
+
+
+def has_iteration(engine: Engine, task_id: int, key: str) -> bool:
+    """Whether an iteration was started for ``key`` (a job claimed again after a crash)."""
+    with Session(engine) as session:
+        return (
+            session.exec(
+                select(Iteration.id).where(Iteration.task_id == task_id, Iteration.key == key)
+            ).first()
+            is not None
+        )
