@@ -103,8 +103,10 @@ def make_client(settings: Settings) -> Anthropic:
     retries, and the spend-limit middleware. Explicit arguments keep the SDK from reading
     credentials or a base URL from the environment."""
     key = settings.anthropic_api_key
+    if key is None:
+        raise ValueError("no model access: set VIBE_ANTHROPIC_API_KEY")
     return Anthropic(
-        api_key=key.get_secret_value() if key is not None else "missing-api-key",
+        api_key=key.get_secret_value(),
         base_url=settings.anthropic_base_url or "https://api.anthropic.com",
         max_retries=settings.anthropic_max_retries,
         middleware=[_StopOnSpendLimit()],

@@ -291,6 +291,8 @@ def run_agent(
         price = price_for(settings.prices, model)
     except UnknownModelPrice as exc:
         return outcome(Errored(str(exc)))
+    if client is None and settings.anthropic_api_key is None:
+        return outcome(Errored("no model access: set VIBE_ANTHROPIC_API_KEY"))
     own_client = client is None
     active = client if client is not None else make_client(settings)
 
@@ -315,7 +317,7 @@ def run_agent(
                     active, request, timeout=min(600.0, max(5.0, remaining)), cancel=cancel
                 )
             except ModelError as err:
-                _record(recorder, run.steps, step_started, t0, model, summary, error=err.reason)
+                _record(recorder, run.steps + 1, step_started, t0, model, summary, error=err.reason)
                 if err.kind == "cancelled":
                     return outcome(Stopped())
                 reached = run.limit_reached()

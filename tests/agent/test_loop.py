@@ -373,3 +373,17 @@ def test_empty_text_blocks_are_not_sent_back(
     assert outcome.exit == Finished("ok")
     assistant = server.message_requests[1].body["messages"][1]
     assert [b["type"] for b in assistant["content"]] == ["tool_use"]
+
+
+def test_missing_api_key_is_a_clear_error_without_a_request(
+    server_factory: Any, repo: Path, sandbox: BwrapSandbox, tmp_path: Path
+) -> None:
+    server = server_factory([])
+    outcome = run_agent(
+        make_settings(server, tmp_path, anthropic_api_key=None),
+        tools=full_tools(repo, sandbox),
+        task=TASK,
+        limits=limits(),
+    )
+    assert outcome.exit == Errored("no model access: set VIBE_ANTHROPIC_API_KEY")
+    assert server.requests == []
