@@ -24,7 +24,6 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 
 import bm25s
@@ -32,13 +31,14 @@ import bm25s
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from localize_data import CACHE, Instance, load_instances, materialise  # noqa: E402
+from localize_data import CACHE, Instance, load_instances, materialise
 
-from bot.context.files import DirectorySnapshot  # noqa: E402
-from bot.context.index import RepoIndex, build_index  # noqa: E402
-from bot.context.rank import rank_files  # noqa: E402
-from bot.context.terms import IDENT_RE, split_identifier  # noqa: E402
+from bot.context.files import DirectorySnapshot
+from bot.context.index import RepoIndex, build_index
+from bot.context.rank import rank_files
+from bot.context.terms import IDENT_RE, split_identifier
 
+CLI = "from bot.cli import main; main()"
 KS = (1, 3, 5, 10)
 BUDGETS = (13_000, 27_000, 50_000)
 TUNING = ("pytest-dev/pytest", "psf/requests", "pallets/flask")
@@ -51,7 +51,9 @@ def acc_at(ranking: list[str], gold: tuple[str, ...], k: int) -> float:
     return 1.0 if set(gold) <= set(ranking[:k]) else 0.0
 
 
-def budget_recall(ranking: list[str], gold: tuple[str, ...], sizes: dict[str, int], b: int) -> float:
+def budget_recall(
+    ranking: list[str], gold: tuple[str, ...], sizes: dict[str, int], b: int
+) -> float:
     used = 0.0
     inside: set[str] = set()
     for path in ranking:
@@ -79,7 +81,9 @@ def baseline_terms(text: str) -> list[str]:
 
 class Baseline:
     def __init__(self, tree: Path) -> None:
-        self.paths = sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*.py") if p.is_file())
+        self.paths = sorted(
+            p.relative_to(tree).as_posix() for p in tree.rglob("*.py") if p.is_file()
+        )
         corpus = []
         for rel in self.paths:
             text = (tree / rel).read_text("utf-8", "replace")
@@ -109,7 +113,7 @@ def rank_via_cli(inst: Instance, cache_dir: Path) -> tuple[list[str], float]:
         fh.write(inst.problem_statement)
     started = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "context", "rank", "--repo", str(inst.tree),
+        [sys.executable, "-c", CLI, "context", "rank", "--repo", str(inst.tree),
          "--issue-file", fh.name, "--top", "200", "--cache-dir", str(cache_dir), "--json"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
@@ -186,7 +190,6 @@ def main(argv: list[str] | None = None) -> int:
             warm_build.append(warm.build_seconds)
             per_tree[inst.sdist_root] = (warm, Baseline(inst.tree), file_sizes(inst.tree))
         index, baseline, sizes = per_tree[inst.sdist_root]
-        rank_fn: Callable[[], list[str]]
         if args.via_cli:
             ranking, elapsed = rank_via_cli(inst, cache_dir)
         else:
@@ -209,7 +212,12 @@ def main(argv: list[str] | None = None) -> int:
             ],
         }
         if args.show_misses and not ours[inst.instance_id]["acc5"]:
-            print(inst.instance_id, detail[inst.instance_id]["gold_rank"], inst.gold_files, ranking[:5])
+            print(
+                inst.instance_id,
+                detail[inst.instance_id]["gold_rank"],
+                inst.gold_files,
+                ranking[:5],
+            )
 
     print(table("## Context engine (fused ranker)", grouped(instances, ours)))
     print()
