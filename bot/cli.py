@@ -258,6 +258,18 @@ def action(
     raise typer.Exit(action_main(prompt=prompt, task_id=task_id, service_url=service_url))
 
 
+@app.command()
+def demo(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a machine-readable timeline instead.")
+    ] = False,
+) -> None:
+    """Show the whole loop on loopback stand-ins for GitHub and the model (no credentials)."""
+    from bot.demo import main as run_demo
+
+    raise typer.Exit(run_demo(as_json))
+
+
 def main() -> None:
     try:
         app()

@@ -172,6 +172,7 @@ def service(settings: Settings, port: int) -> Iterator[None]:
     """The real service (ingest + worker pool) under uvicorn in this process."""
     from bot.app import create_app
 
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings, run_workers=True)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
@@ -237,6 +238,7 @@ def run_demo(echo: Callable[[str], None] | None = print) -> dict[str, Any]:
         settings = st.settings()
         bot = st.creds.bot_login
         with service(settings, st.port):
+            timeline.started = time.monotonic()
             number = st.fake.open_issue(
                 REPO, WRITER, "add() subtracts instead of adding", "`add(2, 3)` returns -1."
             )
@@ -272,7 +274,13 @@ def run_demo(echo: Callable[[str], None] | None = print) -> dict[str, Any]:
                 ),
                 "the reply in the review thread",
             )
-            timeline.add("vibe-bot", "iteration 2 pushed; replied in the thread")
+            wait_for(
+                lambda: any(
+                    "iteration 2" in b and "Done" in b for b in _bot_comments(st.fake, number, bot)
+                ),
+                "the end of iteration 2",
+            )
+            timeline.add("vibe-bot", "iteration 2 pushed; replied in the thread naming the commit")
             st.fake.approve(REPO, pr.number, WRITER, "Thanks!")
             timeline.add(WRITER, f"approved PR #{pr.number}")
             engine = make_engine(settings.effective_database_url)
@@ -307,9 +315,32 @@ def run_demo(echo: Callable[[str], None] | None = print) -> dict[str, Any]:
     }
 
 
+def summary(record: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        f"Task {record['task']['state']} on {record['task']['branch']} "
+        f"(PR #{record['pr_number']}, {record['task']['model']} model):",
+    ]
+    for it in record["iterations"]:
+        checks = ", ".join(
+            f"{c['command']} {'passed' if c['passed'] else 'failed'}" for c in it["checks"]
+        )
+        lines.append(
+            f"  iteration {it['number']} ({it['trigger']}): feedback "
+            f"{', '.join(it['feedback_kinds']) or 'none'}; commits "
+            f"{', '.join(c[:7] for c in it['commits']) or 'none'}; checks: {checks or 'none'}"
+        )
+    return lines
+
+
 def main(as_json: bool) -> int:
+    from bot.observability import configure_logging
+
+    configure_logging("WARNING", json=False, secrets=[SECRET, MODEL_KEY])
     if as_json:
         print(json.dumps(run_demo(echo=None), indent=2))
     else:
-        run_demo()
+        record = run_demo()
+        for line in summary(record):
+            print(line)
     return 0
