@@ -164,6 +164,9 @@ class AppTokens:
 
         return self._policy.run(what, call, write=False, idempotent=True)
 
+    def app_slug(self) -> str:
+        return str(self._app_call("read the App", "GET", "/app")["slug"])
+
     def installation_id(self, repo: str) -> int:
         key = repo.lower()
         if key not in self._installations:

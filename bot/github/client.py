@@ -195,7 +195,7 @@ class GitHub:
         *,
         api_url: str,
         graphql_url: str | None = None,
-        bot_login: str,
+        bot_login: str | None = None,
         secrets: Sequence[str] = (),
         timeout: float = 30.0,
         clock: Clock | None = None,
@@ -205,7 +205,8 @@ class GitHub:
         self.tokens = tokens
         self.api_url = api_url.rstrip("/")
         self.graphql_url = graphql_url
-        self.bot_login = bot_login
+        self._bot_login = bot_login
+        self.expected_login: str | None = None
         self.secrets = tuple(secrets)
         self.timeout = timeout
         self.clock = clock or SystemClock()
@@ -249,16 +250,44 @@ class GitHub:
                 "no GitHub credentials: set VIBE_GITHUB_APP_ID and VIBE_GITHUB_PRIVATE_KEY_PATH, "
                 "or VIBE_GITHUB_TOKEN"
             )
-        return cls(
+        hub = cls(
             tokens,
             api_url=settings.github_api_url,
             graphql_url=settings.github_graphql_url,
-            bot_login=settings.bot_login,
+            bot_login=None,
             secrets=settings.secret_values,
             timeout=settings.github_timeout,
             clock=clock,
             policy=policy,
         )
+        hub.expected_login = settings.bot_login
+        return hub
+
+    @property
+    def bot_login(self) -> str:
+        """The login the bot's comments carry, asked of GitHub unless given: the App's
+        ``<slug>[bot]``, the token's user, or ``github-actions[bot]``."""
+        if self._bot_login is None:
+            self._bot_login = self._resolve_login()
+            if self.expected_login and self._bot_login.lower() != self.expected_login.lower():
+                log.warning(
+                    "github.bot_login_mismatch",
+                    configured=self.expected_login,
+                    actual=self._bot_login,
+                    hint=f"set VIBE_BOT_LOGIN={self._bot_login} so the bot ignores itself",
+                )
+        return self._bot_login
+
+    def _resolve_login(self) -> str:
+        if isinstance(self.tokens, AppTokens):
+            return f"{self.tokens.app_slug()}[bot]"
+        if self.tokens.kind == "actions":
+            return "github-actions[bot]"
+        client = self.client("")
+        data = self.policy.run(
+            "read the token's user", lambda: client.requester.requestJsonAndCheck("GET", "/user")[1]
+        )
+        return str(data["login"])
 
     @property
     def can_create_check_runs(self) -> bool:

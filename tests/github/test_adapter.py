@@ -148,7 +148,7 @@ def test_revoked_personal_token_fails_without_retry(world: FakeGitHub, clock: Fa
         hub.repo(REPO).default_branch()
     assert err.value.status == 401
     assert clock.sleeps == []
-    assert len(world.responses) == before  # a 401 is answered by the error handler only
+    assert [r.status for r in world.responses[before:]] == [401]  # asked once, not again
 
 
 @pytest.mark.parametrize(
@@ -529,6 +529,7 @@ def test_from_settings_picks_app_or_token(fake: FakeGitHub) -> None:
         )
     )
     assert app.tokens.kind == "app"
+    assert app.bot_login == "vibe-bot[bot]"  # asked of GitHub: the App's slug
     token = GitHub.from_settings(
         load_settings(github_api_url=fake.api_url, github_token="ghp_x"), actions=True
     )
@@ -599,3 +600,20 @@ def test_one_hub_serves_worker_threads_at_once(world: FakeGitHub, hub: GitHub) -
         assert len(bodies) == 1
         assert bodies[0].startswith("step 2")
     assert len(world.issued_tokens()) == 1
+
+
+def test_bot_login_is_asked_of_github(fake: FakeGitHub, clock: FakeClock) -> None:
+    creds = fake.create_app("my-vibe")
+    policy = RequestPolicy(clock, NO_PACING)
+    tokens = AppTokens(
+        creds.app_id, creds.private_key_pem, fake.api_url, clock=clock, policy=policy, timeout=5
+    )
+    assert (
+        GitHub(tokens, api_url=fake.api_url, clock=clock, policy=policy).bot_login == "my-vibe[bot]"
+    )
+    pat = GitHub(
+        StaticToken(fake.user_token("alice")), api_url=fake.api_url, clock=clock, retry=NO_PACING
+    )
+    assert pat.bot_login == "alice"
+    actions = GitHub(StaticToken("ghs_x", "actions"), api_url=fake.api_url, clock=clock)
+    assert actions.bot_login == "github-actions[bot]"
