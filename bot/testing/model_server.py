@@ -66,6 +66,7 @@ import hashlib
 import json
 import math
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -339,7 +340,10 @@ class _Server(ThreadingHTTPServer):
         super().shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """Clients hanging up (the SDK closing a broken stream) are expected, not errors."""
+        """Clients hanging up (the SDK closing a broken stream) are expected, not errors;
+        anything else (a responder that raised) is printed as the stdlib does."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
     def drop_connections(self) -> None:
         with self.connections_lock:

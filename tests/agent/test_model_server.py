@@ -14,6 +14,8 @@ from typing import Any
 import anthropic
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.testing.model_server import (
     PromptCache,
@@ -363,3 +365,47 @@ def test_command_line_serves_a_script_file(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exited:
         model_server_main([str(bad)])
     assert exited.value.code == 2
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    data=st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False)
+        | st.text(max_size=20),
+        lambda c: (
+            st.lists(c, max_size=3)
+            | st.dictionaries(
+                st.sampled_from(
+                    [
+                        "text",
+                        "tool_use",
+                        "error",
+                        "usage",
+                        "repeat",
+                        "status",
+                        "name",
+                        "input",
+                        "break_stream",
+                        "delay",
+                        "x",
+                    ]
+                ),
+                c,
+                max_size=4,
+            )
+        ),
+        max_leaves=10,
+    )
+)
+def test_any_script_parses_or_fails_with_a_script_error(data: Any) -> None:
+    source = data if isinstance(data, list) else [data]
+    try:
+        steps = load_script(source)
+    except ScriptError as exc:
+        problem = str(exc)
+        assert problem.startswith("step ")
+    else:
+        assert all(isinstance(s, Step) for s in steps)

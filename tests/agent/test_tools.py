@@ -7,9 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from bot.agent import ToolSet
-from bot.agent.tools import MAX_OUTPUT_CHARS, truncate
+from bot.agent import PathPolicy, ToolSet
+from bot.agent.tools import MAX_OUTPUT_CHARS, ToolRefusal, truncate
 from bot.sandbox import BwrapSandbox, SandboxLimits
 
 
@@ -275,3 +277,86 @@ def test_commands_the_sandbox_refuses_are_errors_not_exceptions(tools: ToolSet, 
     unavailable = missing.execute("run_command", {"command": "true"})
     assert unavailable.is_error
     assert "the sandbox refused the command" in unavailable.content
+
+
+SEGMENTS = [
+    "..",
+    ".",
+    "a",
+    "",
+    ".git",
+    "proc",
+    "/proc",
+    "/",
+    "link",
+    "inner",
+    "b",
+    "~",
+    "a/..",
+    "\\\\",
+]
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(parts=st.lists(st.sampled_from(SEGMENTS), min_size=1, max_size=8), absolute=st.booleans())
+def test_no_path_resolves_outside_the_worktree(
+    repo: Path, tmp_path: Path, parts: list[str], absolute: bool
+) -> None:
+    if not (repo / "link").is_symlink():
+        (repo / "a" / "b").mkdir(parents=True)
+        (repo / "link").symlink_to(tmp_path)
+        (repo / "inner").symlink_to(repo / "a")
+    policy = PathPolicy(repo)
+    raw = ("/" if absolute else "") + "/".join(parts)
+    try:
+        resolved = policy.resolve(raw, write=True)
+    except ToolRefusal:
+        return
+    root = repo.resolve()
+    assert resolved == root or root in resolved.parents
+    assert ".git" not in resolved.relative_to(root).parts
+    assert not str(resolved).startswith("/proc")
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=30),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+KEYS = st.sampled_from(
+    [
+        "path",
+        "start_line",
+        "end_line",
+        "glob",
+        "pattern",
+        "old_text",
+        "new_text",
+        "content",
+        "summary",
+        "max_results",
+    ]
+)
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    name=st.sampled_from(
+        ["read_file", "list_files", "search", "edit_file", "create_file", "finish", "x"]
+    ),
+    tool_input=st.dictionaries(KEYS, JSON, max_size=4) | JSON,
+)
+def test_any_model_input_gives_a_result_never_an_exception(
+    repo: Path, sandbox: BwrapSandbox, name: str, tool_input: object
+) -> None:
+    tools = ToolSet.full(repo, sandbox)
+    result = tools.execute(name, tool_input)
+    assert isinstance(result.content, str)
+    assert result.content
+    assert (repo / "calc.py").exists()
