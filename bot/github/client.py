@@ -165,6 +165,27 @@ class GitCredentials:
         return f"GitCredentials(clone_url={self.clone_url!r}, token=[redacted])"
 
 
+# GraphQL operations (checked against GitHub's schema by tests/github/test_contract.py).
+THREADS_QUERY = """
+query($owner: String!, $name: String!, $number: Int!, $after: String) {
+  repository(owner: $owner, name: $name) {
+    pullRequest(number: $number) {
+      reviewThreads(first: 100, after: $after) {
+        pageInfo { hasNextPage endCursor }
+        nodes {
+          id isResolved isOutdated path line
+          comments(first: 100) { nodes { databaseId body author { login } } }
+        }
+      }
+    }
+  }
+}"""
+RESOLVE_MUTATION = """
+mutation($threadId: ID!) {
+  resolveReviewThread(input: {threadId: $threadId}) { thread { id isResolved } }
+}"""
+
+
 def _truncate(text: str, limit: int = MAX_BODY) -> str:
     if len(text) <= limit:
         return text
@@ -778,32 +799,13 @@ class RepoClient:
             for d in self._run(f"list review comments of #{pr}", call)
         ]
 
-    _THREADS = """
-query($owner: String!, $name: String!, $number: Int!, $after: String) {
-  repository(owner: $owner, name: $name) {
-    pullRequest(number: $number) {
-      reviewThreads(first: 100, after: $after) {
-        pageInfo { hasNextPage endCursor }
-        nodes {
-          id isResolved isOutdated path line
-          comments(first: 100) { nodes { databaseId body author { login } } }
-        }
-      }
-    }
-  }
-}"""
-    _RESOLVE = """
-mutation($threadId: ID!) {
-  resolveReviewThread(input: {threadId: $threadId}) { thread { id isResolved } }
-}"""
-
     def unresolved_threads(self, pr: int) -> list[ReviewThread]:
         threads: list[ReviewThread] = []
         after: str | None = None
         for _ in range(50):
             data = self._graphql(
                 f"list review threads of #{pr}",
-                self._THREADS,
+                THREADS_QUERY,
                 {"owner": self.owner, "name": self.name, "number": pr, "after": after},
             )
             conn = ((data.get("repository") or {}).get("pullRequest") or {}).get(
@@ -836,7 +838,9 @@ mutation($threadId: ID!) {
         return threads
 
     def resolve_thread_id(self, thread_id: str) -> None:
-        self._graphql("resolve a review thread", self._RESOLVE, {"threadId": thread_id}, write=True)
+        self._graphql(
+            "resolve a review thread", RESOLVE_MUTATION, {"threadId": thread_id}, write=True
+        )
 
     def resolve_thread(self, pr: int, comment_id: int) -> None:
         """Resolve the thread that holds review comment ``comment_id`` (if unresolved)."""

@@ -1,6 +1,8 @@
 """Contract: every response the fake sends matches GitHub's OpenAPI description (npm
-``@octokit/openapi``), and every webhook it sends matches ``@octokit/openapi-webhooks``
-and the shape of the real payloads in ``tests/fixtures/webhooks``.
+``@octokit/openapi``), every webhook it sends matches ``@octokit/openapi-webhooks`` and
+the shape of the real payloads in ``tests/fixtures/webhooks``, and the adapter's GraphQL
+operations are valid against GitHub's schema (``@octokit/graphql-schema``) with the fake
+answering every field they select.
 
 The descriptions are installed by ``.ci/run`` under ``.ci/node``; elsewhere set
 ``VIBE_OCTOKIT_NODE_MODULES`` to a ``node_modules`` holding them, or the test skips
@@ -16,6 +18,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import graphql
 import pytest
 from fastapi.routing import APIRoute
 from jsonschema import Draft7Validator, Draft202012Validator
@@ -25,6 +28,7 @@ from referencing.jsonschema import DRAFT7, DRAFT202012
 from bot.core.markers import marker
 from bot.github import GitHub, RequestPolicy, RetrySettings, StaticToken
 from bot.github.auth import AppTokens
+from bot.github.client import RESOLVE_MUTATION, THREADS_QUERY
 from bot.testing.fake_github import FakeClock, FakeGitHub, InlineComment
 from tests.conftest import FIXTURES, require
 
@@ -34,6 +38,7 @@ NODE_MODULES = Path(
 )
 REST = NODE_MODULES / "@octokit" / "openapi" / "generated" / "api.github.com.json"
 HOOKS = NODE_MODULES / "@octokit" / "openapi-webhooks" / "generated" / "api.github.com.json"
+GRAPHQL = NODE_MODULES / "@octokit" / "graphql-schema" / "schema.json"
 REPO = "acme/widgets"
 
 
@@ -285,3 +290,55 @@ def test_the_contract_check_catches_a_wrong_shape(exercised: FakeGitHub) -> None
     hook = hook_validator(delivery.event, delivery.payload["action"])
     assert _errors(hook, delivery.payload) == []
     assert _errors(hook, {**delivery.payload, "issue": {"id": "x"}}) != []
+
+
+def _missing_fields(selection: Any, data: Any, path: str = "") -> list[str]:
+    """Fields the operation selects that the answer lacks."""
+    missing: list[str] = []
+    for field in selection.selections:
+        key = field.alias.value if field.alias else field.name.value
+        if not isinstance(data, dict) or key not in data:
+            missing.append(path + key)
+            continue
+        value = data[key]
+        if field.selection_set is not None and value is not None:
+            for item in value if isinstance(value, list) else [value]:
+                missing += _missing_fields(field.selection_set, item, f"{path}{key}.")
+    return missing
+
+
+def test_adapter_graphql_is_valid_for_github_and_answered_by_the_fake(clock: FakeClock) -> None:
+    require(GRAPHQL.exists(), f"@octokit/graphql-schema not found under {NODE_MODULES}")
+    schema = graphql.build_client_schema(json.loads(GRAPHQL.read_text()))
+    operations = {"threads": THREADS_QUERY, "resolve": RESOLVE_MUTATION}
+    for name, text in operations.items():
+        errors = graphql.validate(schema, graphql.parse(text))
+        assert errors == [], f"{name}: {errors}"
+    with FakeGitHub(clock=clock) as fake:
+        fake.create_repo(REPO, collaborators={"alice": "write"})
+        fake.commit(REPO, "f", {"a.py": "a\n"})
+        number = fake.open_pull(REPO, "alice", "f", "F")
+        fake.review(REPO, number, "alice", comments=[InlineComment("a.py", 1, "x")])
+        token = fake.world.tokens[fake.user_token("alice")]
+        threads = fake.graphql(
+            token, operations["threads"], {"owner": "acme", "name": "widgets", "number": number}
+        )
+        thread_id = threads["data"]["repository"]["pullRequest"]["reviewThreads"]["nodes"][0]["id"]
+        resolved = fake.graphql(token, operations["resolve"], {"threadId": thread_id})
+    for text, answer in ((operations["threads"], threads), (operations["resolve"], resolved)):
+        assert "errors" not in answer
+        op = graphql.parse(text).definitions[0]
+        assert isinstance(op, graphql.OperationDefinitionNode)
+        assert _missing_fields(op.selection_set, answer["data"]) == []
+    broken = graphql.parse(
+        'query { repository(owner: "a", name: "b") '
+        "{ pullRequest(number: 1) { reviewThreadz { totalCount } } } }"
+    )
+    assert graphql.validate(schema, broken) != []
+    thread = threads["data"]["repository"]["pullRequest"]["reviewThreads"]["nodes"][0]
+    del thread["isOutdated"]
+    query = graphql.parse(operations["threads"]).definitions[0]
+    assert isinstance(query, graphql.OperationDefinitionNode)
+    assert _missing_fields(query.selection_set, threads["data"]) == [
+        "repository.pullRequest.reviewThreads.nodes.isOutdated"
+    ]
