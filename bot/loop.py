@@ -559,7 +559,7 @@ def _conclude(
             env.note(f"pushed {sha[:7]} to {task.branch}")
     duration = time.monotonic() - started
     final_outcome = result.outcome
-    self_fb = tuple(result.self_feedback)
+    self_fb = tuple(result.feedback)
     taskdb.update_iteration(
         env.engine,
         task.id,

@@ -16,6 +16,8 @@ from bot.core.config import RepoConfig
 from bot.settings import DevelopmentModel
 from bot.tasks import Check, Feedback, PlanStep, Requirement, Usage
 
+SELF_REVIEW_CHARS = 1500
+
 AgentExit = Literal["finished", "limit", "refused", "error", "cancelled"]
 
 
@@ -110,7 +112,7 @@ class Result:
     red: Check | None = None
     green: Check | None = None
     plan: tuple[PlanStep, ...] = ()
-    self_feedback: tuple[Feedback, ...] = ()
+    feedback: tuple[Feedback, ...] = ()  # what the iteration told itself: self, checks
     reason: str | None = None
     writes: bool = True
 
@@ -130,21 +132,21 @@ def check_feedback(checks: Sequence[Check]) -> list[Feedback]:
 def agent_and_checks(run: Run, brief: Brief, fix_rounds: int) -> Result:
     """The agent works, checks run, and failures feed up to ``fix_rounds`` more agent runs."""
     usage_summary = ""
-    self_feedback: list[Feedback] = []
+    learned: list[Feedback] = []
     text = brief.text()
     checks: list[Check] = []
     for round_no in range(fix_rounds + 1):
         run.phase("Agent working", "running", f"round {round_no + 1}" if round_no else "")
         outcome = run.agent(text)
         if outcome.self_review:
-            self_feedback.append(Feedback("self", outcome.self_review))
+            learned.append(Feedback("self", outcome.self_review[:SELF_REVIEW_CHARS]))
         if not outcome.ok:
             run.phase("Agent working", "failed", outcome.exit)
             return Result(
                 "limit" if outcome.exit == "limit" else "failed",
                 outcome.summary,
                 tuple(checks),
-                self_feedback=tuple(self_feedback),
+                feedback=tuple(learned),
                 reason=outcome.reason or outcome.exit,
             )
         usage_summary = outcome.summary
@@ -153,12 +155,13 @@ def agent_and_checks(run: Run, brief: Brief, fix_rounds: int) -> Result:
         checks = run.checks()
         failing = check_feedback(checks)
         run.phase("Checks", "done" if not failing else "failed", _count(checks))
-        if not failing:
+        if not failing or round_no == fix_rounds:
             break
+        learned.extend(failing)
         text = Brief(
             brief.title, brief.instruction, brief.requirements, failing, brief.memory
         ).text()
-    return Result("succeeded", usage_summary, tuple(checks), self_feedback=tuple(self_feedback))
+    return Result("succeeded", usage_summary, tuple(checks), feedback=tuple(learned))
 
 
 def _count(checks: Sequence[Check]) -> str:

@@ -156,6 +156,38 @@ def test_require_adds_a_requirement_and_iterates(world: World, flow: tuple[int, 
     assert "ints only" in calc
 
 
+def test_a_comment_on_the_pr_is_the_next_iteration(world: World, flow: tuple[int, int]) -> None:
+    st, _ = world
+    number, pr = flow
+    st.model.add(
+        [
+            edit("README.md", "A tiny calculator.", "A tiny calculator that adds."),
+            *finish("Described add in the README."),
+        ]
+    )
+    st.fake.comment(REPO, pr, WRITER, "/vibe mention add() in the README")
+    final_status(st, number, 4)
+    body = st.fake.issue(REPO, pr).body or ""
+    assert "| 4 | comment | human" in body
+    readme = st.fake.read_file(REPO, st.fake.issue(REPO, pr).pull.head_ref, "README.md")
+    assert readme is not None
+    assert "calculator that adds" in readme
+
+
+def test_status_command_answers_with_state_iterations_cost_limits(
+    world: World, flow: tuple[int, int]
+) -> None:
+    st, _ = world
+    _, pr = flow
+    st.fake.comment(REPO, pr, WRITER, "/vibe status")
+    reply = wait_for(lambda: bot_comments(st, pr, "**Task state:**"), "the status reply")
+    text = reply[0].body
+    assert "awaiting feedback" in text
+    assert "**Iterations:** 4" in text
+    assert "**Cost so far:** $" in text
+    assert "dollars per task 20.0" in text
+
+
 def test_approval_accepts_the_task(world: World, flow: tuple[int, int]) -> None:
     st, _ = world
     number, pr = flow
@@ -166,7 +198,7 @@ def test_approval_accepts_the_task(world: World, flow: tuple[int, int]) -> None:
     assert len(st.model.message_requests) == requests
 
 
-def test_undo_reverts_the_last_iteration(world: World) -> None:
+def test_undo_then_retry_then_close(world: World) -> None:
     st, _ = world
     st.model.add(fix_add())
     number = st.fake.open_issue(REPO, WRITER, "Fix add for undo", "add(2, 3) should be 5")
@@ -183,6 +215,15 @@ def test_undo_reverts_the_last_iteration(world: World) -> None:
         reply[0].body.split("Reverted iteration 1 in ")[1][:7]
         == (st.fake.branch_sha(REPO, branch) or "")[:7]
     )
+    st.model.add(fix_add())
+    st.fake.comment(REPO, pr.number, WRITER, "/vibe retry")
+    final_status(st, number, 2)
+    calc = st.fake.read_file(REPO, branch, "calc.py")
+    assert calc is not None
+    assert "return a + b" in calc
+    assert "| 2 | retry |" in (st.fake.issue(REPO, pr.number).body or "")
+    st.fake.close(REPO, pr.number, WRITER)
+    assert wait_for(lambda: task_state(st, number) == "abandoned", "the task to be abandoned")
 
 
 def test_plan_model_writes_nothing_until_approved(world: World) -> None:
@@ -289,3 +330,39 @@ def test_invalid_config_gets_one_comment_and_defaults(world: World) -> None:
     )
     configs = [c for c in st.fake.comments(broken, number) if "vibe:config" in c.body]
     assert len(configs) == 1
+
+
+def test_unconstrained_model_fixes_its_own_failures_and_opens_a_ready_pr(world: World) -> None:
+    st, _ = world
+    st.model.add(
+        [
+            edit("calc.py", "return a - b", "return a * b"),
+            *finish("Changed add()."),
+            edit("calc.py", "return a * b", "return a + b"),
+            *finish("Fixed add() after the failing test."),
+        ]
+    )
+    number = st.fake.open_issue(REPO, WRITER, "Unconstrained add fix", "")
+    st.fake.label(REPO, number, WRITER, "vibe:unconstrained")
+    status = final_status(st, number)
+    assert "Done" in status.body
+    pr = next(p for p in st.fake.pulls(REPO) if f"Fixes #{number}" in (p.body or ""))
+    assert not pr.pull.draft
+    assert "| 1 | start | self, execution |" in (pr.body or "")
+    prompt = str(st.model.message_requests[-len(fix_add())].body)
+    assert "[execution]" in prompt
+    assert "python3 -m unittest -q" in prompt
+
+
+def test_context_model_starts_from_a_ranked_pack(world: World) -> None:
+    st, _ = world
+    st.model.add(fix_add())
+    start = len(st.model.message_requests)
+    number = st.fake.open_issue(
+        REPO, WRITER, "The adder returns the difference", "adding two numbers gives a - b"
+    )
+    st.fake.label(REPO, number, WRITER, "vibe:context")
+    final_status(st, number)
+    system = str(st.model.message_requests[start].body.get("system"))
+    assert 'source="ranked:calc.py"' in system
+    assert "return a - b" in system
