@@ -130,7 +130,6 @@ def test_prepare_commit_push_with_credentials_only_at_push(
     assert grep_tree(cache.root, [TOKEN.encode(), basic]) == []
     assert TOKEN not in repr(creds)
     ws.close()
-    assert not ws.path.exists()
 
 
 def test_push_refusals(cache: WorkspaceCache, git_server: GitServer) -> None:
@@ -369,15 +368,46 @@ def test_crashed_attempt_restarts_from_the_remote(
         assert not again.dirty()
 
 
+def test_idle_worktrees_are_reused_clean(
+    cache: WorkspaceCache, git_server: GitServer, sandbox: BwrapSandbox, tmp_path: Path
+) -> None:
+    url = git_server.repo_url()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    with cache.prepare("o/r", url, branch=BRANCH, default_branch="main") as first:
+        dirty = (
+            "echo junk > junk.txt && mkdir -p build && echo o > build/out.o"
+            " && echo '*.o' > .gitignore && echo changed > README.md"
+            f" && rm -rf src && ln -s {outside} src"
+        )
+        assert sandbox.run(dirty, workdir=first.path).ok
+        used = first.path
+    other = "vibe/issue-99-other"
+    with cache.prepare("o/r", url, branch=other, default_branch="main") as second:
+        assert second.path == used  # the idle slot, not a new checkout
+        assert not second.dirty()
+        assert sorted(p.name for p in second.path.iterdir()) == [".git", "README.md", "src"]
+        assert (second.path / "src").is_dir()
+        assert not (second.path / "src").is_symlink()
+        assert (second.path / "src" / "app.py").read_text() == "print('hello')\n"
+        assert list(outside.iterdir()) == []
+        assert second.git("symbolic-ref", "HEAD").strip() == f"refs/heads/{other}"
+        with cache.prepare("o/r", url, branch=BRANCH, default_branch="main") as third:
+            assert third.path != used  # the first slot is taken: a second worktree
+            assert sandbox.run("echo ok > ok.txt", workdir=third.path).ok
+
+
 def test_prune_and_evict(tmp_path: Path, git_server: GitServer) -> None:
     cache = WorkspaceCache(tmp_path / "small", max_bytes=1024**2, lock_timeout=5.0)
     url = git_server.repo_url()
     ws = cache.prepare("o/r", url, branch=BRANCH, default_branch="main")
-    for lock in ws._locks:
-        lock.release()
-    assert cache.prune(older_than=3600) == []
     old = time.time() - 7200
-    os.utime(ws.path, (old, old))
+    slot_lock = cache.root / "locks" / "o__r" / f"{ws.path.name}.lock"
+    os.utime(slot_lock, (old, old))
+    assert cache.prune(older_than=3600) == []  # in use, however old
+    ws.close()
+    assert cache.prune(older_than=3600) == []  # just used
+    os.utime(slot_lock, (old, old))
     assert cache.prune(older_than=3600) == [ws.path]
     assert not ws.path.exists()
     assert len(sh_git("worktree", "list", cwd=ws.mirror).splitlines()) == 1
