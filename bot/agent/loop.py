@@ -27,6 +27,7 @@ https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching).
 
 from __future__ import annotations
 
+import stat
 import subprocess
 import threading
 import time
@@ -51,6 +52,7 @@ from bot.agent.record import (
 )
 from bot.agent.tools import ToolResult, ToolSet, truncate
 from bot.core.config import RepoLimits
+from bot.core.redact import redact
 from bot.settings import Settings
 
 EPHEMERAL: dict[str, str] = {"type": "ephemeral"}
@@ -471,20 +473,31 @@ def worktree_review(tools: ToolSet, base: str, checks: Callable[[], str] | None 
     root = tools.root
 
     def git(*args: str) -> str:
-        proc = subprocess.run(
-            ["git", "-c", f"safe.directory={root}", "-C", str(root), *args],
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=60,
-            check=False,
-        )
+        try:
+            proc = subprocess.run(
+                ["git", "-c", f"safe.directory={root}", "-C", str(root), *args],
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=60,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return f"[git {args[0]} timed out]\n"
         return proc.stdout
+
+    def plain(name: str) -> bool:
+        """Regular files and symlinks only (git cannot diff FIFOs, sockets or devices)."""
+        try:
+            mode = (root / name).lstat().st_mode
+        except OSError:
+            return False
+        return stat.S_ISREG(mode) or stat.S_ISLNK(mode)
 
     def review() -> str:
         diff = git("diff", "--no-ext-diff", "--no-textconv", "--no-color", base, "--")
         new_files = git("ls-files", "--others", "--exclude-standard", "-z").split("\0")
-        for name in [n for n in new_files if n][:20]:
+        for name in [n for n in new_files if n and plain(n)][:20]:
             diff += git(
                 "diff", "--no-index", "--no-ext-diff", "--no-color", "--", "/dev/null", name
             )
@@ -495,9 +508,10 @@ def worktree_review(tools: ToolSet, base: str, checks: Callable[[], str] | None 
             latest = f"$ {last.command}\n{last.output}"
         else:
             latest = "no checks were run in this iteration"
-        return (
+        text = (
             f"## Your changes\n{truncate(diff, 14_000) or '(no changes)'}\n\n"
             f"## Latest check results\n{latest}"
         )
+        return redact(text, tools.secrets)
 
     return review

@@ -517,6 +517,8 @@ class ToolSet:
         path = self.policy.resolve(args.path, write=True)
         if path.is_dir():
             raise ToolRefusal(f"{args.path}: is a directory")
+        if path.exists() and not path.is_file():
+            raise ToolRefusal(f"{args.path}: not a regular file")
         if path.exists() and not args.overwrite:
             raise ToolRefusal(f"{args.path}: already exists; use edit_file or set overwrite")
         self._makedirs(path.parent)

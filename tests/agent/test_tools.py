@@ -4,6 +4,7 @@ and the read-only set's command allow-list (commands run in real bwrap)."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -360,3 +361,20 @@ def test_any_model_input_gives_a_result_never_an_exception(
     assert isinstance(result.content, str)
     assert result.content
     assert (repo / "calc.py").exists()
+
+
+def test_fifos_made_by_commands_cannot_hang_the_tools(tools: ToolSet, sandboxed_repo: Path) -> None:
+    made = tools.execute("run_command", {"command": "mkfifo pipe && ln -s pipe pipe-link"})
+    assert not made.is_error, made.content
+    started = time.monotonic()
+    for name, args in [
+        ("read_file", {"path": "pipe"}),
+        ("read_file", {"path": "pipe-link"}),
+        ("create_file", {"path": "pipe", "content": "x", "overwrite": True}),
+        ("create_file", {"path": "pipe-link", "content": "x", "overwrite": True}),
+        ("edit_file", {"path": "pipe", "old_text": "a", "new_text": "b"}),
+    ]:
+        result = tools.execute(name, args)
+        assert result.is_error, (name, args)
+    assert tools.execute("search", {"pattern": "add"}).content.startswith("calc.py")
+    assert time.monotonic() - started < 10
