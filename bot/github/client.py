@@ -35,6 +35,7 @@ from bot.github.policy import (
     AmbiguousWrite,
     Clock,
     GitHubRequestError,
+    GitHubUnavailable,
     RequestPolicy,
     RetrySettings,
 )
@@ -56,6 +57,7 @@ MAX_BODY = 65_536  # GitHub's limit for comment, issue and PR bodies, in charact
 MAX_CHECK_TEXT = 65_535
 MAX_FILE_BYTES = 1024 * 1024  # the contents API serves files up to 1 MB
 _REPO_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
+_LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?$")
 _BRANCH = re.compile(r"^(?!/)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/\-]{1,255}(?<!/)(?<!\.lock)$")
 _TRUNCATED = "\n\n…(truncated)"
 
@@ -408,6 +410,9 @@ class RepoClient:
                 messages = "; ".join(
                     str(e.get("message", e)) for e in errors if isinstance(e, dict)
                 )
+                # https://docs.github.com/en/graphql/overview/rate-limits-and-node-limits-for-the-graphql-api
+                if any(isinstance(e, dict) and e.get("type") == "RATE_LIMITED" for e in errors):
+                    raise GitHubUnavailable(f"{what}: {messages}")
                 raise GitHubRequestError(200, f"{what}: {messages or errors}")
             result = data.get("data")
             if not isinstance(result, dict):
@@ -428,7 +433,7 @@ class RepoClient:
     def permission(self, login: str) -> Permission:
         """The live collaborator role of ``login`` (admin, maintain, write, triage, read or
         none); never the ``author_association`` of a payload (DESIGN.md section 4 rule 2)."""
-        if not login or "/" in login or len(login) > 100:
+        if not _LOGIN.match(login):
             return "none"
         if login in self._permissions:
             return self._permissions[login]
