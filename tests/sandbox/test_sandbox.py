@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import http.server
+import json
 import os
+import shutil
+import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +26,8 @@ from bot.sandbox import (
     run_setup,
 )
 from bot.settings import Settings
+
+from .conftest import hand_over
 
 pytestmark = pytest.mark.bwrap
 
@@ -299,3 +305,73 @@ def test_setup_stops_at_the_first_failure(sandbox: BwrapSandbox, workdir: Path) 
 def _no_leftover_sandbox_processes(sandbox: BwrapSandbox) -> Iterator[None]:
     yield
     settle(lambda: processes_of(sandbox.uid) == [] if sandbox.uid is not None else True)
+
+
+UNPRIVILEGED_SCRIPT = """
+import json, sys
+from pathlib import Path
+from bot.sandbox import BwrapSandbox, SandboxLimits
+sandbox = BwrapSandbox()
+work = Path(sys.argv[1])
+tight = SandboxLimits(wall_seconds=5, processes=12, memory_bytes=256 * 1024**2)
+bomb = sandbox.run("bomb() { bomb | bomb & }; bomb; sleep 1", workdir=work, limits=tight)
+probe = sandbox.run("id -u; echo x > made.txt; echo y > /usr/x", workdir=work)
+print(json.dumps({"uid": sandbox.uid, "bomb": bomb.limit, "probe": probe.stdout,
+                  "probe_exit": probe.exit_code}))
+"""
+
+
+def test_unprivileged_bot_uses_a_user_namespace(bwrap_available: None) -> None:
+    """The bot running as an ordinary user: bwrap adds a user namespace, no setpriv."""
+    if os.geteuid() != 0:
+        pytest.skip("the suite already runs unprivileged: every other test covers this path")
+    work = Path(tempfile.mkdtemp(prefix="vibe-unprivileged-"))
+    try:
+        os.chown(work, 65534, 65534)
+        work.chmod(0o755)
+        out = subprocess.run(
+            [
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--",
+                "/usr/bin/python3",
+                "-c",
+                UNPRIVILEGED_SCRIPT,
+                str(work),
+            ],
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        report = json.loads(out.stdout)
+        assert report["uid"] is None
+        assert report["bomb"] == "processes"
+        assert report["probe"].splitlines()[0] == "65534"
+        assert report["probe_exit"] != 0  # /usr is read-only
+        assert (work / "made.txt").read_text() == "x\n"
+    finally:
+        shutil.rmtree(work)
+
+
+def test_a_plain_clone_keeps_its_git_directory_read_only(
+    sandbox: BwrapSandbox, workdir: Path
+) -> None:
+    subprocess.run(
+        ["git", "init", "--quiet", str(workdir)],
+        check=True,
+        env={"PATH": os.environ["PATH"], "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(workdir)},
+    )
+    hand_over(workdir, sandbox.uid)
+    before = (workdir / ".git" / "config").read_bytes()
+    for command in (
+        "echo '[core] hooksPath = /tmp' >> .git/config",
+        "echo 'touch /tmp/x' > .git/hooks/post-checkout",
+        "rm -rf .git",
+    ):
+        assert sandbox.run(command, workdir=workdir).exit_code != 0, command
+    assert (workdir / ".git" / "config").read_bytes() == before
+    assert not (workdir / ".git" / "hooks" / "post-checkout").exists()

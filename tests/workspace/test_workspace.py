@@ -113,6 +113,9 @@ def test_prepare_commit_push_with_credentials_only_at_push(
     sha = ws.commit("Add a greeting", author=BOT, co_authors=[ANN, BOT])
     assert sha is not None
     assert ws.commit("nothing new", author=BOT) is None
+    for message in ("", "   ", "x" * 70_000, "nul \0 byte"):
+        with pytest.raises(WorkspaceError, match="commit message"):
+            ws.commit(message, author=BOT)
     assert ws.changed_paths() == ["src/greet.py"]
     with pytest.raises(PushRejected, match="rejected"):
         ws.push(None, CONFIG)
@@ -142,6 +145,11 @@ def test_push_refusals(cache: WorkspaceCache, git_server: GitServer) -> None:
         cache.prepare(
             "o/r", f"http://x:{TOKEN}@127.0.0.1/o/r.git", branch=BRANCH, default_branch="main"
         )
+    for branch in ("vibe/../x", "--upload-pack=touch /tmp/x", "vibe/a b", "vibe/x.lock"):
+        with pytest.raises(WorkspaceError):
+            cache.prepare("o/r", url, branch=branch, default_branch="main")
+    with pytest.raises(WorkspaceError, match="PR numbers"):
+        cache.prepare("o/r", url, branch=BRANCH, default_branch="main", pr_number=-1)
     for repo in ("o", "o/r/x", "../r", "o/..", "o r/x", ""):
         with pytest.raises(WorkspaceError):
             cache.prepare(repo, url, branch=BRANCH, default_branch="main")
