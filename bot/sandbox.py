@@ -133,6 +133,7 @@ ETC_ENTRIES: tuple[str, ...] = (
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 MAX_COMMAND_BYTES = 256 * 1024
 _POLL_SECONDS = 0.05
+_DRAIN_SECONDS = 2.0
 _SIGXFSZ_STATUS = 128 + signal.SIGXFSZ
 
 LIMIT_TIMEOUT = "timeout"
@@ -399,9 +400,15 @@ def _execute(
                     killed = LIMIT_TIMEOUT
                 if killed is not None:
                     _kill_group(proc)
+                    deadline = time.monotonic() + _DRAIN_SECONDS
+            elif time.monotonic() >= deadline:
+                break  # a process that left the group still holds the pipes (NoSandbox)
             for key, _ in sel.select(timeout=_POLL_SECONDS):
                 fd = int(key.fd)
-                chunk = os.read(fd, 65536)
+                try:
+                    chunk = os.read(fd, 65536)
+                except BlockingIOError:
+                    continue
                 if chunk:
                     streams[fd].feed(chunk)
                 else:

@@ -375,3 +375,17 @@ def test_a_plain_clone_keeps_its_git_directory_read_only(
         assert sandbox.run(command, workdir=workdir).exit_code != 0, command
     assert (workdir / ".git" / "config").read_bytes() == before
     assert not (workdir / ".git" / "hooks" / "post-checkout").exists()
+
+
+def test_none_mode_returns_even_if_a_process_escapes_the_group(workdir: Path) -> None:
+    sandbox = NoSandbox()
+    start = time.monotonic()
+    result = sandbox.run(
+        "setsid sleep 321.5 & sleep 321.5", workdir=workdir, limits=SandboxLimits(wall_seconds=0.5)
+    )
+    try:
+        assert result.limit == "timeout"
+        assert time.monotonic() - start < 5
+    finally:
+        for pid in processes_of(None, "sleep 321.5"):
+            os.kill(pid, 9)
