@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -38,6 +38,7 @@ MAX_OUTPUT_CHARS = 30_000
 MAX_READ_BYTES = 5 * 1024 * 1024
 MAX_READ_LINES = 2_000
 MAX_LIST_ENTRIES = 500
+MAX_WALK_FILES = 100_000
 MAX_SEARCH_RESULTS = 200
 MAX_WRITE_BYTES = 2 * 1024 * 1024
 SEARCH_TIMEOUT_SECONDS = 20.0
@@ -96,6 +97,22 @@ def truncate(text: str, limit: int = MAX_OUTPUT_CHARS) -> str:
     tail = limit - head
     cut = len(text) - head - tail
     return f"{text[:head]}\n[... {cut} characters truncated ...]\n{text[-tail:]}"
+
+
+def _read_lines(stream: IO[bytes], limit: int, max_line: int = 4096) -> list[str]:
+    """Up to ``limit`` lines, each cut at ``max_line`` bytes, never holding a whole long line."""
+    lines: list[str] = []
+    while len(lines) < limit:
+        chunk = stream.readline(max_line)
+        if not chunk:
+            break
+        line = chunk
+        while not chunk.endswith(b"\n"):
+            chunk = stream.readline(max_line)
+            if not chunk:
+                break
+        lines.append(line.rstrip(b"\n").decode(errors="replace"))
+    return lines
 
 
 def _glob_regex(pattern: str) -> re.Pattern[str]:
@@ -434,13 +451,18 @@ class ToolSet:
         entries: list[str] = []
         if args.glob:
             rx = _glob_regex(args.glob)
+            seen = 0
             for dirpath, dirnames, filenames in os.walk(base):
                 dirnames[:] = sorted(d for d in dirnames if d != ".git")
+                seen += len(filenames)
                 for name in sorted(filenames):
                     found = Path(dirpath, name)
                     if rx.match(found.relative_to(base).as_posix()):
                         entries.append(self.policy.relative(found))
                 if len(entries) > MAX_LIST_ENTRIES:
+                    break
+                if seen > MAX_WALK_FILES:
+                    entries.append(f"[stopped after {MAX_WALK_FILES} files; narrow the path]")
                     break
         else:
             for child in sorted(base.iterdir()):
@@ -458,36 +480,51 @@ class ToolSet:
     def _search(self, args: SearchInput) -> ToolResult:
         base = self.policy.resolve(args.path)
         # grep -E matches in linear time, so a hostile pattern cannot hang the worker the
-        # way a backtracking regex engine could; -r (not -R) does not follow symlinks.
-        argv = ["grep", "-rnIE", "--exclude-dir=.git", "-m", "50", "--color=never"]
+        # way a backtracking regex engine could; -r (not -R) does not follow symlinks and
+        # skips FIFOs and devices; -s keeps unreadable files quiet. Output is read as it
+        # comes and grep is stopped once enough matches arrived.
+        argv = ["grep", "-rnsIE", "--exclude-dir=.git", "-m", "50", "--color=never"]
         if args.glob:
             argv.append(f"--include={args.glob}")
         argv += ["-e", args.pattern, "--", str(base)]
-        try:
-            proc = subprocess.run(
-                argv,
-                capture_output=True,
-                timeout=SEARCH_TIMEOUT_SECONDS,
-                check=False,
-                env={"LC_ALL": "C.UTF-8", "PATH": "/usr/bin:/bin"},
-            )
-        except subprocess.TimeoutExpired:
-            raise ToolRefusal("search timed out; narrow the path or the pattern") from None
-        if proc.returncode > 1:
-            raise ToolRefusal("search failed: " + proc.stderr.decode(errors="replace").strip())
+        expired = threading.Event()
+        with subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={"LC_ALL": "C.UTF-8", "PATH": "/usr/bin:/bin"},
+        ) as proc:
+
+            def expire() -> None:
+                expired.set()
+                proc.kill()
+
+            timer = threading.Timer(SEARCH_TIMEOUT_SECONDS, expire)
+            timer.start()
+            try:
+                lines = _read_lines(proc.stdout, args.max_results + 1) if proc.stdout else []
+                if len(lines) > args.max_results:
+                    proc.kill()  # enough: stop grep rather than read the rest
+            except BaseException:
+                proc.kill()
+                raise
+            finally:
+                timer.cancel()
+            error = proc.stderr.read(2000).decode(errors="replace") if proc.stderr else ""
+            code = proc.wait()
+        if expired.is_set() and not lines:
+            raise ToolRefusal("search timed out; narrow the path or the pattern")
+        if code == 2 and not lines:
+            raise ToolRefusal("search failed: " + error.strip())
         prefix = str(self.root) + "/"
-        lines = []
-        for line in proc.stdout.decode(errors="replace").splitlines():
-            if line.startswith(prefix):
-                line = line[len(prefix) :]
-            lines.append(line[:500])
-            if len(lines) > args.max_results:
-                break
+        lines = [line.removeprefix(prefix)[:500] for line in lines]
         if not lines:
             return ToolResult("no matches")
         text = "\n".join(lines[: args.max_results])
         if len(lines) > args.max_results:
             text += f"\n[more than {args.max_results} matches; refine the pattern]"
+        elif expired.is_set():
+            text += "\n[search timed out; there may be more matches]"
         return ToolResult(text)
 
     def _edit_file(self, args: EditFileInput) -> ToolResult:

@@ -154,6 +154,10 @@ def test_search_regex_caps_and_hostile_patterns(tools: ToolSet, repo: Path) -> N
     (repo / "redos.txt").write_text("a" * 5000 + "!\n")
     slow = tools.execute("search", {"pattern": "(a+)+$"})
     assert slow.content == "no matches"  # linear-time engine: no catastrophic backtracking
+    (repo / "minified.js").write_text("x" * 2_000_000 + "needle\n")
+    long_line = tools.execute("search", {"pattern": "needle"}).content
+    assert long_line.startswith("minified.js:1:xxx")
+    assert len(long_line) <= 500
     broken = tools.execute("search", {"pattern": "(unclosed"})
     assert broken.is_error
     assert "search failed" in broken.content
