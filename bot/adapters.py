@@ -284,9 +284,7 @@ class GitWorkspaces:
         self.credentials = credentials
         self.config = config
 
-    def open(
-        self, branch: str, base: str, *, shared: bool, requester: str, pr_number: int | None
-    ) -> _Checkout:
+    def open(self, branch: str, base: str, *, shared: bool, requester: str) -> _Checkout:
         creds = self.credentials()
         ws = self.cache.prepare(
             self.repo,
@@ -294,7 +292,6 @@ class GitWorkspaces:
             branch=branch,
             default_branch=base,
             credentials=creds,
-            pr_number=pr_number,
             shared_branch=shared,
         )
         return _Checkout(ws, creds, lambda: self.config(base), person(requester))

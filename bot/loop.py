@@ -402,7 +402,6 @@ def run_iteration(
             task.base,
             shared=not task.owns_pr,
             requester=task.requester,
-            pr_number=None if task.owns_pr else task.pr_number,
         )
         base_sha = taskdb.iteration_base(env.engine, task.id, number) or checkout.head()
         taskdb.update_iteration(env.engine, task.id, number, base_sha=base_sha)
@@ -611,6 +610,8 @@ def _publish_pr(env: Env, task: TaskRecord, summary: str, config: RepoConfig) ->
     body = render_pr_body(task, latest, env.secrets)
     if env.prs is None:
         return None
+    if not task.owns_pr:
+        return task.pr_number  # a person's PR: its body stays theirs; the status comment reports
     if task.pr_number is not None:
         env.prs.update_pr_body(task.pr_number, body)
         return task.pr_number
@@ -806,7 +807,6 @@ def undo(env: Env, task: TaskRecord, *, key: str, where: int) -> str | None:
         task.base,
         shared=not task.owns_pr,
         requester=task.requester,
-        pr_number=None if task.owns_pr else task.pr_number,
     )
     try:
         sha = checkout.revert_since(base, f"vibe: undo iteration {last.number} (#{task.number})")
@@ -821,7 +821,7 @@ def undo(env: Env, task: TaskRecord, *, key: str, where: int) -> str | None:
     reply(env, where, key, f"Reverted iteration {last.number} in {sha[:7]}.")
     env.note(f"undo: reverted iteration {last.number} in {sha[:7]}")
     current = taskdb.load(env.engine, task.id)
-    if current.pr_number is not None and env.prs is not None:
+    if current.pr_number is not None and env.prs is not None and current.owns_pr:
         env.prs.update_pr_body(
             current.pr_number, render_pr_body(current, last.summary, env.secrets)
         )

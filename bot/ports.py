@@ -106,9 +106,7 @@ class Checkout(Protocol):
 
 
 class Workspaces(Protocol):
-    def open(
-        self, branch: str, base: str, *, shared: bool, requester: str, pr_number: int | None
-    ) -> Checkout: ...
+    def open(self, branch: str, base: str, *, shared: bool, requester: str) -> Checkout: ...
 
 
 @dataclass(frozen=True)

@@ -366,3 +366,53 @@ def test_context_model_starts_from_a_ranked_pack(world: World) -> None:
     system = str(st.model.message_requests[start].body.get("system"))
     assert 'source="ranked:calc.py"' in system
     assert "return a - b" in system
+
+
+def test_vibe_on_a_persons_pr_works_on_its_branch(world: World) -> None:
+    st, _ = world
+    st.fake.commit(REPO, "feature/notes", {"NOTES.md": "notes\n"}, "Add notes", author=WRITER)
+    pr = st.fake.open_pull(REPO, WRITER, "feature/notes", "Notes", "My own PR text.")
+    pulls = len(st.fake.pulls(REPO))
+    st.model.add(fix_add())
+    st.fake.comment(REPO, pr, WRITER, "/vibe also fix add() while you are here")
+    status = final_status(st, pr)
+    assert "Done" in status.body
+    calc = st.fake.read_file(REPO, "feature/notes", "calc.py")
+    assert calc is not None
+    assert "return a + b" in calc
+    assert st.fake.read_file(REPO, "feature/notes", "NOTES.md") == "notes\n"
+    assert st.fake.issue(REPO, pr).body == "My own PR text."
+    assert len(st.fake.pulls(REPO)) == pulls
+
+
+def test_threads_are_resolved_when_the_config_says_so(world: World) -> None:
+    st, _ = world
+    repo = "octo/resolving"
+    files = dict(SAMPLE_FILES)
+    files[".github/vibe.yml"] = (
+        "resolve_threads: true\ncommands:\n  test: [python3 -m unittest -q]\n"
+    )
+    st.fake.create_repo(repo, files, collaborators={WRITER: "write"})
+    st.model.add([*fix_add(), *docstring()])
+    number = st.fake.open_issue(repo, WRITER, "Fix add here too", "")
+    st.fake.label(repo, number, WRITER, "vibe")
+    pr = wait_for(
+        lambda: next(
+            (p for p in st.fake.pulls(repo) if f"Fixes #{number}" in (p.body or "")), None
+        ),
+        "the PR",
+    )
+    wait_for(lambda: pr.pull.requested_reviewers, "the review request")
+    st.fake.review(
+        repo,
+        pr.number,
+        WRITER,
+        state="COMMENTED",
+        comments=[InlineComment("calc.py", 1, "Please add a docstring.")],
+    )
+    wait_for(
+        lambda: all(t.resolved for t in st.fake.threads(repo, pr.number)),
+        "the thread to be resolved",
+    )
+    (thread,) = st.fake.threads(repo, pr.number)
+    assert thread.resolved_by == st.creds.bot_login
