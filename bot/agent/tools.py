@@ -61,11 +61,19 @@ READ_ONLY_COMMANDS: Mapping[str, frozenset[str] | None] = {
     "du": None,
     "git": frozenset({"log", "show", "diff", "status", "blame", "grep", "ls-files", "shortlog"}),
 }
-# Arguments that would make an allowed program write, execute or reach out.
-_FORBIDDEN_ARGS = re.compile(
-    r"^(?:-exec|-execdir|-ok|-okdir|-delete|-fprint.*|-fls|--output.*|-o|--ext-diff|"
-    r"--textconv|--exec-path.*|--pre|--pre-glob|--upload-pack.*|--open-files-in-pager.*)$"
-)
+# Arguments that would make an allowed program write, execute or reach out, per program.
+# Short options may be clustered (``-iOcmd``), so those patterns match anywhere in a
+# single-dash argument.
+FORBIDDEN_ARGS: Mapping[str, re.Pattern[str]] = {
+    "find": re.compile(r"^-(?:exec|execdir|ok|okdir|delete|fprint0?|fprintf|fls)$"),
+    "git": re.compile(
+        r"^--(?:output|ext-diff|textconv|exec-path|upload-pack|open-files-in-pager)(?:=|$)"
+        r"|^-[^-]*O"
+    ),
+    "rg": re.compile(r"^--(?:pre|pre-glob)(?:=|$)"),
+    "tree": re.compile(r"^-[^-]*o|^--output"),
+    "file": re.compile(r"^-[^-]*C|^--compile"),
+}
 
 
 @dataclass(frozen=True)
@@ -617,8 +625,9 @@ class ToolSet:
             raise ToolRefusal(
                 f"{program}: allowed subcommands are {', '.join(sorted(subcommands))}"
             )
+        forbidden = FORBIDDEN_ARGS.get(program)
         for arg in argv[1:]:
-            if _FORBIDDEN_ARGS.match(arg.split("=", 1)[0] if arg.startswith("--") else arg):
+            if forbidden is not None and forbidden.search(arg):
                 raise ToolRefusal(f"argument {arg!r} is not allowed while planning")
         return argv
 

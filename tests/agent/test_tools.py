@@ -237,6 +237,8 @@ def test_outputs_are_truncated_and_redacted(tools: ToolSet, repo: Path) -> None:
 def test_read_only_tools_allow_only_listed_commands(repo: Path, sandbox: BwrapSandbox) -> None:
     tools = ToolSet.read_only(repo, sandbox, command_limits=SandboxLimits(wall_seconds=20))
     assert not tools.execute("run_command", {"command": "ls -la"}).is_error
+    assert not tools.execute("run_command", {"command": "grep -rn -o add ."}).is_error
+    assert not tools.execute("run_command", {"command": "git grep -n add"}).is_error
     log = tools.execute("run_command", {"command": "git log --oneline"})
     assert "init" in log.content
     for command, why in [
@@ -250,6 +252,14 @@ def test_read_only_tools_allow_only_listed_commands(repo: Path, sandbox: BwrapSa
         ("find . -delete", "not allowed while planning"),
         ("find . -exec rm {} +", "without a shell"),
         ("git diff --output=x", "not allowed while planning"),
+        ("git diff --output x", "not allowed while planning"),
+        ("git grep -Orm -e add", "not allowed while planning"),
+        ("git grep -iOrm add", "not allowed while planning"),
+        ("git show --textconv HEAD", "not allowed while planning"),
+        ("find . -fprint out", "not allowed while planning"),
+        ("rg --pre=sh add", "not allowed while planning"),
+        ("tree -o out", "not allowed while planning"),
+        ("file -C -m magic", "not allowed while planning"),
         ("cat 'unterminated", "cannot parse"),
     ]:
         result = tools.execute("run_command", {"command": command})
