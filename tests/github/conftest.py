@@ -3,16 +3,28 @@ webhook receiver on loopback that keeps what it got."""
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bot.testing.fake_github import FakeClock, FakeGitHub
 
 WEBHOOK_SECRET = "webhook-secret-for-tests"
+
+
+@functools.cache
+def app_key() -> str:
+    """One real RS256 App key for the session (generating one per test is slow)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
 
 
 @dataclass

@@ -23,6 +23,7 @@ from bot.github import (
 )
 from bot.settings import load_settings
 from bot.testing.fake_github import AppCredentials, FakeClock, FakeGitHub, InlineComment
+from tests.github.conftest import app_key
 
 REPO = "acme/widgets"
 SECRET = "configured-secret-value-123"
@@ -73,7 +74,7 @@ def world(fake: FakeGitHub) -> FakeGitHub:
 
 @pytest.fixture
 def creds(fake: FakeGitHub) -> AppCredentials:
-    return fake.create_app("vibe-bot")
+    return fake.create_app("vibe-bot", private_key_pem=app_key())
 
 
 @pytest.fixture
@@ -520,7 +521,7 @@ def test_hostile_repository_names_are_refused(hub: GitHub) -> None:
 
 
 def test_from_settings_picks_app_or_token(fake: FakeGitHub) -> None:
-    creds = fake.create_app()
+    creds = fake.create_app(private_key_pem=app_key())
     app = GitHub.from_settings(
         load_settings(
             github_api_url=fake.api_url,
@@ -603,7 +604,7 @@ def test_one_hub_serves_worker_threads_at_once(world: FakeGitHub, hub: GitHub) -
 
 
 def test_bot_login_is_asked_of_github(fake: FakeGitHub, clock: FakeClock) -> None:
-    creds = fake.create_app("my-vibe")
+    creds = fake.create_app("my-vibe", private_key_pem=app_key())
     policy = RequestPolicy(clock, NO_PACING)
     tokens = AppTokens(
         creds.app_id, creds.private_key_pem, fake.api_url, clock=clock, policy=policy, timeout=5

@@ -31,6 +31,7 @@ from bot.github.auth import AppTokens
 from bot.github.client import RESOLVE_MUTATION, THREADS_QUERY
 from bot.testing.fake_github import FakeClock, FakeGitHub, InlineComment
 from tests.conftest import FIXTURES, require
+from tests.github.conftest import app_key
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_MODULES = Path(
@@ -125,7 +126,7 @@ def _exercise(fake: FakeGitHub, clock: FakeClock) -> None:
         {"README.md": "hi\n", ".github/vibe.yml": "model: plan\n", "docs/a.md": "a\n"},
         collaborators={"alice": "write"},
     )
-    creds = fake.create_app()
+    creds = fake.create_app(private_key_pem=app_key())
     fake.install_app("acme")
     policy = RequestPolicy(clock, RetrySettings(min_write_interval=0))
     tokens = AppTokens(

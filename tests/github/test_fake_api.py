@@ -11,6 +11,7 @@ import jwt
 import pytest
 
 from bot.testing.fake_github import FakeClock, FakeGitHub
+from tests.github.conftest import app_key
 
 REPO = "acme/widgets"
 
@@ -63,7 +64,7 @@ def test_authentication_is_checked_like_github(fake: FakeGitHub, api: httpx.Clie
 
 
 def test_app_jwts_are_validated(fake: FakeGitHub, clock: FakeClock) -> None:
-    creds = fake.create_app()
+    creds = fake.create_app(private_key_pem=app_key())
     now = int(clock.now())
 
     def call(claims: dict[str, object], key: str = creds.private_key_pem) -> int:

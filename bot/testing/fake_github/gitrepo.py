@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,34 +143,39 @@ def commit_files(
 ) -> str:
     """Commit ``files`` (None deletes a path) on ``branch``; returns the new commit sha.
 
-    The branch starts from ``parent_branch`` (or the repository's HEAD branch) when it
-    does not exist yet.
+    The branch starts from ``parent_branch`` when it does not exist yet. One
+    ``git fast-import`` writes blobs, tree, commit and ref
+    (https://git-scm.com/docs/git-fast-import).
     """
+    for path in files:
+        if not path or path.startswith("/") or "\n" in path or ".." in path.split("/"):
+            raise ValueError(f"not a repository path: {path!r}")
+    parent = branch_sha(repo, branch)
+    if parent is None and parent_branch is not None:
+        parent = branch_sha(repo, parent_branch)
+    when = int(time.time())
+    email = f"{author}@users.noreply.example.invalid"
+    msg = message.encode()
+    stream = [
+        f"commit refs/heads/{branch}\n".encode(),
+        b"mark :1\n",
+        f"author {author} <{email}> {when} +0000\n".encode(),
+        f"committer {author} <{email}> {when} +0000\n".encode(),
+        f"data {len(msg)}\n".encode() + msg + b"\n",
+    ]
+    if parent is not None:
+        stream.append(f"from {parent}\n".encode())
+    for path, content in files.items():
+        quoted = '"' + path.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if content is None:
+            stream.append(f"D {quoted}\n".encode())
+            continue
+        data = content.encode() if isinstance(content, str) else content
+        stream.append(f"M 100644 inline {quoted}\ndata {len(data)}\n".encode() + data + b"\n")
     with tempfile.TemporaryDirectory() as tmp:
-        index = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
-        existing = parent = branch_sha(repo, branch)
-        if parent is None and parent_branch is not None:
-            parent = branch_sha(repo, parent_branch)
-        if parent is not None:
-            git(repo, "read-tree", parent, env=index)
-        for path, content in files.items():
-            if content is None:
-                git(repo, "update-index", "--force-remove", path, env=index)
-                continue
-            data = content.encode() if isinstance(content, str) else content
-            blob = git(repo, "hash-object", "-w", "--stdin", input_=data).decode().strip()
-            git(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=index)
-        tree = git(repo, "write-tree", env=index).decode().strip()
-        args = ["commit-tree", tree, "-m", message]
-        if parent is not None:
-            args[2:2] = ["-p", parent]
-        who = {
-            "GIT_AUTHOR_NAME": author,
-            "GIT_AUTHOR_EMAIL": f"{author}@users.noreply.example.invalid",
-        }
-        sha = git(repo, *args, env=who).decode().strip()
-        git(repo, "update-ref", f"refs/heads/{branch}", sha, existing or "0" * 40)
-        return sha
+        marks = Path(tmp) / "marks"
+        git(repo, "fast-import", "--quiet", f"--export-marks={marks}", input_=b"".join(stream))
+        return marks.read_text().split()[1]
 
 
 def merge(repo: Path, base: str, head_sha: str, message: str, author: str) -> str:

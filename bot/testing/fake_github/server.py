@@ -277,14 +277,27 @@ class FakeGitHub:
         self.after_push(repo, author)
         return sha
 
-    def create_app(self, slug: str = "vibe-bot", *, owner: str = "vibe-owner") -> AppCredentials:
-        """Register the GitHub App; returns its id and a freshly generated RS256 key."""
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        ).decode()
+    def create_app(
+        self,
+        slug: str = "vibe-bot",
+        *,
+        owner: str = "vibe-owner",
+        private_key_pem: str | None = None,
+    ) -> AppCredentials:
+        """Register the GitHub App; returns its id and its RS256 private key (generated
+        unless ``private_key_pem`` gives one)."""
+        if private_key_pem is None:
+            generated = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            pem = generated.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.TraditionalOpenSSL,
+                serialization.NoEncryption(),
+            ).decode()
+        else:
+            pem = private_key_pem
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise ValueError("a GitHub App key is an RSA key")
         public = (
             key.public_key()
             .public_bytes(
