@@ -4,9 +4,10 @@ Retries of 408/409/429/5xx/529 and connection errors are the SDK's (``max_retrie
 ``VIBE_ANTHROPIC_MAX_RETRIES``, honouring ``retry-after``); what is left when they run out
 becomes a :class:`ModelError` the caller can act on:
 
-- ``spend_limit``: a billing error or a 429 whose ``error.details.error_code`` says a spend
-  limit was reached. Retrying cannot help, so a middleware stops the SDK's retries at once
-  (DESIGN.md section 5: "a spending-limit 429 is not" retried).
+- ``spend_limit``: a billing error, or a 429/400 whose ``error.details.error_code`` (or,
+  from older API versions, its message) says a spend limit was reached. Retrying cannot
+  help, so a middleware stops the SDK's retries at once (DESIGN.md section 5: "a
+  spending-limit 429 is not" retried).
 - ``too_large``: 413, or 400 "prompt is too long"; the loop trims its context once.
 - ``stream_broken``: the stream ended early (an ``error`` event, a cut connection, no
   ``message_stop``); nothing of the turn is used and the loop retries the turn.
@@ -19,6 +20,7 @@ becomes a :class:`ModelError` the caller can act on:
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -78,8 +80,20 @@ def _error_fields(body: object) -> tuple[str | None, str | None, str | None]:
     )
 
 
-def _is_spend_limit(status: int, error_type: str | None, code: str | None) -> bool:
-    return status == 402 or error_type == "billing_error" or code in SPEND_LIMIT_CODES
+# Before error codes existed the API said so only in words ("You have reached your
+# specified API usage limits", "Your credit balance is too low").
+SPEND_LIMIT_WORDS = re.compile(r"usage limits|spend(?:ing)? limit|credit balance", re.IGNORECASE)
+
+
+def _is_spend_limit(
+    status: int, error_type: str | None, code: str | None, message: str | None
+) -> bool:
+    return (
+        status == 402
+        or error_type == "billing_error"
+        or code in SPEND_LIMIT_CODES
+        or (status in (400, 429) and SPEND_LIMIT_WORDS.search(message or "") is not None)
+    )
 
 
 class _StopOnSpendLimit(Middleware):
@@ -93,7 +107,7 @@ class _StopOnSpendLimit(Middleware):
             except ValueError:
                 body = None
             error_type, message, code = _error_fields(body)
-            if _is_spend_limit(http.status_code, error_type, code):
+            if _is_spend_limit(http.status_code, error_type, code, message):
                 raise SpendLimitReached(message or f"spend limit reached ({code or error_type})")
         return response
 
@@ -151,7 +165,7 @@ def classify(exc: BaseException) -> ModelError:
         detail = message or str(exc)
         if status == 200:
             return ModelError("stream_broken", f"the stream broke with {error_type}: {detail}")
-        if _is_spend_limit(status, error_type, code) or "credit balance" in detail:
+        if _is_spend_limit(status, error_type, code, detail):
             return ModelError("spend_limit", f"the API spending limit was reached: {detail}")
         if status == 413 or (status == 400 and "prompt is too long" in detail):
             return ModelError("too_large", f"the request is too large: {detail}")

@@ -92,6 +92,22 @@ def test_spend_limit_429_stops_at_once_without_retries(
     assert len(server.message_requests) == 1
 
 
+def test_spend_limit_said_only_in_words_also_stops_at_once(
+    server_factory: Any, repo: Path, sandbox: BwrapSandbox, tmp_path: Path
+) -> None:
+    words = (
+        "You have reached your specified API usage limits. You will regain access on 2027-01-01."
+    )
+    server = server_factory(
+        [{"error": {"status": 429, "type": "rate_limit_error", "message": words}}, FINISH]
+    )
+    outcome = run(server, repo, sandbox, tmp_path, settings={"anthropic_max_retries": 4})
+    assert isinstance(outcome.exit, Errored)
+    assert outcome.exit.kind == "spend_limit"
+    assert "regain access" in outcome.exit.reason
+    assert len(server.message_requests) == 1
+
+
 def test_billing_error_stops_at_once(
     server_factory: Any, repo: Path, sandbox: BwrapSandbox, tmp_path: Path
 ) -> None:
