@@ -234,7 +234,9 @@ class RecordedRequest:
 
 
 @dataclass(frozen=True)
-class _Block:
+class PromptBlock:
+    """One block of a request as the cache sees it (``cache_control`` left out)."""
+
     text: str
     tokens: int
     breakpoint: bool
@@ -254,29 +256,29 @@ def _has_breakpoint(value: Any) -> bool:
     return isinstance(value, dict) and value.get("cache_control") is not None
 
 
-def flatten_request(body: dict[str, Any]) -> list[_Block]:
+def flatten_request(body: dict[str, Any]) -> list[PromptBlock]:
     """The request as the API's cache sees it: tools, then system, then message blocks."""
-    blocks: list[_Block] = []
+    blocks: list[PromptBlock] = []
     for tool in body.get("tools") or []:
         text = _canonical(tool)
-        blocks.append(_Block(text, _tokens(text), _has_breakpoint(tool)))
+        blocks.append(PromptBlock(text, _tokens(text), _has_breakpoint(tool)))
     system = body.get("system")
     if isinstance(system, str) and system:
-        blocks.append(_Block(system, _tokens(system), False))
+        blocks.append(PromptBlock(system, _tokens(system), False))
     elif isinstance(system, list):
         for part in system:
             text = _canonical(part)
-            blocks.append(_Block(text, _tokens(text), _has_breakpoint(part)))
+            blocks.append(PromptBlock(text, _tokens(text), _has_breakpoint(part)))
     for message in body.get("messages") or []:
         role = str(message.get("role", ""))
         content = message.get("content")
         if isinstance(content, str):
             text = role + ":" + content
-            blocks.append(_Block(text, _tokens(text), False))
+            blocks.append(PromptBlock(text, _tokens(text), False))
         elif isinstance(content, list):
             for part in content:
                 text = role + ":" + _canonical(part)
-                blocks.append(_Block(text, _tokens(text), _has_breakpoint(part)))
+                blocks.append(PromptBlock(text, _tokens(text), _has_breakpoint(part)))
     return blocks
 
 
@@ -288,7 +290,7 @@ class PromptCache:
         self._written: set[bytes] = set()
         self._lock = threading.Lock()
 
-    def bill(self, model: str, blocks: Sequence[_Block]) -> tuple[int, int, int]:
+    def bill(self, model: str, blocks: Sequence[PromptBlock]) -> tuple[int, int, int]:
         """Return (input_tokens, cache_creation_input_tokens, cache_read_input_tokens)."""
         digests: list[bytes] = []
         cumulative: list[int] = []
