@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -96,15 +96,20 @@ class ClaudeAgent:
                 network=request.network,
                 cancel=cancel,
             )
-        limits = AgentLimits.from_settings(self.settings, request.config.limits)
-        if request.dollars is not None:
-            limits = AgentLimits(
-                limits.steps,
-                limits.input_tokens,
-                limits.output_tokens,
-                min(limits.dollars, request.dollars),
-                limits.seconds,
+        limits = AgentLimits.from_settings(
+            self.settings,
+            request.config.limits,
+            task_dollars_spent=request.task_dollars_spent,
+            task_seconds_spent=request.task_seconds_spent,
+        )
+        if request.iteration_dollars_spent:
+            # one iteration may run the agent more than once (fix rounds, plan steps)
+            per_iteration = min(
+                self.settings.limits.dollars_per_iteration,
+                request.config.limits.dollars_per_iteration or float("inf"),
             )
+            left = max(0.0, per_iteration - request.iteration_dollars_spent)
+            limits = replace(limits, dollars=min(limits.dollars, left))
         recorder = _StepCounter(
             SqlStepRecorder(self.engine, f"{self.run_key}/{self.runs}")
             if self.engine is not None

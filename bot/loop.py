@@ -123,40 +123,59 @@ def repo_config(env: Env, ref: str, number: int) -> RepoConfig:
 class StatusBoard:
     """The task's one status comment, updated at most every ``interval`` seconds."""
 
-    def __init__(self, env: Env, task: TaskRecord, iteration: int, number: int) -> None:
-        self.env = env
+    def __init__(
+        self,
+        forge: Forge,
+        task: TaskRecord,
+        iteration: int,
+        number: int,
+        *,
+        interval: float,
+        secrets: Sequence[str] = (),
+        note: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        self.forge = forge
+        self.interval = interval
+        self.secrets = list(secrets)
+        self.note = note
         self.task = task
         self.iteration = iteration
         self.number = number
         self.phases: dict[str, Phase] = {}
         self.last = 0.0
         self.dirty = False
+        self.finished = False
         self.lock = threading.Lock()
 
     def phase(self, name: str, state: PhaseState, detail: str = "") -> None:
         with self.lock:
             self.phases[name] = Phase(name, state, detail)
             self.dirty = True
-        self.env.note(f"  {state:8} {name}{f' ({detail})' if detail else ''}")
+        self.note(f"  {state:8} {name}{f' ({detail})' if detail else ''}")
         self.flush()
 
     def flush(self, force: bool = False) -> None:
+        """Publish pending changes if the interval has passed (or ``force``). Rendering and
+        sending happen under one lock, so an older body never lands after a newer one."""
         with self.lock:
             now = time.monotonic()
-            if not force and (not self.dirty or now - self.last < self.env.status_interval):
+            if self.finished or not self.dirty:
+                return
+            if not force and now - self.last < self.interval:
                 return
             body = render_status(
                 self.task.id,
                 self.iteration,
                 self.task.model,
                 list(self.phases.values()),
-                secrets=self.env.secrets,
+                secrets=self.secrets,
             )
             self.last, self.dirty = now, False
-        self.env.forge.upsert_comment(self.number, status_marker(self.task.id), body)
+            self.forge.upsert_comment(self.number, status_marker(self.task.id), body)
 
     def finish(self, final: Final) -> None:
         with self.lock:
+            self.finished = True
             for name, phase in list(self.phases.items()):
                 if phase.state in ("running", "pending"):
                     self.phases[name] = replace(
@@ -168,9 +187,9 @@ class StatusBoard:
                 self.task.model,
                 list(self.phases.values()),
                 final,
-                self.env.secrets,
+                self.secrets,
             )
-        self.env.forge.upsert_comment(self.number, status_marker(self.task.id), body)
+            self.forge.upsert_comment(self.number, status_marker(self.task.id), body)
 
 
 # --------------------------------------------------------------------------- the run
@@ -188,7 +207,9 @@ class LoopRun:
         board: StatusBoard,
         context: str,
         stop: threading.Event,
+        started: float,
     ) -> None:
+        self.started = started
         self.env = env
         self.task = task
         self.config = config
@@ -210,17 +231,7 @@ class LoopRun:
 
     def agent(self, instruction: str, *, read_only: bool = False) -> AgentOutcome:
         self._check_stop()
-        limits = self.config.limits
-        spent = self.task.usage + self.usage
-        task_budget = (
-            limits.dollars_per_task or self.env.settings.limits.dollars_per_task
-        ) - spent.cost
-        if task_budget <= 0:
-            return AgentOutcome("limit", "", reason="the task's dollar limit is spent")
-        dollars = min(
-            limits.dollars_per_iteration or self.env.settings.limits.dollars_per_iteration,
-            task_budget,
-        )
+        earlier = sum(it.duration for it in self.task.iterations if it.outcome != "running")
         request = AgentRequest(
             workdir=self.checkout.path,
             instruction=instruction,
@@ -228,9 +239,9 @@ class LoopRun:
             read_only=read_only,
             config=self.config,
             network=self.network,
-            steps=limits.steps_per_iteration,
-            dollars=dollars,
-            minutes=limits.minutes_per_iteration,
+            task_dollars_spent=self.task.usage.cost + self.usage.cost,
+            task_seconds_spent=earlier + time.monotonic() - self.started,
+            iteration_dollars_spent=self.usage.cost,
         )
         name = next(
             (n for n, p in reversed(self.board.phases.items()) if p.state == "running"),
@@ -335,12 +346,17 @@ def _limits_view(settings: Settings, config: RepoConfig) -> dict[str, float | in
     }
 
 
-def _watch_stop(env: Env, task_id: int, stop: threading.Event, done: threading.Event) -> None:
-    """Turn ``/vibe stop`` (a flag set by the control lane) and job cancel into ``stop``."""
+def _watch(
+    env: Env, task_id: int, stop: threading.Event, done: threading.Event, board: StatusBoard
+) -> None:
+    """Turn ``/vibe stop`` (a flag set by the control lane) and job cancel into ``stop``, and
+    publish status changes that waited for the update interval."""
     while not done.wait(STOP_POLL_SECONDS):
-        if env.cancel.is_set() or taskdb.stop_requested(env.engine, task_id):
+        if not stop.is_set() and (
+            env.cancel.is_set() or taskdb.stop_requested(env.engine, task_id)
+        ):
             stop.set()
-            return
+        board.flush()
 
 
 # --------------------------------------------------------------------------- iteration
@@ -375,21 +391,35 @@ def run_iteration(
         env.note(f"iteration {number} for {key} already ran; nothing to repeat")
         return Outcome(current, number, current.iterations[number - 1].outcome)
     step = {"work": Step.WORK, "plan": Step.PLAN, "execute": Step.APPROVE}[mode]
+    task = taskdb.load(env.engine, task.id)  # a /vibe stop may have ended it meanwhile
+    if task.state.terminal:
+        reason = f"the task was {task.state.value} before this iteration started"
+        taskdb.update_iteration(env.engine, task.id, number, outcome="stopped", error=reason)
+        env.note(f"iteration {number} not run: {reason}")
+        return Outcome(taskdb.load(env.engine, task.id), number, "stopped", reason=reason)
     if task.state is not State.WORKING and task.state is not State.PLANNING:
         state = transition(task.state, step)
-        taskdb.update(env.engine, task.id, state=state, stop_requested=False)
-        task = replace(task, state=state, stop_requested=False)
+        taskdb.update(env.engine, task.id, state=state)
+        task = replace(task, state=state)
     config = repo_config(env, task.base, where)
     strategy = strategy_for(task.model)
-    board = StatusBoard(env, task, number, where)
+    board = StatusBoard(
+        env.forge,
+        task,
+        number,
+        where,
+        interval=env.status_interval,
+        secrets=env.secrets,
+        note=env.note,
+    )
     env.note(f"iteration {number} ({trigger}, {task.model} model) on {task.branch}")
     board.phase("Workspace", "running")
     started = time.monotonic()
     stop = threading.Event()
     done = threading.Event()
     watcher = threading.Thread(
-        target=_watch_stop,
-        args=(env, task.id, stop, done),
+        target=_watch,
+        args=(env, task.id, stop, done, board),
         name=f"vibe-stop-{task.id}",
         daemon=True,
     )
@@ -429,7 +459,7 @@ def run_iteration(
             named_files=_named_files(issue_text),
         )
         board.phase("Context", "done", f"{pack.tokens:,} tokens")
-        run = LoopRun(env, task, config, checkout, board, pack.text, stop)
+        run = LoopRun(env, task, config, checkout, board, pack.text, stop, started)
         brief = Brief(
             task.title,
             task.instruction,
@@ -587,6 +617,8 @@ def _conclude(
         next_state = transition(current.state, Step.FAIL)
     else:
         next_state = transition(current.state, Step.DONE)
+    if current.stop_requested and allowed(next_state, Step.ABANDON):
+        next_state = State.ABANDONED  # /vibe stop came as the iteration was finishing
     taskdb.update(env.engine, task.id, state=next_state)
     board.finish(
         Final(
@@ -677,7 +709,7 @@ def start(env: Env, req: StartRequest) -> Outcome:
                 mode="plan" if existing.state is State.PLANNING else "work",
             )
         if allowed(existing.state, Step.REOPEN):
-            taskdb.update(env.engine, existing.id, state=State.QUEUED)
+            taskdb.update(env.engine, existing.id, state=State.QUEUED, stop_requested=False)
             existing = taskdb.load(env.engine, existing.id)
         elif req.instruction:
             fb = (Feedback("human", req.instruction, author=req.requester),)
@@ -786,7 +818,7 @@ def retry(env: Env, task: TaskRecord, *, key: str) -> Outcome:
     last = task.iterations[-1] if task.iterations else None
     feedback = tuple(f for f in last.feedback if f.kind == "human") if last else ()
     if task.state.terminal:
-        taskdb.update(env.engine, task.id, state=State.QUEUED)
+        taskdb.update(env.engine, task.id, state=State.QUEUED, stop_requested=False)
         task = taskdb.load(env.engine, task.id)
     mode = "plan" if task.state is State.AWAITING_APPROVAL else "work"
     return run_iteration(env, task, trigger="retry", key=key, feedback=feedback, mode=mode)

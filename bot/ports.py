@@ -117,9 +117,9 @@ class AgentRequest:
     read_only: bool
     config: RepoConfig
     network: bool
-    steps: int | None = None
-    dollars: float | None = None
-    minutes: float | None = None
+    task_dollars_spent: float = 0.0
+    task_seconds_spent: float = 0.0
+    iteration_dollars_spent: float = 0.0
 
 
 class Agent(Protocol):
