@@ -5,8 +5,10 @@ Public API (the agent's shell tool and the loop's setup step code against this):
     sandbox = make_sandbox(settings)              # BwrapSandbox, or the loud dev-only NoSandbox
     result = sandbox.run("pytest -q", workdir=ws.path, limits=SandboxLimits(wall_seconds=120),
                          network=False, cancel=ctx.cancel)
+    result = sandbox.run("pip install -e .", workdir=ws.path, network=True,
+                         allow_hosts=repo_config.network.allow)     # allow-listed egress
     result.exit_code, result.duration, result.stdout, result.stderr, result.truncated, result.limit
-    run_setup(sandbox, commands, workdir=..., network=..., cancel=...) -> list[CommandResult]
+    run_setup(sandbox, commands, workdir=..., network=..., allow_hosts=..., cancel=...)
     network_permitted(repo_config, settings) -> bool
 
 What a sandboxed command sees (:class:`BwrapSandbox`):
@@ -20,7 +22,7 @@ What a sandboxed command sees (:class:`BwrapSandbox`):
 - a cleared environment holding only :data:`SAFE_ENV` plus what the caller passes in ``env``
   (bwrap itself is started with a minimal environment too, so no secret of the bot reaches
   even the namespace's init process);
-- no network unless ``network=True`` (then the host's network, see below);
+- no network unless ``network=True`` (see below);
 - new PID, IPC, UTS and cgroup namespaces, a new session (no terminal injection),
   ``--die-with-parent``;
 - an unprivileged uid: when the bot runs as root, commands run as ``settings.sandbox_uid``
@@ -42,10 +44,12 @@ Which limit fired (:attr:`CommandResult.limit`): ``timeout``, ``cancelled``, ``o
 recognised from the messages that allocation, fork and open failures print (glibc, Python,
 shells), because the kernel does not report which rlimit refused a call.
 
-Network: only "off" (default, ``--unshare-net``: not even the host's loopback is reachable) or
-"on" (the host's network). A per-host allow-list proxy is not implemented; a repository's
-``network.allow`` list therefore switches the network on only when the operator also set
-``VIBE_SANDBOX_ALLOW_NETWORK=true`` (:func:`network_permitted`), and that is logged.
+Network: off by default (``--unshare-net``: not even the host's loopback is reachable).
+With ``network=True`` and ``allow_hosts`` (the repository's ``network.allow``), the command
+keeps its empty network namespace and reaches only the listed hosts through an HTTP proxy
+the host runs for it (:mod:`bot.egress`). ``network=True`` without ``allow_hosts`` shares
+the host's network; nothing in the bot asks for that. The repository's list counts only
+when the operator set ``VIBE_SANDBOX_ALLOW_NETWORK=true`` (:func:`network_permitted`).
 
 Without bubblewrap :meth:`BwrapSandbox.run` raises :class:`SandboxUnavailable` saying how to
 install it. ``VIBE_SANDBOX=none`` selects :class:`NoSandbox`, for development only: it keeps
@@ -69,6 +73,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from bot.egress import EgressProxy, proxy_env, relay_command
+
 if TYPE_CHECKING:
     from bot.core.config import RepoConfig
     from bot.settings import Settings
@@ -76,6 +82,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SANDBOX_WORKDIR = "/workspace"
+EGRESS_MOUNT = "/run/vibe-egress"
 SANDBOX_HOME = "/home/sandbox"
 SANDBOX_TMP = "/tmp"  # noqa: S108 (a private, size-capped tmpfs inside the sandbox)
 NOBODY_UID = 65534
@@ -265,6 +272,7 @@ class Sandbox(Protocol):
         cancel: threading.Event | None = None,
         env: Mapping[str, str] | None = None,
         cwd: str = "",
+        allow_hosts: Sequence[str] = (),
     ) -> CommandResult: ...
 
 
@@ -509,6 +517,7 @@ class BwrapSandbox:
         cancel: threading.Event | None = None,
         env: Mapping[str, str] | None = None,
         cwd: str = "",
+        allow_hosts: Sequence[str] = (),
     ) -> CommandResult:
         limits = limits or DEFAULT_LIMITS
         argv = _argv(command)
@@ -519,8 +528,32 @@ class BwrapSandbox:
             raise SandboxError(f"workdir is not a directory: {workdir}")
         workdir = workdir.resolve()
         inner_cwd = _cwd_inside(workdir, cwd)
+        if not (network and allow_hosts):
+            return self._run(argv, workdir, limits, network, environment, inner_cwd, cancel, [])
+        with EgressProxy(allow_hosts) as proxy:
+            proxy.open_to(self._uid)
+            mounts = ["--perms", "0755", "--dir", "/run", "--ro-bind"]
+            mounts += [str(proxy.directory), EGRESS_MOUNT]
+            environment.update(proxy_env())
+            wrapped = relay_command(EGRESS_MOUNT, argv)
+            return self._run(
+                wrapped, workdir, limits, False, environment, inner_cwd, cancel, mounts
+            )
+
+    def _run(
+        self,
+        argv: list[str],
+        workdir: Path,
+        limits: SandboxLimits,
+        network: bool,
+        environment: dict[str, str],
+        cwd: str,
+        cancel: threading.Event | None,
+        mounts: list[str],
+    ) -> CommandResult:
         full = [
-            *self._bwrap_argv(workdir, limits, network, environment, inner_cwd),
+            *self._bwrap_argv(workdir, limits, network, environment, cwd),
+            *mounts,
             "--",
             *_rlimit_argv(limits),
             *self._drop_privileges(),
@@ -636,6 +669,7 @@ class NoSandbox:
         cancel: threading.Event | None = None,
         env: Mapping[str, str] | None = None,
         cwd: str = "",
+        allow_hosts: Sequence[str] = (),
     ) -> CommandResult:
         limits = limits or DEFAULT_LIMITS
         argv = _argv(command)
@@ -668,17 +702,15 @@ def make_sandbox(settings: Settings) -> Sandbox:
 def network_permitted(repo_config: RepoConfig, settings: Settings) -> bool:
     """Network for a repository's commands: asked by the repo and permitted by the operator.
 
-    The allow-list is honoured as on/off (see the module docstring).
+    When True, pass ``allow_hosts=repo_config.network.allow`` to :meth:`Sandbox.run` so
+    that only those hosts are reachable.
     """
     if not repo_config.network.allow:
         return False
     if not settings.sandbox_allow_network:
         log.info("repository asks for network; VIBE_SANDBOX_ALLOW_NETWORK is off, so no network")
         return False
-    log.warning(
-        "sandbox network on for hosts %s: the allow-list is not enforced per host",
-        ", ".join(repo_config.network.allow[:10]),
-    )
+    log.info("sandbox egress allowed to %s", ", ".join(repo_config.network.allow[:10]))
     return True
 
 
@@ -690,12 +722,18 @@ def run_setup(
     network: bool,
     limits: SandboxLimits = SETUP_LIMITS,
     cancel: threading.Event | None = None,
+    allow_hosts: Sequence[str] = (),
 ) -> list[CommandResult]:
     """Run the repository's ``commands.setup`` in order, stopping at the first failure."""
     results: list[CommandResult] = []
     for command in commands:
         result = sandbox.run(
-            command, workdir=workdir, limits=limits, network=network, cancel=cancel
+            command,
+            workdir=workdir,
+            limits=limits,
+            network=network,
+            cancel=cancel,
+            allow_hosts=allow_hosts,
         )
         results.append(result)
         if not result.ok:
