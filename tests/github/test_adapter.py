@@ -618,3 +618,18 @@ def test_bot_login_is_asked_of_github(fake: FakeGitHub, clock: FakeClock) -> Non
     assert pat.bot_login == "alice"
     actions = GitHub(StaticToken("ghs_x", "actions"), api_url=fake.api_url, clock=clock)
     assert actions.bot_login == "github-actions[bot]"
+
+
+def test_long_threads_are_read_across_pages(world: FakeGitHub, hub: GitHub) -> None:
+    world.webhook_url = None  # no need to deliver 230 webhooks
+    number = world.open_issue(REPO, "alice", "busy")
+    for i in range(230):
+        world.comment(REPO, number, "alice", f"note {i}")
+    repo = hub.repo(REPO)
+    mark = marker("status", task=3)
+    repo.upsert_comment(number, mark, "status")
+    thread = repo.issue_thread(number)
+    assert len(thread.comments) == 230
+    assert thread.comments[-1].body == "note 229"
+    assert repo.upsert_comment(number, mark, "status 2") == repo.upsert_comment(number, mark, "3")
+    assert sum(1 for c in world.comments(REPO, number) if c.user == "vibe-bot[bot]") == 1
