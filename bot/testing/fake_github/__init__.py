@@ -49,6 +49,9 @@ Example::
         gh.label("acme/widgets", number, "alice", "vibe")   # sends issues.labeled
         # point the bot at gh.api_url; clone from gh.clone_url("acme/widgets")
 
+Standalone: ``python -m bot.testing.fake_github --repo acme/widgets=. --collaborator
+alice:write`` serves a directory as a repository and prints the App's credentials.
+
 Share a :class:`FakeClock` between the fake and the code under test to check waits and
 token expiry without sleeping. Every JSON response is kept in
 :attr:`FakeGitHub.responses` (method, route template, status, body) so a test can check

@@ -94,12 +94,14 @@ class FakeGitHub:
         webhook_secret: str | None = None,
         token_lifetime: float = 3600.0,
         fault_delay: float = 1.0,
+        port: int = 0,
     ) -> None:
         self.world = World(clock or SystemClock())
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
         self.token_lifetime = token_lifetime
         self.fault_delay = fault_delay
+        self.port = port
         self.responses: list[Recorded] = []
         self.deliveries: list[Delivery] = []
         self._faults: list[Fault] = []
@@ -116,7 +118,7 @@ class FakeGitHub:
     def start(self) -> FakeGitHub:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", self.port))
         port = sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{port}"
         self.shapes = Shapes(self.base_url, self.world)
