@@ -385,7 +385,7 @@ def test_vibe_on_a_persons_pr_works_on_its_branch(world: World) -> None:
     assert len(st.fake.pulls(REPO)) == pulls
 
 
-def test_threads_are_resolved_when_the_config_says_so(world: World) -> None:
+def test_threads_are_resolved_when_the_config_says_so_and_merge_accepts(world: World) -> None:
     st, _ = world
     repo = "octo/resolving"
     files = dict(SAMPLE_FILES)
@@ -416,3 +416,5 @@ def test_threads_are_resolved_when_the_config_says_so(world: World) -> None:
     )
     (thread,) = st.fake.threads(repo, pr.number)
     assert thread.resolved_by == st.creds.bot_login
+    st.fake.merge(repo, pr.number, WRITER)
+    assert wait_for(lambda: task_state(st, number, repo) == "accepted", "accepted on merge")

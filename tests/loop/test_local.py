@@ -15,7 +15,7 @@ from bot.local import LocalError, run_local
 from bot.settings import Settings, load_settings
 from bot.tasks import State
 from bot.testing.model_server import ScriptedModelServer
-from tests.loop.sample import create, docstring, finish, fix_add, git, make_repo
+from tests.loop.sample import create, docstring, edit, finish, fix_add, git, make_repo
 
 pytestmark = pytest.mark.usefixtures("bwrap_available")
 
@@ -183,3 +183,49 @@ def test_vibe_run_reads_feedback_from_piped_stdin(
     )
     assert bad.returncode == 2
     assert "unknown model 'nope'" in bad.stderr
+
+
+def test_test_model_without_a_test_command_says_so(
+    tmp_path: Path, server: ScriptedModelServer
+) -> None:
+    repo = make_repo(tmp_path / "calc", config=None)
+    server.add(fix_add())
+    out: list[str] = []
+    _, read = _reader([])
+    run = run_local(
+        _settings(tmp_path, server),
+        repo,
+        "fix add",
+        model="test",
+        read=read,  # type: ignore[arg-type]
+        echo=out.append,
+    )
+    it = run.task.iterations[0]
+    assert it.red is None
+    assert it.green is None
+    assert it.checks == ()
+    assert any("no test command is known" in line for line in out)
+
+
+def test_a_spend_limit_stops_cleanly_and_keeps_the_work(
+    tmp_path: Path, server: ScriptedModelServer
+) -> None:
+    config = "limits:\n  steps_per_iteration: 1\ncommands:\n  test: [python3 -m unittest -q]\n"
+    repo = make_repo(tmp_path / "calc", config=config)
+    server.add([edit("calc.py", "return a - b", "return a + b")])
+    out: list[str] = []
+    _, read = _reader([])
+    run = run_local(
+        _settings(tmp_path, server),
+        repo,
+        "fix add",
+        model=None,
+        read=read,  # type: ignore[arg-type]
+        echo=out.append,
+    )
+    it = run.task.iterations[0]
+    assert it.outcome == "limit"
+    assert len(it.commits) == 1
+    assert "return a + b" in git(repo, "show", f"{run.task.branch}:calc.py")
+    assert any("Limit reached" in line and "steps" in line for line in out)
+    assert server.remaining == 0
