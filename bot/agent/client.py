@@ -115,7 +115,7 @@ class _StopOnSpendLimit(Middleware):
 def make_client(settings: Settings) -> Anthropic:
     """The SDK client for ``settings``: key, ``base_url`` (the scripted server in tests),
     retries, and the spend-limit middleware. Explicit arguments keep the SDK from reading
-    credentials or a base URL from the environment."""
+    credentials, a base URL or tracing options from the environment."""
     key = settings.anthropic_api_key
     if key is None:
         raise ValueError("no model access: set VIBE_ANTHROPIC_API_KEY")
@@ -124,6 +124,10 @@ def make_client(settings: Settings) -> Anthropic:
         base_url=settings.anthropic_base_url or "https://api.anthropic.com",
         max_retries=settings.anthropic_max_retries,
         middleware=[_StopOnSpendLimit()],
+        # The SDK's OpenTelemetry spans are on by default when opentelemetry-api is
+        # installed; the bot does not export them, and they cost about 4 ms per call
+        # (tests/benchmarks/bench_agent.py). Off also keeps request content out of spans.
+        open_telemetry=False,
     )
 
 

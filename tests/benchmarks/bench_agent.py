@@ -134,7 +134,9 @@ def bench_step_time(work: Path, steps: int = 200) -> dict[str, float]:
 
     # Baseline: the same requests and the same answers through the bare SDK, no loop.
     server = _RemoteServer(script)
-    client = anthropic.Anthropic(api_key=API_KEY, base_url=server.base_url, max_retries=0)
+    client = anthropic.Anthropic(
+        api_key=API_KEY, base_url=server.base_url, max_retries=0, open_telemetry=False
+    )
     started = time.perf_counter()
     for body in bodies:
         request = {k: v for k, v in body.items() if k != "stream"}
