@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import os
 import selectors
 import shutil
 import socket
@@ -146,10 +147,12 @@ class EgressProxy:
         self.refused: list[str] = []
 
     def open_to(self, uid: int | None) -> None:
-        """Let the sandbox uid reach the socket (the directory stays private otherwise)."""
+        """Let the sandbox uid (None: the bot's own) and nobody else use the socket."""
         self.directory.chmod(0o755)
         (self.directory / RELAY_NAME).chmod(0o644)
-        self.socket_path.chmod(0o600 if uid is None else 0o666)
+        if uid is not None:
+            os.chown(self.socket_path, uid, uid)
+        self.socket_path.chmod(0o600)
 
     def __enter__(self) -> EgressProxy:
         self._thread.start()

@@ -530,6 +530,8 @@ class BwrapSandbox:
         inner_cwd = _cwd_inside(workdir, cwd)
         if not (network and allow_hosts):
             return self._run(argv, workdir, limits, network, environment, inner_cwd, cancel, [])
+        if shutil.which("python3", path=SAFE_ENV["PATH"]) is None:
+            raise SandboxError("allow-listed network needs python3 under /usr for its relay")
         with EgressProxy(allow_hosts) as proxy:
             proxy.open_to(self._uid)
             mounts = ["--perms", "0755", "--dir", "/run", "--ro-bind"]

@@ -4,6 +4,7 @@ protected paths, undo, locking, mirror reuse, pruning and eviction."""
 from __future__ import annotations
 
 import base64
+import fcntl
 import os
 import threading
 import time
@@ -438,3 +439,28 @@ def test_prune_and_evict(tmp_path: Path, git_server: GitServer) -> None:
     assert (cache.root / "mirrors" / "o__big.git").exists()
     holder.close()  # closing evicts again: still too big, and now unused
     assert sorted((cache.root / "mirrors").iterdir()) == []
+
+
+def test_fetches_into_one_mirror_are_serialised(
+    cache: WorkspaceCache, git_server: GitServer
+) -> None:
+    url = git_server.repo_url()
+    quick = WorkspaceCache(cache.root, lock_timeout=0.3)
+    lock_file = cache.root / "locks" / "o__r.mirror.lock"
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)  # another worker process is fetching
+        with pytest.raises(WorkspaceBusy):
+            quick.fetch("o/r", url)
+        fcntl.flock(held.fileno(), fcntl.LOCK_UN)
+    results: list[Path] = []
+    threads = [threading.Thread(target=lambda: results.append(cache.fetch("o/r", url)))]
+    threads.append(threading.Thread(target=lambda: results.append(cache.fetch("o/r", url))))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results == [cache.mirror_path("o/r")] * 2
+    assert sh_git("rev-parse", "refs/remotes/origin/main", cwd=results[0]).strip() == (
+        git_server.tip("main")
+    )
