@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import structlog
@@ -38,7 +38,13 @@ from bot.core.redact import redact
 from bot.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from bot.adapters import ServiceWiring
+    from bot.core.events import WorkflowDispatch
+    from bot.queue import JobContext
+
+_T = TypeVar("_T")
 
 log = structlog.get_logger(__name__)
 
@@ -205,6 +211,7 @@ class ClaimedTask:
     token: str
     event_name: str
     payload: dict[str, Any]
+    records: dict[str, Any] | None  # the task's history as the service knows it
 
 
 class RunnerClient:
@@ -250,15 +257,18 @@ class RunnerClient:
         event_name, payload = spec.get("event_name"), spec.get("payload")
         if not isinstance(event_name, str) or not isinstance(payload, dict):
             raise ServiceError("the claimed task names no event to handle")
+        records = data.get("records")
+        if records is not None and not isinstance(records, dict):
+            raise ServiceError("the claimed task's records are not an object")
         self.token = token
-        return ClaimedTask(self.task_id, repo, token, event_name, payload)
+        return ClaimedTask(self.task_id, repo, token, event_name, payload, records)
 
     def progress(self, message: str) -> None:
         if self.token is None:
             raise ServiceError("progress before claim")
         self._post("progress", self.token, {"message": message[:2000]})
 
-    def result(self, result: ActionResult) -> None:
+    def result(self, result: ActionResult, records: dict[str, Any] | None = None) -> None:
         if self.token is None:
             raise ServiceError("result before claim")
         body = {
@@ -266,6 +276,7 @@ class RunnerClient:
             "pr_number": result.pr_number,
             "cost": max(result.cost, 0.0),
             "summary": result.detail[:20_000],
+            "records": records,
         }
         self._post("result", self.token, body)
         self.token = None
@@ -275,6 +286,7 @@ class RunnerClient:
 
 ACTIONS_BOT = "github-actions[bot]"  # who the job's GITHUB_TOKEN acts as
 PROGRESS_INTERVAL = 10.0  # seconds between progress reports to the service
+MAX_TITLE = 80  # characters of a prompt's first line that title its issue
 
 
 def action_settings(settings: Settings, env: ActionEnv) -> Settings:
@@ -305,7 +317,6 @@ def actions_wiring(settings: Settings, on_progress: Callable[[str], None] | None
     from bot.dispatch import Repository
     from bot.github import GitHub
     from bot.loop import Env
-    from bot.queue import JobContext
 
     class ActionsWiring(ServiceWiring):
         @property
@@ -373,7 +384,10 @@ def handle_event(
             event_name=event_name,
             event_payload=payload,
         )
-        answer = dispatch.handle(ctx, dispatch.Wiring(wiring.repository, wiring.env))
+        if isinstance(event, ev.WorkflowDispatch):
+            answer, number = _start_from_prompt(ctx, wiring, event)
+        else:
+            answer = dispatch.handle(ctx, dispatch.Wiring(wiring.repository, wiring.env))
         pr_number, cost_after = task_cost()
         return ActionResult(
             outcome=_outcome(answer),
@@ -384,6 +398,47 @@ def handle_event(
         )
     finally:
         engine.dispose()
+
+
+def _start_from_prompt(
+    ctx: JobContext, wiring: ServiceWiring, event: WorkflowDispatch
+) -> tuple[str, int | None]:
+    """``workflow_dispatch`` with a ``prompt``: the same policy decides (a writer, the loop
+    breaker), then the task gets an issue of its own, so it has a place for its status,
+    its discussion and the link to its PR, like any other task."""
+    from bot import dispatch, loop
+    from bot.adapters import GitHubRepository
+    from bot.core import policy as pol
+
+    repo = wiring.repository(event.repo, event.installation_id)
+    decision = dispatch.decide(ctx, event, repo, None)
+    if isinstance(decision, pol.Ignore):
+        return f"ignored: {decision.reason}", None
+    if isinstance(decision, pol.Refusal):
+        return f"refused: {decision.message}", None
+    if not isinstance(decision, pol.StartTask):
+        return f"ignored: {type(decision).__name__} needs no task", None
+    prompt = decision.instruction.strip()
+    first = prompt.splitlines()[0].strip() if prompt else "vibe task"
+    title = first if len(first) <= MAX_TITLE else first[: MAX_TITLE - 1].rstrip() + "…"
+    run = ctx.delivery_id or "workflow_dispatch"
+    body = f"{prompt}\n\n_Started by @{decision.requester} with workflow_dispatch ({run})._"
+    assert isinstance(repo, GitHubRepository)
+    created = (
+        repo.client.hub.client(repo.repo).get_repo(repo.repo).create_issue(title=title, body=body)
+    )
+    number = int(created.number)
+    out = loop.start(
+        wiring.env(ctx, repo),
+        loop.StartRequest(
+            number=number,
+            requester=decision.requester,
+            key=f"{run}:start",
+            model=decision.model,
+            instruction=prompt,
+        ),
+    )
+    return f"start: issue #{number}, iteration {out.iteration} {out.outcome}", number
 
 
 def _failure(settings: Settings, exc: BaseException) -> ActionResult:
@@ -417,7 +472,12 @@ def run_as_runner(
     service_url: str,
     cancel: threading.Event,
 ) -> ActionResult:
-    """Claim the task from the service, handle its event, report the result back."""
+    """Claim the task from the service, handle its event, report the result back.
+
+    The task's records (its history) come with the claim and go back with the result, so
+    an iteration on a runner continues what earlier runs did."""
+    from bot.executor import export_records, import_records
+
     if settings.task_credential is None:
         raise ActionError("task-id is set but task-credential is empty")
     client = RunnerClient(service_url, task_id)
@@ -427,7 +487,11 @@ def run_as_runner(
             f"task {task_id} belongs to {claimed.repository}, not to {env.repository}"
         )
     client.progress(f"claimed by workflow run {env.run_id}")
+    records: dict[str, Any] | None = None
     try:
+        given = claimed.records
+        if given is not None:
+            _with_engine(settings, lambda e: import_records(e, claimed.repository, given))
         result = handle_event(
             settings,
             claimed.event_name,
@@ -436,10 +500,27 @@ def run_as_runner(
             cancel=cancel,
             on_progress=_Progress(client),
         )
+        if result.task_number is not None:
+            number = result.task_number
+            records = _with_engine(
+                settings, lambda e: export_records(e, claimed.repository, number)
+            )
     except Exception as exc:  # noqa: BLE001 - reported to the service, then the job fails
         result = _failure(settings, exc)
-    client.result(result)
+    client.result(result, records)
     return result
+
+
+def _with_engine(settings: Settings, fn: Callable[[Engine], _T]) -> _T:
+    from bot.store import init_db, make_engine
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.effective_database_url)
+    try:
+        init_db(engine)
+        return fn(engine)
+    finally:
+        engine.dispose()
 
 
 def main(

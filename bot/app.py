@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from bot import __version__
 from bot.dashboard import make_dashboard_router
+from bot.executor import make_runner_router, service_executor
 from bot.observability import Metrics
 from bot.queue import Handler, Queue, Worker
 from bot.settings import Settings
@@ -89,6 +90,9 @@ def create_app(
             on_queued=worker.wake,
         )
     )
+
+    # The runner API of the actions executor: vibe-runner.yml jobs claim their tasks here.
+    app.include_router(make_runner_router(service_executor(settings, engine)))
 
     app.include_router(
         make_dashboard_router(

@@ -12,8 +12,11 @@ by the first successful claim, and it expires if nobody claims it in time. The r
 handed out by the claim is likewise stored as a hash and dies with the task.
 
 Following the run: ``workflow_run`` webhooks (:meth:`ActionsExecutor.observe_run`) and, as a
-fallback for missed deliveries, polling (:meth:`ActionsExecutor.follow`, run as the
-``actions.follow`` job that re-queues itself until the task ends). A run that vanishes
+fallback for missed deliveries, polling (:meth:`ActionsExecutor.follow`). The ``event`` job
+that dispatched the task waits for it (:meth:`ActionsExecutor.wait`), so the issue's lane
+stays busy as for a local run and the next event of the issue waits its turn; a job taken
+over after a crash finds its task by the delivery key and follows it instead of
+dispatching again. A run that vanishes
 (deleted, never started, or completed without reporting a result) is dispatched again with a
 fresh credential up to ``max_attempts`` times, then reported on the issue as failed, like a
 local failure. One comment on the issue, found again by its hidden marker, shows where the
@@ -27,28 +30,34 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 
 import structlog
 from fastapi import APIRouter, Header, HTTPException, Request
 from fastapi import Path as FastPath
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import func, or_
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, update
+from sqlmodel import Session, col, select, update
 from starlette.concurrency import run_in_threadpool
 
+from bot.core.config import RepoConfig
 from bot.core.markers import Marker, marker
 from bot.core.redact import redact
-from bot.queue import JobContext, enqueue, write_transaction
-from bot.store import RunnerTask, utcnow
+from bot.queue import JobContext, write_transaction
+from bot.settings import Settings
+from bot.store import Iteration, RunnerTask, Task, utcnow
+
+if TYPE_CHECKING:
+    from bot.github import GitHub
 
 log = structlog.get_logger(__name__)
 
 RUNNER_WORKFLOW = "vibe-runner.yml"
-FOLLOW_JOB = "actions.follow"
 TOKEN_PREFIX = "vibetask_"  # noqa: S105 - a prefix that makes leaked secrets findable
 MAX_MESSAGE_CHARS = 2000
 MAX_SUMMARY_CHARS = 20_000
@@ -190,6 +199,92 @@ def new_secret() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
+# ------------------------------------------------------------------------ task records
+
+MAX_ITERATIONS_SENT = 500
+
+
+class RecordsError(ValueError):
+    """Task records that do not fit the task they were sent for."""
+
+
+def export_records(engine: Engine, repo: str, number: int) -> dict[str, Any] | None:
+    """The task of issue or PR ``number`` with its iterations, as JSON, or None.
+
+    The runner works on a database of its own; these records travel with the claim and
+    come back with the result, so the service and the runner see one task history."""
+    with Session(engine) as session:
+        row = session.exec(
+            select(Task)
+            .where(
+                Task.repository == repo,
+                or_(col(Task.number) == number, col(Task.pr_number) == number),
+            )
+            .order_by(col(Task.id))
+        ).first()
+        if row is None:
+            return None
+        its = session.exec(select(Iteration).where(Iteration.task_id == row.id)).all()
+        return {
+            "task": row.model_dump(mode="json", exclude={"id"}),
+            "iterations": [i.model_dump(mode="json", exclude={"id", "task_id"}) for i in its],
+        }
+
+
+def import_records(
+    engine: Engine, repo: str, records: Mapping[str, Any], *, number: int | None = None
+) -> int:
+    """Create or update the task (and its iterations) from :func:`export_records` output;
+    returns the local task id. Records for another repository, or (with ``number``) for
+    another issue, are refused."""
+    raw_task, raw_its = records.get("task"), records.get("iterations")
+    if not isinstance(raw_task, dict) or not isinstance(raw_its, list):
+        raise RecordsError("records need a task object and an iterations list")
+    if len(raw_its) > MAX_ITERATIONS_SENT:
+        raise RecordsError(f"more than {MAX_ITERATIONS_SENT} iterations")
+    try:
+        incoming = Task.model_validate({k: v for k, v in raw_task.items() if k != "id"})
+        iterations = [
+            Iteration.model_validate({**i, "task_id": 0})
+            for i in raw_its
+            if isinstance(i, dict) and "id" not in i
+        ]
+    except ValidationError as exc:
+        raise RecordsError(f"records do not validate: {exc.error_count()} problems") from None
+    if len(iterations) != len(raw_its):
+        raise RecordsError("iterations must be objects without ids")
+    if incoming.repository.casefold() != repo.casefold():
+        raise RecordsError(f"records are for {incoming.repository}, not {repo}")
+    if number is not None and incoming.number != number:
+        raise RecordsError(f"records are for #{incoming.number}, not #{number}")
+    fields = incoming.model_dump(exclude={"id"})
+    with Session(engine) as session:
+        row = session.exec(
+            select(Task).where(Task.repository == repo, Task.number == incoming.number)
+        ).first()
+        if row is None:
+            row = Task(**fields)
+        else:
+            for name, value in fields.items():
+                setattr(row, name, value)
+        session.add(row)
+        session.flush()
+        assert row.id is not None
+        task_id = row.id
+        existing = {
+            i.number: i
+            for i in session.exec(select(Iteration).where(Iteration.task_id == task_id)).all()
+        }
+        for it in iterations:
+            values = it.model_dump(exclude={"id", "task_id"})
+            target = existing.get(it.number) or Iteration(task_id=task_id, **values)
+            for name, value in values.items():
+                setattr(target, name, value)
+            session.add(target)
+        session.commit()
+    return task_id
+
+
 # ------------------------------------------------------------------------------ executor
 
 
@@ -204,6 +299,7 @@ class Claim:
     repo: str
     token: str
     spec: dict[str, Any]
+    records: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -212,6 +308,7 @@ class RunnerResult:
     pr_number: int | None = None
     cost: float = 0.0
     summary: str = ""
+    records: dict[str, Any] | None = None
 
 
 class ActionsExecutor:
@@ -244,16 +341,29 @@ class ActionsExecutor:
 
     # ----------------------------------------------------------------------- dispatch
 
-    def submit(self, repo: str, spec: Mapping[str, Any], *, number: int | None = None) -> int:
+    def submit(
+        self,
+        repo: str,
+        spec: Mapping[str, Any],
+        *,
+        number: int | None = None,
+        key: str | None = None,
+    ) -> int:
         """Record a task for ``repo`` and dispatch its first run; returns the task id.
 
-        ``spec`` is what the runner gets when it claims (the event to handle). A dispatch
-        that fails for good marks the task failed and reports it; a transient failure is
-        retried by the follow-up job.
+        ``spec`` is what the runner gets when it claims (the event to handle). ``key`` (the
+        delivery) makes this idempotent: a task with that key is returned, not dispatched
+        again. A dispatch that fails for good marks the task failed and reports it; a
+        transient failure is dispatched again by :meth:`follow`.
         """
         now = self.clock()
         with Session(self.engine) as session:
+            if key is not None:
+                found = session.exec(select(RunnerTask).where(RunnerTask.key == key)).first()
+                if found is not None and found.id is not None:
+                    return found.id
             task = RunnerTask(
+                key=key,
                 repository=repo,
                 number=number,
                 spec=dict(spec),
@@ -269,7 +379,6 @@ class ActionsExecutor:
             assert task.id is not None
             task_id = task.id
         self._dispatch(task_id, reason=None)
-        self.schedule_follow(task_id)
         return task_id
 
     def _dispatch(self, task_id: int, *, reason: str | None) -> None:
@@ -357,6 +466,7 @@ class ActionsExecutor:
             if task.credential_expires is None or task.credential_expires <= now:
                 raise Refused("credential expired")
             attempt, repo, spec = task.attempt, task.repository, dict(task.spec)
+            number = task.number
         token = new_secret()
         with write_transaction(self.engine) as conn:
             # Single use even under concurrent claims: only one UPDATE matches.
@@ -376,14 +486,16 @@ class ActionsExecutor:
                     claimed_at=now,
                     last_seen_at=now,
                     updated_at=now,
-                    run_id=run_id if run_id is not None else RunnerTask.run_id,
+                    # The run GitHub reported at dispatch wins over what a runner says.
+                    run_id=func.coalesce(RunnerTask.run_id, run_id),
                     progress="claimed by the runner",
                 )
             )
             if result.rowcount != 1:
                 raise Refused("credential already spent")
         log.info("actions.claimed", task=task_id, run=run_id, attempt=attempt)
-        return Claim(task_id=task_id, repo=repo, token=token, spec=spec)
+        records = export_records(self.engine, repo, number) if number is not None else None
+        return Claim(task_id=task_id, repo=repo, token=token, spec=spec, records=records)
 
     def _authorised(self, session: Session, task_id: int, token: str) -> RunnerTask:
         task = session.get(RunnerTask, task_id)
@@ -407,6 +519,15 @@ class ActionsExecutor:
         """The runner's last word. ``outcome == "failed"`` means the bot failed there and
         said so on the issue itself, so it ends the task without another run."""
         now = self.clock()
+        with Session(self.engine) as session:
+            own = self._authorised(session, task_id, token)
+            repo, number = own.repository, own.number
+        if result.records is not None and number is not None:
+            # Only the task this runner was given: the service's task of that issue or PR
+            # if it has one, else a new task on that number.
+            known = export_records(self.engine, repo, number)
+            expected = int(known["task"]["number"]) if known is not None else number
+            import_records(self.engine, repo, result.records, number=expected)
         with Session(self.engine) as session:
             task = self._authorised(session, task_id, token)
             task.status = "failed" if result.outcome == "failed" else "succeeded"
@@ -521,24 +642,13 @@ class ActionsExecutor:
         except Exception as exc:  # noqa: BLE001 - a failed comment must not lose the task
             log.warning("actions.report_failed", task=task_id, error=str(exc))
 
-    # ------------------------------------------------------------------- queue glue
+    # ------------------------------------------------------------------- waiting
 
-    def schedule_follow(self, task_id: int) -> None:
-        with write_transaction(self.engine) as conn:
-            enqueue(
-                conn,
-                FOLLOW_JOB,
-                {"runner_task": task_id},
-                run_after=self.clock() + self.poll_interval,
-            )
-
-    def follow_handler(self, ctx: JobContext) -> None:
-        """Job handler for ``actions.follow``: poll once, then re-queue while open."""
-        task_id = ctx.payload.get("runner_task")
-        if not isinstance(task_id, int):
-            return
-        if self.follow(task_id):
-            self.schedule_follow(task_id)
+    def wait(self, task_id: int, cancel: threading.Event) -> RunnerTask | None:
+        """Follow the task until it ends or ``cancel`` is set; the task as it stands."""
+        while self.follow(task_id) and not cancel.wait(self.poll_interval.total_seconds()):
+            pass
+        return self.get(task_id)
 
     def get(self, task_id: int) -> RunnerTask | None:
         with Session(self.engine) as session:
@@ -593,9 +703,11 @@ class ResultBody(_Body):
     pr_number: int | None = Field(default=None, ge=1)
     cost: float = Field(default=0.0, ge=0, le=1_000_000)
     summary: str = Field(default="", max_length=MAX_SUMMARY_CHARS)
+    records: dict[str, Any] | None = None
 
 
 MAX_REQUEST_BYTES = 64 * 1024
+MAX_RESULT_BYTES = 8 * 1024 * 1024  # the result carries the task's records back
 REFUSED = "credential refused"
 
 
@@ -611,16 +723,16 @@ def _bearer(authorization: str | None) -> str:
 _M = TypeVar("_M", bound=BaseModel)
 
 
-async def _body(request: Request, model: type[_M]) -> _M:
+async def _body(request: Request, model: type[_M], cap: int = MAX_REQUEST_BYTES) -> _M:
     """The request body as ``model``: capped while streaming, then validated."""
     length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_REQUEST_BYTES:
-        raise HTTPException(413, f"body larger than {MAX_REQUEST_BYTES} bytes")
+    if length is not None and length.isdigit() and int(length) > cap:
+        raise HTTPException(413, f"body larger than {cap} bytes")
     raw = bytearray()
     async for chunk in request.stream():
         raw += chunk
-        if len(raw) > MAX_REQUEST_BYTES:
-            raise HTTPException(413, f"body larger than {MAX_REQUEST_BYTES} bytes")
+        if len(raw) > cap:
+            raise HTTPException(413, f"body larger than {cap} bytes")
     try:
         return model.model_validate_json(bytes(raw) or b"{}")
     except ValidationError as exc:
@@ -661,6 +773,7 @@ def make_runner_router(executor: ActionsExecutor) -> APIRouter:
             "repository": granted.repo,
             "token": granted.token,
             "spec": granted.spec,
+            "records": granted.records,
         }
 
     @router.post("/tasks/{task_id}/progress")
@@ -681,9 +794,95 @@ def make_runner_router(executor: ActionsExecutor) -> APIRouter:
         authorization: Annotated[str | None, Header()] = None,
     ) -> dict[str, str]:
         token = _bearer(authorization)
-        body = await _body(request, ResultBody)
-        outcome = RunnerResult(body.outcome, body.pr_number, body.cost, body.summary)
-        await call(task_id, "result", lambda: executor.finish(task_id, token, outcome))
+        body = await _body(request, ResultBody, MAX_RESULT_BYTES)
+        outcome = RunnerResult(body.outcome, body.pr_number, body.cost, body.summary, body.records)
+        try:
+            await call(task_id, "result", lambda: executor.finish(task_id, token, outcome))
+        except RecordsError as exc:
+            raise HTTPException(422, f"records: {exc}") from None
         return {"status": "ok"}
 
     return router
+
+
+# ------------------------------------------------------------------------ service wiring
+
+
+def service_executor(
+    settings: Settings, engine: Engine, hub: GitHub | None = None
+) -> ActionsExecutor:
+    """The executor of the webhook service: GitHub through the configured credentials (the
+    App needs ``actions: write``), one status comment per task through the adapter."""
+    from bot.github import GitHub
+
+    made: list[GitHub] = [hub] if hub is not None else []
+
+    def github() -> GitHub:
+        if not made:
+            made.append(GitHub.from_settings(settings))
+        return made[0]
+
+    def report(repo: str, number: int, mark: Marker, body: str) -> None:
+        github().repo(repo).upsert_comment(number, mark, body)
+
+    return ActionsExecutor(
+        engine,
+        lambda repo: GithubActions(github().client(repo), repo),
+        reporter=report,
+        max_attempts=settings.max_attempts,
+        poll_interval=timedelta(seconds=settings.actions_poll_seconds),
+        secrets_=tuple(settings.secret_values),
+    )
+
+
+def uses_actions(settings: Settings, config: RepoConfig) -> bool:
+    """The repository's ``executor`` wins over the operator's default."""
+    return (config.executor or settings.executor) == "actions"
+
+
+def event_handler(settings: Settings) -> Callable[[JobContext], None]:
+    """The ``event`` job with the ``actions`` executor available.
+
+    The service decides as always (:func:`bot.dispatch.decide`: live permission, policy).
+    A decision that runs the agent, in a repository whose executor is ``actions``, goes to a
+    runner and the job waits for it; everything else (replies, status, stop, accept) is
+    handled here by :func:`bot.dispatch.handle`.
+    """
+    from bot import dispatch, taskdb
+    from bot.adapters import ServiceWiring
+    from bot.core import events as ev
+    from bot.core import policy as pol
+    from bot.core.config import CONFIG_PATH, parse_repo_config
+
+    service = ServiceWiring(settings)
+    wiring = dispatch.Wiring(service.repository, service.env)
+
+    def run(ctx: JobContext) -> None:
+        if ctx.event_name is not None and ctx.event_payload is not None:
+            event = ev.parse_event(ctx.event_name, ctx.event_payload)
+            if isinstance(event, ev.IssueEvent | ev.Comment):
+                repo = wiring.repository(event.repo, event.installation_id)
+                branch = event.repo.default_branch or repo.default_branch()
+                config, _ = parse_repo_config(repo.read_file(CONFIG_PATH, branch))
+                if uses_actions(settings, config):
+                    task = taskdb.find(ctx.engine, event.repo.full_name, event.number)
+                    decision = dispatch.decide(ctx, event, repo, task)
+                    if isinstance(decision, pol.RUN_ACTIONS):
+                        executor = service_executor(settings, ctx.engine, service.hub)
+                        spec = {"event_name": ctx.event_name, "payload": ctx.event_payload}
+                        key = f"delivery:{ctx.delivery_id or ctx.job_id}"
+                        task_id = executor.submit(
+                            event.repo.full_name, spec, number=event.number, key=key
+                        )
+                        final = executor.wait(task_id, ctx.cancel)
+                        log.info(
+                            "event.handled_on_actions",
+                            delivery=ctx.delivery_id,
+                            task=task_id,
+                            status=final.status if final else None,
+                        )
+                        return
+        result = dispatch.handle(ctx, wiring)
+        log.info("event.handled", delivery=ctx.delivery_id, result=result)
+
+    return run

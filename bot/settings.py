@@ -113,6 +113,7 @@ class Settings(BaseSettings):
     public_url: str | None = None
     # The one-time credential a vibe-runner.yml job claims its task with (``vibe action``).
     task_credential: SecretStr | None = None
+    actions_poll_seconds: float = Field(default=15.0, gt=0)  # following a run on Actions
 
     # sandbox and workspaces
     sandbox: Literal["bwrap", "none"] = "bwrap"

@@ -162,6 +162,7 @@ class RunnerTask(SQLModel, table=True):
     only as SHA-256 hashes: the one-time claim credential and the runner's token."""
 
     id: int | None = Field(default=None, primary_key=True)
+    key: str | None = Field(default=None, max_length=200, unique=True)  # the delivery
     repository: str = Field(max_length=300)
     number: int | None = None
     spec: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

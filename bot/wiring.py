@@ -23,7 +23,8 @@ def probe(ctx: JobContext) -> None:
 
 
 def build_handlers(settings: Settings) -> dict[str, Handler]:
-    from bot.dispatch import event_handler
+    # Runs the agent locally, or on the repository's Actions runners (executor: actions).
+    from bot.executor import event_handler
 
     handlers: dict[str, Handler] = {"probe": probe}
     if settings.has_github_credentials:

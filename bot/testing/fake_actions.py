@@ -6,6 +6,9 @@ No job ever runs: a test plays the runner (it reads the dispatched inputs from
 :attr:`FakeActions.runs`) and moves runs along with :meth:`start`, :meth:`complete` and
 :meth:`delete`, each sending the ``workflow_run`` webhook GitHub would send.
 
+It also adds issue creation (``POST /repos/{owner}/{repo}/issues``): a task started by
+``workflow_dispatch`` with a prompt opens its own issue.
+
 Like GitHub, a dispatch is refused unless the repository holds the workflow file at the
 ref, the workflow has a ``workflow_dispatch`` trigger, every required input is given and
 no undeclared input is; it needs a token with ``actions: write`` (an installation token)
@@ -186,7 +189,22 @@ class FakeActions:
 
     # --- HTTP -------------------------------------------------------------------------
 
-    def _auth(self, request: Request, owner: str, name: str, write: bool) -> tuple[Repo, Token]:
+    def _new_issue(self, repo: Repo, token: Token, title: str, body: str | None) -> JSON:
+        with self.fake.world.lock:
+            issue = self.fake.new_issue(repo, token.login, title, body)
+            shape = self.fake.shapes.issue(repo, issue)
+            payload: JSON = {
+                "action": "opened",
+                "issue": shape,
+                "repository": self.fake.shapes.repository(repo, full=False),
+                "sender": self.fake.shapes.user(token.login),
+            }
+        self.fake.deliver("issues", payload)
+        return shape
+
+    def _auth(
+        self, request: Request, owner: str, name: str, write: bool, scope: str = "actions"
+    ) -> tuple[Repo, Token]:
         header = request.headers.get("authorization", "")
         scheme, _, value = header.partition(" ")
         if scheme.lower() not in ("token", "bearer") or not value.strip():
@@ -199,7 +217,7 @@ class FakeActions:
             repo = world.repo(owner, name)
             if repo is None or not world.token_can(token, repo, None):
                 raise _Refused(404, "Not Found")
-            if write and not world.token_can(token, repo, "actions"):
+            if (write or scope != "actions") and not world.token_can(token, repo, scope):
                 raise _Refused(403, "Resource not accessible by integration")
             return repo, token
 
@@ -264,6 +282,25 @@ class FakeActions:
                     }
                 )
             return Response(status_code=204)
+
+        @app.post("/repos/{owner}/{repo}/issues")
+        async def create_issue(request: Request, owner: str, repo: str) -> Response:
+            try:
+                found, token = self._auth(request, owner, repo, write=False, scope="issues")
+                try:
+                    data = await request.json()
+                except ValueError:
+                    raise _Refused(400, "Problems parsing JSON") from None
+                title = data.get("title") if isinstance(data, dict) else None
+                body = data.get("body") if isinstance(data, dict) else None
+                if not isinstance(title, str) or not title.strip() or len(title) > 256:
+                    raise _Refused(422, "Validation Failed: title is required (1-256 characters)")
+                if body is not None and (not isinstance(body, str) or len(body) > 65536):
+                    raise _Refused(422, "Validation Failed: body is too long (maximum is 65536)")
+                issue_json = await run_in_threadpool(self._new_issue, found, token, title, body)
+            except _Refused as exc:
+                return error(exc)
+            return JSONResponse(issue_json, status_code=201)
 
         @app.get("/repos/{owner}/{repo}/actions/runs/{run_id}")
         def get_run(request: Request, owner: str, repo: str, run_id: int) -> Response:

@@ -14,17 +14,16 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from bot.action import ActionResult, RunnerClient, ServiceError
 from bot.executor import (
-    FOLLOW_JOB,
     ActionsExecutor,
     GithubActions,
     make_runner_router,
     run_from_payload,
 )
-from bot.store import Job, RunnerTask, init_db, make_engine
+from bot.store import RunnerTask, init_db, make_engine
 from tests.actions.conftest import REPO, Clock, World, comment_reporter, serve
 
 SPEC: dict[str, Any] = {
@@ -336,45 +335,41 @@ def test_a_reader_cannot_dispatch(world: World, engine: Engine, clock: Clock) ->
     assert world.actions.dispatched(REPO) == []
 
 
-def test_follow_job_is_queued_and_requeues_itself(
-    world: World, engine: Engine, clock: Clock
+def test_the_event_job_waits_for_the_runner_and_a_retry_resumes_it(
+    world: World, service: tuple[ActionsExecutor, str]
 ) -> None:
-    from bot.queue import Queue
-    from bot.settings import Settings
+    executor, url = service
+    executor.poll_interval = timedelta(seconds=0.05)
+    number = issue_number(world)
+    task_id = executor.submit(REPO, SPEC, number=number, key="delivery:abc")
+    # The same delivery again (a job taken over after a crash): no second dispatch.
+    assert executor.submit(REPO, SPEC, number=number, key="delivery:abc") == task_id
+    (run,) = world.actions.dispatched(REPO)
 
-    executor = make_executor(world, engine, clock, poll_interval=timedelta(seconds=0))
-    task_id = executor.submit(REPO, SPEC, number=issue_number(world))
-    queue = Queue(engine)
-    job = queue.claim("w1", [FOLLOW_JOB])
-    assert job is not None
-    assert job.payload == {"runner_task": task_id}
-    from bot.queue import JobContext
+    def runner() -> None:
+        client = RunnerClient(url, task_id)
+        client.claim(run.inputs["credential"], run.id)
+        client.result(ActionResult("iterated", pr_number=3, cost=0.5))
 
-    ctx = JobContext(
-        job_id=job.id,
-        kind=job.kind,
-        payload=job.payload,
-        attempt=job.attempt,
-        settings=Settings(),
-        engine=engine,
-        cancel=threading.Event(),
-    )
-    executor.follow_handler(ctx)
-    assert queue.complete(job.id, "w1", job.attempt)
-    with Session(engine) as session:
-        follow_jobs = session.exec(select(Job).where(Job.kind == FOLLOW_JOB)).all()
-    assert [j.status for j in follow_jobs] == ["done", "queued"]
+    thread = threading.Thread(target=runner)
+    thread.start()
+    final = executor.wait(task_id, threading.Event())
+    thread.join()
+    assert final is not None
+    assert (final.status, final.outcome, final.pr_number) == ("succeeded", "iterated", 3)
+
+    cancel = threading.Event()
+    cancel.set()
+    other = executor.submit(REPO, SPEC, number=number, key="delivery:def")
+    waited = executor.wait(other, cancel)  # shutting down: stop waiting at once
+    assert waited is not None
+    assert waited.status == "dispatched"
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_concurrent_claims_spend_the_credential_once(
-    world: World, tmp_path: Any, clock: Clock, backend: str, request: pytest.FixtureRequest
+    world: World, clock: Clock, database_url: str
 ) -> None:
-    if backend == "postgres":
-        url = request.getfixturevalue("postgres_url")
-    else:
-        url = f"sqlite:///{tmp_path / 'race.db'}"
-    engine = make_engine(url)
+    engine = make_engine(database_url)
     init_db(engine)
     try:
         executor = make_executor(world, engine, clock)
@@ -409,11 +404,83 @@ def test_concurrent_claims_spend_the_credential_once(
             assert task is not None
             assert task.status == "claimed"
     finally:
-        if backend == "postgres":
-            with Session(engine) as session:
-                for row in session.exec(select(RunnerTask)).all():
-                    session.delete(row)
-                for job in session.exec(select(Job).where(Job.kind == FOLLOW_JOB)).all():
-                    session.delete(job)
-                session.commit()
         engine.dispose()
+
+
+def _task_rows(engine: Engine, repo: str = REPO, number: int = 5) -> None:
+    from bot.store import Iteration, Task
+
+    with Session(engine) as session:
+        task = Task(
+            repository=repo,
+            number=number,
+            pr_number=number + 1,
+            model="conversational",
+            state="awaiting_feedback",
+            branch=f"vibe/issue-{number}-x",
+            base="main",
+            requester="alice",
+            title="Do it",
+            instruction="",
+            cost=0.25,
+        )
+        session.add(task)
+        session.flush()
+        assert task.id is not None
+        session.add(Iteration(task_id=task.id, number=1, key="delivery:1", trigger="start"))
+        session.commit()
+
+
+def test_task_records_travel_and_are_checked(tmp_path: Any) -> None:
+    from bot import taskdb
+    from bot.executor import RecordsError, export_records, import_records
+
+    service = make_engine(f"sqlite:///{tmp_path / 'service.db'}")
+    runner = make_engine(f"sqlite:///{tmp_path / 'runner.db'}")
+    for engine in (service, runner):
+        init_db(engine)
+    try:
+        _task_rows(service)
+        # Found by the PR number too, as the loop finds it.
+        records = export_records(service, REPO, 6)
+        assert records is not None
+        assert records == export_records(service, REPO, 5)
+        assert export_records(service, REPO, 7) is None
+        import_records(runner, REPO, json.loads(json.dumps(records)))
+        moved = taskdb.find(runner, REPO, 6)
+        assert moved is not None
+        assert (moved.number, moved.pr_number, moved.state.value) == (5, 6, "awaiting_feedback")
+        assert len(moved.iterations) == 1
+
+        # The runner adds an iteration; importing back updates in place, adds the new one.
+        from bot.store import Iteration
+
+        with Session(runner) as session:
+            session.add(Iteration(task_id=1, number=2, key="delivery:2", trigger="review"))
+            session.commit()
+        back = export_records(runner, REPO, 5)
+        assert back is not None
+        back["task"]["state"] = "working"
+        import_records(service, REPO, back, number=5)
+        merged = taskdb.find(service, REPO, 5)
+        assert merged is not None
+        assert merged.state.value == "working"
+        assert [i.number for i in merged.iterations] == [1, 2]
+
+        for bad, message in [
+            ({"task": [], "iterations": []}, "need a task object"),
+            ({**back, "iterations": [{"id": 9, **back["iterations"][0]}]}, "without ids"),
+            ({**back, "iterations": [1, 2]}, "without ids"),
+            ({**back, "iterations": [{}] * 501}, "more than 500"),
+            ({**back, "task": {**back["task"], "repository": "evil/repo"}}, "not acme/widgets"),
+            ({**back, "task": {**back["task"], "number": 99}}, "not #5"),
+            ({**back, "task": {**back["task"], "cost": "lots"}}, "do not validate"),
+        ]:
+            with pytest.raises(RecordsError, match=message):
+                import_records(service, REPO, bad, number=5)
+        still = taskdb.find(service, REPO, 5)
+        assert still is not None
+        assert still.state.value == "working"
+    finally:
+        service.dispose()
+        runner.dispose()

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlmodel import Session, select
 
 from bot.demo import SAMPLE_FILES, fix_add
+from bot.testing.fake_actions import FakeActions
 from bot.testing.fake_github import FakeGitHub
 from bot.testing.model_server import ScriptedModelServer
 
@@ -40,6 +42,7 @@ class Job:
     model: ScriptedModelServer
     root: Path
     token: str
+    actions: FakeActions
 
     def run(
         self, event: str, payload: dict[str, Any], *args: str, **extra: str
@@ -100,7 +103,8 @@ def job(tmp_path: Path, bwrap_available: None) -> Iterator[Job]:
         )
         number = fake.open_issue(REPO, OWNER, "add() subtracts", "`add(2, 3)` returns -1.")
         assert number == 1  # the octokit payloads are about issue #1
-        yield Job(fake, model, tmp_path, fake.actions_token(REPO))
+        actions = FakeActions.attach(fake, fake.app)
+        yield Job(fake, model, tmp_path, fake.actions_token(REPO), actions)
 
 
 def comment_payload(body: str, sender: str = OWNER) -> dict[str, Any]:
@@ -188,76 +192,174 @@ def test_hostile_task_id_is_refused(job: Job) -> None:
     assert "task-id must be a positive number" in log
 
 
-def test_runner_mode_claims_runs_and_reports(job: Job) -> None:
-    """The service's ``actions`` executor dispatches; ``vibe action`` on the runner claims
-    the task with the dispatched credential, handles its event, reports the result."""
-    from fastapi import FastAPI
-    from github import Auth, Github
+def test_service_runs_tasks_on_actions_and_iterations_continue_there(job: Job) -> None:
+    """``executor: actions`` end to end: the service's event job decides, dispatches
+    vibe-runner.yml and waits; ``vibe action`` on the "runner" claims, works and reports,
+    with the task's records going out with the claim and coming back with the result, so a
+    ``/vibe`` on the PR is a second iteration of the same task, again on a runner."""
+    import threading
+    import time
 
-    from bot.executor import ActionsExecutor, GithubActions, make_runner_router
-    from bot.store import init_db, make_engine
-    from bot.testing.fake_actions import FakeActions
+    from fastapi import FastAPI
+
+    from bot import taskdb
+    from bot.demo import CONFIG, docstring
+    from bot.executor import event_handler, make_runner_router, service_executor
+    from bot.queue import JobContext
+    from bot.settings import Settings
+    from bot.store import RunnerTask, init_db, make_engine
     from tests.actions.conftest import RUNNER_TEMPLATE, serve
 
     job.fake.commit(
-        REPO, "master", {".github/workflows/vibe-runner.yml": RUNNER_TEMPLATE}, "Add the runner"
+        REPO,
+        "master",
+        {
+            ".github/workflows/vibe-runner.yml": RUNNER_TEMPLATE,
+            ".github/vibe.yml": CONFIG + "executor: actions\n",
+        },
+        "Run vibe tasks on Actions",
     )
-    actions = FakeActions.attach(job.fake, job.fake.app)
-    owner_token = job.fake.user_token(OWNER)
-
-    def api(repo: str) -> GithubActions:
-        client = Github(
-            auth=Auth.Token(owner_token),
-            base_url=job.fake.api_url,
-            seconds_between_requests=None,
-            seconds_between_writes=None,
-            retry=0,
-        )
-        return GithubActions(client, repo)
-
+    actions = job.actions
+    job.fake.set_role(REPO, "vibe-service", "write")
+    settings = Settings(
+        data_dir=job.root / "service",
+        github_api_url=job.fake.api_url,
+        github_graphql_url=job.fake.graphql_url,
+        github_token=job.fake.user_token("vibe-service"),
+        github_min_write_interval=0,
+        bot_login="vibe-service",
+        anthropic_api_key="sk-ant-unused-on-the-service-00000",
+        actions_poll_seconds=0.1,
+    )
     engine = make_engine(f"sqlite:///{job.root / 'service.db'}")
     init_db(engine)
-    executor = ActionsExecutor(engine, api)
+    handler = event_handler(settings)
     app = FastAPI()
-    app.include_router(make_runner_router(executor))
-    job.model.add(fix_add())
+    app.include_router(make_runner_router(service_executor(settings, engine)))
+
+    def event_job(event: str, payload: dict[str, Any], delivery: str) -> threading.Thread:
+        ctx = JobContext(
+            job_id=1,
+            kind="event",
+            payload={},
+            attempt=1,
+            settings=settings,
+            engine=engine,
+            cancel=threading.Event(),
+            delivery_id=delivery,
+            event_name=event,
+            event_payload=payload,
+        )
+        thread = threading.Thread(target=handler, args=(ctx,))
+        thread.start()
+        return thread
+
+    def runner_for(url: str, count: int) -> tuple[int, dict[str, str], str]:
+        deadline = time.monotonic() + 120
+        while len(actions.dispatched(REPO)) < count:
+            assert time.monotonic() < deadline, "no dispatch"
+            time.sleep(0.05)
+        run = max(actions.dispatched(REPO), key=lambda r: r.id)
+        runs.append(run)
+        dispatch_event = fixture("workflow_dispatch")
+        dispatch_event["inputs"] = dict(run.inputs)
+        return job.run(
+            "workflow_dispatch",
+            dispatch_event,
+            f"--task-id={run.inputs['task_id']}",
+            f"--service-url={url}",
+            VIBE_TASK_CREDENTIAL=run.inputs["credential"],
+            GITHUB_RUN_ID=str(run.id),
+        )
+
+    runs: list[Any] = []
     try:
         with serve(app) as url:
-            spec = {
-                "event_name": "issue_comment",
-                "payload": comment_payload("/vibe fix add() please"),
-            }
-            task_id = executor.submit(REPO, spec, number=1)
-            (run,) = actions.dispatched(REPO)
-            # The runner's own event is the dispatch; the task comes from the service.
-            dispatch_event = fixture("workflow_dispatch")
-            dispatch_event["inputs"] = dict(run.inputs)
-            args = (f"--task-id={task_id}", f"--service-url={url}")
-            credential = run.inputs["credential"]
-            code, outputs, log = job.run(
-                "workflow_dispatch", dispatch_event, *args, VIBE_TASK_CREDENTIAL=credential
-            )
+            job.model.add(fix_add())
+            first = event_job("issue_comment", comment_payload("/vibe fix add()"), "d-1")
+            code, outputs, log = runner_for(url, 1)
+            first.join(120)
+            assert not first.is_alive()
             assert code == 0, log
-            assert credential not in log
-            (pr,) = job.fake.pulls(REPO)
             assert outputs["outcome"] == "started"
-            assert outputs["pr-number"] == str(pr.number)
-            task = executor.get(task_id)
+            assert runs[0].inputs["credential"] not in log
+            task = taskdb.find(engine, REPO, 1)  # the service knows the task the runner made
             assert task is not None
-            assert (task.status, task.outcome, task.pr_number) == (
-                "succeeded",
-                "started",
-                pr.number,
-            )
-            assert task.cost > 0
-            assert task.progress is not None
+            assert task.pr_number is not None
+            assert len(task.iterations) == 1
+            pr = task.pr_number
 
-            # The same credential a second time: refused, and the job says so.
+            job.model.add(docstring())
+            job.fake.comment(REPO, pr, OWNER, "/vibe add a docstring to add()")
+            payload = job.fake.deliveries[-1].payload
+            second = event_job("issue_comment", payload, "d-2")
+            code, outputs, log = runner_for(url, 2)
+            second.join(120)
+            assert not second.is_alive()
+            assert code == 0, log
+            assert outputs["outcome"] == "iterated"
+            task = taskdb.find(engine, REPO, 1)
+            assert task is not None
+            assert [i.number for i in task.iterations] == [1, 2]
+            head = job.fake.read_file(REPO, task.branch, "calc.py")
+            assert head is not None
+            assert '"""Return a + b."""' in head
+            with Session(engine) as session:
+                rows = session.exec(select(RunnerTask)).all()
+            assert [(r.status, r.outcome) for r in rows] == [
+                ("succeeded", "started"),
+                ("succeeded", "iterated"),
+            ]
+            status = [c.body for c in job.fake.comments(REPO, 1) if "vibe:status runner=" in c.body]
+            assert any("Finished on GitHub Actions: started" in s for s in status)
+
+            # A spent credential a second time: refused, and the job says so.
+            replay = fixture("workflow_dispatch")
+            replay["inputs"] = dict(runs[0].inputs)
             code, outputs, log = job.run(
-                "workflow_dispatch", dispatch_event, *args, VIBE_TASK_CREDENTIAL=credential
+                "workflow_dispatch",
+                replay,
+                f"--task-id={runs[0].inputs['task_id']}",
+                f"--service-url={url}",
+                VIBE_TASK_CREDENTIAL=runs[0].inputs["credential"],
             )
             assert code == 1
             assert outputs["outcome"] == "failed"
             assert "refused the task claim" in log
     finally:
         engine.dispose()
+
+
+def dispatch_payload(prompt: str | None) -> dict[str, Any]:
+    payload = fixture("workflow_dispatch")
+    payload["repository"]["full_name"] = REPO
+    payload["repository"]["name"] = "Hello-World"
+    payload["repository"]["owner"]["login"] = OWNER
+    payload["repository"]["default_branch"] = "master"
+    payload["inputs"] = {} if prompt is None else {"prompt": prompt}
+    return payload
+
+
+def test_workflow_dispatch_prompt_starts_a_task_with_its_own_issue(job: Job) -> None:
+    job.model.add(fix_add())
+    prompt = "Make add() add\n\nIt subtracts today; `add(2, 3)` must be 5."
+    # The action's `prompt` input (--prompt) fills the event's inputs.
+    code, outputs, log = job.run("workflow_dispatch", dispatch_payload(None), f"--prompt={prompt}")
+    assert code == 0, log
+    assert outputs["outcome"] == "started"
+    issue = job.fake.issue(REPO, 2)  # issue #1 exists; the task opened #2
+    assert issue.title == "Make add() add"
+    assert (issue.body or "").startswith(prompt)
+    assert issue.user == "github-actions[bot]"
+    (pr,) = job.fake.pulls(REPO)
+    assert outputs["pr-number"] == str(pr.number)
+    assert pr.pull is not None
+    assert pr.pull.head_ref.startswith("vibe/issue-2-")
+    assert "| Issue | #2 |" in log
+
+
+def test_workflow_dispatch_without_prompt_does_nothing(job: Job) -> None:
+    code, outputs, log = job.run("workflow_dispatch", dispatch_payload("   "))
+    assert code == 0, log
+    assert outputs["outcome"] == "ignored"
+    assert len(job.fake.world.repos[REPO.lower()].issues) == 1
