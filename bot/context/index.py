@@ -24,7 +24,7 @@ from bot.context.files import Snapshot, SnapshotError, content_excluded
 from bot.context.symbols import CODE_SUFFIXES, Definition, extract_symbols
 from bot.context.terms import estimate_tokens, term_counts
 
-INDEX_VERSION = 3
+INDEX_VERSION = 6
 KEEP_INDEXES = 8
 
 DOC_SUFFIXES = frozenset({"md", "rst", "txt", "adoc", "asciidoc", "org", "textile"})
@@ -91,6 +91,7 @@ class FileEntry:
     defs: list[Definition]
     refs: dict[str, int]
     imports: list[str]
+    names: dict[str, str]
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -103,6 +104,7 @@ class FileEntry:
             "defs": [d.to_json() for d in self.defs],
             "refs": self.refs,
             "imports": self.imports,
+            "names": self.names,
         }
 
     @classmethod
@@ -111,9 +113,12 @@ class FileEntry:
         refs = data["refs"]
         defs = data["defs"]
         imports = data["imports"]
+        names = data["names"]
         if not (isinstance(terms, dict) and isinstance(refs, dict)):
             raise ValueError("malformed index entry")
         if not (isinstance(defs, list) and isinstance(imports, list)):
+            raise ValueError("malformed index entry")
+        if not isinstance(names, dict):
             raise ValueError("malformed index entry")
         return cls(
             path=str(data["path"]),
@@ -125,6 +130,7 @@ class FileEntry:
             defs=[Definition.from_json(row) for row in defs],
             refs={str(k): int(v) for k, v in refs.items()},
             imports=[str(i) for i in imports],
+            names={str(k): str(v) for k, v in names.items()},
         )
 
 
@@ -141,6 +147,7 @@ def parse_file(path: str, blob: str, content: bytes) -> FileEntry:
         defs=symbols.defs,
         refs=dict(sorted(symbols.refs.items())),
         imports=symbols.imports,
+        names=symbols.names,
     )
 
 

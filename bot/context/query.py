@@ -37,6 +37,8 @@ _ERROR_RE = re.compile(
     re.MULTILINE,
 )
 _HYPHENATED_RE = re.compile(r"(?<![\w-])[a-z][a-z0-9]+(?:-[a-z0-9]+)+(?![\w-])")
+_IMPORT_AS_RE = re.compile(r"^\s*import\s+([\w.]+)(?:\s+as\s+(\w+))?\s*$", re.MULTILINE)
+_FROM_IMPORT_RE = re.compile(r"^\s*from\s+([\w.]+)\s+import\s+\(?([\w\s,]+?)\)?\s*$", re.MULTILINE)
 _OPTION_RE = re.compile(r"(?<![\w-])(--[a-z][\w-]{2,})")
 _CODE_SUFFIX_RE = re.compile(
     r"\.(?:py|pyi|pyx|js|jsx|ts|tsx|go|rs|java|c|h|cc|cpp|rb|cfg|toml|ini|yml|yaml|json|txt|rst|md)$"
@@ -56,6 +58,7 @@ class IssueQuery:
     identifiers: Counter[str] = field(default_factory=Counter)
     frame_functions: Counter[str] = field(default_factory=Counter)
     phrases: list[str] = field(default_factory=list)
+    qualified: Counter[str] = field(default_factory=Counter)
 
 
 def _code_regions(text: str) -> tuple[list[str], list[str]]:
@@ -110,20 +113,16 @@ def parse_issue(raw: str) -> IssueQuery:
     query.title_terms = list(dict.fromkeys(text_terms(title)))
     blocks, spans = _code_regions(text)
 
-    frames = list(_FRAME_RE.finditer(text))
-    for depth, match in enumerate(frames, start=1):
+    for match in _FRAME_RE.finditer(text):
         path = match.group(1) or match.group(3) or match.group(5)
         func = match.group(2) or match.group(4) or match.group(6)
         if path:
-            # Deeper frames (printed later) are nearer the fault than the entry point.
-            query.paths[_normal_path(path)] += 1 + round(2 * depth / len(frames))
+            query.paths[_normal_path(path)] += 2
         if func:
             query.frame_functions[func.rsplit(".", 1)[-1]] += 1
     for match in _PATH_RE.finditer(text):
         raw_path = match.group(1)
-        if ("/" in raw_path or "\\" in raw_path or _CODE_SUFFIX_RE.search(raw_path)) and (
-            _CODE_SUFFIX_RE.search(raw_path)
-        ):
+        if _CODE_SUFFIX_RE.search(raw_path):
             query.paths[_normal_path(raw_path)] += 1
 
     for match in _DOTTED_RE.finditer(text):
@@ -156,4 +155,33 @@ def parse_issue(raw: str) -> IssueQuery:
     for span in spans:
         phrases.extend(m.group(0) for m in _HYPHENATED_RE.finditer(span))
     query.phrases = list(dict.fromkeys(phrases))[:40]
+    query.qualified = _qualified_names(text, query.dotted)
     return query
+
+
+def _qualified_names(text: str, dotted: Counter[str]) -> Counter[str]:
+    """Fully qualified names the issue's own code refers to: ``import xarray as xr`` then
+    ``xr.where(...)`` means ``xarray.where``; ``from seaborn import objects as so`` then
+    ``so.Plot`` means ``seaborn.objects.Plot``."""
+    aliases: dict[str, str] = {}
+    for match in _IMPORT_AS_RE.finditer(text):
+        module, alias = match.group(1), match.group(2)
+        if alias:
+            aliases[alias] = module
+        else:
+            top = module.split(".")[0]
+            aliases[top] = top
+    out: Counter[str] = Counter()
+    for match in _FROM_IMPORT_RE.finditer(text):
+        module = match.group(1)
+        for item in match.group(2).split(","):
+            words = item.split()
+            if not words:
+                continue
+            aliases[words[-1]] = f"{module}.{words[0]}"
+            out[f"{module}.{words[0]}"] += 1
+    for name, weight in dotted.items():
+        head, _, rest = name.partition(".")
+        if head in aliases:
+            out[f"{aliases[head]}.{rest}"] += weight
+    return out

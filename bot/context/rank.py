@@ -30,9 +30,10 @@ WEIGHTS: dict[str, float] = {
     "modules_abs": 1.0,
     "symbols": 1.5,
     "phrases_abs": 2.0,
+    "resolved_abs": 1.0,
     "graph": 0.3,
 }
-ABSOLUTE = ("paths", "modules", "phrases")
+ABSOLUTE = ("paths", "modules", "phrases", "resolved")
 KIND_PRIOR: dict[str, float] = {
     "code": 1.0,
     "test": 0.35,

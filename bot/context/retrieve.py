@@ -61,13 +61,15 @@ class BM25:
         }
 
     def scores(self, terms: dict[str, int] | list[str]) -> np.ndarray:
+        """Scores of every document; a query term repeated in the query counts
+        logarithmically more (an issue that says "chunks" nine times is about chunks)."""
         out = np.zeros(self.n)
-        unique_terms = set(terms)
-        for term in unique_terms:
+        counts = terms if isinstance(terms, dict) else dict.fromkeys(terms, 1)
+        for term, tf in counts.items():
             plist = self.postings.get(term)
             if not plist:
                 continue
-            idf = self.idf[term]
+            idf = self.idf[term] * (1 + math.log(tf)) if tf > 0 else 0.0
             for i, w in plist:
                 out[i] += idf * w
         return out
@@ -197,6 +199,37 @@ class Retriever:
                 break
         return out
 
+    def _module_file(self, dotted: str) -> int | None:
+        targets = self.modules.get(dotted)
+        return targets[0] if targets and len(targets) == 1 else None
+
+    def resolve(self, qualified: str, hops: int = 4) -> int | None:
+        """The file defining ``qualified`` (``xarray.where``), following re-exports such as
+        ``from .core.computation import where`` in a package's ``__init__``."""
+        parts = qualified.split(".")
+        for split in range(len(parts) - 1, 0, -1):
+            module = self._module_file(".".join(parts[:split]))
+            if module is None:
+                continue
+            name = parts[split]
+            entry = self.index.files[self.paths[module]]
+            if any(d.name == name and not d.parent for d in entry.defs):
+                return module
+            target = entry.names.get(name)
+            if target and hops > 0:
+                rest = ".".join(parts[split + 1 :])
+                return self.resolve(f"{target}.{rest}" if rest else target, hops - 1)
+            return None
+        return None
+
+    def resolved_scores(self, query: IssueQuery) -> np.ndarray:
+        out = np.zeros(len(self.paths))
+        for qualified, weight in query.qualified.items():
+            found = self.resolve(qualified)
+            if found is not None:
+                out[found] += math.log1p(weight)
+        return out
+
     def symbol_scores(self, query: IssueQuery) -> np.ndarray:
         out = np.zeros(len(self.paths))
         n = max(len(self.paths), 1)
@@ -259,8 +292,10 @@ class Retriever:
             "modules": self.module_scores(query),
             "symbols": self.symbol_scores(query),
             "phrases": self.phrase_scores(query),
+            "resolved": self.resolved_scores(query),
         }
         personal = _saturate(values["paths"]) + _saturate(values["modules"])
+        personal = personal + _saturate(values["resolved"])
         personal = personal + _unit(values["symbols"])
         values["graph"] = self.graph_scores(personal)
         return Signals(self.paths, values)

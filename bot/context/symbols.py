@@ -44,6 +44,9 @@ class FileSymbols:
     defs: list[Definition] = field(default_factory=list)
     refs: Counter[str] = field(default_factory=Counter)
     imports: list[str] = field(default_factory=list)
+    # Names bound by ``from M import a as b``: "b" -> "M.a" (M absolute), which is how a
+    # package re-exports what its submodules define.
+    names: dict[str, str] = field(default_factory=dict)
 
 
 _PY_QUERY = """
@@ -54,6 +57,7 @@ _PY_QUERY = """
 (import_statement name: (dotted_name) @import)
 (import_statement name: (aliased_import name: (dotted_name) @import))
 (import_from_statement module_name: (_) @from_module)
+(import_from_statement) @from_statement
 (identifier) @ref
 """
 
@@ -124,6 +128,23 @@ def python_symbols(source: bytes, path: str) -> FileSymbols:
             module = node.text.decode("utf-8", "replace")
             imports.append(_resolve_relative(module, path) if module.startswith(".") else module)
     result.imports = sorted(set(imports))
+    for statement in captures.get("from_statement", []):
+        module_node = statement.child_by_field_name("module_name")
+        if module_node is None or not module_node.text:
+            continue
+        module = module_node.text.decode("utf-8", "replace")
+        if module.startswith("."):
+            module = _resolve_relative(module, path)
+        for name_node in statement.children_by_field_name("name"):
+            target = name_node
+            alias = name_node
+            if name_node.type == "aliased_import":
+                target = name_node.child_by_field_name("name") or name_node
+                alias = name_node.child_by_field_name("alias") or target
+            if target.text and alias.text:
+                name = target.text.decode("utf-8", "replace")
+                result.names[alias.text.decode("utf-8", "replace")] = f"{module}.{name}"
+    result.names = dict(sorted(result.names.items()))
     result.defs.sort(key=lambda d: (d.line, d.name))
     return result
 

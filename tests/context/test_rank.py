@@ -76,3 +76,21 @@ def test_search_code_returns_the_matching_line(project: Path) -> None:
     assert len(hits) <= 3
     assert search_code(index, "", top_k=3) == []
     assert search_code(index, "discount", top_k=0) == []
+
+
+def test_names_used_through_an_import_alias_resolve_to_the_defining_file(project: Path) -> None:
+    issue = "Wrong total\n```python\nimport shop as sp\n\nsp.Cart().total('HALF')\n```\n"
+    query = parse_issue(issue)
+    assert query.qualified["shop.Cart"] == 1
+    ranked = rank_files(build_index(DirectorySnapshot(project)), issue)
+    assert ranked[0].path == "shop/cart.py"
+    # ``shop/__init__.py`` re-exports Cart; the signal lands on the definition.
+    assert ranked[0].signals["resolved_abs"] > 0
+    assert "resolved_abs" not in next(r for r in ranked if r.path == "shop/__init__.py").signals
+
+
+def test_environment_reports_do_not_count_as_query_terms() -> None:
+    query = parse_issue("Bug in cart\n```\nnumpy: 1.26.4\nattrs==23.1.0\nscipy: None\n```\n")
+    assert "numpy" not in query.terms
+    assert "attrs" not in query.terms
+    assert query.terms["cart"] == 2
