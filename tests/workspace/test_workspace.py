@@ -464,3 +464,22 @@ def test_fetches_into_one_mirror_are_serialised(
     assert sh_git("rev-parse", "refs/remotes/origin/main", cwd=results[0]).strip() == (
         git_server.tip("main")
     )
+
+
+def test_hostile_file_names_do_not_break_commit_or_checks(
+    cache: WorkspaceCache, git_server: GitServer, creds: GitCredentials
+) -> None:
+    with cache.prepare("o/r", git_server.repo_url(), branch=BRANCH, default_branch="main") as ws:
+        names = [b"bad\xff.txt", b"new\nline.txt", b"-rf", b"sp ace.txt", b"\xe2\x80\xaeevil.txt"]
+        for name in names:
+            with open(bytes(ws.path) + b"/" + name, "wb") as fh:
+                fh.write(b"x\n")
+        (ws.path / ".github" / "workflows").mkdir(parents=True)
+        (ws.path / ".github" / "workflows" / "a\xe9.yml").write_text("on: push\n")
+        assert ws.commit("odd names", author=BOT) is not None
+        changed = ws.changed_paths()
+        assert len(changed) == len(names) + 1
+        assert "bad\udcff.txt" in changed
+        assert "new\nline.txt" in changed
+        with pytest.raises(ProtectedPathError, match="workflows"):
+            ws.push(creds, CONFIG)
