@@ -389,3 +389,20 @@ def test_none_mode_returns_even_if_a_process_escapes_the_group(workdir: Path) ->
     finally:
         for pid in processes_of(None, "sleep 321.5"):
             os.kill(pid, 9)
+
+
+def test_host_processes_and_files_are_invisible(
+    sandbox: BwrapSandbox, workdir: Path, tmp_path: Path
+) -> None:
+    secret_file = tmp_path / "webhook-secret"
+    secret_file.write_text("canary-file-5e1f\n")
+    secret_file.chmod(0o644)  # readable by anyone on the host
+    script = (
+        f"cat {secret_file}; ls /proc | grep -c '^[0-9]'; test -e /proc/{os.getpid()} && echo host;"
+        " ls /root /home /var /opt 2>&1; echo done"
+    )
+    result = sandbox.run(script, workdir=workdir)
+    assert "canary-file-5e1f" not in result.stdout
+    assert int(result.stdout.splitlines()[0]) <= 5  # bwrap's init, the shell, ls, grep
+    assert "host" not in result.stdout.splitlines()
+    assert result.stdout.endswith("done\n")
