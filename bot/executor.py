@@ -407,6 +407,8 @@ class ActionsExecutor:
             session.add(task)
             session.commit()
             repo, attempt, maximum = task.repository, task.attempt, task.max_attempts
+        failure: DispatchError | None = None
+        run: RunInfo | None = None
         try:
             api = self.api_for(repo)
             ref = api.default_branch()
@@ -414,21 +416,24 @@ class ActionsExecutor:
                 self.workflow, ref, {"task_id": str(task_id), "credential": credential}
             )
         except DispatchError as exc:
-            log.warning("actions.dispatch_failed", task=task_id, error=str(exc))
-            if exc.permanent:
-                with Session(self.engine) as session:
-                    task = session.get(RunnerTask, task_id)
-                    if task is not None:
-                        self._finish_failed(session, task, f"cannot dispatch: {exc}")
-            else:
-                with Session(self.engine) as session:
-                    task = session.get(RunnerTask, task_id)
-                    if task is not None and task.status == "dispatched":
-                        # Spend this attempt's credential; the follow-up dispatches again.
-                        task.credential_hash = None
-                        task.progress = f"dispatch failed: {exc}"
-                        session.add(task)
-                        session.commit()
+            failure = exc
+        except Exception as exc:  # noqa: BLE001 - a network fault is a transient failure
+            failure = DispatchError(f"{type(exc).__name__}: {exc}", permanent=False)
+        if failure is not None:
+            why = redact(str(failure), [*self.secrets, credential])[:500]
+            log.warning("actions.dispatch_failed", task=task_id, error=why)
+            with Session(self.engine) as session:
+                task = session.get(RunnerTask, task_id)
+                if task is None:
+                    return
+                if failure.permanent:
+                    self._finish_failed(session, task, f"cannot dispatch: {why}")
+                elif task.status == "dispatched":
+                    # Spend this attempt's credential; follow() dispatches again.
+                    task.credential_hash = None
+                    task.progress = f"dispatch failed: {why}"
+                    session.add(task)
+                    session.commit()
             return
         if run is not None:
             self._attach_run(task_id, run)

@@ -484,3 +484,23 @@ def test_task_records_travel_and_are_checked(tmp_path: Any) -> None:
     finally:
         service.dispose()
         runner.dispose()
+
+
+def test_a_failed_dispatch_is_dispatched_again(world: World, engine: Engine, clock: Clock) -> None:
+    world.fake.inject(
+        "POST", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches", "502"
+    )
+    executor = make_executor(world, engine, clock)
+    task_id = executor.submit(REPO, SPEC, number=issue_number(world))
+    task = executor.get(task_id)
+    assert task is not None
+    assert task.status == "dispatched"
+    assert task.credential_hash is None  # nothing was sent; nothing can be claimed
+    assert task.progress is not None
+    assert "dispatch failed: GitHub answered 502" in task.progress
+    assert world.actions.dispatched(REPO) == []
+    assert executor.follow(task_id) is True
+    (run,) = world.actions.dispatched(REPO)
+    task = executor.get(task_id)
+    assert task is not None
+    assert (task.attempt, task.run_id) == (2, run.id)
