@@ -142,6 +142,19 @@ def handle(ctx: JobContext, wiring: Wiring) -> str:
         return f"refused: {exc}"
     except AgentUnavailable as exc:
         raise RetryableError(str(exc)) from exc
+    except Exception as exc:
+        # DESIGN.md section 5: every failure ends with a visible, redacted explanation.
+        # Before the last attempt the job is retried, so only the last one says so.
+        if isinstance(exc, PermanentError) or ctx.attempt >= ctx.settings.max_attempts:
+            _say_failed(env, event.number, key, f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _say_failed(env: loop.Env, number: int, key: str, reason: str) -> None:
+    try:
+        loop.fail_visibly(env, number, key, reason)
+    except Exception as exc:  # noqa: BLE001 - GitHub itself may be what failed; the job keeps its error
+        log.warning("event.failure_not_posted", number=number, error=str(exc))
 
 
 def _act(
@@ -172,6 +185,7 @@ def _act(
                 on_pr=decision.pull_request is not None,
             ),
         )
+        _react_done(env, where, _comment_id(event), out.outcome)
         return f"start: iteration {out.iteration} {out.outcome}"
     if isinstance(decision, pol.Help):
         loop.reply(env, where, key, help_text(trigger_label=env.settings.trigger_label))
@@ -185,6 +199,7 @@ def _act(
         ikey = f"review:{decision.review_id}" if decision.review_id is not None else key
         env.forge.react(where, decision.comment_id, "eyes")
         out = loop.iterate(env, task, feedback, trigger=trigger, key=ikey)
+        _react_done(env, where, decision.comment_id, out.outcome)
         return f"iterate: iteration {out.iteration} {out.outcome}"
     if isinstance(decision, pol.AddRequirement):
         out = loop.require(env, task, decision.text, author=decision.requester, key=key)
@@ -210,6 +225,12 @@ def _act(
     assert isinstance(decision, pol.Abandon)
     loop.abandon(env, task, decision.reason)
     return "abandon"
+
+
+def _react_done(env: loop.Env, number: int, comment_id: int | None, outcome: str) -> None:
+    """Rocket on the trigger when the iteration succeeded (or planned), confused if not."""
+    ok = outcome in ("succeeded", "planned")
+    env.forge.react(number, comment_id, "rocket" if ok else "confused")
 
 
 def _feedback(repo: Repository, action: pol.Iterate, pr: int) -> tuple[Feedback, ...]:

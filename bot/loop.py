@@ -41,6 +41,7 @@ from bot.models import PlanDriven, strategy_for
 from bot.models.base import AgentOutcome, AgentUnavailable, Brief, Result, Stopped
 from bot.ports import Agent as AgentPort
 from bot.ports import AgentRequest, Checkout, ContextBuilder, Forge, PullRequests, Workspaces
+from bot.queue import RetryableError
 from bot.sandbox import Sandbox, SandboxLimits, network_permitted, run_setup
 from bot.settings import DevelopmentModel, Settings
 from bot.tasks import (
@@ -504,19 +505,21 @@ def run_iteration(
         board.finish(Final("stopped", time.monotonic() - started, usage, reason=reason))
         env.note(f"iteration {number} stopped; nothing pushed")
         return Outcome(taskdb.load(env.engine, task.id), number, "stopped", reason=reason)
-    except AgentUnavailable as exc:
+    except (AgentUnavailable, RetryableError) as exc:
         usage = run.usage if run is not None else Usage()
         if checkout is not None:
             checkout.discard()
+        what = "the model API" if isinstance(exc, AgentUnavailable) else "GitHub"
         if env.attempt < env.max_attempts:
+            taskdb.add_usage(env.engine, task.id, usage)  # spent, even though it is retried
             board.phase(
-                "Agent working",
-                "failed",
-                f"model API unavailable; retrying (attempt {env.attempt} of {env.max_attempts})",
+                "Retrying",
+                "running",
+                f"{what} is unavailable; attempt {env.attempt} of {env.max_attempts} failed",
             )
             board.flush(force=True)
             raise
-        _fail(env, task, number, board, started, usage, f"the model API kept failing: {exc}")
+        _fail(env, task, number, board, started, usage, f"{what} kept failing: {exc}")
         return Outcome(taskdb.load(env.engine, task.id), number, "failed", reason=str(exc))
     except Refused:
         raise
