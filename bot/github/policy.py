@@ -16,6 +16,7 @@ sleeping.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -122,6 +123,18 @@ def rate_limit_wait(
     return None
 
 
+def _refuse_event_loop(what: str) -> None:
+    """The calls block: on an event loop they would stall every other request."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(
+        f"{what}: blocking GitHub call on an event loop; run it in a worker thread "
+        "(asyncio.to_thread)"
+    )
+
+
 class RequestPolicy:
     """Runs one GitHub operation with GitHub's waiting rules and our retry rules."""
 
@@ -155,6 +168,7 @@ class RequestPolicy:
         ``on_unauthorized`` is called once on a 401 (e.g. to drop a cached installation
         token); if it returns True the request is repeated once.
         """
+        _refuse_event_loop(what)
         cfg = self.settings
         failures = 0
         limited = 0

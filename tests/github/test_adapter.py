@@ -3,6 +3,7 @@ rate limits with a fake clock, markers, threads, config fallback, redaction, git
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -633,3 +634,15 @@ def test_long_threads_are_read_across_pages(world: FakeGitHub, hub: GitHub) -> N
     assert thread.comments[-1].body == "note 229"
     assert repo.upsert_comment(number, mark, "status 2") == repo.upsert_comment(number, mark, "3")
     assert sum(1 for c in world.comments(REPO, number) if c.user == "vibe-bot[bot]") == 1
+
+
+def test_blocking_calls_are_refused_on_an_event_loop(world: FakeGitHub, hub: GitHub) -> None:
+    async def on_the_loop() -> str:
+        return hub.repo(REPO).default_branch()
+
+    async def in_a_thread() -> str:
+        return await asyncio.to_thread(hub.repo(REPO).default_branch)
+
+    with pytest.raises(RuntimeError, match="worker thread"):
+        asyncio.run(on_the_loop())
+    assert asyncio.run(in_a_thread()) == "main"
