@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.routing import Match
 
 from bot.testing.fake_github import gitrepo
+from bot.testing.fake_github.shapes import iso
 from bot.testing.fake_github.state import (
     LEGACY_PERMISSION,
     CheckRun,
@@ -461,20 +462,13 @@ def create_api(fake: FakeGitHub) -> FastAPI:
                 request,
                 {
                     "token": token.value,
-                    "expires_at": shapes_iso(token.expires_at),
+                    "expires_at": iso(token.expires_at),
                     "permissions": perms,
                     "repository_selection": "all" if scope is None else "selected",
                     "repositories": [shapes.repository(r, full=False) for r in repos],
                 },
                 status=201,
             )
-
-    def shapes_iso(ts: float) -> str:
-        from bot.testing.fake_github.shapes import iso
-
-        value = iso(ts)
-        assert value is not None
-        return value
 
     # --- repositories and collaborators -----------------------------------------------
 
