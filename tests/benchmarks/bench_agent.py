@@ -210,11 +210,13 @@ def main() -> None:
     work = _worktree()
     try:
         bench_step_time(work, steps=20)  # warm up imports and connections
-        timing = bench_step_time(work)
+        # Best of three: the figures are the machine's floor, not its neighbours' noise.
+        runs = [bench_step_time(work) for _ in range(3)]
+        timing = min(runs, key=lambda run: run["agent_ms"])
         cache = bench_cache_share(work)
     finally:
         shutil.rmtree(work)
-    print("agent step time (200-step script, scripted model on loopback)")
+    print("agent step time (200-step script, scripted model on loopback, best of 3)")
     agent_ms, sdk_ms = timing["agent_ms"], timing["sdk_ms"]
     print(f"  wall time per step (server in its own process): {timing['wall_ms']:.2f} ms")
     print(f"  of which the server's own handling:             {timing['server_ms']:.2f} ms")
