@@ -308,12 +308,19 @@ class GitHubRepository:
     def __init__(self, client: RepoClient) -> None:
         self.client = client
         self.repo = client.repo
+        # One job asks for these several times (policy, loop, workspace); once is enough.
+        self._default_branch: str | None = None
+        self._files: dict[tuple[str, str], str | None] = {}
 
     def default_branch(self) -> str:
-        return self.client.default_branch()
+        if self._default_branch is None:
+            self._default_branch = self.client.default_branch()
+        return self._default_branch
 
     def read_file(self, path: str, ref: str) -> str | None:
-        return self.client.read_file(path, ref)
+        if (path, ref) not in self._files:
+            self._files[(path, ref)] = self.client.read_file(path, ref)
+        return self._files[(path, ref)]
 
     def issue_text(self, number: int) -> IssueText:
         return self.client.issue_text(number)
