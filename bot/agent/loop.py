@@ -312,7 +312,10 @@ def run_agent(
             step_started = datetime.now(UTC)
             t0 = time.monotonic()
             request = conversation.request(model, settings.max_output_tokens)
-            summary = {"messages": len(request["messages"]), "attempt": stream_failures + 1}
+            summary: dict[str, Any] = {
+                "messages": len(request["messages"]),
+                "attempt": stream_failures + 1,
+            }
             remaining = run.limits.seconds - (time.monotonic() - run.started)
             try:
                 turn = stream_turn(
@@ -333,6 +336,7 @@ def run_agent(
                     continue
                 return outcome(Errored(err.reason, retryable=err.retryable, kind=err.kind))
             stream_failures = 0
+            summary["request_id"] = turn.request_id
             run.steps += 1
             run.usage += turn.usage
             step_cost = cost(turn.usage, price)

@@ -519,6 +519,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _stream(self, message: dict[str, Any], brk: BreakSpec | None) -> None:
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
+        self.send_header("request-id", "req_" + str(message["id"]).removeprefix("msg_")[-20:])
         self.send_header("cache-control", "no-cache")
         self.send_header("transfer-encoding", "chunked")
         self.end_headers()

@@ -48,6 +48,7 @@ def _run_and_load(
     assert sum(r.cost for r in rows) == pytest.approx(outcome.cost)
     assert sum(r.output_tokens for r in rows) == outcome.usage.output_tokens
     assert first.request["messages"] == 1
+    assert first.request["request_id"].startswith("req_")
     memory = render_memory(rows).splitlines()
     assert memory[0].startswith("1. read_file {")
     assert "-> error: " in memory[0]
