@@ -33,16 +33,19 @@ What a sandboxed command sees (:class:`BwrapSandbox`):
 
 Limits (:class:`SandboxLimits`): wall clock (the whole process group is killed with SIGKILL,
 which takes the PID namespace and every grandchild with it), RLIMIT_AS, RLIMIT_FSIZE,
-RLIMIT_NOFILE, RLIMIT_NPROC (set by ``prlimit`` inside the sandbox), the size of the private
-tmpfs mounts, and captured output: each stream keeps its first and last ``output_bytes / 2``
-bytes with a visible marker in between, read incrementally so an output flood never
-accumulates in memory. ``cancel`` (a :class:`threading.Event`, e.g. ``/vibe stop``) kills the
-command within about 50 ms.
+RLIMIT_NOFILE, RLIMIT_NPROC (set by ``prlimit`` inside the sandbox), where the host allows
+it a memory cgroup bounding the whole process tree to ``memory_bytes`` (:mod:`bot.cgroup`),
+the size of the private tmpfs mounts, and captured output: each stream keeps its first
+and last ``output_bytes / 2`` bytes with a visible marker in between, read incrementally
+so an output flood never accumulates in memory. ``cancel`` (a :class:`threading.Event`,
+e.g. ``/vibe stop``) kills the command within about 50 ms.
 
-Which limit fired (:attr:`CommandResult.limit`): ``timeout``, ``cancelled``, ``output`` and
-``file_size`` (death by SIGXFSZ) are exact; ``memory``, ``processes`` and ``open_files`` are
-recognised from the messages that allocation, fork and open failures print (glibc, Python,
-shells), because the kernel does not report which rlimit refused a call.
+Which limit fired (:attr:`CommandResult.limit`): ``timeout``, ``cancelled``, ``output``,
+``file_size`` (death by SIGXFSZ) and ``memory`` through the cgroup (an OOM kill) are exact;
+otherwise ``memory``, ``processes`` and ``open_files`` are recognised from the messages that
+allocation, fork and open failures print (glibc, Python, shells), because the kernel does
+not report which rlimit refused a call. RLIMIT_NPROC counts every process of the sandbox
+uid on the host, so concurrent commands share that budget.
 
 Network: off by default (``--unshare-net``: not even the host's loopback is reachable).
 With ``network=True`` and ``allow_hosts`` (the repository's ``network.allow``), the command
@@ -69,10 +72,11 @@ import subprocess
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from bot.cgroup import MemoryGroup, memory_cgroup_base
 from bot.egress import EgressProxy, proxy_env, relay_command
 
 if TYPE_CHECKING:
@@ -496,12 +500,20 @@ def _gitdir_mounts(workdir: Path) -> list[Path]:
 class BwrapSandbox:
     """The real sandbox: bubblewrap plus ``prlimit`` and, as root, ``setpriv``."""
 
-    def __init__(self, *, uid: int | None = None, bwrap: str | None = None) -> None:
+    def __init__(
+        self, *, uid: int | None = None, bwrap: str | None = None, memory_cgroup: bool = True
+    ) -> None:
         self._bwrap = bwrap if bwrap is not None else shutil.which("bwrap")
         self._root = os.geteuid() == 0
         self._uid = (uid if uid is not None else NOBODY_UID) if self._root else None
         if self._uid == 0:
             raise SandboxError("the sandbox uid must not be 0")
+        self._memory_base = memory_cgroup_base() if memory_cgroup else None
+
+    @property
+    def memory_cgroup(self) -> bool:
+        """Whether each command also gets a memory cgroup bounding its whole process tree."""
+        return self._memory_base is not None
 
     @property
     def uid(self) -> int | None:
@@ -561,10 +573,30 @@ class BwrapSandbox:
             *self._drop_privileges(),
             *argv,
         ]
-        # bwrap stays in the namespace as its init; give it nothing worth reading either.
-        return _execute(
-            full, env={"PATH": SAFE_ENV["PATH"]}, cwd=None, limits=limits, cancel=cancel
-        )
+        group = self._memory_group(limits)
+        if group is not None:
+            # The shell joins the group and becomes bwrap, so nothing starts outside it.
+            full = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(group.procs), *full]
+        try:
+            # bwrap stays in the namespace as its init; give it nothing worth reading either.
+            result = _execute(
+                full, env={"PATH": SAFE_ENV["PATH"]}, cwd=None, limits=limits, cancel=cancel
+            )
+            if group is not None and group.oom_kills() > 0:
+                result = replace(result, limit=LIMIT_MEMORY)
+            return result
+        finally:
+            if group is not None:
+                group.close()
+
+    def _memory_group(self, limits: SandboxLimits) -> MemoryGroup | None:
+        if self._memory_base is None:
+            return None
+        try:
+            return MemoryGroup(self._memory_base, limits.memory_bytes)
+        except OSError as exc:
+            log.warning("no memory cgroup for this command (%s); rlimits only", exc)
+            return None
 
     def _bwrap_argv(
         self,

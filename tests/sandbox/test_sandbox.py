@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.cgroup import memory_cgroup_base
 from bot.sandbox import (
     BwrapSandbox,
     CommandResult,
@@ -406,3 +407,42 @@ def test_host_processes_and_files_are_invisible(
     assert int(result.stdout.splitlines()[0]) <= 5  # bwrap's init, the shell, ls, grep
     assert "host" not in result.stdout.splitlines()
     assert result.stdout.endswith("done\n")
+
+
+def test_memory_is_bounded_across_processes(sandbox: BwrapSandbox, workdir: Path) -> None:
+    """Each process stays under RLIMIT_AS; together they exceed the limit: the cgroup
+    (where the host allows one) bounds the tree, and reports it exactly."""
+    if not sandbox.memory_cgroup:
+        pytest.skip("this host gives the bot no writable cgroup v1 memory controller")
+    hog = (
+        "import os, time\n"
+        "for _ in range(5):\n"
+        "    if os.fork() == 0:\n"
+        "        b = bytearray(150 * 1024 * 1024)\n"
+        "        b[::4096] = b'x' * len(b[::4096])\n"
+        "        time.sleep(1.5)\n"
+        "        os._exit(0)\n"
+        "statuses = [os.wait()[1] for _ in range(5)]\n"
+        "print(sum(1 for s in statuses if s == 0), 'survived')\n"
+    )
+    limits = SandboxLimits(wall_seconds=20, memory_bytes=400 * 1024**2, processes=32)
+    bounded = sandbox.run(["python3", "-c", hog], workdir=workdir, limits=limits)
+    assert bounded.limit == "memory", bounded
+    assert int(bounded.stdout.split()[0]) < 5
+    # Without the cgroup each process fits its own rlimit and all five survive.
+    rlimits_only = BwrapSandbox(memory_cgroup=False)
+    free = rlimits_only.run(["python3", "-c", hog], workdir=workdir, limits=limits)
+    assert free.stdout == "5 survived\n", free
+    base = memory_cgroup_base()
+    assert base is not None
+    assert list(base.glob("vibe-*")) == []  # every command's group is gone
+
+
+def test_memory_cgroup_detection(tmp_path: Path) -> None:
+    v2_only = tmp_path / "v2"
+    v2_only.write_text("0::/user.slice/session-1.scope\n")
+    assert memory_cgroup_base(v2_only) is None
+    assert memory_cgroup_base(tmp_path / "missing") is None
+    garbage = tmp_path / "garbage"
+    garbage.write_text("not a cgroup file\n\n:::\n")
+    assert memory_cgroup_base(garbage) is None
