@@ -251,7 +251,7 @@ class _Run:
         if self.dollars >= Decimal(str(lim.dollars)):
             return LimitReached("dollars", f"${self.dollars:.4f} of ${lim.dollars:.2f} spent")
         if elapsed >= lim.seconds:
-            return LimitReached("wall_time", f"{elapsed:.0f} s of {lim.seconds:.0f} s used")
+            return LimitReached("wall_time", f"{elapsed:.1f} s of {lim.seconds:.1f} s used")
         return None
 
 

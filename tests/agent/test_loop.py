@@ -134,16 +134,17 @@ def test_tool_error_is_data_and_the_agent_recovers(
 
 
 LOOPING = [{"tool_use": [{"name": "read_file", "input": {"path": "README.md"}}]}]
+NO_CACHE = {"cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
 
 
 @pytest.mark.parametrize(
     ("which", "limit_kwargs", "usage"),
     [
         ("steps", {"steps": 3}, None),
-        ("input_tokens", {"input_tokens": 25_000}, {"input_tokens": 10_000}),
+        ("input_tokens", {"input_tokens": 25_000}, {"input_tokens": 10_000, **NO_CACHE}),
         ("output_tokens", {"output_tokens": 1_500}, {"output_tokens": 700}),
         # 10,000 input tokens at $3 per million: $0.03 a step, so the 4th call is refused.
-        ("dollars", {"dollars": 0.1}, {"input_tokens": 10_000, "output_tokens": 0}),
+        ("dollars", {"dollars": 0.1}, {"input_tokens": 10_000, "output_tokens": 0, **NO_CACHE}),
     ],
 )
 def test_each_limit_stops_the_run_cleanly(
@@ -167,6 +168,13 @@ def test_each_limit_stops_the_run_cleanly(
     )
     assert isinstance(outcome.exit, LimitReached)
     assert outcome.exit.which == which
+    reason = {
+        "steps": "3 of 3 steps used",
+        "input_tokens": "30000 of 25000 input tokens used",
+        "output_tokens": "2100 of 1500 output tokens used",
+        "dollars": "$0.1200 of $0.10 spent",
+    }[which]
+    assert outcome.exit.detail == reason
     expected_steps = {"steps": 3, "input_tokens": 3, "output_tokens": 3, "dollars": 4}[which]
     assert outcome.steps == expected_steps == len(server.message_requests)
     # Clean: every tool call of the last turn was answered and recorded.
@@ -186,6 +194,7 @@ def test_wall_time_limit(
     )
     assert isinstance(outcome.exit, LimitReached)
     assert outcome.exit.which == "wall_time"
+    assert outcome.exit.detail.endswith("of 0.4 s used")
     assert 2 <= outcome.steps <= 3
 
 
