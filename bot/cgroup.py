@@ -84,3 +84,16 @@ class MemoryGroup:
                 return
             except OSError:
                 time.sleep(0.02)
+
+
+def sweep_stale(base: Path, older_than: float = 3600.0) -> int:
+    """Remove empty groups that a crashed bot left behind (old ones only: a young empty
+    group may belong to another worker's command that is about to join it)."""
+    removed = 0
+    now = time.time()
+    for group in base.glob("vibe-*"):
+        with contextlib.suppress(OSError):
+            if now - group.stat().st_mtime >= older_than:
+                group.rmdir()
+                removed += 1
+    return removed

@@ -76,7 +76,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from bot.cgroup import MemoryGroup, memory_cgroup_base
+from bot.cgroup import MemoryGroup, memory_cgroup_base, sweep_stale
 from bot.egress import EgressProxy, proxy_env, relay_command
 
 if TYPE_CHECKING:
@@ -509,6 +509,8 @@ class BwrapSandbox:
         if self._uid == 0:
             raise SandboxError("the sandbox uid must not be 0")
         self._memory_base = memory_cgroup_base() if memory_cgroup else None
+        if self._memory_base is not None:
+            sweep_stale(self._memory_base)
 
     @property
     def memory_cgroup(self) -> bool:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cgroup import memory_cgroup_base
+from bot.cgroup import memory_cgroup_base, sweep_stale
 from bot.sandbox import (
     BwrapSandbox,
     CommandResult,
@@ -446,3 +446,24 @@ def test_memory_cgroup_detection(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage"
     garbage.write_text("not a cgroup file\n\n:::\n")
     assert memory_cgroup_base(garbage) is None
+
+
+def test_stale_memory_groups_are_swept(sandbox: BwrapSandbox) -> None:
+    base = memory_cgroup_base()
+    if base is None or not sandbox.memory_cgroup:
+        pytest.skip("this host gives the bot no writable cgroup v1 memory controller")
+    old, young = base / "vibe-stale-test-old", base / "vibe-stale-test-young"
+    old.mkdir()
+    young.mkdir()
+    try:
+        past = time.time() - 7200
+        os.utime(old, (past, past))
+        if old.stat().st_mtime > time.time() - 3600:
+            pytest.skip("cgroupfs ignores timestamps here")
+        assert sweep_stale(base) == 1
+        assert not old.exists()
+        assert young.exists()
+    finally:
+        for group in (old, young):
+            if group.exists():
+                group.rmdir()
