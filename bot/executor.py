@@ -141,10 +141,11 @@ class GithubActions:
             run = flow.create_dispatch(ref, dict(inputs), throw=True, return_run_details=True)
         except GithubException as exc:
             permanent = exc.status in (401, 403, 404, 422)
+            said = exc.data.get("message") if isinstance(exc.data, dict) else None
+            said_text = f": {str(said)[:200]}" if said else ""
             hint = f" (is .github/workflows/{workflow} installed?)" if exc.status == 404 else ""
-            raise DispatchError(
-                f"GitHub answered {exc.status}{hint}", permanent=permanent
-            ) from None
+            message = f"GitHub answered {exc.status}{said_text}{hint}"
+            raise DispatchError(message, permanent=permanent) from None
         if run is True or run is False:
             return None
         return RunInfo(

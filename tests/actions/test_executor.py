@@ -306,7 +306,8 @@ def test_dispatch_fails_clearly_without_the_runner_workflow(
     assert task is not None
     assert task.status == "failed"
     assert task.summary == (
-        "cannot dispatch: GitHub answered 404 (is .github/workflows/vibe-runner.yml installed?)"
+        "cannot dispatch: GitHub answered 404: Not Found "
+        "(is .github/workflows/vibe-runner.yml installed?)"
     )
     (comment,) = [c.body for c in world.fake.comments("acme/bare", number)]
     assert "is .github/workflows/vibe-runner.yml installed?" in comment
@@ -504,3 +505,29 @@ def test_a_failed_dispatch_is_dispatched_again(world: World, engine: Engine, clo
     task = executor.get(task_id)
     assert task is not None
     assert (task.attempt, task.run_id) == (2, run.id)
+
+
+def test_a_runner_workflow_without_the_inputs_is_reported(
+    world: World, engine: Engine, clock: Clock
+) -> None:
+    """An old or hand-written vibe-runner.yml that does not declare the inputs: GitHub
+    answers 422, which no retry can fix."""
+    world.fake.commit(
+        REPO,
+        "main",
+        {".github/workflows/vibe-runner.yml": "on:\n  workflow_dispatch:\njobs: {}\n"},
+        "Break the runner workflow",
+    )
+    number = issue_number(world)
+    executor = make_executor(world, engine, clock)
+    task_id = executor.submit(REPO, SPEC, number=number)
+    task = executor.get(task_id)
+    assert task is not None
+    assert task.status == "failed"
+    assert task.summary == (
+        "cannot dispatch: GitHub answered 422: "
+        "Unexpected inputs provided: ['credential', 'task_id']"
+    )
+    assert world.actions.dispatched(REPO) == []
+    (comment,) = status_comments(world, number)
+    assert "The task failed on GitHub Actions: cannot dispatch: GitHub answered 422" in comment
