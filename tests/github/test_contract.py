@@ -196,7 +196,16 @@ def _exercise(fake: FakeGitHub, clock: FakeClock) -> None:
     user = GitHub(
         StaticToken(fake.user_token("alice")), api_url=fake.api_url, bot_login="alice", clock=clock
     )
-    user.client(REPO).requester.requestJsonAndCheck("GET", "/user")
+    user_requester = user.client(REPO).requester
+    user_requester.requestJsonAndCheck("GET", "/user")
+    user_requester.requestJsonAndCheck(
+        "POST", f"/repos/{REPO}/issues", input={"title": "via the API", "labels": ["bug"]}
+    )
+    user.repo(REPO).update_pull(labelled, body="edited")
+    user_requester.requestJsonAndCheck(
+        "PATCH", f"/repos/{REPO}/pulls/{labelled}", input={"state": "closed"}
+    )
+    user.close()
     hub.close()
 
 
@@ -208,7 +217,7 @@ def exercised() -> FakeGitHub:
         REST.exists() and HOOKS.exists(),
         f"@octokit/openapi(-webhooks) not found under {NODE_MODULES}",
     )
-    with FakeGitHub(clock=clock) as fake:
+    with FakeGitHub(clock=clock, echo_api_events=True) as fake:
         _exercise(fake, clock)
         return fake
 
@@ -254,7 +263,10 @@ def test_every_webhook_matches_the_webhook_description_and_the_fixtures(
         ("pull_request", "closed"),
         ("pull_request_review", "submitted"),
         ("pull_request_review_comment", "created"),
+        ("pull_request", "edited"),
     }
+    api_made = [d for d in exercised.deliveries if d.payload["sender"]["login"] == "vibe-bot[bot]"]
+    assert {d.event for d in api_made} >= {"issue_comment", "pull_request", "issues"}
     problems: list[str] = []
     for delivery in exercised.deliveries:
         validator = hook_validator(delivery.event, delivery.payload["action"])

@@ -3,6 +3,7 @@ GitHub-style errors, no state change, nothing lost."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -11,7 +12,7 @@ import jwt
 import pytest
 
 from bot.testing.fake_github import FakeClock, FakeGitHub
-from tests.github.conftest import app_key
+from tests.github.conftest import Receiver, app_key
 
 REPO = "acme/widgets"
 
@@ -181,3 +182,20 @@ def test_unknown_routes_answer_like_github(fake: FakeGitHub, api: httpx.Client) 
         api.get(f"/repos/{REPO}/contents/README.md", params={"ref": "--output=/tmp/x"}).status_code
         == 404
     )
+
+
+def test_rest_changes_send_webhooks_when_echo_is_on(
+    fake: FakeGitHub, api: httpx.Client, receiver: Receiver
+) -> None:
+    before = len(receiver.got)
+    api.post(f"/repos/{REPO}/issues/1/comments", json={"body": "quiet"})
+    assert len(receiver.got) == before  # off by default: only the helpers send webhooks
+    fake.echo_api_events = True
+    created = api.post(f"/repos/{REPO}/issues", json={"title": "new", "labels": ["vibe"]})
+    assert created.status_code == 201
+    api.post(f"/repos/{REPO}/issues/{created.json()['number']}/comments", json={"body": "/vibe go"})
+    got = [
+        (r.headers["x-github-event"], json.loads(r.body)["action"]) for r in receiver.got[before:]
+    ]
+    assert got == [("issues", "opened"), ("issues", "labeled"), ("issue_comment", "created")]
+    assert json.loads(receiver.got[-1].body)["sender"]["login"] == "alice"

@@ -28,13 +28,16 @@ webhook receiver talk to it exactly as they would to github.com:
   (with :class:`InlineComment` s), ``approve``, ``reply_to_review_comment``, ``merge``,
   ``close``, ``open_pull`` change the state and send the webhook GitHub would send, signed
   with ``X-Hub-Signature-256`` and carrying ``X-GitHub-Event``/``X-GitHub-Delivery``, to
-  ``webhook_url``. Every delivery is kept in :attr:`FakeGitHub.deliveries`.
+  ``webhook_url``. Every delivery is kept in :attr:`FakeGitHub.deliveries`. With
+  ``echo_api_events=True`` changes made through the REST API (issues, comments, labels,
+  pull requests) send their webhooks too, the bot's own included, as GitHub does.
 - **Faults per route**: :meth:`FakeGitHub.inject` (method, route template such as
   ``/repos/{owner}/{repo}/pulls``, kind) for ``502``, ``timeout`` (nothing happens),
   ``timeout_after_write`` (the change happens, the answer comes too late),
   ``secondary_rate_limit`` (403 with ``retry-after``), ``secondary_rate_limit_no_headers``,
   ``secondary_rate_limit_429`` and ``primary_rate_limit`` (``x-ratelimit-remaining: 0``
-  with ``x-ratelimit-reset``).
+  with ``x-ratelimit-reset``). The timeouts hold the answer for ``fault_delay`` seconds:
+  set it above the client's timeout.
 
 Example::
 

@@ -6,6 +6,7 @@ github.com::
     python -m bot.testing.fake_github --repo acme/widgets=. --collaborator alice:write \\
         --webhook-url http://127.0.0.1:8000/webhook --webhook-secret s3cret
 
+Changes made through its REST API (with the printed tokens) send webhooks, as on GitHub.
 It prints one JSON line (base URL, App id, the path of the App's private key, the
 installation, a token per collaborator, clone URLs) and serves until interrupted. Point
 the bot at it with ``VIBE_GITHUB_API_URL``, ``VIBE_GITHUB_APP_ID`` and
@@ -104,7 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with (
         FakeGitHub(
-            port=args.port, webhook_url=args.webhook_url, webhook_secret=args.webhook_secret
+            port=args.port,
+            webhook_url=args.webhook_url,
+            webhook_secret=args.webhook_secret,
+            echo_api_events=True,
         ) as fake,
         tempfile.TemporaryDirectory(prefix="fake-github-key-") as keydir,
     ):

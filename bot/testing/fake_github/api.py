@@ -573,7 +573,10 @@ def create_api(fake: FakeGitHub) -> FastAPI:
             found, who = repo_for(request, owner, repo, write="issues")
             issue = issue_of(found, issue_number)
             comment = fake.add_issue_comment(found, issue, who.login, body)
-            return reply(request, shapes.issue_comment(found, comment), status=201)
+            response = reply(request, shapes.issue_comment(found, comment), status=201)
+            events = [fake.comment_event(found, issue, comment, who.login)]
+        fake.echo(events)
+        return response
 
     def comment_of(found: Repo, comment_id: int) -> IssueComment:
         comment = world.issue_comment(comment_id)
@@ -663,14 +666,18 @@ def create_api(fake: FakeGitHub) -> FastAPI:
                 422, "Invalid request.\n\nFor 'labels', must be an array of label names."
             )
         with world.lock:
-            found, _ = repo_for(request, owner, repo, write="issues")
+            found, who = repo_for(request, owner, repo, write="issues")
             issue = issue_of(found, issue_number)
+            events = []
             for name in names:
                 fake.ensure_label(found, name)
                 if name not in issue.labels:
                     issue.labels.append(name)
+                    events.append(fake.label_event(found, issue, name, who.login))
             issue.updated_at = world.clock.now()
-            return reply(request, [shapes.label(found, found.labels[n]) for n in issue.labels])
+            response = reply(request, [shapes.label(found, found.labels[n]) for n in issue.labels])
+        fake.echo(events)
+        return response
 
     @app.delete("/repos/{owner}/{repo}/issues/{issue_number}/labels/{name}")
     def remove_label(
@@ -772,7 +779,10 @@ def create_api(fake: FakeGitHub) -> FastAPI:
             issue.pull = PullRequest(
                 head_ref=head_ref, base_ref=base, head_sha=head_sha, base_sha=base_sha, draft=draft
             )
-            return reply(request, shapes.pull(found, issue), status=201)
+            response = reply(request, shapes.pull(found, issue), status=201)
+            events = [fake.issue_event(found, issue, "opened", who.login)]
+        fake.echo(events)
+        return response
 
     @app.get("/repos/{owner}/{repo}/pulls/{pull_number}")
     def get_pull(request: Request, owner: str, repo: str, pull_number: int) -> Response:
@@ -793,17 +803,54 @@ def create_api(fake: FakeGitHub) -> FastAPI:
                 [{"resource": "PullRequest", "field": "state", "code": "invalid"}],
             )
         with world.lock:
-            found, _ = repo_for(request, owner, repo, write="pull_requests")
+            found, who = repo_for(request, owner, repo, write="pull_requests")
             issue = pull_of(found, pull_number)
             if title is not None:
                 issue.title = title
             if "body" in data:
                 issue.body = body
-            if state is not None and not (issue.pull and issue.pull.merged):
+            events = []
+            if (
+                state is not None
+                and state != issue.state
+                and not (issue.pull and issue.pull.merged)
+            ):
                 issue.state = state
                 issue.closed_at = world.clock.now() if state == "closed" else None
+                action = "closed" if state == "closed" else "reopened"
+                events.append(fake.issue_event(found, issue, action, who.login))
+            elif title is not None or "body" in data:
+                events.append(
+                    fake.issue_event(found, issue, "edited", who.login, extra={"changes": {}})
+                )
             issue.updated_at = world.clock.now()
-            return reply(request, shapes.pull(found, issue))
+            response = reply(request, shapes.pull(found, issue))
+        fake.echo(events)
+        return response
+
+    @app.post("/repos/{owner}/{repo}/issues")
+    async def create_issue(request: Request, owner: str, repo: str) -> Response:
+        data = await body_json(request)
+        title = text_field(data, "title", required=True, limit=256)
+        body = text_field(data, "body")
+        assert title is not None
+        labels = data.get("labels", [])
+        if not isinstance(labels, list) or not all(
+            isinstance(n, str) and 0 < len(n) <= 50 for n in labels
+        ):
+            raise ApiError(422, "Invalid request.\n\nFor 'labels', must be an array of names.")
+        with world.lock:
+            found, who = repo_for(request, owner, repo, write="issues")
+            issue = fake.new_issue(found, who.login, title, body)
+            for name in labels:
+                fake.ensure_label(found, name)
+                if name not in issue.labels:
+                    issue.labels.append(name)
+            response = reply(request, shapes.issue(found, issue), status=201)
+            events = [fake.issue_event(found, issue, "opened", who.login)]
+            events += [fake.label_event(found, issue, name, who.login) for name in issue.labels]
+        fake.echo(events)
+        return response
 
     @app.post("/repos/{owner}/{repo}/pulls/{pull_number}/requested_reviewers")
     async def request_reviewers(

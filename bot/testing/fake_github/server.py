@@ -83,6 +83,9 @@ class Delivery:
     error: str | None
 
 
+Event = tuple[str, JSON]
+
+
 class FakeGitHub:
     """A stateful GitHub on loopback. See the package docstring for a tour."""
 
@@ -95,6 +98,7 @@ class FakeGitHub:
         token_lifetime: float = 3600.0,
         fault_delay: float = 1.0,
         port: int = 0,
+        echo_api_events: bool = False,
     ) -> None:
         self.world = World(clock or SystemClock())
         self.webhook_url = webhook_url
@@ -102,6 +106,7 @@ class FakeGitHub:
         self.token_lifetime = token_lifetime
         self.fault_delay = fault_delay
         self.port = port
+        self.echo_api_events = echo_api_events
         self.responses: list[Recorded] = []
         self.deliveries: list[Delivery] = []
         self._faults: list[Fault] = []
@@ -527,16 +532,13 @@ class FakeGitHub:
         with self.world.lock:
             repo = self.repo(full_name)
             issue = repo.issues[number]
-            label = self.ensure_label(repo, name)
+            self.ensure_label(repo, name)
             if name in issue.labels:
                 return
             issue.labels.append(name)
             issue.updated_at = self.world.clock.now()
-            extra = {"label": self.shapes.label(repo, label)}
-        if issue.pull is not None:
-            self._deliver_pull(repo, issue, "labeled", user, extra=extra)
-        else:
-            self._deliver_issue(repo, issue, "labeled", user, extra=extra)
+            event = self.label_event(repo, issue, name, user)
+        self.deliver(*event)
 
     def comment(self, full_name: str, number: int, user: str, body: str) -> int:
         """``user`` comments on an issue or PR (``issue_comment`` created)."""
@@ -545,13 +547,8 @@ class FakeGitHub:
             issue = repo.issues[number]
             self.world.user(user)
             comment = self.add_issue_comment(repo, issue, user, body)
-            payload = {
-                "action": "created",
-                "issue": self.shapes.issue(repo, issue),
-                "comment": self.shapes.issue_comment(repo, comment),
-                **self._common(repo, user),
-            }
-        self.deliver("issue_comment", payload)
+            event = self.comment_event(repo, issue, comment, user)
+        self.deliver(*event)
         return comment.id
 
     def review(
@@ -872,30 +869,63 @@ class FakeGitHub:
         data["body"] = review.body or None
         return data
 
+    def issue_event(
+        self, repo: Repo, issue: Issue, action: str, sender: str, extra: JSON | None = None
+    ) -> Event:
+        """The ``issues`` webhook, or ``pull_request`` when the issue is a PR."""
+        with self.world.lock:
+            if issue.pull is not None:
+                return (
+                    "pull_request",
+                    {
+                        "action": action,
+                        "number": issue.number,
+                        "pull_request": self.shapes.pull(repo, issue),
+                        **(extra or {}),
+                        **self._common(repo, sender),
+                    },
+                )
+            return (
+                "issues",
+                {
+                    "action": action,
+                    "issue": self.shapes.issue(repo, issue),
+                    **(extra or {}),
+                    **self._common(repo, sender),
+                },
+            )
+
+    def label_event(self, repo: Repo, issue: Issue, name: str, sender: str) -> Event:
+        label = {"label": self.shapes.label(repo, repo.labels[name])}
+        return self.issue_event(repo, issue, "labeled", sender, extra=label)
+
+    def comment_event(self, repo: Repo, issue: Issue, comment: IssueComment, sender: str) -> Event:
+        with self.world.lock:
+            return (
+                "issue_comment",
+                {
+                    "action": "created",
+                    "issue": self.shapes.issue(repo, issue),
+                    "comment": self.shapes.issue_comment(repo, comment),
+                    **self._common(repo, sender),
+                },
+            )
+
+    def echo(self, events: list[Event]) -> None:
+        """Send webhooks for changes made through the REST API, when ``echo_api_events``."""
+        if self.echo_api_events:
+            for event, payload in events:
+                self.deliver(event, payload)
+
     def _deliver_issue(
         self, repo: Repo, issue: Issue, action: str, sender: str, extra: JSON | None = None
     ) -> None:
-        with self.world.lock:
-            payload = {
-                "action": action,
-                "issue": self.shapes.issue(repo, issue),
-                **(extra or {}),
-                **self._common(repo, sender),
-            }
-        self.deliver("issues", payload)
+        self.deliver(*self.issue_event(repo, issue, action, sender, extra))
 
     def _deliver_pull(
         self, repo: Repo, issue: Issue, action: str, sender: str, extra: JSON | None = None
     ) -> None:
-        with self.world.lock:
-            payload = {
-                "action": action,
-                "number": issue.number,
-                "pull_request": self.shapes.pull(repo, issue),
-                **(extra or {}),
-                **self._common(repo, sender),
-            }
-        self.deliver("pull_request", payload)
+        self.deliver(*self.issue_event(repo, issue, action, sender, extra))
 
     def deliver(self, event: str, payload: JSON) -> Delivery:
         """Send one webhook, signed like GitHub (``X-Hub-Signature-256``), and record it.
