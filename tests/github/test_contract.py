@@ -355,3 +355,22 @@ def test_adapter_graphql_is_valid_for_github_and_answered_by_the_fake(clock: Fak
     assert _missing_fields(query.selection_set, threads["data"]) == [
         "repository.pullRequest.reviewThreads.nodes.isOutdated"
     ]
+
+
+def _urls(node: Any, key: str = "") -> list[str]:
+    if isinstance(node, dict):
+        return [u for k, v in node.items() for u in _urls(v, k)]
+    if isinstance(node, list):
+        return [u for v in node for u in _urls(v, key)]
+    if key == "documentation_url":  # GitHub's errors point at its docs, not at the API
+        return []
+    if isinstance(node, str) and (key.endswith(("url", "href")) or key in ("self", "git", "html")):
+        return [node]
+    return []
+
+
+def test_every_url_the_fake_sends_is_its_own(exercised: FakeGitHub) -> None:
+    bodies = [r.body for r in exercised.responses] + [d.payload for d in exercised.deliveries]
+    urls = [u for body in bodies for u in _urls(body) if not u.startswith("git@")]
+    assert len(urls) > 1000
+    assert [u for u in urls if not u.startswith(exercised.base_url + "/")] == []
