@@ -543,16 +543,15 @@ class RepoClient:
     def upsert_comment(self, number: int, mark: Marker | str, body: str) -> int:
         """One comment per marker: edit the bot's comment carrying ``mark``, else create it.
 
-        The marker is appended when ``body`` lacks it. Comments by anyone but the bot are
-        never matched, so a pasted marker cannot hijack the status comment.
+        The marker ends the comment (moved there if ``body`` has it elsewhere) and survives
+        redaction and truncation. Comments by anyone but the bot are never matched, so a
+        pasted marker cannot hijack the status comment.
         """
         marker = mark.render() if isinstance(mark, Marker) else mark
-        if not marker.startswith("<!--") or not marker.endswith("-->"):
+        if not marker.startswith("<!--") or not marker.endswith("-->") or len(marker) > 1000:
             raise ValueError(f"not a hidden marker: {marker!r}")
-        text = body if marker in body else f"{body.rstrip()}\n\n{marker}"
-        text = self._clean(text[: MAX_BODY - len(marker) - 4])
-        if marker not in text:
-            text = f"{text}\n\n{marker}"
+        visible = self.hub.redact(body.replace(marker, "").rstrip())
+        text = f"{_truncate(visible, MAX_BODY - len(marker) - 2)}\n\n{marker}"
         existing = self._find_comment(number, lambda b: marker in b)
         if existing is not None:
             self._edit_comment(existing, text)

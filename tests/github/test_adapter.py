@@ -646,3 +646,19 @@ def test_blocking_calls_are_refused_on_an_event_loop(world: FakeGitHub, hub: Git
     with pytest.raises(RuntimeError, match="worker thread"):
         asyncio.run(on_the_loop())
     assert asyncio.run(in_a_thread()) == "main"
+
+
+def test_status_comment_keeps_its_marker_when_long_and_redacted(
+    world: FakeGitHub, hub: GitHub
+) -> None:
+    number = world.open_issue(REPO, "alice", "t")
+    mark = marker("status", task=9)
+    hub.secrets = ("s3cr3t-8",)  # shorter than "[redacted]": redaction makes the text longer
+    repo = hub.repo(REPO)
+    repo.upsert_comment(number, mark, f"{mark}\n" + "s3cr3t-8 " * 9000)
+    repo.upsert_comment(number, mark, "s3cr3t-8 " * 9000)
+    [comment] = world.comments(REPO, number)
+    assert len(comment.body) <= 65_536
+    assert comment.body.endswith(str(mark))
+    assert comment.body.count(str(mark)) == 1
+    assert "s3cr3t-8" not in comment.body
