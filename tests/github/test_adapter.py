@@ -662,3 +662,30 @@ def test_status_comment_keeps_its_marker_when_long_and_redacted(
     assert comment.body.endswith(str(mark))
     assert comment.body.count(str(mark)) == 1
     assert "s3cr3t-8" not in comment.body
+
+
+def test_racing_workers_open_one_pr(world: FakeGitHub, hub: GitHub) -> None:
+    """Workers racing on one branch: whoever loses gets GitHub's 422 "already exists"
+    (or finds the PR first) and returns the winner's PR."""
+    _pr_setup(world)
+    start = threading.Barrier(5)
+    numbers: list[int] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            repo = hub.repo(REPO)
+            start.wait(timeout=30)
+            numbers.append(repo.find_or_create_pr("vibe/task-1", "main", "t", "b", True))
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert len(set(numbers)) == 1
+    assert len(numbers) == 5
+    assert len(world.pulls(REPO)) == 1
