@@ -18,10 +18,12 @@ from bot.github import (
     AppTokens,
     GitHub,
     GitHubRequestError,
+    GitHubUnavailable,
     RequestPolicy,
     RetrySettings,
     StaticToken,
 )
+from bot.queue import RetryableError
 from bot.settings import load_settings
 from bot.testing.fake_github import AppCredentials, FakeClock, FakeGitHub, InlineComment
 from tests.github.conftest import app_key
@@ -689,3 +691,24 @@ def test_racing_workers_open_one_pr(world: FakeGitHub, hub: GitHub) -> None:
     assert len(set(numbers)) == 1
     assert len(numbers) == 5
     assert len(world.pulls(REPO)) == 1
+
+
+def test_token_request_is_retried_and_hopeless_waits_go_back_to_the_queue(
+    world: FakeGitHub, hub: GitHub, clock: FakeClock
+) -> None:
+    world.inject("POST", "/app/installations/{installation_id}/access_tokens", "502")
+    repo = hub.repo(REPO)
+    assert repo.default_branch() == "main"
+    assert clock.sleeps == [1.0]
+    world.inject("GET", "/repos/{owner}/{repo}", "502", times=10)
+    with pytest.raises(GitHubUnavailable) as down:
+        repo.default_branch()
+    assert isinstance(down.value, RetryableError)
+    assert clock.sleeps == [1.0, 1.0, 2.0, 4.0]  # four attempts in all
+    reset = int(clock.now()) + 3 * 3600
+    world.clear_faults()
+    world.inject("GET", "/repos/{owner}/{repo}", "primary_rate_limit", reset_at=reset)
+    with pytest.raises(GitHubUnavailable) as limited:
+        repo.default_branch()
+    assert limited.value.retry_at == pytest.approx(reset + 1.0)
+    assert clock.sleeps == [1.0, 1.0, 2.0, 4.0]  # no three-hour nap in a worker thread

@@ -196,6 +196,11 @@ class FakeGitHub:
             self._faults.append(fault)
         return fault
 
+    def clear_faults(self) -> None:
+        """Forget every injected fault that has not fired yet."""
+        with self.world.lock:
+            self._faults.clear()
+
     def take_fault(self, method: str, path: str) -> Fault | None:
         with self.world.lock:
             for fault in self._faults:
