@@ -608,8 +608,6 @@ def _conclude(
         feedback=(*feedback, *self_fb),
     )
     taskdb.add_usage(env.engine, task.id, run.usage)
-    if run.plan:
-        taskdb.update(env.engine, task.id, plan=tuple(run.plan))
     current = taskdb.load(env.engine, task.id)
     pr = _publish_pr(env, current, result.summary, config)
     if pr is not None and commits:
@@ -702,21 +700,17 @@ def start(env: Env, req: StartRequest) -> Outcome:
     """A writer asked for work on an issue (label or ``/vibe``) or on an existing PR."""
     env.forge.react(req.number, req.comment_id, "eyes")
     existing = taskdb.find(env.engine, env.forge.repo, req.number)
-    if existing is not None and existing.state not in (State.QUEUED,):
-        if existing.state.busy:
+    if existing is not None and existing.state is not State.QUEUED:
+        if existing.state.busy:  # this job was claimed again after a crash: resume
             return run_iteration(
-                env,
-                existing,
-                trigger="start",
-                key=req.key,
-                mode="plan" if existing.state is State.PLANNING else "work",
+                env, existing, trigger="start", key=req.key, mode=_mode_for(existing)
             )
-        if allowed(existing.state, Step.REOPEN):
-            taskdb.update(env.engine, existing.id, state=State.QUEUED, stop_requested=False)
-            existing = taskdb.load(env.engine, existing.id)
-        elif req.instruction:
-            fb = (Feedback("human", req.instruction, author=req.requester),)
-            return run_iteration(env, existing, trigger="comment", key=req.key, feedback=fb)
+        if not existing.state.terminal:  # a live task: the request is feedback for it
+            text = req.instruction or "Continue with the task."
+            fb = (Feedback("human", text, author=req.requester),)
+            return iterate(env, existing, fb, trigger="comment", key=req.key)
+        taskdb.update(env.engine, existing.id, state=State.QUEUED, stop_requested=False)
+        existing = taskdb.load(env.engine, existing.id)
     if existing is None:
         existing = _create(env, req)
     task = existing
@@ -727,9 +721,16 @@ def start(env: Env, req: StartRequest) -> Outcome:
     if model != task.model:
         taskdb.update(env.engine, task.id, model=model)
         task = replace(task, model=model)
-    strategy = strategy_for(task.model)
-    mode = "plan" if isinstance(strategy, PlanDriven) and not task.plan else "work"
-    return run_iteration(env, task, trigger="start", key=req.key, mode=mode)
+    return run_iteration(env, task, trigger="start", key=req.key, mode=_mode_for(task))
+
+
+def _mode_for(task: TaskRecord) -> str:
+    """Plan while a plan-driven task has no approved plan; otherwise work."""
+    if task.state in (State.AWAITING_APPROVAL, State.PLANNING):
+        return "plan"
+    if isinstance(strategy_for(task.model), PlanDriven) and not task.plan:
+        return "plan"
+    return "work"
 
 
 def _create(env: Env, req: StartRequest) -> TaskRecord:
@@ -783,9 +784,9 @@ def iterate(
     env: Env, task: TaskRecord, feedback: tuple[Feedback, ...], *, trigger: str, key: str
 ) -> Outcome:
     """A review, review comments or ``/vibe <text>`` on the PR: iteration k+1."""
-    if task.state is State.AWAITING_APPROVAL:
-        return run_iteration(env, task, trigger=trigger, key=key, feedback=feedback, mode="plan")
-    return run_iteration(env, task, trigger=trigger, key=key, feedback=feedback)
+    return run_iteration(
+        env, task, trigger=trigger, key=key, feedback=feedback, mode=_mode_for(task)
+    )
 
 
 def require(env: Env, task: TaskRecord, text: str, *, author: str, key: str) -> Outcome:
@@ -794,7 +795,9 @@ def require(env: Env, task: TaskRecord, text: str, *, author: str, key: str) -> 
     if updated is not task:
         taskdb.update(env.engine, task.id, requirements=updated.requirements)
     fb = (Feedback("human", f"New requirement: {text.strip()}", author=author),)
-    return run_iteration(env, updated, trigger="require", key=key, feedback=fb)
+    return run_iteration(
+        env, updated, trigger="require", key=key, feedback=fb, mode=_mode_for(updated)
+    )
 
 
 def approve(env: Env, task: TaskRecord, *, key: str, where: int) -> Outcome | None:
@@ -823,8 +826,9 @@ def retry(env: Env, task: TaskRecord, *, key: str) -> Outcome:
     if task.state.terminal:
         taskdb.update(env.engine, task.id, state=State.QUEUED, stop_requested=False)
         task = taskdb.load(env.engine, task.id)
-    mode = "plan" if task.state is State.AWAITING_APPROVAL else "work"
-    return run_iteration(env, task, trigger="retry", key=key, feedback=feedback, mode=mode)
+    return run_iteration(
+        env, task, trigger="retry", key=key, feedback=feedback, mode=_mode_for(task)
+    )
 
 
 def undo(env: Env, task: TaskRecord, *, key: str, where: int) -> str | None:

@@ -224,7 +224,7 @@ def render_plan(task_id: int, steps: Sequence[PlanStep], secrets: Iterable[str] 
         *_plan(steps),
         "",
         "Nothing is written until a writer answers `/vibe approve`. "
-        "`/vibe plan <changes>` asks for a new plan.",
+        "`/vibe <changes>` asks for a new plan.",
     ]
     return with_marker(redact("\n".join(lines), secrets), plan_marker(task_id))
 

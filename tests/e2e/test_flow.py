@@ -231,16 +231,23 @@ def test_plan_model_writes_nothing_until_approved(world: World) -> None:
     st.model.add(
         [
             {"tool_use": [{"name": "read_file", "input": {"path": "calc.py"}}]},
+            {"tool_use": [{"name": "finish", "input": {"summary": "1. Fix add"}}]},
             {"tool_use": [{"name": "finish", "input": {"summary": "1. Fix add\n2. Document add"}}]},
         ]
     )
     start = len(st.model.message_requests)
     number = st.fake.open_issue(REPO, WRITER, "Plan the add fix", "add(2, 3) should be 5")
     st.fake.label(REPO, number, WRITER, "vibe:plan")
-    plan = wait_for(lambda: bot_comments(st, number, "vibe:plan"), "the plan comment")
-    assert "- [ ] Fix add" in plan[0].body
-    assert "- [ ] Document add" in plan[0].body
     final_status(st, number)
+    plan = bot_comments(st, number, "vibe:plan")
+    assert "- [ ] Fix add" in plan[0].body
+    assert "Document add" not in plan[0].body
+    st.fake.comment(REPO, number, WRITER, "/vibe also document add()")
+    final_status(st, number, 2)
+    plan = bot_comments(st, number, "vibe:plan")
+    assert len(plan) == 1
+    assert "- [ ] Document add" in plan[0].body
+    assert "also document add()" in str(st.model.message_requests[-1].body)
     assert task_state(st, number) == "awaiting_approval"
     branch = f"vibe/issue-{number}-plan-the-add-fix"
     assert st.fake.branch_sha(REPO, branch) is None
@@ -249,7 +256,7 @@ def test_plan_model_writes_nothing_until_approved(world: World) -> None:
     assert "create_file" not in tools
     st.model.add([*fix_add(), *docstring()])
     st.fake.comment(REPO, number, WRITER, "/vibe approve")
-    final_status(st, number, 2)
+    final_status(st, number, 3)
     plan = bot_comments(st, number, "vibe:plan")
     assert "- [x] Fix add" in plan[0].body
     assert "- [x] Document add" in plan[0].body
