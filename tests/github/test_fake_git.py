@@ -101,3 +101,22 @@ def test_review_sends_signed_review_and_comment_webhooks(
     assert review["review"]["state"] == "changes_requested"
     assert review["sender"]["login"] == "bob"
     assert len(fake.threads("acme/widgets", number)) == 2
+
+
+def test_merge_and_close_change_git_and_send_closed(fake: FakeGitHub, receiver: Receiver) -> None:
+    fake.create_repo("acme/widgets", collaborators={"alice": "write"})
+    fake.commit("acme/widgets", "feature", {"f.py": "f\n"})
+    fake.commit("acme/widgets", "main", {"m.py": "m\n"})  # base moved: a real merge commit
+    number = fake.open_pull("acme/widgets", "alice", "feature", "Feature")
+    sha = fake.merge("acme/widgets", number, "alice")
+    assert fake.branch_sha("acme/widgets", "main") == sha
+    assert fake.read_file("acme/widgets", "main", "f.py") == "f\n"
+    assert fake.read_file("acme/widgets", "main", "m.py") == "m\n"
+    closed = json.loads(receiver.got[-1].body)
+    assert (closed["action"], closed["pull_request"]["merged"]) == ("closed", True)
+    assert closed["pull_request"]["merge_commit_sha"] == sha
+    issue = fake.open_issue("acme/widgets", "alice", "Done already")
+    fake.close("acme/widgets", issue, "alice")
+    last = json.loads(receiver.got[-1].body)
+    assert (receiver.got[-1].headers["x-github-event"], last["action"]) == ("issues", "closed")
+    assert fake.issue("acme/widgets", issue).state == "closed"
