@@ -51,8 +51,8 @@ Network: off by default (``--unshare-net``: not even the host's loopback is reac
 With ``network=True`` and ``allow_hosts`` (the repository's ``network.allow``), the command
 keeps its empty network namespace and reaches only the listed hosts through an HTTP proxy
 the host runs for it (:mod:`bot.egress`). ``network=True`` without ``allow_hosts`` shares
-the host's network; nothing in the bot asks for that. The repository's list counts only
-when the operator set ``VIBE_SANDBOX_ALLOW_NETWORK=true`` (:func:`network_permitted`).
+the host's network, so callers should always pass the list. The repository's list counts
+only when the operator set ``VIBE_SANDBOX_ALLOW_NETWORK=true`` (:func:`network_permitted`).
 
 Without bubblewrap :meth:`BwrapSandbox.run` raises :class:`SandboxUnavailable` saying how to
 install it. ``VIBE_SANDBOX=none`` selects :class:`NoSandbox`, for development only: it keeps
