@@ -8,7 +8,10 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from bot.testing.fake_github import FakeGitHub, InlineComment
+from bot.testing.fake_github.gitrepo import GitError
 from tests.github.conftest import WEBHOOK_SECRET, Receiver
 
 
@@ -120,3 +123,15 @@ def test_merge_and_close_change_git_and_send_closed(fake: FakeGitHub, receiver: 
     last = json.loads(receiver.got[-1].body)
     assert (receiver.got[-1].headers["x-github-event"], last["action"]) == ("issues", "closed")
     assert fake.issue("acme/widgets", issue).state == "closed"
+
+
+def test_merge_with_conflicts_is_refused_and_changes_nothing(fake: FakeGitHub) -> None:
+    fake.create_repo("acme/widgets", {"a.txt": "base\n"}, collaborators={"alice": "write"})
+    fake.commit("acme/widgets", "feature", {"a.txt": "feature\n"})
+    fake.commit("acme/widgets", "main", {"a.txt": "main\n"})
+    number = fake.open_pull("acme/widgets", "alice", "feature", "Feature")
+    before = fake.branch_sha("acme/widgets", "main")
+    with pytest.raises(GitError, match="conflict"):
+        fake.merge("acme/widgets", number, "alice")
+    assert fake.branch_sha("acme/widgets", "main") == before
+    assert fake.issue("acme/widgets", number).state == "open"

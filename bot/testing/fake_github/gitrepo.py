@@ -191,7 +191,10 @@ def merge(repo: Path, base: str, head_sha: str, message: str, author: str) -> st
     if fast_forward:
         new = head_sha
     else:
-        tree = git(repo, "merge-tree", "--write-tree", base_sha, head_sha).decode().split()[0]
+        try:
+            tree = git(repo, "merge-tree", "--write-tree", base_sha, head_sha).decode().split()[0]
+        except GitError:
+            raise GitError(f"cannot merge {head_sha} into {base}: the changes conflict") from None
         who = {"GIT_AUTHOR_NAME": author}
         new = (
             git(repo, "commit-tree", tree, "-p", base_sha, "-p", head_sha, "-m", message, env=who)
