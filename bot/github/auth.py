@@ -127,7 +127,7 @@ class AppTokens:
         self._clock = clock
         self._policy = policy
         self._permissions = permissions
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._cache: dict[str, IssuedToken] = {}
         self._installations: dict[str, int] = {}
         self._github = Github(
@@ -157,7 +157,8 @@ class AppTokens:
         self, what: str, verb: str, url: str, body: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         def call() -> dict[str, Any]:
-            _, data = self._github.requester.requestJsonAndCheck(verb, url, input=body)
+            with self._lock:  # one PyGithub connection: one request at a time
+                _, data = self._github.requester.requestJsonAndCheck(verb, url, input=body)
             if not isinstance(data, dict):
                 raise GitHubRequestError(200, f"{what}: unexpected answer")
             return data
