@@ -22,7 +22,10 @@ from bot.core import events as ev
 from bot.core import policy as pol
 from bot.core.commands import help_text
 from bot.core.config import CONFIG_PATH, RepoConfig, parse_repo_config
+from bot.core.markers import carries
+from bot.core.render import plan_marker
 from bot.models.base import AgentUnavailable
+from bot.models.plan import parse_plan
 from bot.ports import Forge, PullRequests
 from bot.queue import JobContext, PermanentError, RetryableError
 from bot.settings import Settings
@@ -66,12 +69,22 @@ def _recent_runs(engine: Engine, task: TaskRecord | None) -> int:
     return int(count)
 
 
-def _view(task: TaskRecord | None) -> pol.TaskView | None:
+def _view(task: TaskRecord | None, event: ev.Event, bot: pol.BotIdentity) -> pol.TaskView | None:
     if task is None:
         return None
     return pol.TaskView(
-        ended=task.state.terminal, awaiting_approval=task.state is State.AWAITING_APPROVAL
+        ended=task.state.terminal,
+        awaiting_approval=task.state is State.AWAITING_APPROVAL,
+        plan_comment_id=_plan_comment(task, event, bot),
     )
+
+
+def _plan_comment(task: TaskRecord, event: ev.Event, bot: pol.BotIdentity) -> int | None:
+    """The comment id of this task's plan when ``event`` is about it: a comment the bot
+    wrote that carries the task's plan marker (the policy treats its edit as approval)."""
+    if not isinstance(event, ev.Comment) or event.author is None or not bot.is_self(event.author):
+        return None
+    return event.comment_id if carries(event.body, plan_marker(task.id)) else None
 
 
 def _quiet_config(repo: Repository, event: ev.Event) -> RepoConfig:
@@ -99,7 +112,7 @@ def decide(
             repo_config=config,
             bot=bot,
             recent_runs=runs,
-            task=_view(task),
+            task=_view(task, event, bot),
             pull_request=pull,
         )
         if isinstance(decision, pol.NeedsPermission):
@@ -205,6 +218,11 @@ def _act(
         out = loop.require(env, task, decision.text, author=decision.requester, key=key)
         return f"require: iteration {out.iteration} {out.outcome}"
     if isinstance(decision, pol.ApprovePlan):
+        if decision.plan_edited and isinstance(event, ev.Comment):
+            edited = parse_plan(event.body)  # the writer's edit is the approved plan
+            if edited:
+                taskdb.update(env.engine, task.id, plan=edited)
+                task = taskdb.load(env.engine, task.id)
         result = loop.approve(env, task, key=key, where=where)
         return "approve" if result is None else f"approve: iteration {result.iteration}"
     if isinstance(decision, pol.Stop):

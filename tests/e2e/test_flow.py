@@ -425,3 +425,43 @@ def test_threads_are_resolved_when_the_config_says_so_and_merge_accepts(world: W
     assert thread.resolved_by == st.creds.bot_login
     st.fake.merge(repo, pr.number, WRITER)
     assert wait_for(lambda: task_state(st, number, repo) == "accepted", "accepted on merge")
+
+
+def edit_comment(st: Stage, number: int, comment_id: int, user: str, body: str) -> None:
+    """``user`` edits a comment (GitHub sends ``issue_comment`` edited); the fake has no
+    helper for it, so the test builds the delivery from the fake's own shapes."""
+    fake = st.fake
+    with fake.world.lock:
+        repo = fake.repo(REPO)
+        comment = fake.world.issue_comments[comment_id]
+        old = comment.body
+        comment.body = body
+        payload = {
+            "action": "edited",
+            "changes": {"body": {"from": old}},
+            "issue": fake.shapes.issue(repo, fake.issue(REPO, number)),
+            "comment": fake.shapes.issue_comment(repo, comment),
+            **fake._common(repo, user),
+        }
+    fake.deliver("issue_comment", payload)
+
+
+def test_a_writer_editing_the_plan_approves_the_edited_plan(world: World) -> None:
+    st, _ = world
+    st.model.add(
+        [{"tool_use": [{"name": "finish", "input": {"summary": "1. Fix add\n2. Rewrite calc"}}]}]
+    )
+    number = st.fake.open_issue(REPO, WRITER, "Plan then edit", "add(2, 3) should be 5")
+    st.fake.label(REPO, number, WRITER, "vibe:plan")
+    final_status(st, number)
+    (plan,) = bot_comments(st, number, "vibe:plan")
+    edited = plan.body.replace("- [ ] Rewrite calc\n", "")
+    st.model.add(fix_add())
+    edit_comment(st, number, plan.id, WRITER, edited)
+    final_status(st, number, 2)
+    (plan,) = bot_comments(st, number, "vibe:plan")
+    assert "- [x] Fix add" in plan.body
+    assert "Rewrite calc" not in plan.body
+    calc = st.fake.read_file(REPO, f"vibe/issue-{number}-plan-then-edit", "calc.py")
+    assert calc is not None
+    assert "return a + b" in calc
