@@ -543,6 +543,8 @@ class BwrapSandbox:
         workdir = workdir.resolve()
         inner_cwd = _cwd_inside(workdir, cwd)
         if not (network and allow_hosts):
+            if network:
+                log.warning("sandbox command with the host's network: no allow-list was given")
             return self._run(argv, workdir, limits, network, environment, inner_cwd, cancel, [])
         if shutil.which("python3", path=SAFE_ENV["PATH"]) is None:
             raise SandboxError("allow-listed network needs python3 under /usr for its relay")
