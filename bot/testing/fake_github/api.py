@@ -1152,6 +1152,7 @@ def create_api(fake: FakeGitHub) -> FastAPI:
             request.headers.get("content-encoding"),
             body,
             who.login if who is not None else "anonymous",
+            request.headers.get("git-protocol"),
         )
         if push and request.method == "POST":
             fake.after_push(found, who.login if who else "anonymous")

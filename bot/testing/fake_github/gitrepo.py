@@ -221,6 +221,7 @@ def http_backend(
     content_encoding: str | None,
     body: bytes,
     remote_user: str,
+    git_protocol: str | None = None,
 ) -> CgiResponse:
     """Run one request through ``git http-backend`` and parse its CGI answer."""
     env = _env(
@@ -240,6 +241,8 @@ def http_backend(
     )
     if content_encoding:
         env["HTTP_CONTENT_ENCODING"] = content_encoding
+    if git_protocol and len(git_protocol) < 256:
+        env["GIT_PROTOCOL"] = git_protocol  # the Git-Protocol header: protocol v2 if asked
     proc = subprocess.run(
         [GIT, "http-backend"], input=body, capture_output=True, env=env, check=False, timeout=120
     )
