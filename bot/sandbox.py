@@ -17,8 +17,9 @@ What a sandboxed command sees (:class:`BwrapSandbox`):
   ``.git`` file, the worktree's gitdir and the mirror's object store mounted read-only at
   their host paths, so ``git log``/``git diff`` work but hooks, config and refs cannot be
   changed (the host makes the commits);
-- ``/usr`` and a short list of ``/etc`` files read-only; a private ``/tmp`` and a fresh
-  ``HOME`` (size-capped tmpfs); ``/proc`` of its own PID namespace; a minimal ``/dev``;
+- ``/usr`` and a short list of ``/etc`` files read-only; a private ``/tmp``, ``/dev/shm``
+  and a fresh ``HOME`` (size-capped tmpfs); ``/proc`` of its own PID namespace; a minimal
+  ``/dev``;
 - a cleared environment holding only :data:`SAFE_ENV` plus what the caller passes in ``env``
   (bwrap itself is started with a minimal environment too, so no secret of the bot reaches
   even the namespace's init process);
@@ -89,6 +90,7 @@ SANDBOX_WORKDIR = "/workspace"
 EGRESS_MOUNT = "/run/vibe-egress"
 SANDBOX_HOME = "/home/sandbox"
 SANDBOX_TMP = "/tmp"  # noqa: S108 (a private, size-capped tmpfs inside the sandbox)
+SANDBOX_SHM = "/dev/shm"  # noqa: S108 (likewise; POSIX semaphores and shared memory)
 NOBODY_UID = 65534
 INSTALL_HINT = (
     "bubblewrap is not installed, so the bot refuses to run commands: install it "
@@ -631,6 +633,12 @@ class BwrapSandbox:
             "/proc",
             "--dev",
             "/dev",
+            "--perms",
+            "01777",
+            "--size",
+            str(limits.tmp_bytes),
+            "--tmpfs",
+            SANDBOX_SHM,
             "--perms",
             "01777",
             "--size",
