@@ -18,27 +18,35 @@ from bot.context.sanitize import sanitize_untrusted
 from bot.context.terms import IDENT_RE, STOPWORDS, text_terms
 
 MAX_QUERY_CHARS = 200_000
+# Structural patterns only look at the start of each line: real paths, frames and messages
+# are short, and bounded lines keep every pattern fast on hostile input.
+MAX_LINE_CHARS = 1_000
 
-_FENCE_RE = re.compile(r"^\s*(```|~~~).*?$(.*?)^\s*\1\s*$", re.MULTILINE | re.DOTALL)
+_FENCE_OPEN_RE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})")
 _INLINE_RE = re.compile(r"`([^`\n]{1,200})`")
 _PATH_RE = re.compile(
     r"(?<![\w/.-])((?:[A-Za-z]:)?[\w~.-]*(?:[/\\][\w.-]+)*\.[A-Za-z][A-Za-z0-9]{0,5})\b"
 )
+# Line-bounded on purpose ([ \t], never \s across lines): these run on hostile text.
 _FRAME_RE = re.compile(
-    r"""(?:File\s+"?([^"\n,]+?)"?,?\s+line\s+\d+,?\s+in\s+([\w<>.]+))"""
-    r"""|(?:File\s+([^\s:]+\.\w+):\d+,?\s+in\s+([\w.<>]+))"""
-    r"""|(?:^\s*([\w./\\~-]+\.\w+):\d+:(?:\s*in\s+([\w<>.]+))?)""",
+    r"""(?:File[ \t]+"?([^"\n,]{1,300}?)"?,?[ \t]+line[ \t]+\d+,?[ \t]+in[ \t]+([\w<>.]+))"""
+    r"""|(?:File[ \t]+([^\s:]+\.\w+):\d+,?[ \t]+in[ \t]+([\w.<>]+))"""
+    r"""|(?:^[ \t]*([\w./\\~-]+\.\w+):\d+:(?:[ \t]*in[ \t]+([\w<>.]+))?)""",
     re.MULTILINE,
 )
 _DOTTED_RE = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)(?![\w])")
 _ERROR_RE = re.compile(
-    r"^[\sE>]*(?:[\w.]+\.)?([A-Z]\w*(?:Error|Exception|Warning|Exit|Failure|Interrupt))"
+    r"^[ \tE>]*(?:[\w.]+\.)?([A-Z]\w*(?:Error|Exception|Warning|Exit|Failure|Interrupt))"
     r"(?::\s*(.+))?$",
     re.MULTILINE,
 )
 _HYPHENATED_RE = re.compile(r"(?<![\w-])[a-z][a-z0-9]+(?:-[a-z0-9]+)+(?![\w-])")
-_IMPORT_AS_RE = re.compile(r"^\s*import\s+([\w.]+)(?:\s+as\s+(\w+))?\s*$", re.MULTILINE)
-_FROM_IMPORT_RE = re.compile(r"^\s*from\s+([\w.]+)\s+import\s+\(?([\w\s,]+?)\)?\s*$", re.MULTILINE)
+_IMPORT_AS_RE = re.compile(
+    r"^[ \t]*import[ \t]+([\w.]+)(?:[ \t]+as[ \t]+(\w+))?[ \t]*$", re.MULTILINE
+)
+_FROM_IMPORT_RE = re.compile(
+    r"^[ \t]*from[ \t]+([\w.]+)[ \t]+import[ \t]+\(?([\w \t,]+?)\)?[ \t]*$", re.MULTILINE
+)
 _OPTION_RE = re.compile(r"(?<![\w-])(--[a-z][\w-]{2,})")
 _CODE_SUFFIX_RE = re.compile(
     r"\.(?:py|pyi|pyx|js|jsx|ts|tsx|go|rs|java|c|h|cc|cpp|rb|cfg|toml|ini|yml|yaml|json|txt|rst|md)$"
@@ -61,11 +69,39 @@ class IssueQuery:
     qualified: Counter[str] = field(default_factory=Counter)
 
 
-def _code_regions(text: str) -> tuple[list[str], list[str]]:
-    blocks = [m.group(2) for m in _FENCE_RE.finditer(text)]
-    prose = _FENCE_RE.sub("\n", text)
-    spans = _INLINE_RE.findall(prose)
-    return blocks, spans
+def _split_fences(text: str) -> tuple[list[str], str]:
+    """Fenced code blocks (CommonMark: a run of three or more backticks or tildes, closed by
+    a run of the same character at least as long) and the prose around them. Line by line,
+    so that no input makes it slow; an unclosed fence runs to the end, as on GitHub."""
+    blocks: list[str] = []
+    prose: list[str] = []
+    fence = ""
+    current: list[str] = []
+    for line in text.split("\n"):
+        match = _FENCE_OPEN_RE.match(line)
+        if not fence:
+            if match:
+                fence = match.group(1)
+                current = []
+            else:
+                prose.append(line)
+        elif match and match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence):
+            if not line.strip().strip(fence[0]):
+                blocks.append("\n".join(current))
+                fence = ""
+                prose.append("")
+            else:
+                current.append(line)
+        else:
+            current.append(line)
+    if fence:
+        blocks.append("\n".join(current))
+    return blocks, "\n".join(prose)
+
+
+def _code_regions(text: str) -> tuple[list[str], list[str], str]:
+    blocks, prose = _split_fences(text)
+    return blocks, _INLINE_RE.findall(prose), prose
 
 
 def _normal_path(raw: str) -> str:
@@ -93,8 +129,8 @@ def _phrase_segments(message: str) -> list[str]:
 # Environment reports (``pip freeze``, ``xr.show_versions()``, ``pytest`` session headers)
 # name dozens of packages and say nothing about where the bug is.
 _NOISE_LINE_RE = re.compile(
-    r"^\s*(?:[\w.\[\]-]+\s*(?:==|:|\s)\s*v?\d+\.\d[\w.+-]*(?:\s*[|(,].*)?"
-    r"|platform \w+ -- Python.*|rootdir:.*|plugins:.*|cachedir:.*|[\w.-]+ *: *None)\s*$",
+    r"^[ \t]*(?:[\w.\[\]-]+[ \t]*(?:==|:|[ \t])[ \t]*v?\d+\.\d[\w.+-]*(?:\s*[|(,].*)?"
+    r"|platform \w+ -- Python.*|rootdir:.*|plugins:.*|cachedir:.*|[\w.-]+ *: *None)[ \t]*$",
     re.MULTILINE,
 )
 
@@ -104,14 +140,15 @@ def _without_noise(text: str) -> str:
 
 
 def parse_issue(raw: str) -> IssueQuery:
-    text = sanitize_untrusted(raw[:MAX_QUERY_CHARS])
+    full = sanitize_untrusted(raw[:MAX_QUERY_CHARS])
+    text = "\n".join(line[:MAX_LINE_CHARS] for line in full.split("\n"))
     lines = text.strip().splitlines()
     title = lines[0].strip().lstrip("#").strip() if lines else ""
-    query = IssueQuery(text=text, title=title)
-    query.terms.update(text_terms(_without_noise(text)))
+    query = IssueQuery(text=full, title=title)
+    query.terms.update(text_terms(_without_noise(full)))
     query.terms.update(text_terms(title))
     query.title_terms = list(dict.fromkeys(text_terms(title)))
-    blocks, spans = _code_regions(text)
+    blocks, spans, prose = _code_regions(text)
 
     for match in _FRAME_RE.finditer(text):
         path = match.group(1) or match.group(3) or match.group(5)
@@ -142,7 +179,7 @@ def parse_issue(raw: str) -> IssueQuery:
         add_idents(span, 2, True)
     for block in blocks:
         add_idents(_without_noise(block), 1, True)
-    add_idents(_without_noise(_FENCE_RE.sub("\n", text)), 1, False)
+    add_idents(_without_noise(prose), 1, False)
 
     phrases: list[str] = []
     for match in _ERROR_RE.finditer(text):

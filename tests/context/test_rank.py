@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import time
 from pathlib import Path
+
+import pytest
 
 from bot.context.files import DirectorySnapshot, GitCommitSnapshot
 from bot.context.index import build_index, file_kind
@@ -94,3 +97,22 @@ def test_environment_reports_do_not_count_as_query_terms() -> None:
     assert "numpy" not in query.terms
     assert "attrs" not in query.terms
     assert query.terms["cart"] == 2
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "```\n" * 50_000,
+        "File " * 40_000,
+        ("File " * 200 + "\n") * 200,
+        "\n" * 200_000,
+        'File "' + "x" * 150_000,
+        "import a as b\nfrom x import (y, z)\n" * 10_000,
+    ],
+    ids=["fences", "file-words", "file-lines", "newlines", "open-quote", "imports"],
+)
+def test_hostile_issue_text_is_parsed_quickly(hostile: str) -> None:
+    started = time.perf_counter()
+    parse_issue(hostile)
+    # These inputs took minutes with backtracking patterns; now well under a second each.
+    assert time.perf_counter() - started < 10
