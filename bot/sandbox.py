@@ -645,6 +645,9 @@ class BwrapSandbox:
             str(limits.tmp_bytes),
             "--tmpfs",
             SANDBOX_TMP,
+            "--symlink",
+            SANDBOX_TMP,
+            "/var/tmp",  # noqa: S108 (points at the private /tmp)
             "--perms",
             "0777",
             "--size",

@@ -168,7 +168,7 @@ def test_writes_outside_the_worktree_fail(
 def test_tmp_and_home_are_private(sandbox: BwrapSandbox, workdir: Path) -> None:
     marker = f"vibe-private-{os.getpid()}"
     result = sandbox.run(
-        f"echo x > /tmp/{marker} && echo y > $HOME/{marker} && ls /tmp $HOME"
+        f"echo x > /tmp/{marker} && echo y > $HOME/{marker} && ls /tmp $HOME /var/tmp/{marker}"
         " && python3 -c 'import multiprocessing; multiprocessing.Lock()'",  # needs /dev/shm
         workdir=workdir,
     )
