@@ -151,7 +151,7 @@ def handle(ctx: JobContext, wiring: Wiring) -> str:
     try:
         return _act(env, repo, event, decision, task, key)
     except loop.Refused as exc:
-        loop.reply(env, event.number, key, str(exc))
+        loop.refuse(env, event.number, key, str(exc))
         return f"refused: {exc}"
     except AgentUnavailable as exc:
         raise RetryableError(str(exc)) from exc
@@ -182,7 +182,7 @@ def _act(
     if isinstance(decision, pol.Refusal):
         if decision.number is not None:
             env.forge.react(where, _comment_id(event), "confused")
-            loop.reply(env, decision.number, key, decision.message)
+            loop.refuse(env, decision.number, key, decision.message)
         return f"refused: {decision.reason.value}"
     if isinstance(decision, pol.StartTask):
         assert decision.number is not None

@@ -31,7 +31,7 @@ from bot.ports import IssueText, PullInfo
 from bot.sandbox import make_sandbox
 from bot.settings import DevelopmentModel, Settings
 from bot.store import Task, init_db, make_engine
-from bot.tasks import Feedback, State, TaskRecord
+from bot.tasks import Feedback, TaskRecord
 from bot.workspace import WorkspaceCache
 
 PROMPT = (
@@ -218,4 +218,4 @@ def run_local(
         engine.dispose()
 
 
-__all__ = ["LocalError", "LocalRun", "State", "TerminalForge", "run_local"]
+__all__ = ["LocalError", "LocalRun", "TerminalForge", "run_local"]

@@ -30,6 +30,7 @@ from bot.core.render import (
     render_failure,
     render_plan,
     render_pr_body,
+    render_refusal,
     render_reply,
     render_status,
     render_status_reply,
@@ -611,7 +612,7 @@ def _conclude(
     current = taskdb.load(env.engine, task.id)
     pr = _publish_pr(env, current, result.summary, config)
     if pr is not None and commits:
-        _answer_threads(env, pr, feedback, commits[-1], result.summary, config)
+        _answer_threads(env, pr, feedback, commits[-1], config)
     if final_outcome == "planned":
         next_state = transition(current.state, Step.PLAN_READY)
     elif final_outcome == "failed":
@@ -666,7 +667,6 @@ def _answer_threads(
     pr: int,
     feedback: Sequence[Feedback],
     commit: str,
-    summary: str,
     config: RepoConfig,
 ) -> None:
     if env.prs is None:
@@ -891,6 +891,11 @@ def abandon(env: Env, task: TaskRecord, reason: str) -> None:
 def reply(env: Env, where: int, key: str, text: str) -> None:
     """A one-time reply, keyed by what it answers, so a retried job does not post twice."""
     env.forge.upsert_comment(where, reply_marker(key), render_reply(text, key, env.secrets))
+
+
+def refuse(env: Env, where: int, key: str, reason: str) -> None:
+    """A refusal, answered once (keyed by the delivery that asked)."""
+    env.forge.upsert_comment(where, reply_marker(key), render_refusal(reason, key, env.secrets))
 
 
 def fail_visibly(env: Env, where: int, key: str, reason: str) -> None:

@@ -221,7 +221,9 @@ class Usage:
         return self.input_tokens + self.output_tokens
 
 
-IterationOutcome = Literal["running", "succeeded", "failed", "stopped", "limit", "planned"]
+IterationOutcome = Literal[
+    "running", "succeeded", "failed", "stopped", "limit", "planned", "reverted"
+]
 
 
 @dataclass(frozen=True)
