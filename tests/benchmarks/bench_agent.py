@@ -118,6 +118,7 @@ def bench_step_time(work: Path, steps: int = 200) -> dict[str, float]:
     server = _RemoteServer(script)
     recorder = MemoryRecorder()
     started = time.perf_counter()
+    cpu_started = time.process_time()
     outcome = run_agent(
         _settings(server.base_url, work),
         tools=tools,
@@ -126,6 +127,7 @@ def bench_step_time(work: Path, steps: int = 200) -> dict[str, float]:
         recorder=recorder,
     )
     wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
     assert outcome.exit == Finished("done"), outcome.exit
     handled, bodies = server.finish()
     calls = len(bodies)
@@ -138,11 +140,13 @@ def bench_step_time(work: Path, steps: int = 200) -> dict[str, float]:
         api_key=API_KEY, base_url=server.base_url, max_retries=0, open_telemetry=False
     )
     started = time.perf_counter()
+    cpu_started = time.process_time()
     for body in bodies:
         request = {k: v for k, v in body.items() if k != "stream"}
         with client.messages.stream(**request) as stream:
             stream.get_final_message()
     wall_sdk = time.perf_counter() - started
+    cpu_sdk = time.process_time() - cpu_started
     client.close()
     handled_sdk, _ = server.finish()
     sdk_ms = (wall_sdk - sum(handled_sdk)) / calls * 1000
@@ -151,6 +155,8 @@ def bench_step_time(work: Path, steps: int = 200) -> dict[str, float]:
         "loop_ms": loop_ms,
         "sdk_ms": sdk_ms,
         "wall_ms": wall / calls * 1000,
+        "cpu_ms": cpu / calls * 1000,
+        "sdk_cpu_ms": cpu_sdk / calls * 1000,
         "server_ms": sum(handled) / calls * 1000,
     }
 
@@ -228,6 +234,8 @@ def main() -> None:
         f"  of which the SDK and loopback HTTP:             {agent_ms - timing['loop_ms']:.2f} ms"
     )
     print(f"  steps per second (bot time only):               {1000 / agent_ms:.0f}")
+    print(f"  bot CPU time per step (least load-sensitive):   {timing['cpu_ms']:.2f} ms")
+    print(f"  baseline CPU time, bare SDK:                    {timing['sdk_cpu_ms']:.2f} ms")
     print("prompt caching (20-step run, ~15k-token context pack, min 1024 tokens to cache)")
     print(f"  input tokens billed as cache reads:  {cache['share']:.1%}  (aim >= 80%)")
     print(f"  baseline, static-prefix cache only:  {cache['static_share']:.1%}")
