@@ -645,6 +645,10 @@ class BwrapSandbox:
             str(limits.tmp_bytes),
             "--tmpfs",
             SANDBOX_TMP,
+            "--perms",
+            "0755",
+            "--dir",
+            "/var",
             "--symlink",
             SANDBOX_TMP,
             "/var/tmp",  # noqa: S108 (points at the private /tmp)
