@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import structlog
 from sqlalchemy.engine import Engine
 
 from bot.agent.loop import (
@@ -29,7 +30,7 @@ from bot.agent.record import SqlStepRecorder, StepRecord
 from bot.agent.tools import ToolSet
 from bot.context.files import SnapshotError, open_snapshot
 from bot.context.index import build_index
-from bot.context.rank import rank_files
+from bot.context.pack import assemble_context
 from bot.context.sanitize import frame_untrusted
 from bot.context.terms import estimate_tokens
 from bot.core import events as ev
@@ -45,6 +46,8 @@ from bot.sandbox import Sandbox, make_sandbox
 from bot.settings import Settings
 from bot.tasks import Usage
 from bot.workspace import GitCredentials, Identity, Workspace, WorkspaceCache, WorkspaceError
+
+log = structlog.get_logger(__name__)
 
 INSTRUCTION_FILES = ("AGENTS.md", "CLAUDE.md", ".github/copilot-instructions.md", "CONTRIBUTING.md")
 MAX_FILE_CHARS = 24_000
@@ -177,9 +180,12 @@ def _head(workdir: Path) -> str:
 
 
 class ProjectContext:
-    """:class:`bot.ports.ContextBuilder`: the knowledge part (instruction files) and the
-    files the issue names for every model; the context-enhanced model adds the files the
-    context engine ranks highest for the task, up to the token budget."""
+    """:class:`bot.ports.ContextBuilder` over the context engine (:mod:`bot.context`).
+
+    Every model gets the knowledge part and the repository map; the context-enhanced model
+    also gets the ranked files (``assemble_context(files=True)``), all under the token
+    budget. Should the tree not be indexable, the pack falls back to the instruction files
+    and the files the issue names."""
 
     def __init__(self, budget_tokens: int, cache_dir: Path | None = None) -> None:
         self.budget = budget_tokens
@@ -188,38 +194,32 @@ class ProjectContext:
     def build(
         self, workdir: Path, query: str, *, enhanced: bool, named_files: Sequence[str]
     ) -> ContextPack:
+        try:
+            index = build_index(open_snapshot(workdir), self.cache_dir)
+        except SnapshotError as exc:
+            log.warning("context.index_failed", error=str(exc))
+            return self._basic(workdir, named_files)
+        pack = assemble_context(index, query, self.budget, files=enhanced)
+        return ContextPack(
+            pack.render(), pack.total_tokens, tuple(f"{p.kind}:{p.source}" for p in pack.parts)
+        )
+
+    def _basic(self, workdir: Path, named_files: Sequence[str]) -> ContextPack:
         parts: list[str] = []
         sources: list[str] = []
         used = 0
-
-        def add(rel: str, label: str) -> None:
-            nonlocal used
-            if rel in sources:
-                return
+        root = workdir.resolve()
+        for rel in (*INSTRUCTION_FILES, *named_files):
             path = (workdir / rel).resolve()
-            if not path.is_relative_to(workdir.resolve()) or not path.is_file():
-                return
-            text = path.read_text(errors="replace")[:MAX_FILE_CHARS]
-            block = frame_untrusted(text, f"{label}:{rel}")
+            if rel in sources or not path.is_relative_to(root) or not path.is_file():
+                continue
+            block = frame_untrusted(path.read_text(errors="replace")[:MAX_FILE_CHARS], rel)
             tokens = estimate_tokens(block)
             if used + tokens > self.budget:
-                return
+                continue
             parts.append(block)
             sources.append(rel)
             used += tokens
-
-        for rel in INSTRUCTION_FILES:
-            add(rel, "knowledge")
-        for rel in named_files:
-            add(rel, "named")
-        if enhanced:
-            try:
-                index = build_index(open_snapshot(workdir), self.cache_dir)
-            except SnapshotError:
-                index = None
-            if index is not None:
-                for ranked in rank_files(index, query, top=20):
-                    add(ranked.path, "ranked")
         return ContextPack("\n\n".join(parts), used, tuple(sources))
 
 

@@ -162,7 +162,7 @@ def run_local(
         ),
         agent=ClaudeAgent(settings, sandbox, engine, f"local:{uuid.uuid4().hex[:12]}"),
         sandbox=sandbox,
-        context=ProjectContext(settings.context_budget_tokens),
+        context=ProjectContext(settings.context_budget_tokens, settings.data_dir / "context-index"),
         status_interval=0.0,
         timeline=echo,
         configs=configs,

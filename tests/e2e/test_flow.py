@@ -49,9 +49,13 @@ def test_label_opens_a_draft_pr(world: World) -> None:
     st, _ = world
     fake = st.fake
     st.model.add(fix_add())
+    start = len(st.model.message_requests)
     number = fake.open_issue(REPO, WRITER, "add() subtracts instead of adding", "`add(2, 3)` is -1")
     fake.label(REPO, number, WRITER, "vibe")
     status = final_status(st, number)
+    system = str(st.model.message_requests[start].body.get("system"))
+    assert "## repository map" in system  # every model gets the map and the knowledge part
+    assert "## file: calc.py" not in system  # ranked files are the context-enhanced model's
     assert "Done" in status.body
     assert "tests passed" in status.body
     assert len(bot_comments(st, number, "vibe:status")) == 1
@@ -371,8 +375,9 @@ def test_context_model_starts_from_a_ranked_pack(world: World) -> None:
     st.fake.label(REPO, number, WRITER, "vibe:context")
     final_status(st, number)
     system = str(st.model.message_requests[start].body.get("system"))
-    assert 'source="ranked:calc.py"' in system
+    assert "## file: calc.py" in system
     assert "return a - b" in system
+    assert "## repository map" in system
 
 
 def test_vibe_on_a_persons_pr_works_on_its_branch(world: World) -> None:
