@@ -12,7 +12,8 @@ becomes a :class:`ModelError` the caller can act on:
 - ``stream_broken``: the stream ended early (an ``error`` event, a cut connection, no
   ``message_stop``); nothing of the turn is used and the loop retries the turn.
 - ``unavailable``: overload, rate limit, server errors or no connection after the SDK's
-  retries; retryable later at the job level.
+  retries, or a ``retry-after`` longer than :data:`MAX_INLINE_WAIT` (not slept through:
+  ``retry_after`` carries it to the job level); retryable later at the job level.
 - ``fatal``: any other 4xx (bad key, permission, invalid request); not retryable.
 - ``cancelled``: the run was stopped while a turn was streaming.
 """
@@ -38,6 +39,8 @@ ErrorKind = Literal[
 ]
 
 # https://docs.anthropic.com/en/api/errors ; error codes as the SDK's error classes name them.
+MAX_INLINE_WAIT = 30.0  # seconds the SDK may sleep for a retry-after inside a job
+
 SPEND_LIMIT_CODES = frozenset(
     {
         "enforced_spend_limit_reached",
@@ -49,12 +52,14 @@ SPEND_LIMIT_CODES = frozenset(
 
 
 class ModelError(Exception):
-    """A model call that did not produce a usable turn."""
+    """A model call that did not produce a usable turn. ``retry_after`` is the wait the
+    API asked for, when it asked for one longer than the worker should sleep through."""
 
-    def __init__(self, kind: ErrorKind, reason: str) -> None:
+    def __init__(self, kind: ErrorKind, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.kind: ErrorKind = kind
         self.reason = reason
+        self.retry_after = retry_after
 
     @property
     def retryable(self) -> bool:
@@ -96,7 +101,32 @@ def _is_spend_limit(
     )
 
 
-class _StopOnSpendLimit(Middleware):
+class RetryLater(anthropic.AnthropicError):
+    """Raised by the middleware when the API asks for a wait too long to sleep through."""
+
+    def __init__(self, seconds: float, message: str) -> None:
+        super().__init__(message)
+        self.seconds = seconds
+
+
+def _retry_after(headers: Any) -> float | None:
+    """``retry-after-ms`` or ``retry-after`` in seconds (RFC 9110 section 10.2.3 allows an
+    HTTP date too; the API sends seconds)."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is not None:
+            try:
+                return float(value) * scale
+            except ValueError:
+                return None
+    return None
+
+
+class _ApiPolicy(Middleware):
+    """Stops the SDK's retries where retrying inside the worker thread is wrong: a spending
+    limit (it will not lift by itself) and a wait longer than ``MAX_INLINE_WAIT`` (the job
+    should back off and free its worker rather than sleep holding it)."""
+
     def handle(self, request: APIRequest, call_next: CallNext) -> APIResponse[Any]:
         response = call_next(request)
         http = response.http_response
@@ -109,6 +139,12 @@ class _StopOnSpendLimit(Middleware):
             error_type, message, code = _error_fields(body)
             if _is_spend_limit(http.status_code, error_type, code, message):
                 raise SpendLimitReached(message or f"spend limit reached ({code or error_type})")
+        if http.status_code in (429, 503, 529):
+            wait = _retry_after(http.headers)
+            if wait is not None and wait > MAX_INLINE_WAIT:
+                raise RetryLater(
+                    wait, f"the API asked to retry after {wait:.0f} s ({http.status_code})"
+                )
         return response
 
 
@@ -123,7 +159,7 @@ def make_client(settings: Settings) -> Anthropic:
         api_key=key.get_secret_value(),
         base_url=settings.anthropic_base_url or "https://api.anthropic.com",
         max_retries=settings.anthropic_max_retries,
-        middleware=[_StopOnSpendLimit()],
+        middleware=[_ApiPolicy()],
         # The SDK's OpenTelemetry spans are on by default when opentelemetry-api is
         # installed; the bot does not export them, and they cost about 4 ms per call
         # (tests/benchmarks/bench_agent.py). Off also keeps request content out of spans.
@@ -161,6 +197,8 @@ def _block_param(block: Any) -> dict[str, Any] | None:
 
 def classify(exc: BaseException) -> ModelError:
     """Map an SDK or transport exception to a :class:`ModelError`."""
+    if isinstance(exc, RetryLater):
+        return ModelError("unavailable", str(exc), retry_after=exc.seconds)
     if isinstance(exc, SpendLimitReached):
         return ModelError("spend_limit", f"the API spending limit was reached: {exc}")
     if isinstance(exc, anthropic.APIStatusError):

@@ -82,6 +82,7 @@ class Errored:
     reason: str
     retryable: bool = False
     kind: str = "fatal"
+    retry_after: float | None = None  # seconds the API asked the job to wait
 
 
 @dataclass(frozen=True)
@@ -334,7 +335,9 @@ def run_agent(
                 if err.kind == "too_large" and not trimmed and conversation.trim():
                     trimmed = True
                     continue
-                return outcome(Errored(err.reason, retryable=err.retryable, kind=err.kind))
+                return outcome(
+                    Errored(err.reason, err.retryable, err.kind, retry_after=err.retry_after)
+                )
             stream_failures = 0
             summary["request_id"] = turn.request_id
             run.steps += 1

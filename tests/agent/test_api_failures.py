@@ -67,6 +67,21 @@ def test_429_retry_after_is_honoured(
     assert second.received_at - first.received_at >= 0.4
 
 
+def test_a_long_retry_after_goes_back_to_the_job_instead_of_sleeping(
+    server_factory: Any, repo: Path, sandbox: BwrapSandbox, tmp_path: Path
+) -> None:
+    server = server_factory(
+        [{"error": {"status": 429, "type": "rate_limit_error", "retry_after": 120}}, FINISH]
+    )
+    outcome = run(server, repo, sandbox, tmp_path)
+    assert isinstance(outcome.exit, Errored)
+    assert outcome.exit.retryable is True
+    assert outcome.exit.retry_after == 120
+    assert "retry after 120 s" in outcome.exit.reason
+    assert outcome.duration < 10
+    assert len(server.message_requests) == 1
+
+
 def test_spend_limit_429_stops_at_once_without_retries(
     server_factory: Any, repo: Path, sandbox: BwrapSandbox, tmp_path: Path
 ) -> None:
