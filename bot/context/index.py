@@ -19,12 +19,13 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from bot.context.files import Snapshot, SnapshotError, content_excluded
 from bot.context.symbols import CODE_SUFFIXES, Definition, extract_symbols
-from bot.context.terms import estimate_tokens, term_counts
+from bot.context.terms import estimate_tokens, identifier_terms, path_terms, term_counts
 
-INDEX_VERSION = 6
+INDEX_VERSION = 7
 KEEP_INDEXES = 8
 
 DOC_SUFFIXES = frozenset({"md", "rst", "txt", "adoc", "asciidoc", "org", "textile"})
@@ -87,7 +88,8 @@ class FileEntry:
     size: int
     tokens: int
     kind: str
-    terms: dict[str, int]
+    terms: dict[str, int]  # BM25 document: the text's terms plus the path's
+    outline: dict[str, int]  # path terms (twice) plus the terms of every defined name
     defs: list[Definition]
     refs: dict[str, int]
     imports: list[str]
@@ -101,6 +103,7 @@ class FileEntry:
             "tokens": self.tokens,
             "kind": self.kind,
             "terms": self.terms,
+            "outline": self.outline,
             "defs": [d.to_json() for d in self.defs],
             "refs": self.refs,
             "imports": self.imports,
@@ -110,6 +113,7 @@ class FileEntry:
     @classmethod
     def from_json(cls, data: dict[str, object]) -> FileEntry:
         terms = data["terms"]
+        outline = data["outline"]
         refs = data["refs"]
         defs = data["defs"]
         imports = data["imports"]
@@ -118,7 +122,7 @@ class FileEntry:
             raise ValueError("malformed index entry")
         if not (isinstance(defs, list) and isinstance(imports, list)):
             raise ValueError("malformed index entry")
-        if not isinstance(names, dict):
+        if not (isinstance(names, dict) and isinstance(outline, dict)):
             raise ValueError("malformed index entry")
         return cls(
             path=str(data["path"]),
@@ -126,24 +130,35 @@ class FileEntry:
             size=int(str(data["size"])),
             tokens=int(str(data["tokens"])),
             kind=str(data["kind"]),
-            terms={str(k): int(v) for k, v in terms.items()},
+            # The cache is this module's own output, checked above for its shape; copying
+            # every term would double the time an index takes to load.
+            terms=cast(dict[str, int], terms),
+            outline=cast(dict[str, int], outline),
             defs=[Definition.from_json(row) for row in defs],
-            refs={str(k): int(v) for k, v in refs.items()},
+            refs=cast(dict[str, int], refs),
             imports=[str(i) for i in imports],
-            names={str(k): str(v) for k, v in names.items()},
+            names=cast(dict[str, str], names),
         )
 
 
 def parse_file(path: str, blob: str, content: bytes) -> FileEntry:
     text = content.decode("utf-8", "replace")
     symbols = extract_symbols(content, path)
+    terms = term_counts(text)
+    outline: Counter[str] = Counter()
+    for term in path_terms(path):
+        terms[term] += 1
+        outline[term] += 2
+    for definition in symbols.defs:
+        outline.update(identifier_terms(definition.name))
     return FileEntry(
         path=path,
         blob=blob,
         size=len(content),
         tokens=estimate_tokens(text),
         kind=file_kind(path),
-        terms=dict(sorted(term_counts(text).items())),
+        terms=dict(sorted(terms.items())),
+        outline=dict(sorted(outline.items())),
         defs=symbols.defs,
         refs=dict(sorted(symbols.refs.items())),
         imports=symbols.imports,

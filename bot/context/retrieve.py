@@ -28,7 +28,6 @@ import numpy as np
 
 from bot.context.index import RepoIndex
 from bot.context.query import IssueQuery
-from bot.context.terms import identifier_terms, path_terms
 
 K1 = 1.2
 B = 0.75
@@ -42,23 +41,33 @@ GENERIC_FILENAMES = frozenset(
 
 
 class BM25:
-    """Okapi BM25 over term-count documents, with an inverted index for fast queries."""
+    """Okapi BM25 over term-count documents.
+
+    Postings are built lazily, per query term, and memoised: loading an index for one
+    query (the command line) then costs only the terms that query uses, while a long-lived
+    index (the agent's search tool) warms up as it is used.
+    """
 
     def __init__(self, docs: list[dict[str, int]]) -> None:
+        self.docs = docs
         self.n = len(docs)
-        lengths = [sum(d.values()) for d in docs]
-        avg = (sum(lengths) / self.n) if self.n else 1.0
-        avg = avg or 1.0
-        postings: dict[str, list[tuple[int, float]]] = defaultdict(list)
-        for i, doc in enumerate(docs):
-            norm = K1 * (1 - B + B * lengths[i] / avg)
-            for term, tf in doc.items():
-                postings[term].append((i, tf * (K1 + 1) / (tf + norm)))
-        self.postings = dict(postings)
-        self.idf = {
-            t: math.log(1 + (self.n - len(p) + 0.5) / (len(p) + 0.5))
-            for t, p in self.postings.items()
-        }
+        lengths = np.array([sum(d.values()) for d in docs], dtype=float)
+        avg = float(lengths.mean()) if self.n else 1.0
+        self.norm = K1 * (1 - B + B * lengths / (avg or 1.0))
+        self._postings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def postings(self, term: str) -> tuple[np.ndarray, np.ndarray]:
+        """Documents holding ``term`` and their BM25 term weights (idf included)."""
+        cached = self._postings.get(term)
+        if cached is not None:
+            return cached
+        hits = [(i, tf) for i, doc in enumerate(self.docs) if (tf := doc.get(term))]
+        ids = np.array([i for i, _ in hits], dtype=np.int64)
+        tfs = np.array([tf for _, tf in hits], dtype=float)
+        idf = math.log(1 + (self.n - len(hits) + 0.5) / (len(hits) + 0.5))
+        weights = idf * tfs * (K1 + 1) / (tfs + self.norm[ids]) if len(hits) else tfs
+        self._postings[term] = (ids, weights)
+        return ids, weights
 
     def scores(self, terms: dict[str, int] | list[str]) -> np.ndarray:
         """Scores of every document; a query term repeated in the query counts
@@ -66,12 +75,11 @@ class BM25:
         out = np.zeros(self.n)
         counts = terms if isinstance(terms, dict) else dict.fromkeys(terms, 1)
         for term, tf in counts.items():
-            plist = self.postings.get(term)
-            if not plist:
+            if tf <= 0:
                 continue
-            idf = self.idf[term] * (1 + math.log(tf)) if tf > 0 else 0.0
-            for i, w in plist:
-                out[i] += idf * w
+            ids, weights = self.postings(term)
+            if len(ids):
+                np.add.at(out, ids, weights * (1 + math.log(tf)))
         return out
 
 
@@ -91,22 +99,8 @@ class Retriever:
         entries = [index.files[p] for p in self.paths]
         self.kinds = [e.kind for e in entries]
         self.tokens = np.array([e.tokens for e in entries], dtype=float)
-        docs: list[dict[str, int]] = []
-        outlines: list[dict[str, int]] = []
-        for entry in entries:
-            pterms = path_terms(entry.path)
-            doc = dict(entry.terms)
-            outline: dict[str, int] = {}
-            for t in pterms:
-                doc[t] = doc.get(t, 0) + 1
-                outline[t] = outline.get(t, 0) + 2
-            for d in entry.defs:
-                for t in identifier_terms(d.name):
-                    outline[t] = outline.get(t, 0) + 1
-            docs.append(doc)
-            outlines.append(outline)
-        self.bm25 = BM25(docs)
-        self.outline = BM25(outlines)
+        self.bm25 = BM25([e.terms for e in entries])
+        self.outline = BM25([e.outline for e in entries])
 
         self.definers: dict[str, set[int]] = defaultdict(set)
         self.class_members: dict[str, set[int]] = defaultdict(set)

@@ -22,7 +22,7 @@ from bot.context.terms import IDENT_RE
 MAX_SIGNATURE_CHARS = 160
 
 
-@dataclass
+@dataclass(slots=True)
 class Definition:
     name: str
     kind: str  # "class", "function", "method", "variable"
@@ -36,7 +36,9 @@ class Definition:
     @classmethod
     def from_json(cls, row: list[object]) -> Definition:
         name, kind, line, parent, signature = row
-        return cls(str(name), str(kind), int(str(line)), str(parent), str(signature))
+        if not isinstance(line, int):
+            raise ValueError("malformed definition")
+        return cls(str(name), str(kind), line, str(parent), str(signature))
 
 
 @dataclass

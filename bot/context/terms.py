@@ -13,6 +13,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from functools import lru_cache
 
 IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CAMEL_RE = re.compile(r"[A-Z]+(?=[A-Z][a-z0-9])|[A-Z]?[a-z0-9]+|[A-Z]+")
@@ -108,18 +109,25 @@ def split_identifier(ident: str) -> list[str]:
     return parts
 
 
-def identifier_terms(ident: str) -> Iterator[str]:
+def identifier_terms(ident: str) -> tuple[str, ...]:
     """The identifier itself (lower-cased, without surrounding underscores) and its parts."""
+    return _identifier_terms(ident) if len(ident) <= 64 else _split_terms(ident)
+
+
+@lru_cache(maxsize=65536)
+def _identifier_terms(ident: str) -> tuple[str, ...]:
+    return _split_terms(ident)
+
+
+def _split_terms(ident: str) -> tuple[str, ...]:
     whole = ident.strip("_").lower()
     if len(whole) < 2 or whole.isdigit():
-        return
+        return ()
+    out = [whole] if whole not in STOPWORDS else []
     parts = split_identifier(ident)
-    if whole not in STOPWORDS:
-        yield whole
     if len(parts) > 1:
-        for part in parts:
-            if len(part) > 1 and not part.isdigit() and part not in STOPWORDS:
-                yield part
+        out.extend(p for p in parts if len(p) > 1 and not p.isdigit() and p not in STOPWORDS)
+    return tuple(out)
 
 
 def text_terms(text: str) -> Iterator[str]:
