@@ -39,13 +39,21 @@ from bot.core.markers import Marker
 from bot.dispatch import Repository
 from bot.github import GitHub, RepoClient
 from bot.loop import Env
+from bot.loop import Refused as LoopRefused
 from bot.models.base import AgentOutcome
 from bot.ports import AgentRequest, ContextPack, IssueText, PullInfo, ReviewNote
 from bot.queue import JobContext
 from bot.sandbox import Sandbox, make_sandbox
 from bot.settings import Settings
 from bot.tasks import Usage
-from bot.workspace import GitCredentials, Identity, Workspace, WorkspaceCache, WorkspaceError
+from bot.workspace import (
+    GitCredentials,
+    Identity,
+    UndoRefused,
+    Workspace,
+    WorkspaceCache,
+    WorkspaceError,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -263,7 +271,12 @@ class _Checkout:
         self.ws.push(self.credentials, self.config())
 
     def revert_since(self, sha: str, message: str) -> str | None:
-        return self.ws.undo(sha, author=BOT_IDENTITY, co_authors=self.co_authors, message=message)
+        try:
+            return self.ws.undo(
+                sha, author=BOT_IDENTITY, co_authors=self.co_authors, message=message
+            )
+        except UndoRefused as exc:  # e.g. a person's commit in the range: say so, do nothing
+            raise LoopRefused(str(exc)) from exc
 
     def close(self) -> None:
         self.ws.close()

@@ -470,3 +470,18 @@ def test_a_writer_editing_the_plan_approves_the_edited_plan(world: World) -> Non
     calc = st.fake.read_file(REPO, f"vibe/issue-{number}-plan-then-edit", "calc.py")
     assert calc is not None
     assert "return a + b" in calc
+
+
+def test_undo_never_removes_a_persons_commit(world: World) -> None:
+    st, _ = world
+    st.model.add(fix_add())
+    number = st.fake.open_issue(REPO, WRITER, "Fix add, then a person commits", "")
+    st.fake.label(REPO, number, WRITER, "vibe")
+    final_status(st, number)
+    pr = next(p for p in st.fake.pulls(REPO) if f"Fixes #{number}" in (p.body or ""))
+    branch = pr.pull.head_ref
+    mine = st.fake.commit(REPO, branch, {"NOTES.md": "mine\n"}, "My notes", author=WRITER)
+    st.fake.comment(REPO, pr.number, WRITER, "/vibe undo")
+    reply = wait_for(lambda: bot_comments(st, pr.number, "not the bot"), "the undo refusal")
+    assert "I can't do that" in reply[0].body
+    assert st.fake.branch_sha(REPO, branch) == mine
