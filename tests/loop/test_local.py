@@ -229,3 +229,36 @@ def test_a_spend_limit_stops_cleanly_and_keeps_the_work(
     assert "return a + b" in git(repo, "show", f"{run.task.branch}:calc.py")
     assert any("Limit reached" in line and "steps" in line for line in out)
     assert server.remaining == 0
+
+
+def test_a_failing_lint_is_compiler_feedback_for_a_fix_round(
+    tmp_path: Path, server: ScriptedModelServer
+) -> None:
+    config = (
+        "commands:\n  lint: [python3 -m py_compile calc.py]\n  test: [python3 -m unittest -q]\n"
+    )
+    repo = make_repo(tmp_path / "calc", config=config)
+    server.add(
+        [
+            edit("calc.py", "return a - b", "return a +"),
+            *finish("Fixed add()."),
+            edit("calc.py", "return a +", "return a + b"),
+            *finish("Fixed the syntax error."),
+        ]
+    )
+    _, read = _reader([])
+    run = run_local(
+        _settings(tmp_path, server),
+        repo,
+        "fix add",
+        model=None,
+        read=read,  # type: ignore[arg-type]
+        echo=lambda _: None,
+    )
+    it = run.task.iterations[0]
+    compiler = [f for f in it.feedback if f.kind == "compiler"]
+    assert len(compiler) == 1
+    assert "py_compile" in compiler[0].text
+    assert "SyntaxError" in compiler[0].text
+    assert [c.passed for c in it.checks] == [True, True]
+    assert "[compiler]" in str(server.message_requests[3].body)
