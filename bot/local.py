@@ -143,6 +143,9 @@ def run_local(
     code, _ = _git(path, "rev-parse", "--verify", "--quiet", "HEAD")
     if code != 0:
         raise LocalError(f"{path} has no commits yet")
+    missing = [m for m in settings.missing() if not m.startswith("GitHub")]
+    if missing:
+        raise LocalError("cannot run yet; configure:\n  - " + "\n  - ".join(missing))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.effective_database_url)
     init_db(engine)
