@@ -15,11 +15,14 @@ https://docs.kernel.org/admin-guide/cgroup-v1/memory.html
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import time
 import uuid
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 V1_MOUNT = Path("/sys/fs/cgroup/memory")
 
@@ -84,6 +87,7 @@ class MemoryGroup:
                 return
             except OSError:
                 time.sleep(0.02)
+        log.warning("could not remove the memory cgroup %s; the next start sweeps it", self.path)
 
 
 def sweep_stale(base: Path, older_than: float = 3600.0) -> int:
