@@ -34,6 +34,8 @@ from bot.store import Task, init_db, make_engine
 from bot.tasks import Feedback, TaskRecord
 from bot.workspace import WorkspaceCache
 
+MAX_INSTRUCTION_CHARS = 65_536
+
 PROMPT = (
     "Feedback for the next iteration (text, 'require <text>', 'approve', 'undo', 'retry', "
     "'stop'; an empty line or 'accept' finishes):"
@@ -140,6 +142,11 @@ def run_local(
         raise LocalError(f"{path} is not a git checkout")
     if not instruction.strip():
         raise LocalError("the instruction is empty")
+    if len(instruction) > MAX_INSTRUCTION_CHARS:
+        raise LocalError(
+            f"the instruction is {len(instruction):,} characters; the limit is "
+            f"{MAX_INSTRUCTION_CHARS:,} (GitHub's own limit for an issue body)"
+        )
     code, _ = _git(path, "rev-parse", "--verify", "--quiet", "HEAD")
     if code != 0:
         raise LocalError(f"{path} has no commits yet")

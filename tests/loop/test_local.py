@@ -146,6 +146,8 @@ def test_bad_input_is_refused(tmp_path: Path, server: ScriptedModelServer) -> No
     repo = make_repo(tmp_path / "calc")
     with pytest.raises(LocalError, match="empty"):
         run_local(settings, repo, "  ", model=None, read=lambda: None, echo=print)
+    with pytest.raises(LocalError, match="the limit is 65,536"):
+        run_local(settings, repo, "x" * 70_000, model=None, read=lambda: None, echo=print)
     keyless = settings.model_copy(update={"anthropic_api_key": None})
     with pytest.raises(LocalError, match="VIBE_ANTHROPIC_API_KEY"):
         run_local(keyless, repo, "fix add", model=None, read=lambda: None, echo=print)
