@@ -123,27 +123,79 @@ def _read_lines(stream: IO[bytes], limit: int, max_line: int = 4096) -> list[str
     return lines
 
 
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """A gitignore-like glob: ``**`` crosses directories, ``*`` and ``?`` do not."""
-    out = []
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(out) + r"\Z")
+class Glob:
+    """A gitignore-like glob: ``**`` crosses directories, ``*`` and ``?`` do not.
+
+    Matched by a bit-parallel NFA (Shift-And), so the time is linear in the path's length
+    whatever the pattern: a backtracking regex takes exponential time on a glob such as
+    ``*a*a*a*a*a*a*a*b``, and globs come from the model (steerable by issue text) and from
+    repository config. Every character counts alike, newlines included.
+    """
+
+    def __init__(self, pattern: str) -> None:
+        # One NFA position per token; bit i set means "tokens [0, i) matched so far".
+        consume_any = 0  # "?" tokens: one character other than "/"
+        consume_lit: dict[str, int] = {}  # literal tokens, by character
+        loop_any = 0  # "**" tokens: stay put on any character
+        loop_plain = 0  # "*" tokens: stay put on any character but "/"
+        skip1 = 0  # star tokens may match nothing
+        skip3 = 0  # "**/" may match nothing at all (entry, star and slash)
+        n = 0
+        i = 0
+        while i < len(pattern):
+            bit = 1 << n
+            if pattern.startswith("**/", i):
+                # An entry position that may skip the whole group, then "**", then "/".
+                skip1 |= bit
+                skip3 |= bit
+                loop_any |= bit << 1
+                skip1 |= bit << 1
+                consume_lit["/"] = consume_lit.get("/", 0) | (bit << 2)
+                n += 2
+                i += 3
+            elif pattern.startswith("**", i):
+                loop_any |= bit
+                skip1 |= bit
+                i += 2
+            elif pattern[i] == "*":
+                loop_plain |= bit
+                skip1 |= bit
+                i += 1
+            elif pattern[i] == "?":
+                consume_any |= bit
+                i += 1
+            else:
+                consume_lit[pattern[i]] = consume_lit.get(pattern[i], 0) | bit
+                i += 1
+            n += 1
+        self.pattern = pattern
+        self._accept = 1 << n
+        self._skip1 = skip1
+        self._skip3 = skip3
+        self._consume_other = consume_any
+        self._consume = {c: m | consume_any for c, m in consume_lit.items()}
+        self._consume["/"] = consume_lit.get("/", 0)
+        self._loop_other = loop_any | loop_plain
+        self._loop_slash = loop_any
+        self._start = self._close(1)
+
+    def _close(self, state: int) -> int:
+        while True:
+            wider = state | ((state & self._skip1) << 1) | ((state & self._skip3) << 3)
+            if wider == state:
+                return state
+            state = wider
+
+    def match(self, path: str) -> bool:
+        """True when the whole of ``path`` matches the pattern."""
+        state = self._start
+        consume, other = self._consume, self._consume_other
+        for ch in path:
+            loop = self._loop_slash if ch == "/" else self._loop_other
+            state = self._close(((state & consume.get(ch, other)) << 1) | (state & loop))
+            if not state:
+                return False
+        return bool(state & self._accept)
 
 
 class PathPolicy:
@@ -156,8 +208,8 @@ class PathPolicy:
         allowed: Sequence[str] = (),
     ) -> None:
         self.root = root.resolve(strict=True)
-        self._protected = [(p, _glob_regex(p)) for p in protected]
-        self._allowed = [_glob_regex(p) for p in allowed]
+        self._protected = [Glob(p) for p in protected]
+        self._allowed = [Glob(p) for p in allowed]
 
     def resolve(self, raw: object, *, write: bool = False) -> Path:
         if not isinstance(raw, str) or not raw.strip():
@@ -190,12 +242,12 @@ class PathPolicy:
         return path.relative_to(self.root).as_posix() if path != self.root else "."
 
     def check_writable(self, rel: str, raw: str) -> None:
-        if any(rx.match(rel) for rx in self._allowed):
+        if any(glob.match(rel) for glob in self._allowed):
             return
-        for pattern, rx in self._protected:
-            if rx.match(rel):
+        for glob in self._protected:
+            if glob.match(rel):
                 raise ToolRefusal(
-                    f"{raw}: protected path (matches {pattern!r}); the repository's "
+                    f"{raw}: protected path (matches {glob.pattern!r}); the repository's "
                     "config must allow it in paths.allowed"
                 )
 
@@ -419,8 +471,10 @@ class ToolSet:
             result = ToolResult(str(exc), True)
         except (OSError, UnicodeError, ValueError) as exc:
             result = ToolResult(f"{name} failed: {type(exc).__name__}: {exc}", True)
+        # Redact before cutting: a secret split by the truncation marker would no longer
+        # match and half of it would reach the model.
         return ToolResult(
-            redact(truncate(result.content), self.secrets), result.is_error, result.finished
+            truncate(redact(result.content, self.secrets)), result.is_error, result.finished
         )
 
     # -- tools -----------------------------------------------------------------------------
@@ -458,14 +512,14 @@ class ToolSet:
             raise ToolRefusal(f"{args.path}: not a directory")
         entries: list[str] = []
         if args.glob:
-            rx = _glob_regex(args.glob)
+            glob = Glob(args.glob)
             seen = 0
             for dirpath, dirnames, filenames in os.walk(base):
                 dirnames[:] = sorted(d for d in dirnames if d != ".git")
                 seen += len(filenames)
                 for name in sorted(filenames):
                     found = Path(dirpath, name)
-                    if rx.match(found.relative_to(base).as_posix()):
+                    if glob.match(found.relative_to(base).as_posix()):
                         entries.append(self.policy.relative(found))
                 if len(entries) > MAX_LIST_ENTRIES:
                     break

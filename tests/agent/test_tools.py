@@ -4,6 +4,8 @@ and the read-only set's command allow-list (commands run in real bwrap)."""
 from __future__ import annotations
 
 import os
+import re
+import threading
 import time
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.agent import PathPolicy, ToolSet
-from bot.agent.tools import MAX_OUTPUT_CHARS, ToolRefusal, truncate
+from bot.agent.tools import MAX_OUTPUT_CHARS, Glob, ToolRefusal, truncate
 from bot.sandbox import BwrapSandbox, SandboxLimits
 
 
@@ -105,6 +107,58 @@ def test_protected_paths_refuse_writes_unless_allowed(tools: ToolSet, repo: Path
     assert not tools.execute(
         "create_file", {"path": "vendor/allowed.txt", "content": "ok"}
     ).is_error
+
+
+def test_protected_paths_match_names_with_newlines(tools: ToolSet, repo: Path) -> None:
+    for path in [".github/workflows/evil\n.yml", "a\nb/.envrc"]:
+        result = tools.execute("create_file", {"path": path, "content": "x"})
+        assert result.is_error, path
+        assert "protected path" in result.content
+        assert not (repo / path).exists()
+
+
+def _reference_glob(pattern: str) -> re.Pattern[str]:
+    """The glob rules as a plain backtracking regex: exact, and fine on tiny inputs."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        else:
+            out.append({"*": "[^/]*", "?": "[^/]"}.get(pattern[i], re.escape(pattern[i])))
+            i += 1
+    return re.compile("".join(out) + r"\Z", re.DOTALL)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text("ab/*?.", max_size=10), st.text("ab/.\n", max_size=12))
+def test_glob_agrees_with_the_reference_rules(pattern: str, path: str) -> None:
+    assert Glob(pattern).match(path) == bool(_reference_glob(pattern).match(path))
+
+
+def test_hostile_globs_take_linear_time(tools: ToolSet, repo: Path) -> None:
+    """A backtracking matcher needs hours for these; the tools must answer at once."""
+    (repo / ("a" * 200)).write_text("")
+    deep = repo.joinpath(*["d"] * 60)
+    deep.mkdir(parents=True)
+    (deep / "f").write_text("")
+    results: list[str] = []
+
+    def hostile() -> None:
+        for glob in ["*a" * 40 + "*b", "**/" * 30 + "x", "**a" * 40 + "b"]:
+            results.append(tools.execute("list_files", {"glob": glob}).content)
+        protected = Glob("*a" * 40 + "*b")
+        results.append(str(protected.match("a" * 4000)))
+
+    worker = threading.Thread(target=hostile, daemon=True)
+    worker.start()
+    worker.join(30)
+    assert not worker.is_alive(), "a hostile glob hung the matcher"
+    assert results == ["(no entries)", "(no entries)", "(no entries)", "False"]
 
 
 def test_read_file_ranges_and_errors(tools: ToolSet, repo: Path) -> None:
@@ -232,6 +286,17 @@ def test_outputs_are_truncated_and_redacted(tools: ToolSet, repo: Path) -> None:
     assert "characters truncated" in out
     assert len(out) < MAX_OUTPUT_CHARS + 200
     assert truncate("abc", 10) == "abc"
+
+
+def test_a_secret_cut_by_truncation_is_still_redacted(tools: ToolSet, repo: Path) -> None:
+    secret = "hunter2-secret-value"
+    head = MAX_OUTPUT_CHARS * 2 // 3
+    # read_file prefixes the line with "     1\t" (7 characters): the cut falls in the secret.
+    (repo / "cut.txt").write_text("x" * (head - 7 - 10) + secret + "y" * 50_000 + "\n")
+    out = tools.execute("read_file", {"path": "cut.txt"}).content
+    assert "characters truncated" in out
+    assert secret[:10] not in out
+    assert "[redacted]" in out
 
 
 def test_read_only_tools_allow_only_listed_commands(repo: Path, sandbox: BwrapSandbox) -> None:
