@@ -14,6 +14,7 @@ and between iterations the person types feedback in the terminal:
 
 from __future__ import annotations
 
+import itertools
 import re
 import subprocess
 import uuid
@@ -126,6 +127,23 @@ def _next_number(settings: Settings, repo: str) -> int:
         engine.dispose()
 
 
+def _act(
+    env: loop.Env, task: TaskRecord, word: str, text: str, key: str, number: int, requester: str
+) -> loop.Outcome | None:
+    """One line of terminal feedback, as the matching ``/vibe`` command would act."""
+    if word == "approve":
+        return loop.approve(env, task, key=key, where=number)
+    if word == "require" and len(text.split(maxsplit=1)) == 2:
+        return loop.require(env, task, text.split(maxsplit=1)[1], author=requester, key=key)
+    if word == "undo":
+        loop.undo(env, task, key=key, where=number)
+        return None
+    if word == "retry":
+        return loop.retry(env, task, key=key)
+    fb = (Feedback("human", text, author=requester),)
+    return loop.iterate(env, task, fb, trigger="terminal", key=key)
+
+
 def run_local(
     settings: Settings,
     repo_path: Path,
@@ -187,14 +205,14 @@ def run_local(
         )
     ]
     try:
-        while True:
+        for turn in itertools.count(2):
             task = taskdb.load(engine, outcomes[-1].task.id)
             if task.state.terminal:
                 break
             echo(PROMPT)
             line = read()
             text = (line or "").strip()
-            key = f"local:{number}:{len(outcomes) + 1}"
+            key = f"local:{number}:{turn}"
             word = text.split(maxsplit=1)[0].lower() if text else ""
             if not text or word == "accept":
                 loop.accept(env, task, "accepted in the terminal")
@@ -202,20 +220,11 @@ def run_local(
             if word == "stop":
                 loop.abandon(env, task, "stopped in the terminal")
                 break
-            if word == "approve":
-                result = loop.approve(env, task, key=key, where=number)
-            elif word == "require" and len(text.split(maxsplit=1)) == 2:
-                result = loop.require(
-                    env, task, text.split(maxsplit=1)[1], author=requester, key=key
-                )
-            elif word == "undo":
-                loop.undo(env, task, key=key, where=number)
-                result = None
-            elif word == "retry":
-                result = loop.retry(env, task, key=key)
-            else:
-                fb = (Feedback("human", text, author=requester),)
-                result = loop.iterate(env, task, fb, trigger="terminal", key=key)
+            try:
+                result = _act(env, task, word, text, key, number, requester)
+            except loop.Refused as exc:
+                echo(f"refused: {exc}")
+                continue
             if result is not None:
                 outcomes.append(result)
         final = taskdb.load(engine, outcomes[-1].task.id)

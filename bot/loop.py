@@ -400,6 +400,10 @@ def run_iteration(
         env.note(f"iteration {number} not run: {reason}")
         return Outcome(taskdb.load(env.engine, task.id), number, "stopped", reason=reason)
     if task.state is not State.WORKING and task.state is not State.PLANNING:
+        if not allowed(task.state, step):
+            reason = f"a task that is {task.state.value.replace('_', ' ')} cannot {mode} now"
+            taskdb.update_iteration(env.engine, task.id, number, outcome="stopped", error=reason)
+            raise Refused(reason)
         state = transition(task.state, step)
         taskdb.update(env.engine, task.id, state=state)
         task = replace(task, state=state)

@@ -48,7 +48,7 @@ def test_two_iterations_then_accept(tmp_path: Path, server: ScriptedModelServer)
     repo = make_repo(tmp_path / "calc")
     server.add([*fix_add(), *docstring()])
     out: list[str] = []
-    _, read = _reader(["please add a docstring to add()", ""])
+    _, read = _reader(["approve", "please add a docstring to add()", ""])
     run = run_local(
         _settings(tmp_path, server),
         repo,
@@ -78,6 +78,7 @@ def test_two_iterations_then_accept(tmp_path: Path, server: ScriptedModelServer)
     assert "please add a docstring" in second_prompt
     assert "Iteration 1" in second_prompt
     assert any("Done" in line for line in out)
+    assert any("There is no plan waiting for approval" in line for line in out)
 
 
 def test_test_model_records_red_then_green(tmp_path: Path, server: ScriptedModelServer) -> None:
