@@ -136,7 +136,12 @@ def text_terms(text: str) -> Iterator[str]:
 
 
 def term_counts(text: str) -> Counter[str]:
-    return Counter(text_terms(text))
+    """Counts of :func:`text_terms`, splitting each distinct identifier once."""
+    out: Counter[str] = Counter()
+    for ident, count in Counter(IDENT_RE.findall(text)).items():
+        for term in identifier_terms(ident):
+            out[term] += count
+    return out
 
 
 def path_terms(path: str) -> list[str]:
