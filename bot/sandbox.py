@@ -749,7 +749,7 @@ def make_sandbox(settings: Settings) -> Sandbox:
     if settings.sandbox == "none":
         log.warning("VIBE_SANDBOX=none: commands will run WITHOUT ISOLATION (development only)")
         return NoSandbox()
-    return BwrapSandbox(uid=settings.sandbox_uid)
+    return BwrapSandbox(uid=settings.sandbox_uid, memory_cgroup=settings.sandbox_memory_cgroup)
 
 
 def network_permitted(repo_config: RepoConfig, settings: Settings) -> bool:

@@ -119,6 +119,7 @@ class Settings(BaseSettings):
     sandbox: Literal["bwrap", "none"] = "bwrap"
     sandbox_uid: int | None = None
     sandbox_allow_network: bool = False
+    sandbox_memory_cgroup: bool = True
     workspace_cache_bytes: int = Field(default=20 * 1024**3, ge=1024**2)
 
     # dashboard: with a token, requests need "Authorization: Bearer <token>"; without one,

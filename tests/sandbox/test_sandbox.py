@@ -286,9 +286,10 @@ def test_none_mode_warns_on_every_command(
 
 
 def test_make_sandbox_uses_the_configured_uid(bwrap_available: None) -> None:
-    sandbox = make_sandbox(Settings(sandbox_uid=4321))
+    sandbox = make_sandbox(Settings(sandbox_uid=4321, sandbox_memory_cgroup=False))
     assert isinstance(sandbox, BwrapSandbox)
     assert sandbox.uid == (4321 if os.geteuid() == 0 else None)
+    assert not sandbox.memory_cgroup
 
 
 def test_setup_stops_at_the_first_failure(sandbox: BwrapSandbox, workdir: Path) -> None:
