@@ -282,6 +282,9 @@ def _base_config() -> list[tuple[str, str]]:
         ("gc.auto", "0"),
         ("maintenance.auto", "false"),
         ("advice.detachedHead", "false"),
+        # A stalled transfer (under 1 KB/s for a minute) fails instead of hanging a worker.
+        ("http.lowSpeedLimit", "1000"),
+        ("http.lowSpeedTime", "60"),
         ("init.defaultBranch", "main"),
     ]
 
@@ -314,10 +317,12 @@ def run_git(
     credentials: GitCredentials | None = None,
     env: Mapping[str, str] | None = None,
     check: bool = True,
+    timeout: float | None = None,
 ) -> tuple[int, str, str]:
     """Run one host-side git command through GitPython; returns (status, stdout, stderr).
 
-    Credentials live only in this process's environment. Errors are redacted.
+    Credentials live only in this process's environment. Errors are redacted. After
+    ``timeout`` seconds the command and its helpers are killed and it fails.
     """
     config = _base_config() + (credentials.config() if credentials else [])
     extra = dict(env or {})
@@ -332,6 +337,7 @@ def run_git(
         with_extended_output=True,
         with_exceptions=False,
         stdout_as_string=True,
+        kill_after_timeout=timeout,
     )
     if check and status != 0:
         secrets = credentials.secrets() if credentials else []
@@ -411,11 +417,13 @@ class WorkspaceCache:
         max_bytes: int = 20 * 1024**3,
         sandbox_uid: int | None = None,
         lock_timeout: float = 600.0,
+        git_timeout: float = 900.0,
     ) -> None:
         self.root = root
         self.max_bytes = max_bytes
         self.sandbox_uid = sandbox_uid
         self.lock_timeout = lock_timeout
+        self.git_timeout = git_timeout
         for sub in ("mirrors", "worktrees", "locks"):
             (root / sub).mkdir(parents=True, exist_ok=True)
 
@@ -468,6 +476,7 @@ class WorkspaceCache:
             cwd=mirror,
             git_dir=mirror,
             credentials=credentials,
+            timeout=self.git_timeout,
         )
         os.utime(mirror)  # last use, for eviction
         return mirror
@@ -845,6 +854,7 @@ class Workspace:
             work_tree=self.path,
             credentials=credentials,
             check=False,
+            timeout=self.cache.git_timeout,
         )
         if status != 0:
             secrets = credentials.secrets() if credentials else []

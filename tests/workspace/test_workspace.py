@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import fcntl
 import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -483,3 +484,39 @@ def test_hostile_file_names_do_not_break_commit_or_checks(
         assert "new\nline.txt" in changed
         with pytest.raises(ProtectedPathError, match="workflows"):
             ws.push(creds, CONFIG)
+
+
+def test_a_hanging_remote_fails_instead_of_blocking(tmp_path: Path) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_and_say_nothing() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept_and_say_nothing, daemon=True)
+    thread.start()
+    cache = WorkspaceCache(tmp_path / "cache", lock_timeout=5.0, git_timeout=1.5)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/o/r.git"
+    start = time.monotonic()
+    try:
+        with pytest.raises(WorkspaceError, match="did not complete"):
+            cache.prepare("o/r", url, branch=BRANCH, default_branch="main")
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        listener.close()
+    assert accepted  # git did connect, and then waited for an answer
+    assert time.monotonic() - start < 10
+    # The locks were released: another attempt is refused for the same reason, not busy.
+    with pytest.raises(WorkspaceError, match="fetch failed"):
+        cache.prepare("o/r", "http://127.0.0.1:9/o/r.git", branch=BRANCH, default_branch="main")
