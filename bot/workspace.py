@@ -30,6 +30,9 @@ checkout of its start commit, which writes only the files that differ, plus ``gi
 -ffdx``; on a 20,000-file repository that is the difference between ~0.3 s and a full
 checkout (see ``tests/benchmarks/bench_workspace.py``).
 
+Network operations (fetch, push) are killed after ``git_timeout`` seconds and fail on a
+transfer that stalls below 1 KB/s for a minute, so a hanging remote cannot hold a worker.
+
 Preparing is idempotent: the remote is the source of truth. The task branch restarts from
 ``origin/<branch>`` when the remote has it, else from the PR head (``pr_number``) or the
 default branch; commits a crashed attempt never pushed, and any file it left, are dropped.
