@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -205,20 +206,19 @@ def is_git_worktree(path: Path) -> bool:
     return bool(top) and Path(top).resolve() == path.resolve()
 
 
-class Snapshot:
+class Snapshot(ABC):
     """One state of a repository: its indexable files and their contents."""
 
     root: Path
     commit: str | None
 
+    @abstractmethod
     def list_files(self) -> list[ListedFile]:
-        raise NotImplementedError
+        """Indexable files (name-based filters applied), sorted by path."""
 
+    @abstractmethod
     def read_many(self, paths: list[str]) -> dict[str, bytes]:
-        raise NotImplementedError
-
-    def read(self, path: str) -> bytes:
-        return self.read_many([path])[path]
+        """Contents of listed files."""
 
 
 class GitCommitSnapshot(Snapshot):

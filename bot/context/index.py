@@ -205,25 +205,11 @@ class RepoIndex:
             skipped={str(p): (str(v[0]), str(v[1])) for p, v in skipped.items()},
         )
 
-    def text(self, path: str) -> str:
-        if self.snapshot is None:
-            raise SnapshotError("index is detached from its repository")
-        return self.snapshot.read(path).decode("utf-8", "replace")
-
     def texts(self, paths: list[str]) -> dict[str, str]:
         if self.snapshot is None:
             raise SnapshotError("index is detached from its repository")
         raw = self.snapshot.read_many(paths)
         return {p: raw[p].decode("utf-8", "replace") for p in paths}
-
-    def symbol_count(self) -> int:
-        return sum(len(e.defs) for e in self.files.values())
-
-    def ref_counts(self) -> Counter[str]:
-        total: Counter[str] = Counter()
-        for entry in self.files.values():
-            total.update(entry.refs)
-        return total
 
 
 def repo_key(snapshot: Snapshot) -> str:

@@ -42,12 +42,6 @@ class ContextPack:
     def render(self) -> str:
         return "".join(p.text for p in self.parts)
 
-    def kinds(self) -> dict[str, int]:
-        out = dict.fromkeys(PART_ORDER, 0)
-        for part in self.parts:
-            out[part.kind] += part.tokens
-        return out
-
     def to_json(self) -> dict[str, object]:
         return {
             "budget": self.budget,

@@ -5,7 +5,7 @@ Each signal scores every indexed file for an :class:`~bot.context.query.IssueQue
 - ``bm25``: Okapi BM25 over path words plus file text (identifier-split terms);
 - ``outline``: BM25 over path words and the names a file defines (its outline), which does
   not reward a file for merely being long;
-- ``title``: BM25 over the text for the issue title alone;
+- ``title`` / ``title_outline``: the same two for the issue title alone;
 - ``paths``: files the issue names by path, including traceback frames whose prefix is
   foreign (``site-packages/``, a home directory); scored by how many trailing path
   components agree, shared between equally good candidates;
@@ -13,8 +13,11 @@ Each signal scores every indexed file for an :class:`~bot.context.query.IssueQue
 - ``symbols``: files defining identifiers the issue mentions, weighted by how specific the
   name is (defined in one file or in forty) and where it was mentioned;
 - ``phrases``: files containing error messages or command-line options quoted in the issue;
-- ``graph``: a repository-map PageRank over the definition/reference graph, personalised by
-  the files the other structural signals point at (the method of aider's repomap).
+- ``resolved``: names the issue's code uses through its own imports (``import xarray as xr``
+  then ``xr.where``), followed through package re-exports to the defining file;
+- ``graph``: a repository-map PageRank over the definition/reference and import graph,
+  personalised by the files the structural signals point at (the method of aider's
+  repomap, https://aider.chat/docs/repomap.html).
 """
 
 from __future__ import annotations
@@ -98,7 +101,6 @@ class Retriever:
         self.pos = {p: i for i, p in enumerate(self.paths)}
         entries = [index.files[p] for p in self.paths]
         self.kinds = [e.kind for e in entries]
-        self.tokens = np.array([e.tokens for e in entries], dtype=float)
         self.bm25 = BM25([e.terms for e in entries])
         self.outline = BM25([e.outline for e in entries])
 
@@ -139,6 +141,12 @@ class Retriever:
                         src.append(i)
                         dst.append(j)
                         weight.append(w)
+            for module in self.index.files[path].imports:
+                imported = self._module_file(module)
+                if imported is not None and imported != i:
+                    src.append(i)
+                    dst.append(imported)
+                    weight.append(1.0)
         return np.array(src, dtype=np.int64), np.array(dst, dtype=np.int64), np.array(weight)
 
     # -- structural signals ----------------------------------------------------------------
