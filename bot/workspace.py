@@ -469,6 +469,7 @@ class WorkspaceCache:
             if mirror.exists():
                 shutil.rmtree(mirror)  # a clone that died half-way
             run_git(["init", "--bare", "--quiet", str(mirror)], cwd=self.root)
+        _remove_stale_locks(mirror)
         refspecs = ["+refs/heads/*:refs/remotes/origin/*"]
         if pr_number is not None:
             if pr_number < 1:
@@ -718,6 +719,20 @@ class WorkspaceCache:
             evicted.append(key)
             log.info("evicted the mirror %s from the workspace cache", key)
         return evicted
+
+
+def _remove_stale_locks(mirror: Path, older_than: float = 60.0) -> None:
+    """Lock files a killed fetch left in the namespaces only fetches write. Called under
+    the mirror lock, so no fetch of ours is running; git holds these for milliseconds."""
+    now = time.time()
+    candidates = [mirror / "packed-refs.lock", mirror / "FETCH_HEAD.lock"]
+    for namespace in ("refs/remotes", "refs/vibe"):
+        candidates += (mirror / namespace).rglob("*.lock")
+    for lock in candidates:
+        with contextlib.suppress(OSError):
+            if lock.is_file() and now - lock.stat().st_mtime > older_than:
+                lock.unlink()
+                log.warning("removed the stale git lock %s", lock)
 
 
 def _pull_ref(number: int) -> str:

@@ -520,3 +520,22 @@ def test_a_hanging_remote_fails_instead_of_blocking(tmp_path: Path) -> None:
     # The locks were released: another attempt is refused for the same reason, not busy.
     with pytest.raises(WorkspaceError, match="fetch failed"):
         cache.prepare("o/r", "http://127.0.0.1:9/o/r.git", branch=BRANCH, default_branch="main")
+
+
+def test_locks_left_by_a_killed_fetch_are_cleared(
+    cache: WorkspaceCache, git_server: GitServer
+) -> None:
+    url = git_server.repo_url()
+    mirror = cache.fetch("o/r", url)
+    new = git_server.commit_on("main", {"after.txt": "after\n"})
+    stale = [mirror / "refs" / "remotes" / "origin" / "main.lock", mirror / "packed-refs.lock"]
+    for lock in stale:
+        lock.write_text("")
+        os.utime(lock, (time.time() - 3600, time.time() - 3600))
+    fresh = mirror / "refs" / "heads" / "vibe" / "held-by-a-commit.lock"
+    fresh.parent.mkdir(parents=True, exist_ok=True)
+    fresh.write_text("")
+    cache.fetch("o/r", url)
+    assert sh_git("rev-parse", "refs/remotes/origin/main", cwd=mirror).strip() == new
+    assert not any(lock.exists() for lock in stale)
+    assert fresh.exists()  # not a fetch's lock: left alone
