@@ -580,6 +580,14 @@ class WorkspaceCache:
             gitdir = _own_gitdir(path)
             if gitdir.parent != mirror / "worktrees" or not gitdir.is_dir():
                 return False
+            _remove_stale_locks(
+                mirror,
+                extra=[
+                    gitdir / "index.lock",
+                    gitdir / "HEAD.lock",
+                    mirror / "refs" / "heads" / f"{branch}.lock",
+                ],
+            )
             checkout = ["checkout", "--quiet", "--force", "--ignore-other-worktrees"]
             run_git([*checkout, "-B", branch, start], cwd=mirror, git_dir=gitdir, work_tree=path)
             run_git(["clean", "-ffdxq"], cwd=mirror, git_dir=gitdir, work_tree=path)
@@ -721,11 +729,12 @@ class WorkspaceCache:
         return evicted
 
 
-def _remove_stale_locks(mirror: Path, older_than: float = 60.0) -> None:
-    """Lock files a killed fetch left in the namespaces only fetches write. Called under
-    the mirror lock, so no fetch of ours is running; git holds these for milliseconds."""
+def _remove_stale_locks(mirror: Path, older_than: float = 60.0, extra: Sequence[Path] = ()) -> None:
+    """Lock files a killed git left behind: by default in the namespaces only fetches
+    write, plus ``extra`` (a branch's ref, a worktree's index) whose owner lock the caller
+    holds. Called under the mirror lock; git holds these for milliseconds."""
     now = time.time()
-    candidates = [mirror / "packed-refs.lock", mirror / "FETCH_HEAD.lock"]
+    candidates = [mirror / "packed-refs.lock", mirror / "FETCH_HEAD.lock", *extra]
     for namespace in ("refs/remotes", "refs/vibe"):
         candidates += (mirror / namespace).rglob("*.lock")
     for lock in candidates:

@@ -539,3 +539,21 @@ def test_locks_left_by_a_killed_fetch_are_cleared(
     assert sh_git("rev-parse", "refs/remotes/origin/main", cwd=mirror).strip() == new
     assert not any(lock.exists() for lock in stale)
     assert fresh.exists()  # not a fetch's lock: left alone
+
+
+def test_locks_left_by_a_killed_commit_are_cleared(
+    cache: WorkspaceCache, git_server: GitServer
+) -> None:
+    url = git_server.repo_url()
+    with cache.prepare("o/r", url, branch=BRANCH, default_branch="main") as ws:
+        gitdir, mirror = ws.gitdir, ws.mirror
+    stale = [gitdir / "index.lock", mirror / "refs" / "heads" / f"{BRANCH}.lock"]
+    for lock in stale:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        lock.write_text("")
+        os.utime(lock, (time.time() - 3600, time.time() - 3600))
+    with cache.prepare("o/r", url, branch=BRANCH, default_branch="main") as ws:
+        assert ws.gitdir == gitdir  # the same slot, reused
+        (ws.path / "x.txt").write_text("x\n")
+        assert ws.commit("after a crash", author=BOT) is not None
+    assert not any(lock.exists() for lock in stale)
