@@ -230,6 +230,7 @@ class GitCommitSnapshot(Snapshot):
         self.commit = resolved.decode().strip()
         self._commit: str = self.commit
         self._blobs: dict[str, str] = {}
+        self._contents: dict[str, bytes] = {}
 
     def list_files(self) -> list[ListedFile]:
         out = _git(self.root, "ls-tree", "-r", "-z", "--long", "--full-tree", self._commit)
@@ -250,21 +251,22 @@ class GitCommitSnapshot(Snapshot):
         return files
 
     def read_many(self, paths: list[str]) -> dict[str, bytes]:
+        """Blob contents, read once through ``git cat-file --batch`` and then kept: a commit
+        never changes, and an index serving many queries reads the same files again."""
         if not self._blobs:
             self.list_files()
-        shas = [self._blobs[p] for p in paths]
-        if not shas:
-            return {}
-        out = _git(self.root, "cat-file", "--batch", data="".join(s + "\n" for s in shas).encode())
-        result: dict[str, bytes] = {}
-        pos = 0
-        for path in paths:
-            header_end = out.index(b"\n", pos)
-            size = int(out[pos:header_end].split()[2])
-            start = header_end + 1
-            result[path] = out[start : start + size]
-            pos = start + size + 1
-        return result
+        missing = [p for p in dict.fromkeys(paths) if p not in self._contents]
+        if missing:
+            shas = "".join(self._blobs[p] + "\n" for p in missing)
+            out = _git(self.root, "cat-file", "--batch", data=shas.encode())
+            pos = 0
+            for path in missing:
+                header_end = out.index(b"\n", pos)
+                size = int(out[pos:header_end].split()[2])
+                start = header_end + 1
+                self._contents[path] = out[start : start + size]
+                pos = start + size + 1
+        return {p: self._contents[p] for p in paths}
 
 
 class DirectorySnapshot(Snapshot):
