@@ -147,14 +147,19 @@ class Queue:
                 (job.c.status == "running") & (job.c.lease_expires < now)
             )
             query = (
-                select(job.c.id, job.c.serial_key)
+                select(job.c.id, job.c.serial_key, job.c.status, job.c.attempts, job.c.max_attempts)
                 .where(runnable, job.c.kind.in_(list(kinds)))
                 .order_by(job.c.id)
                 .limit(25)
             )
             if postgres:
                 query = query.with_for_update(skip_locked=True)
-            for job_id, key in conn.execute(query).all():
+            for job_id, key, status, attempts, max_attempts in conn.execute(query).all():
+                if status == "running" and attempts >= max_attempts:
+                    # Its worker died on every attempt (killed, out of memory): a job that
+                    # crashes whoever runs it must end, not be claimed again forever.
+                    self._bury(conn, job_id, attempts, now)
+                    continue
                 if key is not None and not self._lane_free(conn, job_id, key, now, postgres):
                     continue
                 row = conn.execute(
@@ -183,6 +188,23 @@ class Queue:
                     serial_key=key,
                 )
         return None
+
+    @staticmethod
+    def _bury(conn: Connection, job_id: int, attempts: int, now: datetime) -> None:
+        error = f"the worker running it stopped without an outcome on all {attempts} attempts"
+        conn.execute(
+            update(Job)
+            .where(col(Job.id) == job_id)
+            .values(
+                status="dead",
+                lease_owner=None,
+                lease_expires=None,
+                updated_at=now,
+                finished_at=now,
+                last_error=error,
+            )
+        )
+        Queue._end_run(conn, job_id, attempts, now, "lost", error)
 
     @staticmethod
     def _lane_free(conn: Connection, job_id: int, key: str, now: datetime, postgres: bool) -> bool:
@@ -414,7 +436,13 @@ class Worker:
                 self._wake.wait(self.poll_interval)
                 self._wake.clear()
                 continue
-            self._run(worker_id, job)
+            try:
+                self._run(worker_id, job)
+            except Exception:
+                # The thread must outlive a failed bookkeeping step. Recording the outcome
+                # failed (database unreachable, an exception that cannot be printed): the
+                # lease lapses and the job is claimed again.
+                log.exception("worker.job_outcome_not_recorded", job=job.id)
 
     def _context(self, job: ClaimedJob, cancel: threading.Event) -> JobContext:
         event_name = event_payload = None

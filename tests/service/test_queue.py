@@ -94,6 +94,24 @@ def test_lapsed_lease_is_claimed_again_and_old_owner_loses(engine: Engine) -> No
     ]
 
 
+def test_a_job_whose_worker_dies_on_every_attempt_ends_dead(engine: Engine) -> None:
+    clock = Clock()
+    q = Queue(engine, lease_seconds=10, clock=clock)
+    job_id = add(engine)  # max_attempts=3
+    for attempt in (1, 2, 3):
+        claimed = q.claim(f"w{attempt}", ["k"])
+        assert claimed is not None
+        assert claimed.attempt == attempt
+        clock.advance(11)  # the worker was killed: no heartbeat, no outcome
+    assert q.claim("w4", ["k"]) is None
+    dead = job(engine, job_id)
+    assert (dead.status, dead.attempts, dead.lease_owner) == ("dead", 3, None)
+    assert dead.last_error is not None
+    assert "stopped without an outcome on all 3 attempts" in dead.last_error
+    last = max(runs(engine, job_id), key=lambda r: r.attempt)
+    assert (last.attempt, last.outcome) == (3, "lost")
+
+
 def test_failures_back_off_then_die_with_redacted_error(engine: Engine) -> None:
     clock = Clock()
     q = Queue(engine, retry_base_seconds=10, clock=clock, secrets=["hunter2-secret-value"])
@@ -203,6 +221,42 @@ def test_permanent_error_kills_at_once_and_other_errors_retry(
     assert calls.count("perm") == 1
     assert "flaky1" in calls
     assert "flaky2" in calls
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("this exception cannot be printed")
+
+
+def test_a_failure_that_cannot_be_recorded_does_not_kill_the_worker_thread(
+    engine: Engine, tmp_path: Path
+) -> None:
+    broken = add(engine, kind="broken")
+    later = add(engine, kind="fine")
+    ran: list[int] = []
+
+    def raise_unprintable(_ctx: JobContext) -> None:
+        raise Unprintable
+
+    def fine(ctx: JobContext) -> None:
+        ran.append(ctx.job_id)
+
+    pool = Worker(
+        Queue(engine, lease_seconds=30),
+        {"broken": raise_unprintable, "fine": fine},
+        settings_for(tmp_path),
+        concurrency=1,
+        poll_interval=0.02,
+    )
+    pool.start()
+    deadline = time.monotonic() + 20
+    while job(engine, later).status != "done" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pool.stop(grace=5)
+    assert ran == [later]
+    assert job(engine, later).status == "done"
+    # Its outcome was never recorded: it waits for its lease to lapse and is claimed again.
+    assert (job(engine, broken).status, job(engine, broken).attempts) == ("running", 1)
 
 
 def test_stop_releases_a_running_job_without_counting_the_attempt(
