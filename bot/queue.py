@@ -147,15 +147,20 @@ class Queue:
                 (job.c.status == "running") & (job.c.lease_expires < now)
             )
             query = (
-                select(job.c.id, job.c.serial_key, job.c.status, job.c.attempts, job.c.max_attempts)
+                select(
+                    job.c.id,
+                    job.c.serial_key,
+                    job.c.attempts,
+                    ((job.c.status == "running") & (job.c.attempts >= job.c.max_attempts)),
+                )
                 .where(runnable, job.c.kind.in_(list(kinds)))
                 .order_by(job.c.id)
                 .limit(25)
             )
             if postgres:
                 query = query.with_for_update(skip_locked=True)
-            for job_id, key, status, attempts, max_attempts in conn.execute(query).all():
-                if status == "running" and attempts >= max_attempts:
+            for job_id, key, attempts, spent in conn.execute(query).all():
+                if spent:
                     # Its worker died on every attempt (killed, out of memory): a job that
                     # crashes whoever runs it must end, not be claimed again forever.
                     self._bury(conn, job_id, attempts, now)
