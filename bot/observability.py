@@ -1,8 +1,8 @@
 """Structured logs and Prometheus metrics.
 
-Logs go through structlog; a processor redacts configured secrets and token patterns from
-every event before it is rendered (DESIGN.md section 4 rule 8). Metrics live in a registry
-per app, so several apps in one process (tests) do not collide.
+Logs go through structlog; configured secrets and token patterns are redacted from every
+event's values before it is rendered and from the rendered line (DESIGN.md section 4 rule 8).
+Metrics live in a registry per app, so several apps in one process (tests) do not collide.
 """
 
 from __future__ import annotations
@@ -34,6 +34,12 @@ def configure_logging(level: str, *, json: bool, secrets: Sequence[str]) -> None
     renderer: Any = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
+
+    def render(logger: Any, name: str, event_dict: MutableMapping[str, Any]) -> str:
+        # Values that are not strings (dicts, lists, exceptions) are only text once
+        # rendered: redact the rendered line too.
+        return redact(renderer(logger, name, event_dict), secret_list)
+
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -41,7 +47,7 @@ def configure_logging(level: str, *, json: bool, secrets: Sequence[str]) -> None
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             redact_event,
-            renderer,
+            render,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         cache_logger_on_first_use=False,
