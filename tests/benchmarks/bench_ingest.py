@@ -95,7 +95,11 @@ async def load(url: str, requests: int, concurrency: int) -> tuple[float, list[f
                 "Content-Type": "application/json",
             }
             started = time.perf_counter()
-            response = await client.post(url, content=body, headers=headers)
+            try:
+                response = await client.post(url, content=body, headers=headers)
+            except httpx.TransportError:
+                failures += 1
+                continue
             latencies.append(time.perf_counter() - started)
             if response.status_code != 202:
                 failures += 1
