@@ -152,7 +152,10 @@ def assemble_context(
     repo_map = repository_map(index, ranked)
     if repo_map:
         map_cap = cap("code", MAP_SHARE if files else 1.0)
-        items["code"].append(capped("repository-map", _block("repository map", repo_map), map_cap))
+        framed_map = frame_untrusted(repo_map, "repository-map")
+        items["code"].append(
+            capped("repository-map", _block("repository map", framed_map), map_cap)
+        )
     if files:
         code_cap = cap("code", ITEM_SHARE)
         items["code"].extend(_code_items(index, ranked, {"code", "test"}, MAX_CODE_FILES, code_cap))
