@@ -10,7 +10,7 @@ from types import FrameType
 from typing import Annotated
 
 import typer
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
@@ -95,7 +95,8 @@ def serve(
             f"{settings.data_dir / 'webhook-secret'}); enter it in your GitHub App or "
             f"repository webhook settings:\n\n    {secret}\n"
         )
-    typer.echo(f"Database: {settings.effective_database_url}")
+    database = make_url(settings.effective_database_url).render_as_string(hide_password=True)
+    typer.echo(f"Database: {database}")
     typer.echo(f"Webhook URL: http://{host}:{port}/webhook (put a public URL in front of it)")
     missing = settings.missing()
     if missing:

@@ -133,6 +133,23 @@ def test_invalid_configuration_is_refused_with_a_clear_message(
     assert "Traceback" not in proc.stderr
 
 
+def test_serve_never_prints_the_database_password(tmp_path: Path) -> None:
+    password = "pw-7c1e9a-do-not-print"
+    url = f"postgresql+psycopg://vibe:{password}@127.0.0.1:1/vibe"
+    proc = subprocess.run(
+        [*VIBE, "serve", "--port", "0"],
+        env=env_for(tmp_path, VIBE_DATABASE_URL=url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1  # nothing listens on port 1
+    assert "Database: postgresql+psycopg://vibe:***@127.0.0.1:1/vibe" in proc.stdout
+    assert "cannot start" in proc.stderr
+    assert password not in proc.stdout + proc.stderr
+
+
 def test_jobs_lists_as_table_and_json(tmp_path: Path) -> None:
     env = env_for(tmp_path)
     probe = subprocess.run(
