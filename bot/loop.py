@@ -391,7 +391,8 @@ def run_iteration(
     if finished:
         current = taskdb.load(env.engine, task.id)
         env.note(f"iteration {number} for {key} already ran; nothing to repeat")
-        return Outcome(current, number, current.iterations[number - 1].outcome)
+        done_before = next(it for it in current.iterations if it.number == number)
+        return Outcome(current, number, done_before.outcome, done_before.commits)
     step = {"work": Step.WORK, "plan": Step.PLAN, "execute": Step.APPROVE}[mode]
     task = taskdb.load(env.engine, task.id)  # a /vibe stop may have ended it meanwhile
     if task.state.terminal:
