@@ -593,6 +593,14 @@ class ToolSet:
         path = self.policy.resolve(args.path, write=True)
         if not path.is_file():
             raise ToolRefusal(f"{args.path}: no such file; use create_file for new files")
+        size = path.stat().st_size
+        if size > MAX_WRITE_BYTES:
+            # Refused before reading: a command may have made a file of gigabytes, and the
+            # edited text could not be written back anyway.
+            raise ToolRefusal(
+                f"{args.path}: {size} bytes is too large to edit (the limit is "
+                f"{MAX_WRITE_BYTES}); change it with a command"
+            )
         text = path.read_text(encoding="utf-8")
         count = text.count(args.old_text)
         if count == 0:

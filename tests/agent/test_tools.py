@@ -7,6 +7,7 @@ import os
 import re
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.agent import PathPolicy, ToolSet
-from bot.agent.tools import MAX_OUTPUT_CHARS, Glob, ToolRefusal, truncate
+from bot.agent.tools import MAX_OUTPUT_CHARS, MAX_WRITE_BYTES, Glob, ToolRefusal, truncate
 from bot.sandbox import BwrapSandbox, SandboxLimits
 
 
@@ -235,6 +236,24 @@ def test_edit_file_exact_replacement(tools: ToolSet, repo: Path) -> None:
         in tools.execute("edit_file", {"path": "new.py", "old_text": "a", "new_text": "b"}).content
     )
     assert tools.changed == {"dup.py"}
+
+
+def test_editing_a_huge_file_is_refused_without_reading_it(tools: ToolSet, repo: Path) -> None:
+    huge = repo / "huge.txt"
+    with huge.open("wb") as fh:
+        for _ in range(64):
+            fh.write(b"a" * 1024 * 1024)
+    tracemalloc.start()
+    try:
+        result = tools.execute("edit_file", {"path": "huge.txt", "old_text": "a", "new_text": "b"})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.is_error
+    assert "too large to edit" in result.content
+    assert str(MAX_WRITE_BYTES) in result.content
+    assert peak < 4 * 1024 * 1024
+    assert huge.stat().st_size == 64 * 1024 * 1024
 
 
 def test_same_length_edit_invalidates_bytecode_caches(tools: ToolSet, repo: Path) -> None:
