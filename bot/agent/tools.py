@@ -61,18 +61,27 @@ READ_ONLY_COMMANDS: Mapping[str, frozenset[str] | None] = {
     "du": None,
     "git": frozenset({"log", "show", "diff", "status", "blame", "grep", "ls-files", "shortlog"}),
 }
-# Arguments that would make an allowed program write, execute or reach out, per program.
-# Short options may be clustered (``-iOcmd``), so those patterns match anywhere in a
-# single-dash argument.
+# Long options that would make an allowed program write, execute or reach out, per program.
+# git and GNU getopt accept any unambiguous abbreviation (``git grep --open-files-in=sh``
+# runs a pager command), so an argument that begins one of these names is refused too.
+FORBIDDEN_LONG_OPTIONS: Mapping[str, frozenset[str]] = {
+    "git": frozenset(
+        {"output", "ext-diff", "textconv", "exec-path", "upload-pack", "open-files-in-pager"}
+    ),
+    "rg": frozenset({"pre", "pre-glob"}),
+    "tree": frozenset({"output"}),
+    "file": frozenset({"compile"}),
+}
+# Harmless options whose full name begins a forbidden one; a full name wins over an
+# abbreviation (``git diff --text``).
+HARMLESS_LONG_OPTIONS = frozenset({"text"})
+# Short and single-dash options to refuse. Short options may be clustered (``-iOcmd``), so
+# those patterns match anywhere in a single-dash argument.
 FORBIDDEN_ARGS: Mapping[str, re.Pattern[str]] = {
     "find": re.compile(r"^-(?:exec|execdir|ok|okdir|delete|fprint0?|fprintf|fls)$"),
-    "git": re.compile(
-        r"^--(?:output|ext-diff|textconv|exec-path|upload-pack|open-files-in-pager)(?:=|$)"
-        r"|^-[^-]*O"
-    ),
-    "rg": re.compile(r"^--(?:pre|pre-glob)(?:=|$)"),
-    "tree": re.compile(r"^-[^-]*o|^--output"),
-    "file": re.compile(r"^-[^-]*C|^--compile"),
+    "git": re.compile(r"^-[^-]*O"),
+    "tree": re.compile(r"^-[^-]*o"),
+    "file": re.compile(r"^-[^-]*C"),
 }
 
 
@@ -688,8 +697,14 @@ class ToolSet:
                 f"{program}: allowed subcommands are {', '.join(sorted(subcommands))}"
             )
         forbidden = FORBIDDEN_ARGS.get(program)
+        forbidden_long = FORBIDDEN_LONG_OPTIONS.get(program, frozenset())
         for arg in argv[1:]:
-            if forbidden is not None and forbidden.search(arg):
+            name = arg[2:].partition("=")[0] if arg.startswith("--") else ""
+            if (
+                name
+                and name not in HARMLESS_LONG_OPTIONS
+                and any(option.startswith(name) for option in forbidden_long)
+            ) or (forbidden is not None and not arg.startswith("--") and forbidden.search(arg)):
                 raise ToolRefusal(f"argument {arg!r} is not allowed while planning")
         return argv
 

@@ -325,6 +325,10 @@ def test_read_only_tools_allow_only_listed_commands(repo: Path, sandbox: BwrapSa
     assert not tools.execute("run_command", {"command": "git grep -n add"}).is_error
     log = tools.execute("run_command", {"command": "git log --oneline"})
     assert "init" in log.content
+    assert not tools.execute("run_command", {"command": "git diff --text HEAD"}).is_error
+    assert not tools.execute(
+        "run_command", {"command": "git log --output-indicator-new=+"}
+    ).is_error
     for command, why in [
         ("rm -rf .", "not allowed while planning"),
         ("python3 -V", "not allowed while planning"),
@@ -344,6 +348,12 @@ def test_read_only_tools_allow_only_listed_commands(repo: Path, sandbox: BwrapSa
         ("rg --pre=sh add", "not allowed while planning"),
         ("tree -o out", "not allowed while planning"),
         ("file -C -m magic", "not allowed while planning"),
+        ("git grep --open-files-in=touch add", "not allowed while planning"),
+        ("git grep --op=touch add", "not allowed while planning"),
+        ("git diff --ext HEAD", "not allowed while planning"),
+        ("git show --textc HEAD", "not allowed while planning"),
+        ("rg --pre-g=x --pre=sh add", "not allowed while planning"),
+        ("file --comp -m magic", "not allowed while planning"),
         ("cat 'unterminated", "cannot parse"),
     ]:
         result = tools.execute("run_command", {"command": command})
