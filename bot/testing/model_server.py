@@ -377,6 +377,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             length = int(length_header or "0")
         except ValueError:
+            length = -1
+        if length < 0:
+            # A negative length would make rfile.read() read until the client hangs up.
             self._send_error(400, "invalid_request_error", "invalid content-length", None)
             return
         if length > MAX_BODY_BYTES:

@@ -272,6 +272,10 @@ def test_hostile_input_is_answered_not_crashed() -> None:
         with socket.create_connection((host, int(port)), timeout=5) as conn:
             conn.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
             assert conn.recv(100).startswith(b"HTTP/1.1 400")
+        with socket.create_connection((host, int(port)), timeout=5) as conn:
+            # A negative length must not mean "read until the client hangs up".
+            conn.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n{")
+            assert conn.recv(100).startswith(b"HTTP/1.1 400")
         # Still serving after all that.
         ok = client(server).messages.create(model=MODEL, max_tokens=5, messages=HELLO)
         assert ok.content[0].type == "text"
