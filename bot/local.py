@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
 from bot import loop, taskdb
@@ -144,6 +145,33 @@ def _act(
     return loop.iterate(env, task, fb, trigger="terminal", key=key)
 
 
+def local_env(
+    settings: Settings, engine: Engine, path: Path, instruction: str, echo: Callable[[str], None]
+) -> loop.Env:
+    """The loop's environment for a local checkout (the same parts as the service's)."""
+    repo = _repo_name(path)
+    title = instruction.strip().splitlines()[0][:120]
+    forge = TerminalForge(repo, path, title, instruction.strip(), echo)
+    sandbox = make_sandbox(settings)
+    cache = WorkspaceCache.from_settings(settings, sandbox)
+    configs: dict[str, RepoConfig] = {}
+    return loop.Env(
+        settings=settings,
+        engine=engine,
+        forge=forge,
+        prs=None,
+        workspaces=GitWorkspaces(
+            cache, repo, path.as_uri(), lambda: None, lambda ref: configs.get(ref, RepoConfig())
+        ),
+        agent=ClaudeAgent(settings, sandbox, engine, f"local:{uuid.uuid4().hex[:12]}"),
+        sandbox=sandbox,
+        context=ProjectContext(settings.context_budget_tokens, settings.data_dir / "context-index"),
+        status_interval=0.0,
+        timeline=echo,
+        configs=configs,
+    )
+
+
 def run_local(
     settings: Settings,
     repo_path: Path,
@@ -174,27 +202,8 @@ def run_local(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.effective_database_url)
     init_db(engine)
-    repo = _repo_name(path)
-    title = instruction.strip().splitlines()[0][:120]
-    forge = TerminalForge(repo, path, title, instruction.strip(), echo)
-    sandbox = make_sandbox(settings)
-    cache = WorkspaceCache.from_settings(settings, sandbox)
-    configs: dict[str, RepoConfig] = {}
-    env = loop.Env(
-        settings=settings,
-        engine=engine,
-        forge=forge,
-        prs=None,
-        workspaces=GitWorkspaces(
-            cache, repo, path.as_uri(), lambda: None, lambda ref: configs.get(ref, RepoConfig())
-        ),
-        agent=ClaudeAgent(settings, sandbox, engine, f"local:{uuid.uuid4().hex[:12]}"),
-        sandbox=sandbox,
-        context=ProjectContext(settings.context_budget_tokens, settings.data_dir / "context-index"),
-        status_interval=0.0,
-        timeline=echo,
-        configs=configs,
-    )
+    env = local_env(settings, engine, path, instruction, echo)
+    repo = env.forge.repo
     number = _next_number(settings, repo)
     outcomes = [
         loop.start(

@@ -349,16 +349,25 @@ def _limits_view(settings: Settings, config: RepoConfig) -> dict[str, float | in
 
 
 def _watch(
-    env: Env, task_id: int, stop: threading.Event, done: threading.Event, board: StatusBoard
+    env: Env,
+    task_id: int,
+    stop: threading.Event,
+    interrupted: threading.Event,
+    done: threading.Event,
+    board: StatusBoard,
 ) -> None:
-    """Turn ``/vibe stop`` (a flag set by the control lane) and job cancel into ``stop``, and
-    publish status changes that waited for the update interval."""
+    """Turn ``/vibe stop`` (a flag set by the control lane) and the job's cancel event
+    (worker shutdown, lost lease) into ``stop``, telling the two apart, and publish status
+    changes that waited for the update interval."""
     while not done.wait(STOP_POLL_SECONDS):
-        if not stop.is_set() and (
-            env.cancel.is_set() or taskdb.stop_requested(env.engine, task_id)
-        ):
-            stop.set()
-        board.flush()
+        if not stop.is_set():
+            if env.cancel.is_set():
+                interrupted.set()
+                stop.set()
+            elif taskdb.stop_requested(env.engine, task_id):
+                stop.set()
+        if not interrupted.is_set():
+            board.flush()
 
 
 # --------------------------------------------------------------------------- iteration
@@ -423,10 +432,11 @@ def run_iteration(
     board.phase("Workspace", "running")
     started = time.monotonic()
     stop = threading.Event()
+    interrupted = threading.Event()
     done = threading.Event()
     watcher = threading.Thread(
         target=_watch,
-        args=(env, task.id, stop, done, board),
+        args=(env, task.id, stop, interrupted, done, board),
         name=f"vibe-stop-{task.id}",
         daemon=True,
     )
@@ -494,6 +504,12 @@ def run_iteration(
         if checkout is not None:
             checkout.discard()
         usage = run.usage if run is not None else Usage()
+        if interrupted.is_set():
+            # Not /vibe stop: the worker is shutting down or lost its lease. Leave the
+            # iteration running so the job, claimed again, resumes it (DESIGN.md section 2).
+            taskdb.add_usage(env.engine, task.id, usage)
+            env.note(f"iteration {number} interrupted; it resumes when the job runs again")
+            raise RetryableError("interrupted: the worker stopped or lost its lease") from None
         reason = "Stopped on request; nothing from this iteration was pushed."
         taskdb.update_iteration(
             env.engine,
