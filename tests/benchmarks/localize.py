@@ -182,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     baseline_latency: list[float] = []
     per_tree: dict[str, tuple[RepoIndex, Baseline, dict[str, int]]] = {}
     detail = {}
+    warmed: set[str] = set()
     for inst in instances:
         if inst.sdist_root not in per_tree:
             index = build_index(DirectorySnapshot(inst.tree), fresh)
@@ -191,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
             per_tree[inst.sdist_root] = (warm, Baseline(inst.tree), file_sizes(inst.tree))
         index, baseline, sizes = per_tree[inst.sdist_root]
         if args.via_cli:
+            if inst.sdist_root not in warmed:
+                rank_via_cli(inst, cache_dir)  # the first call builds the cached index
+                warmed.add(inst.sdist_root)
             ranking, elapsed = rank_via_cli(inst, cache_dir)
         else:
             rank_files(index, "warm-up")
@@ -232,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         f"largest snapshot {biggest[1]} files in {biggest[0]:.2f} s; "
         f"warm (from cache): median {statistics.median(warm_build):.2f} s"
     )
-    mode = "CLI end to end" if args.via_cli else "library, warm index"
+    mode = "CLI process end to end, cached index" if args.via_cli else "library, warm index"
     print(
         f"query latency ({mode}): median {1000 * statistics.median(latency):.0f} ms, "
         f"max {1000 * max(latency):.0f} ms; BM25 baseline median "
