@@ -6,6 +6,10 @@ vary between steps: prompt caching reads them from cache only while they stay by
 
 from __future__ import annotations
 
+import re
+
+from bot.context.sanitize import sanitize_untrusted
+
 SYSTEM_RULES = """\
 You are vibe-bot, a coding agent working on a GitHub repository in a sandboxed checkout. \
 A person with write access asked for the change described in the task; your result becomes \
@@ -58,7 +62,13 @@ again with your final summary.
 """
 
 
+# Any spelling of the closing tag a model might honour: case, spaces.
+_CLOSING_TAG = re.compile(r"</\s*untrusted\s*>", re.IGNORECASE)
+
+
 def untrusted(label: str, text: str) -> str:
-    """Frame text from GitHub or the repository as data (DESIGN.md section 4 rule 3)."""
-    cleaned = text.replace("</untrusted>", "</ untrusted>")
+    """Frame text from GitHub or the repository as data (DESIGN.md section 4 rule 3): what a
+    reader on GitHub does not see (HTML comments, zero-width and bidi characters) is
+    stripped, and a closing tag inside the text is defused so it cannot end the frame."""
+    cleaned = _CLOSING_TAG.sub("</untrusted_>", sanitize_untrusted(text))
     return f'<untrusted source="{label}">\n{cleaned}\n</untrusted>'
