@@ -3,8 +3,8 @@
 ``GET /dashboard`` (HTML) and ``GET /api/tasks`` (JSON). Everything shown is redacted of
 token patterns and configured secrets (DESIGN.md section 4 rule 8) and HTML-escaped. Access:
 with ``VIBE_DASHBOARD_TOKEN`` set, a request must carry ``Authorization: Bearer <token>``;
-without it, only clients on the loopback interface are served, since the webhook port is
-often public.
+without it, only clients on the loopback interface that ask for a loopback host name are
+served, since the webhook port is often public.
 """
 
 from __future__ import annotations
@@ -26,15 +26,25 @@ from bot.store import Iteration, Job, Task
 MAX_TASKS = 100
 
 
+def _is_loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
 def _allowed(request: Request, token: str | None) -> bool:
     if token:
         given = request.headers.get("authorization", "")
         return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
-    host = request.client.host if request.client else ""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    # Without a token, the client must be on loopback and must have asked for a loopback
+    # name: a web page whose DNS name was rebound to 127.0.0.1 sends its own name as Host
+    # (https://en.wikipedia.org/wiki/DNS_rebinding), and so does a same-host proxy that
+    # keeps the public Host header.
+    client = request.client.host if request.client else None
+    return _is_loopback(client) and _is_loopback(request.url.hostname)
 
 
 def snapshot(engine: Engine, secrets: Sequence[str]) -> dict[str, Any]:

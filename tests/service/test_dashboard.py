@@ -80,3 +80,16 @@ def test_remote_clients_need_the_token(tmp_path: Path) -> None:
     no_token = create_app(make_settings(tmp_path, f"sqlite:///{tmp_path / 'e.db'}"), handlers={})
     with TestClient(no_token) as client:  # TestClient's peer is "testclient", not loopback
         assert client.get("/dashboard").status_code == 403
+
+
+def test_without_a_token_a_foreign_host_name_is_refused_even_on_loopback(live: Live) -> None:
+    """DNS rebinding: a page from evil.example whose name now points at 127.0.0.1."""
+    seed(live.app.state.engine)
+    for host in ("evil.example", "evil.example:8000", "bot.example.com"):
+        response = httpx.get(f"{live.url}/api/tasks", headers={"Host": host})
+        assert response.status_code == 403, host
+        assert "octo/widgets" not in response.text
+    port = live.url.rsplit(":", 1)[1]
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", "[::1]"):
+        response = httpx.get(f"{live.url}/api/tasks", headers={"Host": host})
+        assert response.status_code == 200, host
