@@ -31,6 +31,7 @@ import hashlib
 import hmac
 import secrets
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -46,6 +47,7 @@ from sqlmodel import Session, col, select, update
 from starlette.concurrency import run_in_threadpool
 
 from bot.core.config import RepoConfig
+from bot.core.events import WorkflowRun, parse_event
 from bot.core.markers import Marker, marker
 from bot.core.redact import redact
 from bot.queue import JobContext, write_transaction
@@ -78,6 +80,7 @@ class RunInfo:
     conclusion: str | None  # success, failure, cancelled, timed_out, ... once completed
     title: str
     html_url: str | None = None
+    repository: str | None = None  # owner/name, as a workflow_run webhook names it
 
     @property
     def completed(self) -> bool:
@@ -326,6 +329,7 @@ class ActionsExecutor:
         claim_ttl: timedelta = timedelta(minutes=30),
         run_deadline: timedelta = timedelta(hours=3),
         poll_interval: timedelta = timedelta(seconds=60),
+        check_interval: timedelta = timedelta(seconds=1),
         secrets_: tuple[str, ...] = (),
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -337,6 +341,7 @@ class ActionsExecutor:
         self.claim_ttl = claim_ttl
         self.run_deadline = run_deadline
         self.poll_interval = poll_interval
+        self.check_interval = check_interval
         self.secrets = secrets_
         self.clock = clock
 
@@ -555,13 +560,19 @@ class ActionsExecutor:
     # -------------------------------------------------------------------- following
 
     def observe_run(self, run: RunInfo) -> int | None:
-        """Apply a ``workflow_run`` webhook; returns the task it belonged to, if any."""
+        """Apply a ``workflow_run`` webhook; returns the task it belonged to, if any.
+
+        The run must come from the task's own repository: any repository the App is
+        installed in can name a run "vibe task 5", and such a run must not settle (or be
+        attached to) another repository's task 5."""
         task_id = _task_of(run)
-        if task_id is None:
+        if task_id is None or run.repository is None:
             return None
         with Session(self.engine) as session:
             task = session.get(RunnerTask, task_id)
-            if task is None or task.status in FINAL:
+            if task is None or task.repository.casefold() != run.repository.casefold():
+                return None
+            if task.status in FINAL:
                 return task_id
             if task.run_id is not None and task.run_id != run.id:
                 return task_id  # an older attempt's run
@@ -651,9 +662,23 @@ class ActionsExecutor:
     # ------------------------------------------------------------------- waiting
 
     def wait(self, task_id: int, cancel: threading.Event) -> RunnerTask | None:
-        """Follow the task until it ends or ``cancel`` is set; the task as it stands."""
-        while self.follow(task_id) and not cancel.wait(self.poll_interval.total_seconds()):
-            pass
+        """Follow the task until it ends or ``cancel`` is set; the task as it stands.
+
+        GitHub is polled every ``poll_interval`` (the fallback for missed webhooks); the
+        task's row is read every ``check_interval``, so a result or a ``workflow_run``
+        webhook handled by any worker (of this process or another) ends the wait at once."""
+        poll = self.poll_interval.total_seconds()
+        check = min(self.check_interval.total_seconds(), poll)
+        next_poll = time.monotonic()
+        while not cancel.is_set():
+            now = time.monotonic()
+            if now >= next_poll:
+                if not self.follow(task_id):
+                    break
+                next_poll = now + poll
+            elif not self._still_open(task_id):
+                break
+            cancel.wait(min(check, max(next_poll - time.monotonic(), 0.0)))
         return self.get(task_id)
 
     def get(self, task_id: int) -> RunnerTask | None:
@@ -669,24 +694,22 @@ def _task_of(run: RunInfo) -> int | None:
     return int(rest) if rest.isdigit() and len(rest) < 19 else None
 
 
+def run_of(event: WorkflowRun) -> RunInfo:
+    """The run a parsed ``workflow_run`` webhook reports."""
+    return RunInfo(
+        id=event.run_id,
+        status=event.status,
+        conclusion=event.conclusion,
+        title=event.title,
+        html_url=event.html_url,
+        repository=event.repo.full_name,
+    )
+
+
 def run_from_payload(payload: Mapping[str, Any]) -> RunInfo | None:
     """The run in a ``workflow_run`` webhook payload, or None if it is malformed."""
-    raw = payload.get("workflow_run")
-    if not isinstance(raw, Mapping):
-        return None
-    run_id, status = raw.get("id"), raw.get("status")
-    title = raw.get("display_title")
-    if not isinstance(run_id, int) or not isinstance(status, str) or not isinstance(title, str):
-        return None
-    conclusion = raw.get("conclusion")
-    url = raw.get("html_url")
-    return RunInfo(
-        id=run_id,
-        status=status,
-        conclusion=conclusion if isinstance(conclusion, str) else None,
-        title=title,
-        html_url=url if isinstance(url, str) else None,
-    )
+    event = parse_event("workflow_run", payload)
+    return run_of(event) if isinstance(event, WorkflowRun) else None
 
 
 # ---------------------------------------------------------------------------- HTTP API
@@ -852,7 +875,9 @@ def event_handler(settings: Settings) -> Callable[[JobContext], None]:
     The service decides as always (:func:`bot.dispatch.decide`: live permission, policy).
     A decision that runs the agent, in a repository whose executor is ``actions``, goes to a
     runner and the job waits for it; everything else (replies, status, stop, accept) is
-    handled here by :func:`bot.dispatch.handle`.
+    handled here by :func:`bot.dispatch.handle`. A ``workflow_run`` webhook is no person's
+    signal: it goes to :meth:`ActionsExecutor.observe_run` (its job runs outside the issue's
+    lane, so it never queues behind the job waiting for that run).
     """
     from bot import dispatch, taskdb
     from bot.adapters import ServiceWiring
@@ -866,6 +891,11 @@ def event_handler(settings: Settings) -> Callable[[JobContext], None]:
     def run(ctx: JobContext) -> None:
         if ctx.event_name is not None and ctx.event_payload is not None:
             event = ev.parse_event(ctx.event_name, ctx.event_payload)
+            if isinstance(event, WorkflowRun):
+                executor = service_executor(settings, ctx.engine, service.hub)
+                task_id = executor.observe_run(run_of(event))
+                log.info("event.workflow_run", delivery=ctx.delivery_id, task=task_id)
+                return
             if isinstance(event, ev.IssueEvent | ev.Comment):
                 repo = wiring.repository(event.repo, event.installation_id)
                 branch = event.repo.default_branch or repo.default_branch()

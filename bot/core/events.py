@@ -34,6 +34,7 @@ KNOWN_ACTIONS: Mapping[str, frozenset[str] | None] = {
     ),
     "installation_repositories": frozenset({"added", "removed"}),
     "workflow_dispatch": None,
+    "workflow_run": frozenset({"requested", "in_progress", "completed"}),
     "ping": None,
 }
 
@@ -261,6 +262,25 @@ class WorkflowDispatch(_Common):
 
 
 @dataclass(frozen=True)
+class WorkflowRun(_Common):
+    """``workflow_run``: requested, in_progress, completed. A run of any workflow in the
+    repository; the ``actions`` executor follows the runs it dispatched by their title.
+
+    ``status`` is the run's (requested, queued, in_progress, completed, ...), ``conclusion``
+    is set once it completed (success, failure, cancelled, ...). ``title`` is the run's
+    ``display_title`` (its ``run-name``), empty when absent."""
+
+    repo: Repo
+    run_id: int
+    status: str
+    conclusion: str | None
+    title: str
+    workflow_path: str | None  # .github/workflows/<file>
+    run_attempt: int | None
+    html_url: str | None
+
+
+@dataclass(frozen=True)
 class Ping(_Common):
     repo: Repo | None
     hook_id: int | None
@@ -291,6 +311,7 @@ Event: TypeAlias = (
     | ReviewThreadEvent
     | InstallationEvent
     | WorkflowDispatch
+    | WorkflowRun
     | Ping
     | Unsupported
     | Unparseable
@@ -589,6 +610,21 @@ def _parse_workflow_dispatch(data: Mapping[str, Any], common: _Common) -> Workfl
     )
 
 
+def _parse_workflow_run(data: Mapping[str, Any], common: _Common) -> WorkflowRun:
+    run = _obj(data, "workflow_run")
+    return WorkflowRun(
+        **vars(common),
+        repo=_repo(data),
+        run_id=_int(run, "id", "workflow_run"),
+        status=_str(run, "status", "workflow_run"),
+        conclusion=_opt_str(run, "conclusion"),
+        title=_text(run, "display_title"),
+        workflow_path=_opt_str(run, "path"),
+        run_attempt=_opt_int(run, "run_attempt"),
+        html_url=_opt_str(run, "html_url"),
+    )
+
+
 def _parse_ping(data: Mapping[str, Any], common: _Common) -> Ping:
     try:
         repo: Repo | None = _repo(data)
@@ -609,6 +645,7 @@ _PARSERS: Mapping[str, Callable[[Mapping[str, Any], _Common], Event]] = {
     "installation": _parse_installation,
     "installation_repositories": _parse_installation,
     "workflow_dispatch": _parse_workflow_dispatch,
+    "workflow_run": _parse_workflow_run,
     "ping": _parse_ping,
 }
 

@@ -55,6 +55,7 @@ from bot.core.events import (
     Unparseable,
     Unsupported,
     WorkflowDispatch,
+    WorkflowRun,
 )
 from bot.settings import DevelopmentModel, Settings
 
@@ -493,7 +494,8 @@ def decide(
     """
     if isinstance(event, Unsupported | Unparseable):
         return Ignore(f"{type(event).__name__.lower()} event {event.event}.{event.action}")
-    if isinstance(event, Ping | InstallationEvent | ReviewThreadEvent):
+    if isinstance(event, Ping | InstallationEvent | ReviewThreadEvent | WorkflowRun):
+        # A workflow run is not a person's signal: the actions executor follows it.
         return Ignore(f"{event.event}.{event.action} needs no action")
     sender = event.sender
     if sender is None:

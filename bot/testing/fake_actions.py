@@ -57,6 +57,7 @@ class WorkflowRun:
     conclusion: str | None = None
     deleted: bool = False
     history: list[str] = field(default_factory=list)
+    reads: int = 0  # GET .../actions/runs/{id} answered: how often a follower polled it
 
 
 class _Refused(Exception):
@@ -309,6 +310,8 @@ class FakeActions:
                 run = run_of(found, run_id)
             except _Refused as exc:
                 return error(exc)
+            with self.lock:
+                run.reads += 1
             return JSONResponse(self._shape(found, run))
 
         @app.get("/repos/{owner}/{repo}/actions/workflows/{workflow_id}/runs")

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import uvicorn
@@ -29,13 +29,14 @@ RUNNER_TEMPLATE = (ROOT / "workflows" / "vibe-runner.yml").read_text()
 
 
 @contextlib.contextmanager
-def serve(app: FastAPI) -> Iterator[str]:
-    """Run ``app`` under uvicorn on 127.0.0.1 in a thread; yield its base URL."""
+def serve(app: FastAPI, *, lifespan: Literal["on", "off"] = "off") -> Iterator[str]:
+    """Run ``app`` under uvicorn on 127.0.0.1 in a thread; yield its base URL.
+    ``lifespan="on"`` runs the app's start-up (the service's in-process workers)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan)
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

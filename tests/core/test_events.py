@@ -26,6 +26,7 @@ from bot.core.events import (
     Unparseable,
     Unsupported,
     WorkflowDispatch,
+    WorkflowRun,
     is_supported,
     parse_event,
     parse_pull_request,
@@ -456,3 +457,91 @@ def test_thread_comment_ids_skip_malformed_entries() -> None:
     event = parse_event("pull_request_review_thread", payload)
     assert isinstance(event, ReviewThreadEvent)
     assert event.comment_ids == (5, 7)
+
+
+def workflow_run_payload(action: str = "completed") -> dict[str, Any]:
+    """A ``workflow_run`` delivery in GitHub's documented shape (trimmed), built on the
+    octokit ``workflow_dispatch`` fixture's repository and sender."""
+    base = load("workflow_dispatch")
+    return {
+        "action": action,
+        "workflow_run": {
+            "id": 30433642,
+            "name": "vibe-runner",
+            "display_title": "vibe task 7",
+            "path": ".github/workflows/vibe-runner.yml",
+            "run_attempt": 2,
+            "event": "workflow_dispatch",
+            "status": "completed" if action == "completed" else action,
+            "conclusion": "failure" if action == "completed" else None,
+            "html_url": "https://github.com/octo-org/octo-repo/actions/runs/30433642",
+        },
+        "workflow": {"id": 159038, "path": ".github/workflows/vibe-runner.yml"},
+        "repository": base["repository"],
+        "sender": base["sender"],
+        "installation": {"id": 2311213},
+    }
+
+
+def test_workflow_run_completed() -> None:
+    event = parse_event("workflow_run", workflow_run_payload())
+    assert isinstance(event, WorkflowRun)
+    assert (event.run_id, event.status, event.conclusion) == (30433642, "completed", "failure")
+    assert event.title == "vibe task 7"
+    assert event.workflow_path == ".github/workflows/vibe-runner.yml"
+    assert event.run_attempt == 2
+    assert event.installation_id == 2311213
+    assert event.repo.full_name == load("workflow_dispatch")["repository"]["full_name"]
+
+
+@pytest.mark.parametrize("action", ["requested", "in_progress"])
+def test_workflow_run_before_completion_has_no_conclusion(action: str) -> None:
+    event = parse_event("workflow_run", workflow_run_payload(action))
+    assert isinstance(event, WorkflowRun)
+    assert event.status == action
+    assert event.conclusion is None
+
+
+def test_workflow_run_is_lenient_about_optional_fields() -> None:
+    payload = workflow_run_payload()
+    run = payload["workflow_run"]
+    run["display_title"] = None
+    run["conclusion"] = 3
+    run["run_attempt"] = "2"
+    del run["path"], run["html_url"]
+    event = parse_event("workflow_run", payload)
+    assert isinstance(event, WorkflowRun)
+    assert (event.title, event.conclusion, event.run_attempt) == ("", None, None)
+    assert event.workflow_path is None
+    assert event.html_url is None
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "reason"),
+    [
+        ("workflow_run", None, "workflow_run"),
+        ("workflow_run.id", "30433642", "workflow_run.id"),
+        ("workflow_run.id", True, "workflow_run.id"),
+        ("workflow_run.status", "", "workflow_run.status"),
+        ("repository", None, "repository"),
+    ],
+)
+def test_workflow_run_without_what_the_executor_needs_is_unparseable(
+    path: str, value: Any, reason: str
+) -> None:
+    payload = workflow_run_payload()
+    node: Any = payload
+    *parents, last = path.split(".")
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    event = parse_event("workflow_run", payload)
+    assert isinstance(event, Unparseable)
+    assert reason in event.reason
+
+
+def test_workflow_run_other_actions_are_unsupported() -> None:
+    assert not is_supported("workflow_run", "deleted")
+    assert parse_event("workflow_run", workflow_run_payload("deleted")) == Unsupported(
+        "workflow_run", "deleted"
+    )
