@@ -74,6 +74,18 @@ def test_worker_killed_mid_iteration_finishes_once(world: World) -> None:
     assert task_state(st, number) == "awaiting_feedback"
 
 
+def test_stop_between_iterations_abandons_the_task(world: World) -> None:
+    st, _ = world
+    st.model.add([edit("calc.py", "return a - b", "return a + b"), *finish("Fixed add().")])
+    number = st.fake.open_issue(REPO, WRITER, "Fix add, then stop", "")
+    st.fake.label(REPO, number, WRITER, "vibe")
+    final_status(st, number)
+    st.fake.comment(REPO, number, WRITER, "/vibe stop")
+    wait_for(lambda: bot_comments(st, number, "the task is abandoned"), "the stop reply")
+    assert task_state(st, number) == "abandoned"
+    assert len(branches(st, number)) == 1  # what was pushed before stays for people to see
+
+
 def test_overloaded_model_is_retried_then_fails_visibly(world: World) -> None:
     st, _ = world
     attempts, requests_per_attempt = 3, 2  # VIBE_MAX_ATTEMPTS, 1 + VIBE_ANTHROPIC_MAX_RETRIES
