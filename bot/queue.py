@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -43,7 +43,15 @@ MAX_ERROR_CHARS = 4000
 
 
 class RetryableError(Exception):
-    """The job may succeed later (rate limit, transient fault)."""
+    """The job may succeed later (rate limit, transient fault).
+
+    ``retry_at`` (epoch seconds), when set, is when the cause said to come back (GitHub's
+    ``x-ratelimit-reset``, a ``retry-after``): the job does not run again before then.
+    """
+
+    def __init__(self, *args: object, retry_at: float | None = None) -> None:
+        super().__init__(*args)
+        self.retry_at = retry_at
 
 
 class PermanentError(Exception):
@@ -251,9 +259,17 @@ class Queue:
         return self._finish(job_id, worker_id, attempt, status="done", outcome="done", error=None)
 
     def fail(
-        self, job_id: int, worker_id: str, attempt: int, error: str, *, retryable: bool
+        self,
+        job_id: int,
+        worker_id: str,
+        attempt: int,
+        error: str,
+        *,
+        retryable: bool,
+        not_before: datetime | None = None,
     ) -> str:
-        """Record a failure: requeue with backoff, or mark dead. Returns the new status."""
+        """Record a failure: requeue with backoff (and not before ``not_before``), or mark
+        dead. Returns the new status."""
         error = redact(error, self.secrets)[:MAX_ERROR_CHARS]
         with Session(self.engine) as session:
             job = session.get(Job, job_id)
@@ -261,6 +277,9 @@ class Queue:
         if retryable and not exhausted:
             delay = min(self.retry_base_seconds * 2 ** (attempt - 1), self.retry_max_seconds)
             delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
+            run_after = self.clock() + timedelta(seconds=delay)
+            if not_before is not None:
+                run_after = max(run_after, not_before)
             self._finish(
                 job_id,
                 worker_id,
@@ -268,7 +287,7 @@ class Queue:
                 status="queued",
                 outcome="retry",
                 error=error,
-                run_after=self.clock() + timedelta(seconds=delay),
+                run_after=run_after,
             )
             return "queued"
         self._finish(job_id, worker_id, attempt, status="dead", outcome="dead", error=error)
@@ -502,7 +521,15 @@ class Worker:
                 outcome = "released"
             else:
                 message = f"{type(exc).__name__}: {exc}"
-                outcome = self.queue.fail(job.id, worker_id, job.attempt, message, retryable=True)
+                retry_at = exc.retry_at if isinstance(exc, RetryableError) else None
+                outcome = self.queue.fail(
+                    job.id,
+                    worker_id,
+                    job.attempt,
+                    message,
+                    retryable=True,
+                    not_before=None if retry_at is None else datetime.fromtimestamp(retry_at, UTC),
+                )
         else:
             if self._stopping.is_set() and cancel.is_set() and not lost.is_set():
                 self.queue.release(job.id, worker_id, job.attempt)

@@ -45,8 +45,7 @@ class GitHubUnavailable(RetryableError):
     """
 
     def __init__(self, message: str, retry_at: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_at = retry_at
+        super().__init__(message, retry_at=retry_at)
 
 
 class GitHubRequestError(PermanentError):

@@ -13,7 +13,15 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from bot.queue import JobContext, PermanentError, Queue, Worker, enqueue, write_transaction
+from bot.queue import (
+    JobContext,
+    PermanentError,
+    Queue,
+    RetryableError,
+    Worker,
+    enqueue,
+    write_transaction,
+)
 from bot.settings import Settings
 from bot.store import Job, JobRun, init_db, make_engine, utcnow
 
@@ -221,6 +229,34 @@ def test_permanent_error_kills_at_once_and_other_errors_retry(
     assert calls.count("perm") == 1
     assert "flaky1" in calls
     assert "flaky2" in calls
+
+
+def test_a_retry_waits_until_the_time_the_cause_named(engine: Engine, tmp_path: Path) -> None:
+    """A rate limit that resets in an hour must not burn the attempts in a minute."""
+    job_id = add(engine, kind="limited")
+    reset = time.time() + 3600
+    failed = threading.Event()
+
+    def rate_limited(_ctx: JobContext) -> None:
+        failed.set()
+        raise RetryableError("GitHub: rate limited", retry_at=reset)
+
+    pool = Worker(
+        Queue(engine, retry_base_seconds=0.01),
+        {"limited": rate_limited},
+        settings_for(tmp_path),
+        poll_interval=0.02,
+    )
+    pool.start()
+    assert failed.wait(10)
+    deadline = time.monotonic() + 10
+    while job(engine, job_id).status != "queued" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    pool.stop(grace=5)
+    waiting = job(engine, job_id)
+    assert (waiting.status, waiting.attempts) == ("queued", 1)
+    assert waiting.run_after.timestamp() == pytest.approx(reset, abs=1)
+    assert waiting.last_error == "RetryableError: GitHub: rate limited"
 
 
 class Unprintable(Exception):
