@@ -208,6 +208,8 @@ def _act(
         return "no task"
     if isinstance(decision, pol.Iterate):
         feedback = _feedback(repo, decision, where)
+        if not feedback:
+            return "ignored: a review with nothing to act on"
         trigger = "review" if decision.review_id is not None else "comment"
         ikey = f"review:{decision.review_id}" if decision.review_id is not None else key
         env.forge.react(where, decision.comment_id, "eyes")

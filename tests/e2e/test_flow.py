@@ -192,6 +192,16 @@ def test_status_command_answers_with_state_iterations_cost_limits(
     assert "dollars per task 20.0" in text
 
 
+def test_an_empty_review_causes_no_iteration(world: World, flow: tuple[int, int]) -> None:
+    st, _ = world
+    _, pr = flow
+    requests = len(st.model.message_requests)
+    st.fake.review(REPO, pr, WRITER, state="COMMENTED")
+    time.sleep(1.5)
+    assert len(st.model.message_requests) == requests
+    assert "| 5 |" not in (st.fake.issue(REPO, pr).body or "")
+
+
 def test_approval_accepts_the_task(world: World, flow: tuple[int, int]) -> None:
     st, _ = world
     number, pr = flow
