@@ -91,8 +91,11 @@ class Baseline:
         self.retriever = bm25s.BM25(k1=1.2, b=0.75)
         self.retriever.index(corpus, show_progress=False)
 
-    def rank(self, issue: str) -> list[str]:
-        scores = self.retriever.get_scores(baseline_terms(issue))
+    def rank(self, issue: str, unique: bool = False) -> list[str]:
+        """Ranking for the issue; ``unique`` counts each query term once (bm25s otherwise
+        adds a term's score once per occurrence in the query)."""
+        terms = baseline_terms(issue)
+        scores = self.retriever.get_scores(list(dict.fromkeys(terms)) if unique else terms)
         order = sorted(range(len(self.paths)), key=lambda i: (-scores[i], self.paths[i]))
         return [self.paths[i] for i in order]
 
@@ -176,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     fresh = Path(tempfile.mkdtemp(prefix="vibe-index-"))
     ours: dict[str, dict[str, float]] = {}
     base: dict[str, dict[str, float]] = {}
+    base_unique: dict[str, dict[str, float]] = {}
     cold_build: list[tuple[float, int]] = []
     warm_build: list[float] = []
     latency: list[float] = []
@@ -207,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         baseline_latency.append(time.perf_counter() - started)
         ours[inst.instance_id] = score(ranking, inst, sizes)
         base[inst.instance_id] = score(base_ranking, inst, sizes)
+        base_unique[inst.instance_id] = score(
+            baseline.rank(inst.problem_statement, unique=True), inst, sizes
+        )
         detail[inst.instance_id] = {
             "gold": inst.gold_files,
             "ours": ranking[:10],
@@ -225,11 +232,19 @@ def main(argv: list[str] | None = None) -> int:
 
     print(table("## Context engine (fused ranker)", grouped(instances, ours)))
     print()
-    print(table("## Plain BM25 baseline (README definition, same run)", grouped(instances, base)))
+    title = "## Plain BM25 as the README computes it (each query term once; reproduces its table)"
+    print(table(title, grouped(instances, base_unique)))
+    print()
+    title = "## The same BM25 counting repeated query terms (a stronger baseline, same run)"
+    print(table(title, grouped(instances, base)))
     print()
     a5 = statistics.mean(r["acc5"] for r in ours.values())
+    u5 = statistics.mean(r["acc5"] for r in base_unique.values())
     b5 = statistics.mean(r["acc5"] for r in base.values())
-    print(f"Acc@5 overall: {100 * a5:.1f} vs BM25 {100 * b5:.1f} (ratio {a5 / b5:.2f})")
+    print(
+        f"Acc@5 overall: {100 * a5:.1f} vs README BM25 {100 * u5:.1f} (ratio {a5 / u5:.2f}), "
+        f"vs stronger BM25 {100 * b5:.1f} (ratio {a5 / b5:.2f})"
+    )
     biggest = max(cold_build, key=lambda x: x[1])
     print(
         f"index build, cold: median {statistics.median(t for t, _ in cold_build):.2f} s, "
