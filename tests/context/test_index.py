@@ -112,3 +112,24 @@ def test_ignored_binary_vendored_generated_lock_and_oversize_files_never_enter(
     assert committed.skipped["data.bin.py"][1] == "binary"
     assert committed.skipped["latin1.py"][1] == "binary"
     assert committed.skipped["shop/gen.py"][1] == "generated"
+
+
+def test_symlinks_never_bring_outside_files_in(project: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.py").write_text("TOKEN = 'ghp_outside'\n")
+    (project / "leak.py").symlink_to(outside / "secret.py")
+    (project / "leakdir").symlink_to(outside, target_is_directory=True)
+    for index in (
+        build_index(DirectorySnapshot(project), tmp_path / "c1"),
+        build_index(GitCommitSnapshot(project, commit_all(project, "links")), tmp_path / "c2"),
+    ):
+        assert not {"leak.py", "leakdir/secret.py"} & set(index.files)
+        pack = assemble_context(index, "where is TOKEN defined? see leak.py", 20_000)
+        assert "ghp_outside" not in pack.render()
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "ok.py").write_text("x = 1\n")
+    (plain / "leak.py").symlink_to(outside / "secret.py")
+    (plain / "leakdir").symlink_to(outside, target_is_directory=True)
+    assert set(build_index(DirectorySnapshot(plain)).files) == {"ok.py"}
