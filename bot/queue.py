@@ -154,6 +154,20 @@ class Queue:
             runnable = ((job.c.status == "queued") & (job.c.run_after <= now)) | (
                 (job.c.status == "running") & (job.c.lease_expires < now)
             )
+            # Only the head of each lane is a candidate: otherwise the jobs queued behind one
+            # long task (a busy PR's comments) fill the candidate window and starve every
+            # other lane. _lane_free checks again under the lock.
+            other = job.alias("other")
+            lane_busy = (
+                select(other.c.id)
+                .where(
+                    other.c.serial_key == job.c.serial_key,
+                    other.c.id != job.c.id,
+                    ((other.c.status == "running") & (other.c.lease_expires >= now))
+                    | (other.c.status.in_(["queued", "running"]) & (other.c.id < job.c.id)),
+                )
+                .exists()
+            )
             query = (
                 select(
                     job.c.id,
@@ -161,7 +175,11 @@ class Queue:
                     job.c.attempts,
                     ((job.c.status == "running") & (job.c.attempts >= job.c.max_attempts)),
                 )
-                .where(runnable, job.c.kind.in_(list(kinds)))
+                .where(
+                    runnable,
+                    job.c.kind.in_(list(kinds)),
+                    job.c.serial_key.is_(None) | ~lane_busy,
+                )
                 .order_by(job.c.id)
                 .limit(25)
             )

@@ -162,6 +162,22 @@ def settings_for(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path, heartbeat_seconds=0.05, lease_seconds=5)
 
 
+def test_a_long_lane_does_not_starve_other_lanes(engine: Engine) -> None:
+    q = Queue(engine)
+    add(engine, key="o/r#1")
+    assert q.claim("w1", ["k"]) is not None  # a long task runs on o/r#1
+    for _ in range(40):  # comments pile up behind it
+        add(engine, key="o/r#1")
+    other = add(engine, key="o/r#2")
+    unkeyed = add(engine)
+    first = q.claim("w2", ["k"])
+    second = q.claim("w3", ["k"])
+    assert first is not None
+    assert second is not None
+    assert [first.id, second.id] == [other, unkeyed]
+    assert q.claim("w4", ["k"]) is None
+
+
 def test_worker_pool_never_runs_one_key_twice_at_once(engine: Engine, tmp_path: Path) -> None:
     keys = [f"o/r#{n % 4}" for n in range(24)]
     ids = [add(engine, key=key, key_name=key) for key in keys]
