@@ -67,6 +67,7 @@ class ActionEnv:
     server_url: str
     graphql_url: str
     run_id: int | None
+    run_attempt: int  # 1, then 2, 3, ... when the run is re-run
     workspace: Path | None
     step_summary: Path | None
     output: Path | None
@@ -100,6 +101,9 @@ class ActionEnv:
                 raise ActionError(f"{var} must be an http(s) URL, got {url!r}")
         run_id_text = env.get("GITHUB_RUN_ID", "")
         run_id = int(run_id_text) if run_id_text.isdigit() and len(run_id_text) < 19 else None
+        attempt_text = env.get("GITHUB_RUN_ATTEMPT", "")
+        attempt_ok = attempt_text.isdigit() and len(attempt_text) < 7
+        run_attempt = max(int(attempt_text), 1) if attempt_ok else 1
 
         def path(name: str) -> Path | None:
             value = env.get(name)
@@ -113,6 +117,7 @@ class ActionEnv:
             server_url=server_url.rstrip("/"),
             graphql_url=graphql,
             run_id=run_id,
+            run_attempt=run_attempt,
             workspace=path("GITHUB_WORKSPACE"),
             step_summary=path("GITHUB_STEP_SUMMARY"),
             output=path("GITHUB_OUTPUT"),
@@ -347,10 +352,11 @@ def handle_event(
     delivery: str,
     cancel: threading.Event,
     on_progress: Callable[[str], None] | None = None,
+    run: tuple[int, int] | None = None,
 ) -> ActionResult:
     """Handle one event exactly as the service's ``event`` job does
     (:func:`bot.dispatch.handle`), on a database of the job's own. Raises when the bot
-    itself fails."""
+    itself fails. ``run`` is the workflow run's (id, attempt), for ``workflow_dispatch``."""
     from bot import dispatch, taskdb
     from bot.core import events as ev
     from bot.queue import JobContext
@@ -385,7 +391,7 @@ def handle_event(
             event_payload=payload,
         )
         if isinstance(event, ev.WorkflowDispatch):
-            answer, number = _start_from_prompt(ctx, wiring, event)
+            answer, number = _start_from_prompt(ctx, wiring, event, run)
         else:
             answer = dispatch.handle(ctx, dispatch.Wiring(wiring.repository, wiring.env))
         pr_number, cost_after = task_cost()
@@ -400,12 +406,41 @@ def handle_event(
         engine.dispose()
 
 
+def dispatch_marker(run_id: int) -> str:
+    """The hidden line in the body of the issue a ``workflow_dispatch`` run opened."""
+    return f"<!-- vibe:dispatch run={run_id} -->"
+
+
+MAX_ISSUES_SEARCHED = 300  # the newest issues a re-run looks through for its earlier issue
+
+
+def _issue_of_run(gh_repo: Any, run_id: int, author: str) -> int | None:
+    """The issue an earlier attempt of workflow run ``run_id`` opened: the newest issues
+    whose body carries :func:`dispatch_marker` and whose author is the bot itself (anyone
+    can paste the marker into an issue of their own)."""
+    wanted = dispatch_marker(run_id)
+    found = gh_repo.get_issues(state="all", sort="created", direction="desc")
+    for _, issue in zip(range(MAX_ISSUES_SEARCHED), found, strict=False):
+        if issue.pull_request is not None or wanted not in (issue.body or "").splitlines():
+            continue
+        if str(issue.user.login).casefold() == author.casefold():
+            return int(issue.number)
+    return None
+
+
 def _start_from_prompt(
-    ctx: JobContext, wiring: ServiceWiring, event: WorkflowDispatch
+    ctx: JobContext,
+    wiring: ServiceWiring,
+    event: WorkflowDispatch,
+    run: tuple[int, int] | None,
 ) -> tuple[str, int | None]:
     """``workflow_dispatch`` with a ``prompt``: the same policy decides (a writer, the loop
     breaker), then the task gets an issue of its own, so it has a place for its status,
-    its discussion and the link to its PR, like any other task."""
+    its discussion and the link to its PR, like any other task.
+
+    The issue carries the run's :func:`dispatch_marker`, so re-running the run (same id,
+    higher attempt) continues on the issue the earlier attempt opened instead of opening
+    another."""
     from bot import dispatch, loop
     from bot.adapters import GitHubRepository
     from bot.core import policy as pol
@@ -421,19 +456,24 @@ def _start_from_prompt(
     prompt = decision.instruction.strip()
     first = prompt.splitlines()[0].strip() if prompt else "vibe task"
     title = first if len(first) <= MAX_TITLE else first[: MAX_TITLE - 1].rstrip() + "…"
-    run = ctx.delivery_id or "workflow_dispatch"
-    body = f"{prompt}\n\n_Started by @{decision.requester} with workflow_dispatch ({run})._"
+    started = ctx.delivery_id or "workflow_dispatch"
+    body = f"{prompt}\n\n_Started by @{decision.requester} with workflow_dispatch ({started})._"
     assert isinstance(repo, GitHubRepository)
-    created = (
-        repo.client.hub.client(repo.repo).get_repo(repo.repo).create_issue(title=title, body=body)
-    )
-    number = int(created.number)
+    gh_repo = repo.client.hub.client(repo.repo).get_repo(repo.repo)
+    number: int | None = None
+    if run is not None:
+        run_id, attempt = run
+        body += "\n\n" + dispatch_marker(run_id)
+        if attempt > 1:
+            number = _issue_of_run(gh_repo, run_id, ctx.settings.bot_login)
+    if number is None:
+        number = int(gh_repo.create_issue(title=title, body=body).number)
     out = loop.start(
         wiring.env(ctx, repo),
         loop.StartRequest(
             number=number,
             requester=decision.requester,
-            key=f"{run}:start",
+            key=f"{started}:start",
             model=decision.model,
             instruction=prompt,
         ),
@@ -552,8 +592,9 @@ def main(
             )
         else:
             delivery = f"actions-run-{env.run_id or 0}"
+            run = (env.run_id, env.run_attempt) if env.run_id is not None else None
             result = handle_event(
-                settings, env.event_name, payload, delivery=delivery, cancel=cancel
+                settings, env.event_name, payload, delivery=delivery, cancel=cancel, run=run
             )
     except Exception as exc:  # noqa: BLE001 - any failure of the bot ends the job as failed
         result = _failure(settings, exc)

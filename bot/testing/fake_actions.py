@@ -7,7 +7,9 @@ No job ever runs: a test plays the runner (it reads the dispatched inputs from
 :meth:`delete`, each sending the ``workflow_run`` webhook GitHub would send.
 
 It also adds issue creation (``POST /repos/{owner}/{repo}/issues``): a task started by
-``workflow_dispatch`` with a prompt opens its own issue.
+``workflow_dispatch`` with a prompt opens its own issue; and the issue list
+(``GET /repos/{owner}/{repo}/issues``, paginated with ``Link`` headers), where a re-run of
+that workflow run finds the issue its earlier attempt opened.
 
 Like GitHub, a dispatch is refused unless the repository holds the workflow file at the
 ref, the workflow has a ``workflow_dispatch`` trigger, every required input is given and
@@ -302,6 +304,46 @@ class FakeActions:
             except _Refused as exc:
                 return error(exc)
             return JSONResponse(issue_json, status_code=201)
+
+        @app.get("/repos/{owner}/{repo}/issues")
+        def list_issues(request: Request, owner: str, repo: str) -> Response:
+            """https://docs.github.com/en/rest/issues/issues#list-repository-issues
+            (``state``, ``sort`` created/updated, ``direction``, ``per_page``, ``page``;
+            pull requests are issues here too, as on GitHub)."""
+            query = request.query_params
+            try:
+                found, _ = self._auth(request, owner, repo, write=False)
+                state = query.get("state", "open")
+                sort = query.get("sort", "created")
+                direction = query.get("direction", "desc")
+                per_page, page = query.get("per_page", "30"), query.get("page", "1")
+                if (
+                    state not in ("open", "closed", "all")
+                    or sort not in ("created", "updated")
+                    or direction not in ("asc", "desc")
+                    or not per_page.isdigit()
+                    or not page.isdigit()
+                    or len(per_page) > 4
+                    or len(page) > 6
+                ):
+                    raise _Refused(422, "Validation Failed")
+            except _Refused as exc:
+                return error(exc)
+            size, number = min(max(int(per_page), 1), 100), max(int(page), 1)
+            with self.fake.world.lock:
+                issues = [i for i in found.issues.values() if state in ("all", i.state)]
+                issues.sort(
+                    key=lambda i: (i.created_at if sort == "created" else i.updated_at, i.number),
+                    reverse=direction == "desc",
+                )
+                chunk = issues[(number - 1) * size : number * size]
+                shapes = [self.fake.shapes.issue(found, i) for i in chunk]
+            headers = {}
+            if number * size < len(issues):
+                base = f"{self.fake.api_url}/repos/{found.full_name}/issues"
+                params = f"state={state}&sort={sort}&direction={direction}&per_page={size}"
+                headers["Link"] = f'<{base}?{params}&page={number + 1}>; rel="next"'
+            return JSONResponse(shapes, headers=headers)
 
         @app.get("/repos/{owner}/{repo}/actions/runs/{run_id}")
         def get_run(request: Request, owner: str, repo: str, run_id: int) -> Response:

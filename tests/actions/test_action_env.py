@@ -59,6 +59,17 @@ def test_run_id_that_is_not_a_number_is_dropped(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "attempt"),
+    [("3", 3), ("", 1), ("0", 1), ("-2", 1), ("2; rm -rf", 1), ("9" * 40, 1)],
+)
+def test_run_attempt_is_read_and_hostile_values_read_as_the_first(
+    tmp_path: Path, value: str, attempt: int
+) -> None:
+    env = ActionEnv.from_environ(environ(tmp_path, GITHUB_RUN_ATTEMPT=value))
+    assert env.run_attempt == attempt
+
+
+@pytest.mark.parametrize(
     ("content", "message"),
     [
         (b"{not json", "is not JSON"),

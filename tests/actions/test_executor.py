@@ -531,3 +531,16 @@ def test_a_runner_workflow_without_the_inputs_is_reported(
     assert world.actions.dispatched(REPO) == []
     (comment,) = status_comments(world, number)
     assert "The task failed on GitHub Actions: cannot dispatch: GitHub answered 422" in comment
+
+
+def test_the_fake_lists_issues_newest_first_across_pages(world: World) -> None:
+    numbers = [world.fake.open_issue(REPO, "alice", f"Issue {i}", "") for i in range(35)]
+    repo = world.client().get_repo(REPO)
+    listed = [i.number for i in repo.get_issues(state="all", sort="created", direction="desc")]
+    assert listed == sorted(numbers, reverse=True)  # 30 on the first page, 5 on the next
+    response = httpx.get(
+        f"{world.fake.api_url}/repos/{REPO}/issues",
+        params={"state": "everything"},
+        headers={"Authorization": f"token {world.token}"},
+    )
+    assert response.status_code == 422

@@ -363,3 +363,47 @@ def test_workflow_dispatch_without_prompt_does_nothing(job: Job) -> None:
     assert code == 0, log
     assert outputs["outcome"] == "ignored"
     assert len(job.fake.world.repos[REPO.lower()].issues) == 1
+
+
+def test_rerunning_a_dispatch_run_continues_on_the_issue_it_opened(job: Job) -> None:
+    """Re-running a workflow run (same GITHUB_RUN_ID, next GITHUB_RUN_ATTEMPT) finds the
+    issue the earlier attempt opened by its hidden marker and works there; an issue someone
+    else opened with the same marker is not taken for it."""
+    prompt = "Make add() add"
+    # Attempt 1 opens its issue, then the model is unreachable: the bot fails, the job too.
+    code, outputs, log = job.run(
+        "workflow_dispatch",
+        dispatch_payload(prompt),
+        VIBE_ANTHROPIC_BASE_URL="http://127.0.0.1:9",
+        GITHUB_RUN_ATTEMPT="1",
+    )
+    assert code == 1, log
+    assert outputs["outcome"] == "failed"
+    issue = job.fake.issue(REPO, 2)
+    assert issue.user == "github-actions[bot]"
+    assert "<!-- vibe:dispatch run=4242 -->" in (issue.body or "").splitlines()
+    # A reader pastes the marker into an issue of their own, opened later (so newer).
+    forged = job.fake.open_issue(REPO, "rita", "Me", "<!-- vibe:dispatch run=4242 -->")
+    assert forged == 3
+
+    job.model.add(fix_add())
+    code, outputs, log = job.run(
+        "workflow_dispatch", dispatch_payload(prompt), GITHUB_RUN_ATTEMPT="2"
+    )
+    assert code == 0, log
+    assert outputs["outcome"] == "started"
+    (pr,) = job.fake.pulls(REPO)
+    issues = job.fake.world.repos[REPO.lower()].issues.values()
+    assert sorted(i.number for i in issues if i.pull is None) == [1, 2, 3]
+    assert pr.pull is not None
+    assert pr.pull.head_ref.startswith("vibe/issue-2-")
+    assert "| Issue | #2 |" in log
+    assert not [c for c in job.fake.comments(REPO, 3) if c.user == "github-actions[bot]"]
+
+    # Another run (a new GITHUB_RUN_ID) is another task with its own issue.
+    job.model.add(fix_add())
+    code, outputs, log = job.run(
+        "workflow_dispatch", dispatch_payload("Make add() add again"), GITHUB_RUN_ID="4243"
+    )
+    assert code == 0, log
+    assert "| Issue | #5 |" in log  # #4 is the first task's pull request
