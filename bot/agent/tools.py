@@ -217,8 +217,10 @@ class PathPolicy:
         allowed: Sequence[str] = (),
     ) -> None:
         self.root = root.resolve(strict=True)
-        self._protected = [Glob(p) for p in protected]
-        self._allowed = [Glob(p) for p in allowed]
+        # The same reading as the publish-time check (bot/workspace.py): a leading or
+        # trailing "/" changes nothing, and a pattern also covers what is below its match.
+        self._protected = [Glob(g) for g in (p.strip().strip("/") for p in protected) if g]
+        self._allowed = [Glob(g) for g in (p.strip().strip("/") for p in allowed) if g]
 
     def resolve(self, raw: object, *, write: bool = False) -> Path:
         if not isinstance(raw, str) or not raw.strip():
@@ -251,10 +253,12 @@ class PathPolicy:
         return path.relative_to(self.root).as_posix() if path != self.root else "."
 
     def check_writable(self, rel: str, raw: str) -> None:
-        if any(glob.match(rel) for glob in self._allowed):
+        parts = rel.split("/")
+        covering = ["/".join(parts[: n + 1]) for n in range(len(parts))]  # rel and its parents
+        if any(glob.match(path) for glob in self._allowed for path in covering):
             return
         for glob in self._protected:
-            if glob.match(rel):
+            if any(glob.match(path) for path in covering):
                 raise ToolRefusal(
                     f"{raw}: protected path (matches {glob.pattern!r}); the repository's "
                     "config must allow it in paths.allowed"

@@ -110,6 +110,24 @@ def test_protected_paths_refuse_writes_unless_allowed(tools: ToolSet, repo: Path
     ).is_error
 
 
+def test_protected_paths_read_like_the_publish_check(
+    repo: Path, sandbox: BwrapSandbox, tmp_path: Path
+) -> None:
+    """A pattern covers what is below its match, and slashes around it change nothing, as in
+    bot.workspace.protected_paths_hit (which refuses the push)."""
+    protected = ["docs/secret", "build/", "/infra", "  keys  "]
+    allowed = ["docs/secret/public"]
+    tools = ToolSet.full(repo, sandbox, protected_paths=protected, allowed_paths=allowed)
+    refused = ["docs/secret/a.txt", "build/out.bin", "infra/main.tf", "keys/k.pem"]
+    accepted = ["docs/secret/public/readme.md", "docs/secretive.md", "builder.txt"]
+    for path in refused:
+        result = tools.execute("create_file", {"path": path, "content": "x"})
+        assert result.is_error, path
+        assert "protected path" in result.content
+    for path in accepted:
+        assert not tools.execute("create_file", {"path": path, "content": "x"}).is_error, path
+
+
 def test_protected_paths_match_names_with_newlines(tools: ToolSet, repo: Path) -> None:
     for path in [".github/workflows/evil\n.yml", "a\nb/.envrc"]:
         result = tools.execute("create_file", {"path": path, "content": "x"})
