@@ -121,7 +121,9 @@ def test_a_run_of_another_repository_cannot_touch_the_task(
 
 
 @pytest.fixture
-def service_world(tmp_path: Path) -> Iterator[tuple[FakeGitHub, FakeActions, Settings]]:
+def service_world(
+    tmp_path: Path, database_url: str
+) -> Iterator[tuple[FakeGitHub, FakeActions, Settings]]:
     with FakeGitHub(webhook_secret=SECRET) as fake:
         fake.create_repo(
             REPO,
@@ -136,6 +138,7 @@ def service_world(tmp_path: Path) -> Iterator[tuple[FakeGitHub, FakeActions, Set
         (tmp_path / "service").mkdir()
         settings = Settings(
             data_dir=tmp_path / "service",
+            database_url=database_url,  # SQLite and PostgreSQL
             github_api_url=fake.api_url,
             github_graphql_url=fake.graphql_url,
             github_token=fake.user_token(SERVICE),
