@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -544,3 +545,29 @@ def test_the_fake_lists_issues_newest_first_across_pages(world: World) -> None:
         headers={"Authorization": f"token {world.token}"},
     )
     assert response.status_code == 422
+
+
+def test_a_reported_result_ends_the_wait_before_the_next_poll(
+    world: World, service: tuple[ActionsExecutor, str]
+) -> None:
+    executor, url = service
+    executor.poll_interval = timedelta(seconds=600)
+    task_id = executor.submit(REPO, SPEC, number=issue_number(world), key="delivery:quick")
+    (run,) = world.actions.dispatched(REPO)
+
+    def runner() -> None:
+        while run.reads < 1:  # the waiter's first poll; the next is ten minutes away
+            time.sleep(0.02)
+        client = RunnerClient(url, task_id)
+        client.claim(run.inputs["credential"], run.id)
+        client.result(ActionResult("iterated", pr_number=3, cost=0.5))
+
+    thread = threading.Thread(target=runner)
+    thread.start()
+    started = time.monotonic()
+    final = executor.wait(task_id, threading.Event())
+    thread.join()
+    assert time.monotonic() - started < 30
+    assert final is not None
+    assert (final.status, final.outcome) == ("succeeded", "iterated")
+    assert run.reads == 1
