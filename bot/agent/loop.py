@@ -350,7 +350,8 @@ def run_agent(
                 _record(recorder, run.steps, step_started, t0, model, summary, turn, [], step_cost)
                 return outcome(Refused(turn.text or "the model declined the task"))
 
-            results, records, finished = _run_tools(turn, tools, cancel)
+            deadline = run.started + run.limits.seconds
+            results, records, finished = _run_tools(turn, tools, cancel, deadline)
             feedback: str | None = None
             if finished is not None and review is not None and run.self_review is None:
                 run.self_review = _review_text(review)
@@ -394,10 +395,12 @@ def run_agent(
 
 
 def _run_tools(
-    turn: Turn, tools: ToolSet, cancel: threading.Event | None
+    turn: Turn, tools: ToolSet, cancel: threading.Event | None, deadline: float
 ) -> tuple[list[dict[str, Any]], list[ToolCallRecord], str | None]:
     """Run the turn's tool calls in order; every call gets a result block. A ``finish``
-    call's result goes last, so the self-review can take its place."""
+    call's result goes last, so the self-review can take its place. Calls left when the
+    wall-time budget (``deadline``, monotonic) is spent are not run: one turn may ask for
+    a hundred commands."""
     results: list[dict[str, Any]] = []
     records: list[ToolCallRecord] = []
     finished: str | None = None
@@ -408,6 +411,8 @@ def _run_tools(
             result = ToolResult(prompts.CUT_OFF_NUDGE, is_error=True)
         elif cancel is not None and cancel.is_set():
             result = ToolResult("not run: the task was stopped", is_error=True)
+        elif call["name"] != "finish" and time.monotonic() >= deadline:
+            result = ToolResult("not run: the wall-time limit was reached", is_error=True)
         else:
             result = tools.execute(call["name"], call["input"])
         if result.finished is not None:

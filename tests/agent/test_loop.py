@@ -198,6 +198,31 @@ def test_wall_time_limit(
     assert 2 <= outcome.steps <= 3
 
 
+def test_a_turn_of_many_commands_stops_at_the_wall_time_limit(
+    server_factory: Any, sandboxed_repo: Path, sandbox: BwrapSandbox, tmp_path: Path
+) -> None:
+    calls = [
+        {"name": "run_command", "input": {"command": f"sleep 1; touch ran{n}.txt"}}
+        for n in range(1, 5)
+    ]
+    server = server_factory([{"tool_use": calls}])
+    outcome = run_agent(
+        make_settings(server, tmp_path),
+        tools=full_tools(sandboxed_repo, sandbox),
+        task=TASK,
+        limits=limits(seconds=1.5),
+    )
+    assert isinstance(outcome.exit, LimitReached)
+    assert outcome.exit.which == "wall_time"
+    results = outcome.messages[-1]["content"]
+    assert results[0]["content"].startswith("exit code 0")
+    assert [r["content"] for r in results[2:]] == ["not run: the wall-time limit was reached"] * 2
+    assert (sandboxed_repo / "ran1.txt").exists()
+    assert not (sandboxed_repo / "ran3.txt").exists()
+    assert not (sandboxed_repo / "ran4.txt").exists()
+    assert outcome.duration < 3.5
+
+
 def test_stop_while_the_model_answers_abandons_the_turn(
     server_factory: Any, repo: Path, sandbox: BwrapSandbox, tmp_path: Path
 ) -> None:
