@@ -28,6 +28,7 @@ from urllib.parse import parse_qs
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import bindparam
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select, update
@@ -131,6 +132,16 @@ def _installation(payload: dict[str, Any]) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+# Built once, with bound parameters, so each delivery reuses the compiled statements.
+_DELIVERY_EXISTS = select(Delivery.id).where(col(Delivery.id) == bindparam("id"))
+_INSERT_DELIVERY = Delivery.__table__.insert()  # type: ignore[attr-defined]
+_TASK_BY_PR = (
+    select(Task.number)
+    .where(col(Task.repository) == bindparam("repo"), col(Task.pr_number) == bindparam("pr"))
+    .limit(1)
+)
+
+
 def task_lane(conn: Any, key: str | None) -> str | None:
     """Route a PR's events to the lane of the task that owns the PR.
 
@@ -141,11 +152,7 @@ def task_lane(conn: Any, key: str | None) -> str | None:
     if match is None:
         return key
     number = int(match["number"])
-    row = conn.execute(
-        select(Task.number)
-        .where(col(Task.repository) == match["repo"], col(Task.pr_number) == number)
-        .limit(1)
-    ).first()
+    row = conn.execute(_TASK_BY_PR, {"repo": match["repo"], "pr": number}).first()
     if row is None or row.number == number:
         return key
     return f"{match['repo']}#{row.number}{match['suffix'] or ''}"
@@ -162,24 +169,23 @@ def store_delivery(
     """Store the delivery (and its job) in one transaction; deduplicate on the id."""
     try:
         with write_transaction(engine) as conn:
-            existing = conn.execute(
-                select(Delivery.id).where(col(Delivery.id) == delivery_id)
-            ).first()
+            existing = conn.execute(_DELIVERY_EXISTS, {"id": delivery_id}).first()
             if existing is not None:
                 return _redeliver(conn, delivery_id)
             conn.execute(
-                Delivery.__table__.insert().values(  # type: ignore[attr-defined]
-                    id=delivery_id,
-                    event=event_name,
-                    action=ingested.action,
-                    repository=_repository(payload),
-                    installation_id=_installation(payload),
-                    outcome=ingested.outcome,
-                    detail=ingested.detail,
-                    payload=payload,
-                    received_at=utcnow(),
-                    redeliveries=0,
-                )
+                _INSERT_DELIVERY,
+                {
+                    "id": delivery_id,
+                    "event": event_name,
+                    "action": ingested.action,
+                    "repository": _repository(payload),
+                    "installation_id": _installation(payload),
+                    "outcome": ingested.outcome,
+                    "detail": ingested.detail,
+                    "payload": payload,
+                    "received_at": utcnow(),
+                    "redeliveries": 0,
+                },
             )
             if ingested.outcome == "queued":
                 enqueue(
