@@ -531,14 +531,22 @@ class Worker:
             self._running[job.id] = cancel
 
         def beat() -> None:
+            confirmed = time.monotonic()
             while not done.wait(self.heartbeat_seconds):
                 try:
                     if not self.queue.heartbeat(job.id, worker_id):
                         lost.set()
                         cancel.set()
                         return
+                    confirmed = time.monotonic()
                 except Exception as exc:  # noqa: BLE001 - keep beating through a blip
                     log.warning("worker.heartbeat_failed", job=job.id, error=str(exc))
+                    if time.monotonic() - confirmed >= self.queue.lease_seconds:
+                        # The lease has lapsed unrenewed: another worker may claim the job
+                        # now, so this run stops rather than run beside it.
+                        lost.set()
+                        cancel.set()
+                        return
 
         beater = threading.Thread(target=beat, name=f"vibe-heartbeat-{job.id}", daemon=True)
         beater.start()

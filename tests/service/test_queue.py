@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -273,6 +274,37 @@ def test_a_retry_waits_until_the_time_the_cause_named(engine: Engine, tmp_path: 
     assert (waiting.status, waiting.attempts) == ("queued", 1)
     assert waiting.run_after.timestamp() == pytest.approx(reset, abs=1)
     assert waiting.last_error == "RetryableError: GitHub: rate limited"
+
+
+def test_a_run_that_cannot_renew_its_lease_is_cancelled(engine: Engine, tmp_path: Path) -> None:
+    """The database stops answering the heartbeat (here: the table is gone for a while);
+    once the lease has lapsed another worker may claim the job, so this run must stop."""
+    job_id = add(engine, kind="cut_off")
+    cancelled: list[bool] = []
+
+    def cut_off(ctx: JobContext) -> None:
+        with ctx.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE job RENAME TO job_away"))
+        try:
+            cancelled.append(ctx.cancel.wait(10))
+        finally:
+            with ctx.engine.begin() as conn:
+                conn.execute(text("ALTER TABLE job_away RENAME TO job"))
+
+    pool = Worker(
+        Queue(engine, lease_seconds=0.5),
+        {"cut_off": cut_off},
+        settings_for(tmp_path),
+        concurrency=1,
+        poll_interval=0.02,
+    )
+    pool.start()
+    deadline = time.monotonic() + 20
+    while not cancelled and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pool.stop(grace=5)
+    assert cancelled == [True]
+    assert job(engine, job_id).status == "done"  # the handler returned; the lease was still its own
 
 
 class Unprintable(Exception):
