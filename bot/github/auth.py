@@ -127,7 +127,13 @@ class AppTokens:
         self._clock = clock
         self._policy = policy
         self._permissions = permissions
-        self._lock = threading.RLock()
+        # _lock guards the caches only and is never held across a request or a wait, so
+        # live_tokens() (every redaction) and other repositories never queue behind a slow
+        # or rate-limited token request; _connection serialises requests on the one
+        # PyGithub connection; _fetching makes one token request per repository at a time.
+        self._lock = threading.Lock()
+        self._connection = threading.Lock()
+        self._fetching: dict[str, threading.Lock] = {}
         self._cache: dict[str, IssuedToken] = {}
         self._installations: dict[str, int] = {}
         self._github = Github(
@@ -157,7 +163,7 @@ class AppTokens:
         self, what: str, verb: str, url: str, body: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         def call() -> dict[str, Any]:
-            with self._lock:  # one PyGithub connection: one request at a time
+            with self._connection:  # one PyGithub connection: one request at a time
                 _, data = self._github.requester.requestJsonAndCheck(verb, url, input=body)
             if not isinstance(data, dict):
                 raise GitHubRequestError(200, f"{what}: unexpected answer")
@@ -170,7 +176,9 @@ class AppTokens:
 
     def installation_id(self, repo: str) -> int:
         key = repo.lower()
-        if key not in self._installations:
+        with self._lock:
+            known = self._installations.get(key)
+        if known is None:
             try:
                 data = self._app_call(
                     f"find the App installation of {repo}", "GET", f"/repos/{repo}/installation"
@@ -181,18 +189,32 @@ class AppTokens:
                         404, f"the GitHub App is not installed on {repo}"
                     ) from None
                 raise
-            self._installations[key] = int(data["id"])
-        return self._installations[key]
+            known = int(data["id"])
+            with self._lock:
+                self._installations[key] = known
+        return known
+
+    def _fresh(self, key: str) -> IssuedToken | None:
+        with self._lock:
+            cached = self._cache.get(key)
+        if (
+            cached is not None
+            and cached.expires_at is not None
+            and cached.expires_at - self._clock.now() > REFRESH_MARGIN
+        ):
+            return cached
+        return None
 
     def token(self, repo: str) -> IssuedToken:
         key = repo.lower()
+        cached = self._fresh(key)
+        if cached is not None:
+            return cached
         with self._lock:
-            cached = self._cache.get(key)
-            if (
-                cached is not None
-                and cached.expires_at is not None
-                and cached.expires_at - self._clock.now() > REFRESH_MARGIN
-            ):
+            fetching = self._fetching.setdefault(key, threading.Lock())
+        with fetching:
+            cached = self._fresh(key)  # another thread may have fetched it meanwhile
+            if cached is not None:
                 return cached
             installation = self.installation_id(repo)
             body: dict[str, Any] = {"repositories": [repo.split("/", 1)[1]]}
@@ -207,12 +229,14 @@ class AppTokens:
                     body,
                 )
             except GitHubRequestError:
-                self._installations.pop(key, None)  # uninstalled or reinstalled: look again
+                with self._lock:
+                    self._installations.pop(key, None)  # uninstalled or reinstalled: look again
                 raise
             expires = datetime.fromisoformat(str(data["expires_at"]).replace("Z", "+00:00"))
             issued = IssuedToken(str(data["token"]), expires.timestamp())
-            self._cache[key] = issued
-            self.issued += 1
+            with self._lock:
+                self._cache[key] = issued
+                self.issued += 1
             return issued
 
     def invalidate(self, repo: str) -> bool:

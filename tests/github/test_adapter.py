@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -712,3 +713,31 @@ def test_token_request_is_retried_and_hopeless_waits_go_back_to_the_queue(
         repo.default_branch()
     assert limited.value.retry_at == pytest.approx(reset + 1.0)
     assert clock.sleeps == [1.0, 1.0, 2.0, 4.0]  # no three-hour nap in a worker thread
+
+
+def test_a_slow_token_request_holds_up_no_other_thread(
+    world: FakeGitHub, clock: FakeClock, creds: AppCredentials
+) -> None:
+    """Redaction asks for the live tokens on every posted body: it must not wait for
+    another repository's token request (here one that times out and is retried)."""
+    hub = app_hub(world, clock, creds, timeout=1)
+    world.install_app("acme")
+    try:
+        fault = world.inject(
+            "POST", "/app/installations/{installation_id}/access_tokens", "timeout"
+        )
+        answers: list[str] = []
+        slow = threading.Thread(target=lambda: answers.append(hub.repo(REPO).default_branch()))
+        slow.start()
+        deadline = time.monotonic() + 10
+        while fault.hits == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert fault.hits == 1
+        started = time.monotonic()
+        assert hub.redact(f"token {SECRET}") == "token [redacted]"
+        waited = time.monotonic() - started
+        slow.join(20)
+        assert answers == ["main"]  # the timed-out request was retried and succeeded
+        assert waited < 0.5
+    finally:
+        hub.close()
