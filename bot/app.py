@@ -25,10 +25,14 @@ from bot.observability import Metrics
 from bot.queue import Handler, Queue, Worker
 from bot.settings import Settings
 from bot.store import init_db, make_engine
-from bot.webhook import make_router
+from bot.webhook import DeliveryWriter, make_router
 from bot.wiring import build_handlers
 
 log = structlog.get_logger(__name__)
+
+
+def _nothing() -> None:
+    return None
 
 
 def create_app(
@@ -47,6 +51,7 @@ def create_app(
         secrets=settings.secret_values,
     )
     metrics = Metrics(queue.depth)
+    writer = DeliveryWriter(engine, settings.max_attempts)
     worker = Worker(
         queue,
         handlers if handlers is not None else build_handlers(settings),
@@ -64,6 +69,7 @@ def create_app(
         finally:
             if run_workers:
                 await run_in_threadpool(worker.stop)
+            await run_in_threadpool(writer.close)
 
     app = FastAPI(title="vibe-bot", version=__version__, lifespan=lifespan)
     app.state.settings = settings
@@ -81,13 +87,13 @@ def create_app(
 
     app.include_router(
         make_router(
-            engine,
+            writer,
             current_secrets,
             max_body_bytes=settings.max_body_bytes,
-            max_attempts=settings.max_attempts,
             bot_login=settings.bot_login,
             on_delivery=metrics.delivery,
-            on_queued=worker.wake,
+            # Waking workers that cannot run event jobs would only make them poll the queue.
+            on_queued=worker.wake if "event" in worker.handlers else _nothing,
         )
     )
 

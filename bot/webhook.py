@@ -16,10 +16,14 @@ https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
+import queue
 import re
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -32,11 +36,10 @@ from sqlalchemy import bindparam
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select, update
-from starlette.concurrency import run_in_threadpool
 
 from bot.core.events import Unparseable, Unsupported, parse_event
 from bot.core.policy import serial_key
-from bot.queue import enqueue, write_transaction
+from bot.queue import write_transaction
 from bot.store import Delivery, Job, Task, utcnow
 
 log = structlog.get_logger(__name__)
@@ -133,8 +136,11 @@ def _installation(payload: dict[str, Any]) -> int | None:
 
 
 # Built once, with bound parameters, so each delivery reuses the compiled statements.
-_DELIVERY_EXISTS = select(Delivery.id).where(col(Delivery.id) == bindparam("id"))
+_KNOWN_DELIVERIES = select(Delivery.id).where(
+    col(Delivery.id).in_(bindparam("ids", expanding=True))
+)
 _INSERT_DELIVERY = Delivery.__table__.insert()  # type: ignore[attr-defined]
+_INSERT_JOBS = Job.__table__.insert()  # type: ignore[attr-defined]
 _TASK_BY_PR = (
     select(Task.number)
     .where(col(Task.repository) == bindparam("repo"), col(Task.pr_number) == bindparam("pr"))
@@ -158,48 +164,184 @@ def task_lane(conn: Any, key: str | None) -> str | None:
     return f"{match['repo']}#{row.number}{match['suffix'] or ''}"
 
 
-def store_delivery(
-    engine: Engine,
-    delivery_id: str,
-    event_name: str,
-    payload: dict[str, Any],
-    ingested: Ingested,
-    max_attempts: int,
-) -> StoreResult:
-    """Store the delivery (and its job) in one transaction; deduplicate on the id."""
+@dataclass(frozen=True)
+class Incoming:
+    """A verified, parsed delivery on its way to the database."""
+
+    delivery_id: str
+    event_name: str
+    payload: dict[str, Any]
+    ingested: Ingested
+
+
+def _store_batch(conn: Any, items: Sequence[Incoming], max_attempts: int) -> list[StoreResult]:
+    """Store a batch with a handful of statements: one look-up of known ids, one multi-row
+    insert of deliveries, one of jobs. Repeats (known ids, or twice in the batch) go the
+    redelivery way one by one; they are rare."""
+    ids = list({item.delivery_id for item in items})
+    known = {row.id for row in conn.execute(_KNOWN_DELIVERIES, {"ids": ids})}
+    results: list[StoreResult] = []
+    fresh: list[Incoming] = []
+    for item in items:
+        if item.delivery_id in known:
+            results.append(_redeliver(conn, item.delivery_id))
+        else:
+            known.add(item.delivery_id)
+            fresh.append(item)
+            results.append("new")
+    if not fresh:
+        return results
+    now = utcnow()
+    conn.execute(
+        _INSERT_DELIVERY,
+        [
+            {
+                "id": item.delivery_id,
+                "event": item.event_name,
+                "action": item.ingested.action,
+                "repository": _repository(item.payload),
+                "installation_id": _installation(item.payload),
+                "outcome": item.ingested.outcome,
+                "detail": item.ingested.detail,
+                "payload": item.payload,
+                "received_at": now,
+                "redeliveries": 0,
+            }
+            for item in fresh
+        ],
+    )
+    jobs = [
+        {
+            "kind": "event",
+            "status": "queued",
+            "payload": {"event": item.event_name, "action": item.ingested.action},
+            "serial_key": task_lane(conn, item.ingested.serial_key),
+            "delivery_id": item.delivery_id,
+            "attempts": 0,
+            "max_attempts": max_attempts,
+            "run_after": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for item in fresh
+        if item.ingested.outcome == "queued"
+    ]
+    if jobs:
+        conn.execute(_INSERT_JOBS, jobs)
+    return results
+
+
+def store_deliveries(
+    engine: Engine, items: Sequence[Incoming], max_attempts: int
+) -> list[StoreResult]:
+    """Store deliveries (each with its job) in one transaction; deduplicate on the id.
+
+    If the batch collides with a concurrent writer in another process (PostgreSQL unique
+    violation), each delivery is stored on its own so that only the duplicate is refused.
+    """
     try:
         with write_transaction(engine) as conn:
-            existing = conn.execute(_DELIVERY_EXISTS, {"id": delivery_id}).first()
-            if existing is not None:
-                return _redeliver(conn, delivery_id)
-            conn.execute(
-                _INSERT_DELIVERY,
-                {
-                    "id": delivery_id,
-                    "event": event_name,
-                    "action": ingested.action,
-                    "repository": _repository(payload),
-                    "installation_id": _installation(payload),
-                    "outcome": ingested.outcome,
-                    "detail": ingested.detail,
-                    "payload": payload,
-                    "received_at": utcnow(),
-                    "redeliveries": 0,
-                },
-            )
-            if ingested.outcome == "queued":
-                enqueue(
-                    conn,
-                    "event",
-                    {"event": event_name, "action": ingested.action},
-                    serial_key=task_lane(conn, ingested.serial_key),
-                    delivery_id=delivery_id,
-                    max_attempts=max_attempts,
-                )
-            return "new"
+            return _store_batch(conn, items, max_attempts)
     except IntegrityError:
-        # Two deliveries with one id raced (PostgreSQL): the other one won.
-        return "duplicate"
+        if len(items) == 1:
+            # Two deliveries with one id raced (PostgreSQL): the other one won.
+            return ["duplicate"]
+        return [store_deliveries(engine, [item], max_attempts)[0] for item in items]
+
+
+class DeliveryWriter:
+    """Group commit for ingest: one thread stores waiting deliveries in one transaction.
+
+    A request awaits its delivery's result, so a 202 still means the delivery and its job
+    are committed. Batching turns N commits (and N fights over SQLite's write lock) into one,
+    which is what keeps latency flat at high concurrency.
+    """
+
+    def __init__(self, engine: Engine, max_attempts: int, max_batch: int = 200) -> None:
+        self.engine = engine
+        self.max_attempts = max_attempts
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[
+            tuple[Incoming, asyncio.AbstractEventLoop, asyncio.Future[StoreResult]] | None
+        ] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    async def store(self, item: Incoming) -> StoreResult:
+        self._start()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[StoreResult] = loop.create_future()
+        self._queue.put((item, loop, future))
+        return await future
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="vibe-ingest-writer", daemon=True
+                )
+                self._thread.start()
+
+    def close(self) -> None:
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join(30)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                batch.append(nxt)
+            self._commit(batch)
+
+    def _commit(
+        self,
+        batch: list[tuple[Incoming, asyncio.AbstractEventLoop, asyncio.Future[StoreResult]]],
+    ) -> None:
+        outcome: list[StoreResult] | BaseException
+        try:
+            outcome = store_deliveries(
+                self.engine, [item for item, _, _ in batch], self.max_attempts
+            )
+        except Exception as exc:  # noqa: BLE001 - handed to every waiting request as a 500
+            outcome = exc
+        by_loop: dict[asyncio.AbstractEventLoop, list[Callable[[], None]]] = {}
+        for n, (_, loop, future) in enumerate(batch):
+            by_loop.setdefault(loop, []).append(_resolver(future, outcome, n))
+        for loop, calls in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop has closed meanwhile
+                loop.call_soon_threadsafe(_run_all, calls)
+
+
+def _resolver(
+    future: asyncio.Future[StoreResult], outcome: list[StoreResult] | BaseException, n: int
+) -> Callable[[], None]:
+    def resolve() -> None:
+        if future.done():
+            return
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome[n])
+
+    return resolve
+
+
+def _run_all(calls: list[Callable[[], None]]) -> None:
+    for call in calls:
+        call()
 
 
 def _redeliver(conn: Any, delivery_id: str) -> StoreResult:
@@ -226,11 +368,10 @@ def _redeliver(conn: Any, delivery_id: str) -> StoreResult:
 
 
 def make_router(
-    engine: Engine,
+    writer: DeliveryWriter,
     secrets: Callable[[], Sequence[bytes]],
     *,
     max_body_bytes: int,
-    max_attempts: int,
     bot_login: str,
     on_delivery: Callable[[str, str], None],
     on_queued: Callable[[], None],
@@ -267,9 +408,7 @@ def make_router(
             return JSONResponse({"error": "body is not a JSON object"}, status_code=400)
         bound = log.bind(delivery=delivery_id, gh_event=event_name)
         ingested = classify(event_name, payload, bot_login)
-        result = await run_in_threadpool(
-            store_delivery, engine, delivery_id, event_name, payload, ingested, max_attempts
-        )
+        result = await writer.store(Incoming(delivery_id, event_name, payload, ingested))
         outcome = "duplicate" if result == "duplicate" else ingested.outcome
         on_delivery(event_name, outcome)
         bound.info("delivery.stored", outcome=outcome, action=ingested.action, store=result)
