@@ -105,6 +105,7 @@ class ClaudeAgent:
                 allowed_paths=request.config.paths.allowed,
                 secrets=secrets,
                 network=request.network,
+                allow_hosts=tuple(request.config.network.allow),
                 cancel=cancel,
             )
         limits = AgentLimits.from_settings(

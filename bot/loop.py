@@ -269,6 +269,7 @@ class LoopRun:
             workdir=self.checkout.path,
             limits=CHECK_LIMITS,
             network=self.network,
+            allow_hosts=tuple(self.config.network.allow),
             cancel=self.stop,
         )
         self._check_stop()
@@ -460,6 +461,7 @@ def run_iteration(
                 config.commands.setup,
                 workdir=checkout.path,
                 network=network_permitted(config, env.settings),
+                allow_hosts=tuple(config.network.allow),
                 cancel=stop,
             )
             failed = next((r for r in results if not r.ok), None)

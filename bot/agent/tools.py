@@ -331,6 +331,7 @@ class ToolSet:
     secrets: Sequence[str] = ()
     command_limits: SandboxLimits = DEFAULT_LIMITS
     network: bool = False
+    allow_hosts: tuple[str, ...] = ()
     allowed_commands: Mapping[str, frozenset[str] | None] = field(default_factory=dict)
     cancel: threading.Event | None = None
     commands: list[CommandRecord] = field(default_factory=list)
@@ -412,6 +413,7 @@ class ToolSet:
         secrets: Sequence[str] = (),
         command_limits: SandboxLimits = DEFAULT_LIMITS,
         network: bool = False,
+        allow_hosts: Sequence[str] = (),
         cancel: threading.Event | None = None,
     ) -> ToolSet:
         """All tools: read, list, search, edit, create, run (through a shell), finish."""
@@ -422,6 +424,7 @@ class ToolSet:
             secrets=secrets,
             command_limits=command_limits,
             network=network,
+            allow_hosts=tuple(allow_hosts),
             cancel=cancel,
         )
 
@@ -654,7 +657,12 @@ class ToolSet:
             limits = replace(limits, wall_seconds=min(limits.wall_seconds, args.timeout_seconds))
         try:
             result = self.sandbox.run(
-                command, workdir=self.root, limits=limits, network=self.network, cancel=self.cancel
+                command,
+                workdir=self.root,
+                limits=limits,
+                network=self.network,
+                allow_hosts=self.allow_hosts,
+                cancel=self.cancel,
             )
         except SandboxError as exc:
             raise ToolRefusal(f"the sandbox refused the command: {exc}") from None
