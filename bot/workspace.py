@@ -82,6 +82,7 @@ from urllib.parse import urlsplit
 
 import git
 
+from bot.core.globs import Glob, covers
 from bot.core.redact import redact
 
 if TYPE_CHECKING:
@@ -217,41 +218,14 @@ def task_branch(
     return f"{BRANCH_PREFIX}issue-{number}-{slugify(title)}"
 
 
-def _glob(pattern: str) -> re.Pattern[str]:
-    """A path pattern: ``**`` spans directories, ``*`` and ``?`` stay in one segment, a
-    leading ``/`` anchors at the root (as anyway), and a match also covers what is below."""
-    pattern = pattern.strip().lstrip("/")
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    body = "".join(out).rstrip("/") if pattern.endswith("/") else "".join(out)
-    return re.compile(body + r"(?:/.*)?\Z", re.DOTALL)
-
-
 def protected_paths_hit(
     paths: Iterable[str], protected: Sequence[str], allowed: Sequence[str] = ()
 ) -> list[str]:
     """Paths matching a protected pattern and no allowed pattern."""
-    deny = [_glob(p) for p in protected if p.strip()]
-    allow = [_glob(p) for p in allowed if p.strip()]
-    return [
-        p for p in paths if any(d.match(p) for d in deny) and not any(a.match(p) for a in allow)
-    ]
+    # Globs come from repository config and paths from the agent: match in linear time.
+    deny = [Glob(g) for g in (p.strip().strip("/") for p in protected) if g]
+    allow = [Glob(g) for g in (p.strip().strip("/") for p in allowed) if g]
+    return [p for p in paths if covers(deny, p) and not covers(allow, p)]
 
 
 def _repo_key(repo: str) -> str:

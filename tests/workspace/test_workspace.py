@@ -557,3 +557,17 @@ def test_locks_left_by_a_killed_commit_are_cleared(
         (ws.path / "x.txt").write_text("x\n")
         assert ws.commit("after a crash", author=BOT) is not None
     assert not any(lock.exists() for lock in stale)
+
+
+def test_protected_path_check_is_linear_on_hostile_globs() -> None:
+    import time
+
+    from bot.workspace import protected_paths_hit
+
+    started = time.monotonic()
+    hit = protected_paths_hit(["a" * 200, "x/" + "a" * 60], ["*a" * 9 + "*b"])
+    assert hit == []
+    assert protected_paths_hit([".github/workflows/ci.yml"], [".github/workflows/"]) == [
+        ".github/workflows/ci.yml"
+    ]
+    assert time.monotonic() - started < 1.0
