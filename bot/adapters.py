@@ -71,7 +71,7 @@ class _StepCounter:
     def record(self, step: StepRecord) -> None:
         if self.inner is not None:
             self.inner.record(step)
-        self.on_step(step.index + 1)
+        self.on_step(step.index)
 
 
 class ClaudeAgent:

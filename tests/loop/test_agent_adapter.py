@@ -1,0 +1,47 @@
+"""The loop's agent adapter (:class:`bot.adapters.ClaudeAgent`) over the scripted model."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from bot.adapters import ClaudeAgent
+from bot.agent.record import SqlStepRecorder
+from bot.core.config import RepoConfig
+from bot.ports import AgentRequest
+from bot.sandbox import make_sandbox
+from bot.settings import load_settings
+from bot.store import init_db, make_engine
+from bot.testing.model_server import ScriptedModelServer
+from tests.loop.sample import finish, make_repo
+
+
+def test_progress_reports_the_one_based_step_numbers_that_are_stored(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "calc")
+    engine = make_engine(f"sqlite:///{tmp_path / 'vibe.db'}")
+    init_db(engine)
+    read = {"name": "read_file", "input": {"path": "calc.py"}}
+    with ScriptedModelServer([]) as server:
+        server.add([{"tool_use": [read]}, {"tool_use": [read]}, *finish("Read it.")])
+        settings = load_settings(
+            data_dir=tmp_path / "data",
+            anthropic_base_url=server.base_url,
+            anthropic_api_key="sk-test-local-key-0000",
+            anthropic_max_retries=0,
+        )
+        agent = ClaudeAgent(settings, make_sandbox(settings), engine, "progress")
+        reported: list[int] = []
+        request = AgentRequest(
+            workdir=repo,
+            instruction="read calc.py",
+            context="",
+            read_only=True,
+            config=RepoConfig(),
+            network=False,
+        )
+        outcome = agent.run(request, cancel=threading.Event(), on_step=reported.append)
+    stored = [s.index for s in SqlStepRecorder(engine, "progress/1").load()]
+    engine.dispose()
+    assert outcome.exit == "finished", outcome
+    assert reported == [1, 2, 3]
+    assert stored == reported
