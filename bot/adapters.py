@@ -123,7 +123,9 @@ class ClaudeAgent:
             left = max(0.0, per_iteration - request.iteration_dollars_spent)
             limits = replace(limits, dollars=min(limits.dollars, left))
         recorder = _StepCounter(
-            SqlStepRecorder(self.engine, f"{self.run_key}/{self.runs}")
+            SqlStepRecorder(
+                self.engine, f"{self.run_key}/{self.runs}", iteration_id=request.iteration_id
+            )
             if self.engine is not None
             else None,
             on_step,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 
 import structlog
 from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
 
 from bot import taskdb
 from bot.core.config import CONFIG_PATH, RepoConfig, parse_repo_config
@@ -45,6 +46,7 @@ from bot.ports import AgentRequest, Checkout, ContextBuilder, Forge, PullRequest
 from bot.queue import RetryableError
 from bot.sandbox import Sandbox, SandboxLimits, network_permitted, run_setup
 from bot.settings import DevelopmentModel, Settings
+from bot.store import Iteration
 from bot.tasks import (
     Check,
     Feedback,
@@ -197,6 +199,14 @@ class StatusBoard:
 # --------------------------------------------------------------------------- the run
 
 
+def _iteration_id(engine: Engine, task_id: int, number: int) -> int | None:
+    """The ``Iteration`` row's id, which the agent's recorded steps point to."""
+    with Session(engine) as session:
+        return session.exec(
+            select(Iteration.id).where(Iteration.task_id == task_id, Iteration.number == number)
+        ).first()
+
+
 class LoopRun:
     """The primitives a development model uses in one iteration (:class:`bot.models.Run`)."""
 
@@ -244,6 +254,7 @@ class LoopRun:
             task_dollars_spent=self.task.usage.cost + self.usage.cost,
             task_seconds_spent=earlier + time.monotonic() - self.started,
             iteration_dollars_spent=self.usage.cost,
+            iteration_id=_iteration_id(self.env.engine, self.task.id, self.board.iteration),
         )
         name = next(
             (n for n, p in reversed(self.board.phases.items()) if p.state == "running"),

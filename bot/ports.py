@@ -120,6 +120,7 @@ class AgentRequest:
     task_dollars_spent: float = 0.0
     task_seconds_spent: float = 0.0
     iteration_dollars_spent: float = 0.0
+    iteration_id: int | None = None
 
 
 class Agent(Protocol):
