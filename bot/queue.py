@@ -17,14 +17,12 @@ kept.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import socket
 import threading
 import time
-import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,14 +35,11 @@ from sqlmodel import Session, col, select, update
 from bot.core.redact import redact
 from bot.settings import Settings
 from bot.store import Delivery, Job, JobRun, utcnow
+from bot.store import write_transaction as write_transaction  # re-exported for callers
 
 log = structlog.get_logger(__name__)
 
 MAX_ERROR_CHARS = 4000
-
-
-# One writer mutex per SQLite engine (see write_transaction).
-_sqlite_writers: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
 
 
 class RetryableError(Exception):
@@ -94,24 +89,6 @@ class ClaimedJob:
 
 def _is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
-
-
-@contextlib.contextmanager
-def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """A transaction that takes the write lock at once on SQLite (``BEGIN IMMEDIATE``).
-
-    On SQLite the threads of one process also queue on a lock of their own first: SQLite's
-    busy handler polls with sleeps of up to 100 ms, so dozens of threads contending for the
-    file lock turn a millisecond write into a latency tail; a mutex hands over at once.
-    """
-    if engine.dialect.name != "sqlite":
-        with engine.begin() as conn:
-            yield conn
-        return
-    with _sqlite_writers.setdefault(engine, threading.Lock()), engine.connect() as conn:
-        conn.info["sqlite_begin"] = "BEGIN IMMEDIATE"
-        with conn.begin():
-            yield conn
 
 
 # Built once: statements with bound parameters are compiled once and cached, which keeps

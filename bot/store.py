@@ -7,11 +7,18 @@ scale-out (see ``bot/queue.py`` for the claim protocol on each).
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import weakref
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint, event
-from sqlalchemy.engine import Engine
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint, event, text
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Field, SQLModel, create_engine
 
 
@@ -81,7 +88,7 @@ class AgentStep(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     run_key: str = Field(max_length=200, index=True)
-    iteration_id: int | None = Field(default=None, index=True)
+    iteration_id: int | None = Field(default=None, foreign_key="iteration.id", index=True)
     index: int
     started_at: datetime = Field(default_factory=utcnow)
     duration: float = 0.0
@@ -224,6 +231,48 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql(mode)
 
 
+# One writer mutex per SQLite engine (see write_transaction).
+_sqlite_writers: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+
+
+@contextlib.contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that takes the write lock at once on SQLite (``BEGIN IMMEDIATE``).
+
+    On SQLite the threads of one process also queue on a lock of their own first: SQLite's
+    busy handler polls with sleeps of up to 100 ms, so dozens of threads contending for the
+    file lock turn a millisecond write into a latency tail; a mutex hands over at once.
+    """
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as conn:
+            yield conn
+        return
+    with _sqlite_writers.setdefault(engine, threading.Lock()), engine.connect() as conn:
+        conn.info["sqlite_begin"] = "BEGIN IMMEDIATE"
+        with conn.begin():
+            yield conn
+
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# Any constant: serialises concurrent migrations of one PostgreSQL database.
+MIGRATION_LOCK_ID = 0x76696265
+
+
+def alembic_config(connection: Connection) -> Config:
+    """Alembic configuration bound to ``connection`` (no alembic.ini needed)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
 def init_db(engine: Engine) -> None:
-    """Create the schema (idempotent)."""
-    SQLModel.metadata.create_all(engine)
+    """Bring the schema to the latest migration (``bot/migrations/versions``).
+
+    Safe when several processes start at once: PostgreSQL takes an advisory lock, SQLite's
+    ``BEGIN IMMEDIATE`` the write lock, for the whole upgrade.
+    """
+    with write_transaction(engine) as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+        command.upgrade(alembic_config(conn), "head")

@@ -66,6 +66,10 @@ def test_steps_persist_in_sqlite(
 
 @pytest.mark.postgres
 def test_steps_persist_in_postgres(
-    postgres_url: str, server_factory: Any, repo: Path, sandbox: BwrapSandbox, tmp_path: Path
+    pg_database_url: str,
+    server_factory: Any,
+    repo: Path,
+    sandbox: BwrapSandbox,
+    tmp_path: Path,
 ) -> None:
-    _run_and_load(postgres_url, server_factory, repo, sandbox, tmp_path)
+    _run_and_load(pg_database_url, server_factory, repo, sandbox, tmp_path)

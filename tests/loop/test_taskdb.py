@@ -21,7 +21,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     if request.param == "sqlite":
         eng = make_engine(f"sqlite:///{tmp_path / 'vibe.db'}")
     else:
-        eng = make_engine(request.getfixturevalue("postgres_url"))
+        eng = make_engine(request.getfixturevalue("pg_database_url"))
     init_db(eng)
     yield eng
     eng.dispose()
