@@ -34,7 +34,7 @@ from bot.context.pack import assemble_context
 from bot.context.sanitize import frame_untrusted
 from bot.context.terms import estimate_tokens
 from bot.core import events as ev
-from bot.core.config import RepoConfig
+from bot.core.config import CONFIG_PATH, RepoConfig
 from bot.core.markers import Marker
 from bot.dispatch import Repository
 from bot.github import GitHub, RepoClient
@@ -334,8 +334,13 @@ class GitHubRepository:
         return self._default_branch
 
     def read_file(self, path: str, ref: str) -> str | None:
+        """A file at ``ref``; the config falls back to the owner's ``.github`` repository."""
         if (path, ref) not in self._files:
-            self._files[(path, ref)] = self.client.read_file(path, ref)
+            self._files[(path, ref)] = (
+                self.client.read_config(ref).text
+                if path == CONFIG_PATH
+                else self.client.read_file(path, ref)
+            )
         return self._files[(path, ref)]
 
     def issue_text(self, number: int) -> IssueText:
