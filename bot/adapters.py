@@ -29,7 +29,7 @@ from bot.agent.loop import (
 from bot.agent.record import SqlStepRecorder, StepRecord
 from bot.agent.tools import ToolSet
 from bot.context.files import SnapshotError, open_snapshot
-from bot.context.index import build_index
+from bot.context.index import RepoIndex, build_index
 from bot.context.pack import assemble_context
 from bot.context.sanitize import frame_untrusted
 from bot.context.terms import estimate_tokens
@@ -203,17 +203,35 @@ class ProjectContext:
         self.cache_dir = cache_dir
 
     def build(
-        self, workdir: Path, query: str, *, enhanced: bool, named_files: Sequence[str]
+        self,
+        workdir: Path,
+        query: str,
+        *,
+        enhanced: bool,
+        named_files: Sequence[str],
+        knowledge_ref: str | None = None,
     ) -> ContextPack:
         try:
             index = build_index(open_snapshot(workdir), self.cache_dir)
         except SnapshotError as exc:
             log.warning("context.index_failed", error=str(exc))
             return self._basic(workdir, named_files)
-        pack = assemble_context(index, query, self.budget, files=enhanced)
+        knowledge = self._knowledge(workdir, knowledge_ref) if knowledge_ref else None
+        pack = assemble_context(index, query, self.budget, files=enhanced, knowledge=knowledge)
         return ContextPack(
             pack.render(), pack.total_tokens, tuple(f"{p.kind}:{p.source}" for p in pack.parts)
         )
+
+    def _knowledge(self, workdir: Path, ref: str) -> RepoIndex | None:
+        """The index of the base branch (``origin/<ref>`` in a task's worktree, ``<ref>``
+        in a local checkout), where instruction files are read from."""
+        for rev in (f"origin/{ref}", ref):
+            try:
+                return build_index(open_snapshot(workdir, commit=rev), self.cache_dir)
+            except SnapshotError:
+                continue
+        log.warning("context.base_unreadable", ref=ref)
+        return None
 
     def _basic(self, workdir: Path, named_files: Sequence[str]) -> ContextPack:
         parts: list[str] = []

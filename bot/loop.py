@@ -487,6 +487,7 @@ def run_iteration(
             f"{task.title}\n{issue_text}",
             enhanced=strategy.uses_context_pack(),
             named_files=_named_files(issue_text),
+            knowledge_ref=task.base,
         )
         board.phase("Context", "done", f"{pack.tokens:,} tokens")
         run = LoopRun(env, task, config, checkout, board, pack.text, stop, started)

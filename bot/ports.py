@@ -142,5 +142,11 @@ class ContextPack:
 
 class ContextBuilder(Protocol):
     def build(
-        self, workdir: Path, query: str, *, enhanced: bool, named_files: Sequence[str]
+        self,
+        workdir: Path,
+        query: str,
+        *,
+        enhanced: bool,
+        named_files: Sequence[str],
+        knowledge_ref: str | None = None,
     ) -> ContextPack: ...

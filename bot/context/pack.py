@@ -93,7 +93,10 @@ def knowledge_items(index: RepoIndex, ranked: Sequence[RankedFile], cap: int) ->
     matched = [
         r.path
         for r in ranked
-        if r.score > 0 and index.files[r.path].kind == "doc" and r.path not in unique
+        if r.score > 0
+        and r.path in index.files
+        and index.files[r.path].kind == "doc"
+        and r.path not in unique
     ][:MATCHED_DOCS]
     paths = unique + matched
     texts = index.texts(paths)
@@ -120,13 +123,16 @@ def assemble_context(
     memory: Sequence[str] = (),
     files: bool = True,
     shares: dict[str, float] | None = None,
+    knowledge: RepoIndex | None = None,
 ) -> ContextPack:
     """The context for ``task`` within ``budget`` tokens.
 
     ``task`` is the untrusted issue or comment text the work is about. ``instructions`` (the
     bot's own rules) are trusted; ``requirements``, ``tasks`` and ``memory`` entries come from
     people and earlier model output, so they are framed as data. With ``files=False`` the
-    code part holds only the repository map.
+    code part holds only the repository map. ``knowledge``, when given, is the index the
+    knowledge part (instruction files, docs) is taken from: the base branch, so that a branch
+    under work cannot rewrite the agent's instructions (DESIGN.md section 4 rule 3).
     """
     if budget <= 0:
         raise ValueError("the budget must be a positive number of tokens")
@@ -148,7 +154,7 @@ def assemble_context(
     def cap(kind: str, fraction: float) -> int:
         return max(1, int(budget * share.get(kind, 0.0) * fraction))
 
-    items["know"] = knowledge_items(index, ranked, cap("know", ITEM_SHARE))
+    items["know"] = knowledge_items(knowledge or index, ranked, cap("know", ITEM_SHARE))
     repo_map = repository_map(index, ranked)
     if repo_map:
         map_cap = cap("code", MAP_SHARE if files else 1.0)
