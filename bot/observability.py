@@ -8,6 +8,7 @@ Metrics live in a registry per app, so several apps in one process (tests) do no
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, MutableMapping, Sequence
 from typing import Any
 
@@ -50,6 +51,8 @@ def configure_logging(level: str, *, json: bool, secrets: Sequence[str]) -> None
             render,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        # Logs go to stderr, so that a command's own output on stdout (--json) stays clean.
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
 

@@ -180,8 +180,10 @@ class SnapshotError(Exception):
 
 
 def _git(repo: Path, *args: str, data: bytes | None = None) -> bytes:
+    # A task's worktree belongs to the sandbox's uid; naming it as safe lets the host read
+    # it (plumbing commands only: no hooks, no checkout).
     proc = subprocess.run(
-        ["git", "-C", str(repo), *args],
+        ["git", "-c", f"safe.directory={repo}", "-C", str(repo), *args],
         input=data,
         capture_output=True,
         check=False,

@@ -17,7 +17,7 @@ def test_logs_are_json_with_context_and_redacted(capsys: pytest.CaptureFixture[s
     log = structlog.get_logger("test").bind(delivery="abc-123")
     log.info("delivery.stored", detail=f"token {token} and {secret}", count=3)
     log.debug("hidden")
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     assert len(lines) == 1
     [record] = lines
     assert record["delivery"] == "abc-123"
@@ -36,7 +36,7 @@ def test_secrets_inside_structured_values_are_redacted(capsys: pytest.CaptureFix
     log.info("call.failed", request={"headers": [f"token {token}"]}, error=RuntimeError(secret))
     configure_logging("INFO", json=False, secrets=[secret])
     log.info("call.failed", request={"auth": secret}, error=RuntimeError(token))
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     json_line, console_line = out.splitlines()
     record = json.loads(json_line)
     assert record["request"] == {"headers": ["token [redacted]"]}

@@ -100,10 +100,10 @@ def test_serve_with_nothing_configured_starts_and_says_what_is_missing(
     response = httpx.post(f"http://127.0.0.1:{port}/webhook", content=body, headers=headers)
     assert response.status_code == 202
     proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=30)
+    out, err = proc.communicate(timeout=30)
     # uvicorn shuts down gracefully, then re-raises the signal it caught.
     assert proc.returncode in (0, -signal.SIGTERM)
-    assert "worker.stopped" in out
+    assert "worker.stopped" in err  # logs go to stderr, the console message to stdout
     assert secret in out
     assert "tasks cannot run until you configure" in out
 
