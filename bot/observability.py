@@ -20,6 +20,21 @@ from prometheus_client.registry import Collector
 from bot.core.redact import redact
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at the moment of writing, so that replacing it
+    later (a test's capture, a daemon's redirect) never leaves logs pointing at a closed
+    stream."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+_STDERR = _CurrentStderr()
+
+
 def configure_logging(level: str, *, json: bool, secrets: Sequence[str]) -> None:
     """Configure structlog for the process; every rendered value is redacted."""
     secret_list = tuple(secrets)
@@ -52,7 +67,7 @@ def configure_logging(level: str, *, json: bool, secrets: Sequence[str]) -> None
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         # Logs go to stderr, so that a command's own output on stdout (--json) stays clean.
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_STDERR),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
 
