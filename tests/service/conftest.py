@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import json
 import socket
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,11 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from bot.queue import Handler
 from bot.settings import Settings
+from tests.actions.conftest import serve
 
 SECRET = "test-webhook-secret-0123456789"
 PREVIOUS = "previous-webhook-secret-9876543210"
@@ -59,26 +56,6 @@ class Live:
     settings: Settings
 
 
-@contextlib.contextmanager
-def serve_app(app: FastAPI) -> Iterator[str]:
-    """Run ``app`` under uvicorn on 127.0.0.1 in a thread; yield its base URL."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 def make_settings(tmp_path: Path, database_url: str, **extra: Any) -> Settings:
     return Settings(
         data_dir=tmp_path / "data",
@@ -97,7 +74,7 @@ def live(tmp_path: Path, database_url: str) -> Iterator[Live]:
     settings = make_settings(tmp_path, database_url)
     handlers: dict[str, Handler] = {}
     app = create_app(settings, handlers=handlers)
-    with serve_app(app) as url:
+    with serve(app, lifespan="on") as url:
         yield Live(app=app, url=url, settings=settings)
     app.state.engine.dispose()
 
