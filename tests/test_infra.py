@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
-from bot.cli import app
+from bot.entrypoints.cli import app
 
 INFRA = Path(__file__).resolve().parents[1] / "infra"
 

@@ -10,7 +10,14 @@ whose ``exit`` is one of :class:`Finished`, :class:`LimitReached`, :class:`Refus
 
 from bot.agent.client import ModelError, make_client
 from bot.agent.cost import Usage, cost, price_for
-from bot.agent.loop import (
+from bot.agent.record import (
+    MemoryRecorder,
+    SqlStepRecorder,
+    StepRecord,
+    StepRecorder,
+    render_memory,
+)
+from bot.agent.tool_loop import (
     AgentLimits,
     AgentOutcome,
     AgentTask,
@@ -22,13 +29,6 @@ from bot.agent.loop import (
     Stopped,
     run_agent,
     worktree_review,
-)
-from bot.agent.record import (
-    MemoryRecorder,
-    SqlStepRecorder,
-    StepRecord,
-    StepRecorder,
-    render_memory,
 )
 from bot.agent.tools import PathPolicy, ToolResult, ToolSet
 

@@ -3,7 +3,7 @@
 Every model call becomes a :class:`StepRecord` (request summary, the model's text, tool
 calls with truncated inputs and results, usage, cost, durations) handed to a
 :class:`StepRecorder`. :class:`SqlStepRecorder` writes them to the ``agentstep`` table
-(``bot/store.py``) so later iterations can use them as memory and the dashboard can show
+(``bot/store/tables.py``) so later iterations can use them as memory and the dashboard can show
 them; :class:`MemoryRecorder` keeps them in a list (``vibe run``, tests).
 """
 
@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from bot.agent.cost import Usage
-from bot.store import AgentStep
+from bot.store.tables import AgentStep
 
 RECORD_TEXT_CHARS = 4_000
 RECORD_INPUT_CHARS = 2_000

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bot.core.config import DEFAULT_PROTECTED_PATHS
 from bot.core.globs import Glob
 from bot.core.redact import redact
-from bot.sandbox import DEFAULT_LIMITS, Sandbox, SandboxError, SandboxLimits
+from bot.sandbox.bwrap import DEFAULT_LIMITS, Sandbox, SandboxError, SandboxLimits
 
 MAX_OUTPUT_CHARS = 30_000
 MAX_READ_BYTES = 5 * 1024 * 1024
@@ -143,7 +143,7 @@ class PathPolicy:
         allowed: Sequence[str] = (),
     ) -> None:
         self.root = root.resolve(strict=True)
-        # The same reading as the publish-time check (bot/workspace.py): a leading or
+        # The same reading as the publish-time check (bot/workspace/git.py): a leading or
         # trailing "/" changes nothing, and a pattern also covers what is below its match.
         self._protected = [Glob(g) for g in (p.strip().strip("/") for p in protected) if g]
         self._allowed = [Glob(g) for g in (p.strip().strip("/") for p in allowed) if g]

@@ -14,7 +14,7 @@ from typing import Literal
 from bot.core.config import ConfigProblem
 from bot.core.markers import Marker, marker, with_marker
 from bot.core.redact import redact
-from bot.tasks import Check, IterationRecord, PlanStep, Requirement, TaskRecord, Usage
+from bot.core.tasks import Check, IterationRecord, PlanStep, Requirement, TaskRecord, Usage
 
 PhaseState = Literal["pending", "running", "done", "failed", "skipped"]
 

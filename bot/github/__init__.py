@@ -2,7 +2,7 @@
 
 Build one :class:`GitHub` per process (``GitHub.from_settings(settings)``) and ask it for
 a :class:`RepoClient` per repository (``hub.repo("owner/name")``). A ``RepoClient``
-satisfies :class:`bot.ports.Forge` and offers more: permissions, labels, check runs,
+satisfies :class:`bot.loop.ports.Forge` and offers more: permissions, labels, check runs,
 review threads, configuration with the organisation fallback, instruction files and git
 credentials. Calls block; run them in worker threads, never on an event loop.
 
@@ -30,7 +30,7 @@ from bot.github.client import (
     ReviewThread,
     ThreadComment,
 )
-from bot.github.policy import (
+from bot.github.retry import (
     AmbiguousWrite,
     Clock,
     GitHubRequestError,

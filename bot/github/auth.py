@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 import jwt
 from github import Auth, Github
 
-from bot.github.policy import Clock, GitHubRequestError, RequestPolicy
+from bot.github.retry import Clock, GitHubRequestError, RequestPolicy
 
 JWT_BACKDATE = 60  # GitHub's advice: set iat 60 s in the past
 JWT_LIFETIME = 540  # below GitHub's 10-minute maximum, leaving room for drift

@@ -31,7 +31,7 @@ from bot.github.auth import (
     TokenSource,
     whole_seconds,
 )
-from bot.github.policy import (
+from bot.github.retry import (
     AmbiguousWrite,
     Clock,
     GitHubRequestError,
@@ -39,7 +39,7 @@ from bot.github.policy import (
     RequestPolicy,
     RetrySettings,
 )
-from bot.ports import IssueText, PullInfo
+from bot.loop.ports import IssueText, PullInfo
 from bot.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -354,7 +354,7 @@ class GitHub:
 
 
 class RepoClient:
-    """Everything the bot does on one repository. Satisfies :class:`bot.ports.Forge`."""
+    """Everything the bot does on one repository. Satisfies :class:`bot.loop.ports.Forge`."""
 
     def __init__(self, hub: GitHub, repo: str) -> None:
         self.hub = hub

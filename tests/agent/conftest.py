@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bot.agent import AgentLimits
-from bot.sandbox import BwrapSandbox
+from bot.sandbox.bwrap import BwrapSandbox
 from bot.settings import Settings, load_settings
 from bot.testing.model_server import ScriptedModelServer, load_script
 

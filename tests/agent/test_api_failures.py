@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.agent import AgentTask, Errored, Finished, MemoryRecorder, ToolSet, run_agent
-from bot.sandbox import BwrapSandbox, SandboxLimits
+from bot.sandbox.bwrap import BwrapSandbox, SandboxLimits
 
 from .conftest import limits, make_settings
 

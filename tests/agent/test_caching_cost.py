@@ -11,7 +11,7 @@ from typing import Any
 
 from bot.agent import AgentTask, Finished, MemoryRecorder, ToolSet, Usage, cost, run_agent
 from bot.agent.cost import price_for
-from bot.sandbox import BwrapSandbox
+from bot.sandbox.bwrap import BwrapSandbox
 from bot.settings import ModelPrice
 
 from .conftest import limits, make_settings

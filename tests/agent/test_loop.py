@@ -20,7 +20,7 @@ from bot.agent import (
     run_agent,
     worktree_review,
 )
-from bot.sandbox import BwrapSandbox, SandboxLimits
+from bot.sandbox.bwrap import BwrapSandbox, SandboxLimits
 from bot.testing.model_server import Step
 
 from .conftest import limits, make_settings

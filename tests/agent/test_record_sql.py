@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from bot.agent import AgentTask, Finished, SqlStepRecorder, ToolSet, render_memory, run_agent
-from bot.sandbox import BwrapSandbox
-from bot.store import init_db, make_engine
+from bot.sandbox.bwrap import BwrapSandbox
+from bot.store.engine import init_db, make_engine
 
 from .conftest import limits, make_settings
 

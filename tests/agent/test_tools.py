@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from bot.agent import PathPolicy, ToolSet
 from bot.agent.tools import MAX_OUTPUT_CHARS, MAX_WRITE_BYTES, Glob, ToolRefusal, truncate
-from bot.sandbox import BwrapSandbox, SandboxLimits
+from bot.sandbox.bwrap import BwrapSandbox, SandboxLimits
 
 
 @pytest.fixture
@@ -114,7 +114,7 @@ def test_protected_paths_read_like_the_publish_check(
     repo: Path, sandbox: BwrapSandbox, tmp_path: Path
 ) -> None:
     """A pattern covers what is below its match, and slashes around it change nothing, as in
-    bot.workspace.protected_paths_hit (which refuses the push)."""
+    bot.workspace.git.protected_paths_hit (which refuses the push)."""
     protected = ["docs/secret", "build/", "/infra", "  keys  "]
     allowed = ["docs/secret/public"]
     tools = ToolSet.full(repo, sandbox, protected_paths=protected, allowed_paths=allowed)

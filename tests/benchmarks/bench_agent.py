@@ -39,7 +39,7 @@ from bot.agent import (  # noqa: E402
     run_agent,
 )
 from bot.agent.cost import Usage, price_for  # noqa: E402
-from bot.sandbox import BwrapSandbox  # noqa: E402
+from bot.sandbox.bwrap import BwrapSandbox  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 from bot.testing.model_server import (  # noqa: E402
     ScriptedModelServer,

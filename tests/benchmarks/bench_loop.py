@@ -23,9 +23,10 @@ from pathlib import Path
 
 from sqlmodel import Session, col, func, select
 
-from bot import taskdb
-from bot.demo import REPO, WRITER, fix_add, service, stage, wait_for
-from bot.store import AgentStep, make_engine
+from bot.entrypoints.demo import REPO, WRITER, fix_add, service, stage, wait_for
+from bot.store import tasks as taskdb
+from bot.store.engine import make_engine
+from bot.store.tables import AgentStep
 
 
 def baseline(clone_url: str, root: Path) -> float:

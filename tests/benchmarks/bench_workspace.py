@@ -33,8 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bot.sandbox import BwrapSandbox  # noqa: E402
-from bot.workspace import Identity, WorkspaceCache  # noqa: E402
+from bot.sandbox.bwrap import BwrapSandbox  # noqa: E402
+from bot.workspace.git import Identity, WorkspaceCache  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 FILES = 20_000

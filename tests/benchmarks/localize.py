@@ -38,7 +38,7 @@ from bot.context.index import RepoIndex, build_index
 from bot.context.rank import rank_files
 from bot.context.terms import IDENT_RE, split_identifier
 
-CLI = "from bot.cli import main; main()"
+CLI = "from bot.entrypoints.cli import main; main()"
 KS = (1, 3, 5, 10)
 BUDGETS = (13_000, 27_000, 50_000)
 TUNING = ("pytest-dev/pytest", "psf/requests", "pallets/flask")

@@ -11,8 +11,7 @@ from bot.context.files import DirectorySnapshot
 from bot.context.index import build_index
 from bot.context.pack import assemble_context
 from bot.context.terms import estimate_tokens
-
-from .conftest import write_tree
+from tests.support.context import write_tree
 
 names = st.from_regex(r"[a-z]{1,8}(/[a-z_]{1,8}){0,2}\.(py|md|json|txt|cfg)", fullmatch=True)
 words = st.lists(

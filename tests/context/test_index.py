@@ -7,8 +7,7 @@ from bot.context.files import DirectorySnapshot, GitCommitSnapshot, open_snapsho
 from bot.context.index import build_index
 from bot.context.pack import assemble_context
 from bot.context.rank import rank_files
-
-from .conftest import commit_all, git, write_tree
+from tests.support.context import commit_all, git, write_tree
 
 
 def test_incremental_update_after_a_commit_equals_a_full_rebuild(

@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot import taskdb
-from bot.demo import REPO, Stage, stage
-from bot.store import make_engine
+from bot.entrypoints.demo import REPO, Stage, stage
+from bot.store import tasks as taskdb
+from bot.store.engine import make_engine
 from tests.conftest import require
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import time
 
-from bot.demo import REPO, WRITER, Stage, edit, finish, wait_for
+from bot.entrypoints.demo import REPO, WRITER, Stage, edit, finish, wait_for
 from tests.e2e.conftest import Bot, task_state
 from tests.e2e.test_flow import bot_comments, final_status
 

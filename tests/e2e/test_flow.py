@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bot.core.markers import find_marker
-from bot.demo import (
+from bot.entrypoints.demo import (
     READER,
     REPO,
     SAMPLE_FILES,

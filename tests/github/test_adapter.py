@@ -24,7 +24,7 @@ from bot.github import (
     RetrySettings,
     StaticToken,
 )
-from bot.queue import RetryableError
+from bot.jobs.queue import RetryableError
 from bot.settings import load_settings
 from bot.testing.fake_github import AppCredentials, FakeClock, FakeGitHub, InlineComment
 from tests.github.conftest import app_key

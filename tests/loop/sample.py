@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from bot.demo import CALC, CONFIG, TEST, create, docstring, edit, finish, fix_add
+from bot.entrypoints.demo import CALC, CONFIG, TEST, create, docstring, edit, finish, fix_add
 
 __all__ = ["create", "docstring", "edit", "finish", "fix_add", "git", "make_repo"]
 

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from bot.adapters import GitHubRepository
 from bot.core.config import CONFIG_PATH
+from bot.github.repository import GitHubRepository
 from bot.testing.fake_github import FakeClock, FakeGitHub
 from tests.github.conftest import app_key
 from tests.github.test_adapter import app_hub

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from bot import loop, taskdb
-from bot.demo import edit, fix_add, wait_for
-from bot.local import local_env
-from bot.queue import RetryableError
+from bot.core.tasks import State
+from bot.entrypoints.demo import edit, fix_add, wait_for
+from bot.entrypoints.local import local_env
+from bot.jobs.queue import RetryableError
+from bot.loop import actions as loop
 from bot.settings import load_settings
-from bot.store import init_db, make_engine
-from bot.tasks import State
+from bot.store import tasks as taskdb
+from bot.store.engine import init_db, make_engine
 from bot.testing.model_server import ScriptedModelServer
 from tests.loop.sample import git, make_repo
 

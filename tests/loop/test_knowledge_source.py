@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from bot.adapters import ProjectContext
+from bot.context.adapter import ProjectContext
 
 
 def git(repo: Path, *args: str) -> None:

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import pytest
 
-from bot.local import run_local
+from bot.entrypoints.local import run_local
 from bot.settings import load_settings
 from bot.testing.model_server import ScriptedModelServer
 from tests.loop.sample import finish, git, make_repo

@@ -7,9 +7,9 @@ import time
 
 from bot.core.markers import Marker, find_marker
 from bot.core.render import Final
-from bot.loop import StatusBoard
-from bot.ports import IssueText, PullInfo
-from bot.tasks import State, TaskRecord, Usage
+from bot.core.tasks import State, TaskRecord, Usage
+from bot.loop.actions import StatusBoard
+from bot.loop.ports import IssueText, PullInfo
 
 
 class RecordingForge:

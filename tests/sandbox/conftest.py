@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.sandbox import BwrapSandbox
+from bot.sandbox.bwrap import BwrapSandbox
 
 
 def hand_over(path: Path, uid: int | None) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.egress import EgressError, EgressProxy, host_allowed
-from bot.sandbox import BwrapSandbox
+from bot.sandbox.bwrap import BwrapSandbox
+from bot.sandbox.egress import EgressError, EgressProxy, host_allowed
 
 pytestmark = pytest.mark.bwrap
 

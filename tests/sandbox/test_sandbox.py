@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cgroup import memory_cgroup_base, sweep_stale
-from bot.sandbox import (
+from bot.sandbox.bwrap import (
     BwrapSandbox,
     CommandResult,
     NoSandbox,
@@ -26,6 +25,7 @@ from bot.sandbox import (
     make_sandbox,
     run_setup,
 )
+from bot.sandbox.cgroup import memory_cgroup_base, sweep_stale
 from bot.settings import Settings
 
 from .conftest import hand_over
@@ -276,7 +276,7 @@ def test_none_mode_warns_on_every_command(
     monkeypatch.setenv("VIBE_CANARY", "canary-for-none")
     sandbox = make_sandbox(Settings(sandbox="none"))
     assert isinstance(sandbox, NoSandbox)
-    with caplog.at_level("WARNING", logger="bot.sandbox"):
+    with caplog.at_level("WARNING", logger="bot.sandbox.bwrap"):
         first = sandbox.run("env", workdir=workdir)
         sandbox.run("true", workdir=workdir)
     assert first.ok
@@ -314,7 +314,7 @@ def _no_leftover_sandbox_processes(sandbox: BwrapSandbox) -> Iterator[None]:
 UNPRIVILEGED_SCRIPT = """
 import json, sys
 from pathlib import Path
-from bot.sandbox import BwrapSandbox, SandboxLimits
+from bot.sandbox.bwrap import BwrapSandbox, SandboxLimits
 sandbox = BwrapSandbox()
 work = Path(sys.argv[1])
 tight = SandboxLimits(wall_seconds=5, processes=12, memory_bytes=256 * 1024**2)

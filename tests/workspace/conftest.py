@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.sandbox import BwrapSandbox
-from bot.workspace import GitCredentials, Identity, WorkspaceCache
+from bot.sandbox.bwrap import BwrapSandbox
+from bot.workspace.git import GitCredentials, Identity, WorkspaceCache
 
 TOKEN = "ghs_workspaceTestToken0123456789abcdef"
 BOT = Identity("vibe-bot[bot]", "12345+vibe-bot[bot]@users.noreply.github.com")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.sandbox import BwrapSandbox, SandboxError
-from bot.workspace import WorkspaceCache
+from bot.sandbox.bwrap import BwrapSandbox, SandboxError
+from bot.workspace.git import WorkspaceCache
 
 from .conftest import BOT, GitServer
 

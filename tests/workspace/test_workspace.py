@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from bot.core.config import parse_repo_config
-from bot.sandbox import BwrapSandbox
-from bot.workspace import (
+from bot.sandbox.bwrap import BwrapSandbox
+from bot.workspace.git import (
     GitCredentials,
     Identity,
     ProtectedPathError,
@@ -562,7 +562,7 @@ def test_locks_left_by_a_killed_commit_are_cleared(
 def test_protected_path_check_is_linear_on_hostile_globs() -> None:
     import time
 
-    from bot.workspace import protected_paths_hit
+    from bot.workspace.git import protected_paths_hit
 
     started = time.monotonic()
     hit = protected_paths_hit(["a" * 200, "x/" + "a" * 60], ["*a" * 9 + "*b"])

@@ -1,0 +1,567 @@
+"""The durable job queue and the worker pool.
+
+Claim protocol (DESIGN.md section 2): a worker takes a job under a lease and renews it with a
+heartbeat; a job whose lease lapsed is claimed again, so handlers must be idempotent. Jobs
+that share a ``serial_key`` (repository + issue/PR number) never run at once and run in id
+order.
+
+- PostgreSQL: candidates are selected ``FOR UPDATE SKIP LOCKED``; the serial-key check runs
+  under ``pg_try_advisory_xact_lock`` so two workers cannot both start jobs of one key.
+- SQLite: the claim runs in ``BEGIN IMMEDIATE``, which makes claims one writer at a time.
+
+Handlers run synchronously in worker threads: ``handler(ctx: JobContext) -> None``. Raising
+:class:`RetryableError` retries with backoff; :class:`PermanentError` ends the job as dead at
+once; any other exception retries until ``max_attempts``, then the job is dead with its error
+kept.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import func, text
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import Session, col, select, update
+
+from bot.core.redact import redact
+from bot.settings import Settings
+from bot.store.engine import write_transaction as write_transaction
+from bot.store.tables import Delivery, Job, JobRun, utcnow
+
+log = structlog.get_logger(__name__)
+
+MAX_ERROR_CHARS = 4000
+
+
+class RetryableError(Exception):
+    """The job may succeed later (rate limit, transient fault).
+
+    ``retry_at`` (epoch seconds), when set, is when the cause said to come back (GitHub's
+    ``x-ratelimit-reset``, a ``retry-after``): the job does not run again before then.
+    """
+
+    def __init__(self, *args: object, retry_at: float | None = None) -> None:
+        super().__init__(*args)
+        self.retry_at = retry_at
+
+
+class PermanentError(Exception):
+    """The job cannot succeed; do not retry."""
+
+
+@dataclass
+class JobContext:
+    """What a handler gets: the job, its delivery (if any) and the means to stop early."""
+
+    job_id: int
+    kind: str
+    payload: dict[str, Any]
+    attempt: int
+    settings: Settings
+    engine: Engine
+    cancel: threading.Event
+    delivery_id: str | None = None
+    event_name: str | None = None
+    event_payload: dict[str, Any] | None = None
+
+
+Handler = Callable[[JobContext], None]
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    attempt: int
+    delivery_id: str | None
+    serial_key: str | None
+
+
+def _is_postgres(engine: Engine) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+# Built once: statements with bound parameters are compiled once and cached, which keeps
+# the ingest path's SQLAlchemy overhead small.
+_INSERT_JOB = Job.__table__.insert().returning(Job.__table__.c.id)  # type: ignore[attr-defined]
+
+
+def enqueue(
+    conn: Connection,
+    kind: str,
+    payload: Mapping[str, Any],
+    *,
+    serial_key: str | None = None,
+    delivery_id: str | None = None,
+    max_attempts: int = 5,
+    run_after: datetime | None = None,
+) -> int:
+    """Insert a queued job inside the caller's transaction and return its id."""
+    now = utcnow()
+    result = conn.execute(
+        _INSERT_JOB,
+        {
+            "kind": kind,
+            "status": "queued",
+            "payload": dict(payload),
+            "serial_key": serial_key,
+            "delivery_id": delivery_id,
+            "attempts": 0,
+            "max_attempts": max_attempts,
+            "run_after": run_after or now,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    return int(result.scalar_one())
+
+
+@dataclass
+class Queue:
+    """Claim, heartbeat, complete and fail jobs in the database."""
+
+    engine: Engine
+    lease_seconds: float = 60.0
+    retry_base_seconds: float = 5.0
+    retry_max_seconds: float = 600.0
+    clock: Callable[[], datetime] = utcnow
+    secrets: Sequence[str] = field(default_factory=tuple)
+
+    def claim(self, worker_id: str, kinds: Sequence[str]) -> ClaimedJob | None:
+        """Take the next runnable job of one of ``kinds`` under a lease, or return None."""
+        if not kinds:
+            return None
+        now = self.clock()
+        job = Job.__table__  # type: ignore[attr-defined]
+        postgres = _is_postgres(self.engine)
+        with write_transaction(self.engine) as conn:
+            runnable = ((job.c.status == "queued") & (job.c.run_after <= now)) | (
+                (job.c.status == "running") & (job.c.lease_expires < now)
+            )
+            # Only the head of each lane is a candidate: otherwise the jobs queued behind one
+            # long task (a busy PR's comments) fill the candidate window and starve every
+            # other lane. _lane_free checks again under the lock.
+            other = job.alias("other")
+            lane_busy = (
+                select(other.c.id)
+                .where(
+                    other.c.serial_key == job.c.serial_key,
+                    other.c.id != job.c.id,
+                    ((other.c.status == "running") & (other.c.lease_expires >= now))
+                    | (other.c.status.in_(["queued", "running"]) & (other.c.id < job.c.id)),
+                )
+                .exists()
+            )
+            query = (
+                select(
+                    job.c.id,
+                    job.c.serial_key,
+                    job.c.attempts,
+                    ((job.c.status == "running") & (job.c.attempts >= job.c.max_attempts)),
+                )
+                .where(
+                    runnable,
+                    job.c.kind.in_(list(kinds)),
+                    job.c.serial_key.is_(None) | ~lane_busy,
+                )
+                .order_by(job.c.id)
+                .limit(25)
+            )
+            if postgres:
+                query = query.with_for_update(skip_locked=True)
+            for job_id, key, attempts, spent in conn.execute(query).all():
+                if spent:
+                    # Its worker died on every attempt (killed, out of memory): a job that
+                    # crashes whoever runs it must end, not be claimed again forever.
+                    self._bury(conn, job_id, attempts, now)
+                    continue
+                if key is not None and not self._lane_free(conn, job_id, key, now, postgres):
+                    continue
+                row = conn.execute(
+                    job.update()
+                    .where(job.c.id == job_id)
+                    .values(
+                        status="running",
+                        lease_owner=worker_id,
+                        lease_expires=now + timedelta(seconds=self.lease_seconds),
+                        attempts=job.c.attempts + 1,
+                        updated_at=now,
+                    )
+                    .returning(job.c.kind, job.c.payload, job.c.attempts, job.c.delivery_id)
+                ).one()
+                conn.execute(
+                    JobRun.__table__.insert().values(  # type: ignore[attr-defined]
+                        job_id=job_id, attempt=row.attempts, worker=worker_id, started_at=now
+                    )
+                )
+                return ClaimedJob(
+                    id=job_id,
+                    kind=row.kind,
+                    payload=dict(row.payload),
+                    attempt=row.attempts,
+                    delivery_id=row.delivery_id,
+                    serial_key=key,
+                )
+        return None
+
+    @staticmethod
+    def _bury(conn: Connection, job_id: int, attempts: int, now: datetime) -> None:
+        error = f"the worker running it stopped without an outcome on all {attempts} attempts"
+        conn.execute(
+            update(Job)
+            .where(col(Job.id) == job_id)
+            .values(
+                status="dead",
+                lease_owner=None,
+                lease_expires=None,
+                updated_at=now,
+                finished_at=now,
+                last_error=error,
+            )
+        )
+        Queue._end_run(conn, job_id, attempts, now, "lost", error)
+
+    @staticmethod
+    def _lane_free(conn: Connection, job_id: int, key: str, now: datetime, postgres: bool) -> bool:
+        """True when no other job of this serial key is running or queued ahead of ``job_id``."""
+        if (
+            postgres
+            and not conn.execute(
+                text("SELECT pg_try_advisory_xact_lock(hashtext(:k))"), {"k": key}
+            ).scalar_one()
+        ):
+            return False
+        job = Job.__table__  # type: ignore[attr-defined]
+        live_running = (job.c.status == "running") & (job.c.lease_expires >= now)
+        earlier_waiting = (job.c.status.in_(["queued", "running"])) & (job.c.id < job_id)
+        blocker = conn.execute(
+            select(job.c.id)
+            .where(job.c.serial_key == key, job.c.id != job_id, live_running | earlier_waiting)
+            .limit(1)
+        ).first()
+        return blocker is None
+
+    def heartbeat(self, job_id: int, worker_id: str) -> bool:
+        """Extend the lease; False means the lease was lost (another worker may have it)."""
+        now = self.clock()
+        with write_transaction(self.engine) as conn:
+            result = conn.execute(
+                update(Job)
+                .where(
+                    col(Job.id) == job_id,
+                    col(Job.lease_owner) == worker_id,
+                    col(Job.status) == "running",
+                )
+                .values(lease_expires=now + timedelta(seconds=self.lease_seconds), updated_at=now)
+            )
+            return bool(result.rowcount)
+
+    def complete(self, job_id: int, worker_id: str, attempt: int) -> bool:
+        """Mark done if this worker still holds the lease; False if it was lost."""
+        return self._finish(job_id, worker_id, attempt, status="done", outcome="done", error=None)
+
+    def fail(
+        self,
+        job_id: int,
+        worker_id: str,
+        attempt: int,
+        error: str,
+        *,
+        retryable: bool,
+        not_before: datetime | None = None,
+    ) -> str:
+        """Record a failure: requeue with backoff (and not before ``not_before``), or mark
+        dead. Returns the new status."""
+        error = redact(error, self.secrets)[:MAX_ERROR_CHARS]
+        with Session(self.engine) as session:
+            job = session.get(Job, job_id)
+            exhausted = job is None or job.attempts >= job.max_attempts
+        if retryable and not exhausted:
+            delay = min(self.retry_base_seconds * 2 ** (attempt - 1), self.retry_max_seconds)
+            delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
+            run_after = self.clock() + timedelta(seconds=delay)
+            if not_before is not None:
+                run_after = max(run_after, not_before)
+            self._finish(
+                job_id,
+                worker_id,
+                attempt,
+                status="queued",
+                outcome="retry",
+                error=error,
+                run_after=run_after,
+            )
+            return "queued"
+        self._finish(job_id, worker_id, attempt, status="dead", outcome="dead", error=error)
+        return "dead"
+
+    def release(self, job_id: int, worker_id: str, attempt: int) -> None:
+        """Give a job back on shutdown without counting the attempt."""
+        now = self.clock()
+        with write_transaction(self.engine) as conn:
+            conn.execute(
+                update(Job)
+                .where(col(Job.id) == job_id, col(Job.lease_owner) == worker_id)
+                .values(
+                    status="queued",
+                    lease_owner=None,
+                    lease_expires=None,
+                    attempts=Job.attempts - 1,
+                    run_after=now,
+                    updated_at=now,
+                )
+            )
+            self._end_run(conn, job_id, attempt, now, "released", None)
+
+    def _finish(
+        self,
+        job_id: int,
+        worker_id: str,
+        attempt: int,
+        *,
+        status: str,
+        outcome: str,
+        error: str | None,
+        run_after: datetime | None = None,
+    ) -> bool:
+        now = self.clock()
+        values: dict[str, Any] = {
+            "status": status,
+            "lease_owner": None,
+            "lease_expires": None,
+            "updated_at": now,
+            "last_error": error,
+        }
+        if status in ("done", "dead"):
+            values["finished_at"] = now
+        if run_after is not None:
+            values["run_after"] = run_after
+        with write_transaction(self.engine) as conn:
+            result = conn.execute(
+                update(Job)
+                .where(
+                    col(Job.id) == job_id,
+                    col(Job.lease_owner) == worker_id,
+                    col(Job.status) == "running",
+                    col(Job.attempts) == attempt,
+                )
+                .values(**values)
+            )
+            if not result.rowcount:
+                self._end_run(conn, job_id, attempt, now, "lost", error)
+                return False
+            self._end_run(conn, job_id, attempt, now, outcome, error)
+            return True
+
+    @staticmethod
+    def _end_run(
+        conn: Connection,
+        job_id: int,
+        attempt: int,
+        now: datetime,
+        outcome: str,
+        error: str | None,
+    ) -> None:
+        conn.execute(
+            update(JobRun)
+            .where(
+                col(JobRun.job_id) == job_id,
+                col(JobRun.attempt) == attempt,
+                col(JobRun.finished_at).is_(None),
+            )
+            .values(finished_at=now, outcome=outcome, error=error)
+        )
+
+    def depth(self) -> dict[str, int]:
+        """Number of jobs per status."""
+        with Session(self.engine) as session:
+            rows = session.exec(select(Job.status, func.count()).group_by(Job.status)).all()
+        return {status: int(count) for status, count in rows}
+
+    def jobs(self, limit: int = 100) -> list[Job]:
+        with Session(self.engine) as session:
+            return list(session.exec(select(Job).order_by(col(Job.id).desc()).limit(limit)))
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 100000}"
+
+
+class Worker:
+    """A pool of threads that claim and run jobs until stopped.
+
+    ``stop()`` stops claiming at once; running handlers get ``grace`` seconds to finish, then
+    their cancel event is set and, if they still run, the job is released for another worker.
+    """
+
+    def __init__(
+        self,
+        queue: Queue,
+        handlers: Mapping[str, Handler],
+        settings: Settings,
+        *,
+        concurrency: int = 2,
+        poll_interval: float = 0.5,
+        heartbeat_seconds: float | None = None,
+        name: str | None = None,
+        on_finished: Callable[[str, str, float], None] | None = None,
+    ) -> None:
+        self.queue = queue
+        self.handlers = dict(handlers)
+        self.settings = settings
+        self.concurrency = concurrency
+        self.poll_interval = poll_interval
+        self.heartbeat_seconds = heartbeat_seconds or settings.heartbeat_seconds
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.on_finished = on_finished
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._running: dict[int, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        for n in range(self.concurrency):
+            thread = threading.Thread(
+                target=self._loop, args=(f"{self.name}/{n}",), name=f"vibe-worker-{n}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        log.info("worker.started", worker=self.name, threads=self.concurrency)
+
+    def wake(self) -> None:
+        """Tell idle threads that a job may be waiting (same-process ingest)."""
+        self._wake.set()
+
+    def stop(self, grace: float = 30.0) -> None:
+        self._stopping.set()
+        self._wake.set()
+        deadline = time.monotonic() + grace
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            for cancel in self._running.values():
+                cancel.set()
+        for thread in self._threads:
+            thread.join(5.0)
+        log.info("worker.stopped", worker=self.name)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def _loop(self, worker_id: str) -> None:
+        kinds = sorted(self.handlers)
+        while not self._stopping.is_set():
+            try:
+                job = self.queue.claim(worker_id, kinds)
+            except Exception as exc:  # noqa: BLE001 - a database hiccup must not kill the thread
+                log.warning("worker.claim_failed", error=str(exc))
+                job = None
+            if job is None:
+                self._wake.wait(self.poll_interval)
+                self._wake.clear()
+                continue
+            try:
+                self._run(worker_id, job)
+            except Exception:
+                # The thread must outlive a failed bookkeeping step. Recording the outcome
+                # failed (database unreachable, an exception that cannot be printed): the
+                # lease lapses and the job is claimed again.
+                log.exception("worker.job_outcome_not_recorded", job=job.id)
+
+    def _context(self, job: ClaimedJob, cancel: threading.Event) -> JobContext:
+        event_name = event_payload = None
+        if job.delivery_id is not None:
+            with Session(self.queue.engine) as session:
+                delivery = session.get(Delivery, job.delivery_id)
+                if delivery is not None:
+                    event_name, event_payload = delivery.event, dict(delivery.payload)
+        return JobContext(
+            job_id=job.id,
+            kind=job.kind,
+            payload=job.payload,
+            attempt=job.attempt,
+            settings=self.settings,
+            engine=self.queue.engine,
+            cancel=cancel,
+            delivery_id=job.delivery_id,
+            event_name=event_name,
+            event_payload=event_payload,
+        )
+
+    def _run(self, worker_id: str, job: ClaimedJob) -> None:
+        cancel = threading.Event()
+        lost = threading.Event()
+        done = threading.Event()
+        with self._lock:
+            self._running[job.id] = cancel
+
+        def beat() -> None:
+            confirmed = time.monotonic()
+            while not done.wait(self.heartbeat_seconds):
+                try:
+                    if not self.queue.heartbeat(job.id, worker_id):
+                        lost.set()
+                        cancel.set()
+                        return
+                    confirmed = time.monotonic()
+                except Exception as exc:  # noqa: BLE001 - keep beating through a blip
+                    log.warning("worker.heartbeat_failed", job=job.id, error=str(exc))
+                    if time.monotonic() - confirmed >= self.queue.lease_seconds:
+                        # The lease has lapsed unrenewed: another worker may claim the job
+                        # now, so this run stops rather than run beside it.
+                        lost.set()
+                        cancel.set()
+                        return
+
+        beater = threading.Thread(target=beat, name=f"vibe-heartbeat-{job.id}", daemon=True)
+        beater.start()
+        started = time.monotonic()
+        bound = log.bind(job=job.id, kind=job.kind, attempt=job.attempt, delivery=job.delivery_id)
+        outcome = "done"
+        try:
+            bound.info("job.started")
+            self.handlers[job.kind](self._context(job, cancel))
+        except PermanentError as exc:
+            outcome = self.queue.fail(job.id, worker_id, job.attempt, str(exc), retryable=False)
+        except Exception as exc:  # noqa: BLE001 - any handler failure is recorded, not raised
+            if self._stopping.is_set() and cancel.is_set() and not lost.is_set():
+                self.queue.release(job.id, worker_id, job.attempt)
+                outcome = "released"
+            else:
+                message = f"{type(exc).__name__}: {exc}"
+                retry_at = exc.retry_at if isinstance(exc, RetryableError) else None
+                outcome = self.queue.fail(
+                    job.id,
+                    worker_id,
+                    job.attempt,
+                    message,
+                    retryable=True,
+                    not_before=None if retry_at is None else datetime.fromtimestamp(retry_at, UTC),
+                )
+        else:
+            if self._stopping.is_set() and cancel.is_set() and not lost.is_set():
+                self.queue.release(job.id, worker_id, job.attempt)
+                outcome = "released"
+            elif not self.queue.complete(job.id, worker_id, job.attempt):
+                outcome = "lost"
+        finally:
+            done.set()
+            beater.join()
+            with self._lock:
+                self._running.pop(job.id, None)
+        elapsed = time.monotonic() - started
+        bound.info("job.finished", outcome=outcome, seconds=round(elapsed, 3))
+        if self.on_finished is not None:
+            self.on_finished(job.kind, outcome, elapsed)

@@ -1,0 +1,37 @@
+"""The five development models (survey section 8) as strategies over :mod:`bot.loop`."""
+
+from __future__ import annotations
+
+from bot.loop.strategies.base import AgentOutcome, Brief, Result, Run, Stopped, Strategy
+from bot.loop.strategies.context import ContextEnhanced
+from bot.loop.strategies.conversational import Conversational
+from bot.loop.strategies.plan import PlanDriven, parse_plan
+from bot.loop.strategies.test import TestDriven
+from bot.loop.strategies.unconstrained import Unconstrained
+from bot.settings import DevelopmentModel
+
+STRATEGIES: dict[DevelopmentModel, Strategy] = {
+    "unconstrained": Unconstrained(),
+    "conversational": Conversational(),
+    "plan": PlanDriven(),
+    "test": TestDriven(),
+    "context": ContextEnhanced(),
+}
+
+
+def strategy_for(name: DevelopmentModel) -> Strategy:
+    return STRATEGIES[name]
+
+
+__all__ = [
+    "STRATEGIES",
+    "AgentOutcome",
+    "Brief",
+    "PlanDriven",
+    "Result",
+    "Run",
+    "Stopped",
+    "Strategy",
+    "parse_plan",
+    "strategy_for",
+]

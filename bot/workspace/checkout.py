@@ -1,0 +1,104 @@
+"""The loop's Workspaces port over the mirror cache and worktrees (:mod:`bot.workspace.git`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import structlog
+
+from bot.core.config import RepoConfig
+from bot.loop.actions import Refused as LoopRefused
+from bot.workspace.git import (
+    GitCredentials,
+    Identity,
+    UndoRefused,
+    Workspace,
+    WorkspaceCache,
+    WorkspaceError,
+)
+
+log = structlog.get_logger(__name__)
+
+
+BOT_IDENTITY = Identity("vibe-bot", "vibe-bot@users.noreply.github.com")
+
+
+def person(login: str) -> Identity | None:
+    """The ``Co-authored-by`` identity of a GitHub login (its noreply address)."""
+    try:
+        return Identity(login, f"{login}@users.noreply.github.com")
+    except WorkspaceError:
+        return None
+
+
+class _Checkout:
+    """:class:`bot.loop.ports.Checkout` over a :class:`bot.workspace.git.Workspace`."""
+
+    def __init__(
+        self,
+        ws: Workspace,
+        credentials: GitCredentials | None,
+        config: Callable[[], RepoConfig],
+        co_author: Identity | None,
+    ) -> None:
+        self.ws = ws
+        self.path = ws.path
+        self.credentials = credentials
+        self.config = config
+        self.co_authors = [co_author] if co_author is not None else []
+
+    def head(self) -> str:
+        return self.ws.head()
+
+    def commit(self, message: str) -> str | None:
+        return self.ws.commit(message, author=BOT_IDENTITY, co_authors=self.co_authors)
+
+    def discard(self) -> None:
+        self.ws.discard()
+
+    def publish(self) -> None:
+        self.ws.push(self.credentials, self.config())
+
+    def revert_since(self, sha: str, message: str) -> str | None:
+        try:
+            return self.ws.undo(
+                sha, author=BOT_IDENTITY, co_authors=self.co_authors, message=message
+            )
+        except UndoRefused as exc:  # e.g. a person's commit in the range: say so, do nothing
+            raise LoopRefused(str(exc)) from exc
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+class GitWorkspaces:
+    """:class:`bot.loop.ports.Workspaces` over the mirror cache, for one repository.
+
+    ``url`` is the clone URL (https for GitHub, ``file://`` for a local checkout);
+    ``credentials`` is called at each open so an installation token is fresh."""
+
+    def __init__(
+        self,
+        cache: WorkspaceCache,
+        repo: str,
+        url: str,
+        credentials: Callable[[], GitCredentials | None],
+        config: Callable[[str], RepoConfig],
+    ) -> None:
+        self.cache = cache
+        self.repo = repo
+        self.url = url
+        self.credentials = credentials
+        self.config = config
+
+    def open(self, branch: str, base: str, *, shared: bool, requester: str) -> _Checkout:
+        creds = self.credentials()
+        ws = self.cache.prepare(
+            self.repo,
+            self.url,
+            branch=branch,
+            default_branch=base,
+            credentials=creds,
+            shared_branch=shared,
+        )
+        return _Checkout(ws, creds, lambda: self.config(base), person(requester))

@@ -1,0 +1,103 @@
+"""The task state machine and task values, table-tested."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.core.tasks import (
+    Check,
+    Feedback,
+    InvalidTransition,
+    IterationRecord,
+    State,
+    Step,
+    allowed,
+    branch_name,
+    slugify,
+    transition,
+)
+
+S = State
+VALID = [
+    (S.QUEUED, Step.WORK, S.WORKING),
+    (S.QUEUED, Step.PLAN, S.PLANNING),
+    (S.PLANNING, Step.PLAN_READY, S.AWAITING_APPROVAL),
+    (S.AWAITING_APPROVAL, Step.APPROVE, S.WORKING),
+    (S.AWAITING_APPROVAL, Step.PLAN, S.PLANNING),
+    (S.WORKING, Step.DONE, S.AWAITING_FEEDBACK),
+    (S.WORKING, Step.FAIL, S.FAILED),
+    (S.AWAITING_FEEDBACK, Step.WORK, S.WORKING),
+    (S.FAILED, Step.WORK, S.WORKING),
+    (S.WORKING, Step.ABANDON, S.ABANDONED),
+    (S.AWAITING_FEEDBACK, Step.ACCEPT, S.ACCEPTED),
+    (S.AWAITING_APPROVAL, Step.ABANDON, S.ABANDONED),
+    (S.ACCEPTED, Step.REOPEN, S.QUEUED),
+    (S.ABANDONED, Step.REOPEN, S.QUEUED),
+]
+INVALID = [
+    (S.QUEUED, Step.DONE),
+    (S.QUEUED, Step.APPROVE),
+    (S.WORKING, Step.WORK),
+    (S.WORKING, Step.APPROVE),
+    (S.AWAITING_FEEDBACK, Step.APPROVE),
+    (S.ACCEPTED, Step.WORK),
+    (S.ACCEPTED, Step.ABANDON),
+    (S.ABANDONED, Step.ACCEPT),
+    (S.PLANNING, Step.DONE),
+    (S.WORKING, Step.REOPEN),
+]
+
+
+@pytest.mark.parametrize(("state", "step", "after"), VALID)
+def test_valid_transitions(state: State, step: Step, after: State) -> None:
+    assert allowed(state, step)
+    assert transition(state, step) is after
+
+
+@pytest.mark.parametrize(("state", "step"), INVALID)
+def test_invalid_transitions_raise(state: State, step: Step) -> None:
+    assert not allowed(state, step)
+    with pytest.raises(InvalidTransition, match=step.value):
+        transition(state, step)
+
+
+def test_terminal_states_only_reopen() -> None:
+    for state in (S.ACCEPTED, S.ABANDONED):
+        assert [step for step in Step if allowed(state, step)] == [Step.REOPEN]
+
+
+@pytest.mark.parametrize(
+    ("number", "title", "branch"),
+    [
+        (12, "Fix the add() function", "vibe/issue-12-fix-the-add-function"),
+        (3, "Ünïcödé  title!!", "vibe/issue-3-unicode-title"),
+        (4, "../../etc/passwd; rm -rf /", "vibe/issue-4-etc-passwd-rm-rf"),
+        (5, "日本語", "vibe/issue-5-task"),
+        (6, "x" * 300, "vibe/issue-6-" + "x" * 40),
+        (7, "", "vibe/issue-7-task"),
+    ],
+)
+def test_branch_names_are_deterministic_and_safe(number: int, title: str, branch: str) -> None:
+    assert branch_name(number, title) == branch
+    assert branch_name(number, title) == branch_name(number, title)
+
+
+def test_slug_never_ends_in_dash() -> None:
+    assert not slugify("a" * 39 + " bcd").endswith("-")
+
+
+def test_feedback_json_round_trip_and_bad_kind() -> None:
+    item = Feedback("human", "rename it", author="ann", path="a.py", line=3, comment_id=9)
+    assert Feedback.from_json(item.to_json()) == item
+    with pytest.raises(ValueError, match="unknown feedback kind"):
+        Feedback.from_json({"kind": "gossip", "text": "x"})
+
+
+def test_feedback_kinds_include_failing_checks_once() -> None:
+    lint = Check("lint", "ruff check", "compiler", 1, 0.1)
+    tests = Check("tests", "pytest", "execution", 0, 0.2)
+    it = IterationRecord(
+        1, "review", feedback=(Feedback("human", "a"), Feedback("human", "b")), checks=(lint, tests)
+    )
+    assert it.feedback_kinds() == ["human", "compiler"]
+    assert Check.from_json(lint.to_json()) == lint
