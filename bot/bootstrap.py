@@ -20,7 +20,7 @@ from bot.core.config import RepoConfig
 from bot.github import GitHub
 from bot.github.repository import GitHubRepository
 from bot.jobs.queue import Handler, JobContext
-from bot.loop.actions import Env
+from bot.loop.env import Env
 from bot.loop.handlers import Repository
 from bot.sandbox.bwrap import make_sandbox
 from bot.settings import Settings

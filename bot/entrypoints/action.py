@@ -321,7 +321,7 @@ def actions_wiring(settings: Settings, on_progress: Callable[[str], None] | None
     """
     from bot.bootstrap import ServiceWiring
     from bot.github import GitHub
-    from bot.loop.actions import Env
+    from bot.loop.env import Env
     from bot.loop.handlers import Repository
 
     class ActionsWiring(ServiceWiring):

@@ -31,6 +31,9 @@ from bot.core.config import RepoConfig
 from bot.core.markers import Marker, strip_markers
 from bot.core.tasks import Feedback, TaskRecord
 from bot.loop import actions as loop
+from bot.loop.env import Env
+from bot.loop.errors import Refused
+from bot.loop.iteration import Outcome
 from bot.loop.ports import IssueText, PullInfo
 from bot.sandbox.bwrap import make_sandbox
 from bot.settings import DevelopmentModel, Settings
@@ -113,7 +116,7 @@ class TerminalForge:
 @dataclass
 class LocalRun:
     task: TaskRecord
-    outcomes: list[loop.Outcome]
+    outcomes: list[Outcome]
 
 
 def _repo_name(path: Path) -> str:
@@ -134,8 +137,8 @@ def _next_number(settings: Settings, repo: str) -> int:
 
 
 def _act(
-    env: loop.Env, task: TaskRecord, word: str, text: str, key: str, number: int, requester: str
-) -> loop.Outcome | None:
+    env: Env, task: TaskRecord, word: str, text: str, key: str, number: int, requester: str
+) -> Outcome | None:
     """One line of terminal feedback, as the matching ``/vibe`` command would act."""
     if word == "approve":
         return loop.approve(env, task, key=key, where=number)
@@ -152,7 +155,7 @@ def _act(
 
 def local_env(
     settings: Settings, engine: Engine, path: Path, instruction: str, echo: Callable[[str], None]
-) -> loop.Env:
+) -> Env:
     """The loop's environment for a local checkout (the same parts as the service's)."""
     repo = _repo_name(path)
     title = instruction.strip().splitlines()[0][:120]
@@ -160,7 +163,7 @@ def local_env(
     sandbox = make_sandbox(settings)
     cache = WorkspaceCache.from_settings(settings, sandbox)
     configs: dict[str, RepoConfig] = {}
-    return loop.Env(
+    return Env(
         settings=settings,
         engine=engine,
         forge=forge,
@@ -236,7 +239,7 @@ def run_local(
                 break
             try:
                 result = _act(env, task, word, text, key, number, requester)
-            except loop.Refused as exc:
+            except Refused as exc:
                 echo(f"refused: {exc}")
                 continue
             if result is not None:

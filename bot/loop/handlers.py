@@ -26,6 +26,8 @@ from bot.core.render import plan_marker
 from bot.core.tasks import Feedback, State, TaskRecord
 from bot.jobs.queue import JobContext, PermanentError, RetryableError
 from bot.loop import actions as loop
+from bot.loop.env import Env
+from bot.loop.errors import Refused
 from bot.loop.ports import Forge, PullRequests
 from bot.loop.strategies.base import AgentUnavailable
 from bot.loop.strategies.plan import parse_plan
@@ -54,7 +56,7 @@ class Wiring:
     """Builds the loop's environment for one repository (production or tests)."""
 
     repository: Callable[[ev.Repo, int | None], Repository]
-    env: Callable[[JobContext, Repository], loop.Env]
+    env: Callable[[JobContext, Repository], Env]
 
 
 def _recent_runs(engine: Engine, task: TaskRecord | None) -> int:
@@ -151,7 +153,7 @@ def handle(ctx: JobContext, wiring: Wiring) -> str:
     env = wiring.env(ctx, repo)
     try:
         return _act(env, repo, event, decision, task, key)
-    except loop.Refused as exc:
+    except Refused as exc:
         loop.refuse(env, event.number, key, str(exc))
         return f"refused: {exc}"
     except AgentUnavailable as exc:
@@ -164,7 +166,7 @@ def handle(ctx: JobContext, wiring: Wiring) -> str:
         raise
 
 
-def _say_failed(env: loop.Env, number: int, key: str, reason: str) -> None:
+def _say_failed(env: Env, number: int, key: str, reason: str) -> None:
     try:
         loop.fail_visibly(env, number, key, reason)
     except Exception as exc:  # noqa: BLE001 - GitHub itself may be what failed; the job keeps its error
@@ -172,7 +174,7 @@ def _say_failed(env: loop.Env, number: int, key: str, reason: str) -> None:
 
 
 def _act(
-    env: loop.Env,
+    env: Env,
     repo: Repository,
     event: ev.IssueEvent | ev.Comment | ev.PullRequestEvent,
     decision: pol.Decision,
@@ -248,7 +250,7 @@ def _act(
     return "abandon"
 
 
-def _react_done(env: loop.Env, number: int, comment_id: int | None, outcome: str) -> None:
+def _react_done(env: Env, number: int, comment_id: int | None, outcome: str) -> None:
     """Rocket on the trigger when the iteration succeeded (or planned), confused if not."""
     ok = outcome in ("succeeded", "planned")
     env.forge.react(number, comment_id, "rocket" if ok else "confused")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import structlog
 
 from bot.core.config import RepoConfig
-from bot.loop.actions import Refused as LoopRefused
+from bot.loop.errors import Refused as LoopRefused
 from bot.workspace.git import (
     GitCredentials,
     Identity,

@@ -18,7 +18,7 @@ from bot.core import events as ev
 from bot.core.config import RepoConfig
 from bot.core.markers import Marker
 from bot.jobs.queue import JobContext, PermanentError
-from bot.loop import actions as loop
+from bot.loop.env import Env
 from bot.loop.handlers import Repository, Wiring, handle
 from bot.loop.ports import IssueText, PullInfo, ReviewNote
 from bot.sandbox.bwrap import make_sandbox
@@ -101,8 +101,8 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 def _wiring(settings: Settings, repo: BrokenIssues, tmp_path: Path) -> Wiring:
     sandbox = make_sandbox(settings)
 
-    def env(ctx: JobContext, repository: Repository) -> loop.Env:
-        return loop.Env(
+    def env(ctx: JobContext, repository: Repository) -> Env:
+        return Env(
             settings=settings,
             engine=ctx.engine,
             forge=repository,

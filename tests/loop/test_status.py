@@ -8,8 +8,8 @@ import time
 from bot.core.markers import Marker, find_marker
 from bot.core.render import Final
 from bot.core.tasks import State, TaskRecord, Usage
-from bot.loop.actions import StatusBoard
 from bot.loop.ports import IssueText, PullInfo
+from bot.loop.status import StatusBoard
 
 
 class RecordingForge:
