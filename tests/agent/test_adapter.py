@@ -51,7 +51,7 @@ def test_progress_reports_the_one_based_step_numbers_that_are_stored(tmp_path: P
     assert stored == reported
 
 
-def test_agent_steps_are_linked_to_their_iteration(tmp_path: Path) -> None:
+def test_agent_steps_are_linked_to_their_iteration(tmp_path: Path, bwrap_available: None) -> None:
     repo = make_repo(tmp_path / "calc")
     with ScriptedModelServer([]) as server:
         server.add([*fix_add(), *docstring()])
