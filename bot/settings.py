@@ -18,7 +18,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DevelopmentModel = Literal["unconstrained", "conversational", "plan", "test", "context"]
+from bot.core.policy import BotIdentity
+from bot.core.tasks import DevelopmentModel
 
 
 class ModelPrice(BaseModel):
@@ -175,6 +176,16 @@ class Settings(BaseSettings):
             self.github_private_key is not None or self.github_private_key_path is not None
         )
         return self.github_token is not None or app
+
+    def bot_identity(self) -> BotIdentity:
+        """Who the bot is and the operator's defaults, as the trigger policy takes them."""
+        return BotIdentity(
+            login=self.bot_login,
+            allowed_bots=frozenset(self.allowed_bots),
+            trigger_label=self.trigger_label,
+            default_model=self.default_model,
+            runs_per_hour=self.limits.runs_per_hour,
+        )
 
     def missing(self) -> list[str]:
         """What is still needed before tasks can run, in plain words."""

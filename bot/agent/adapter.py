@@ -1,4 +1,7 @@
-"""The loop's Agent port over the tool-use loop (:mod:`bot.agent.tool_loop`)."""
+"""The loop's Agent port over the tool-use loop (:mod:`bot.agent.tool_loop`).
+
+The run's typed exit goes back unchanged (STYLE.md item 17): the port's
+:class:`bot.core.agent.AgentOutcome` is the tool loop's report itself."""
 
 from __future__ import annotations
 
@@ -12,21 +15,9 @@ import structlog
 from sqlalchemy.engine import Engine
 
 from bot.agent.record import SqlStepRecorder, StepRecord
-from bot.agent.tool_loop import (
-    AgentLimits,
-    AgentTask,
-    Errored,
-    Finished,
-    LimitReached,
-    Refused,
-    Stopped,
-    run_agent,
-    worktree_review,
-)
+from bot.agent.tool_loop import AgentLimits, AgentTask, run_agent, worktree_review
 from bot.agent.tools import ToolSet
-from bot.core.tasks import Usage
-from bot.loop.ports import AgentRequest
-from bot.loop.strategies.base import AgentOutcome
+from bot.core.agent import AgentOutcome, AgentRequest
 from bot.sandbox.bwrap import Sandbox
 from bot.settings import Settings
 
@@ -103,7 +94,7 @@ class ClaudeAgent:
             on_step,
         )
         base = _head(request.workdir)
-        outcome = run_agent(
+        return run_agent(
             self.settings,
             tools=tools,
             task=AgentTask(instruction=request.instruction, context=request.context),
@@ -111,43 +102,6 @@ class ClaudeAgent:
             recorder=recorder,
             cancel=cancel,
             review=worktree_review(tools, base) if not request.read_only and base else None,
-        )
-        usage = Usage(
-            outcome.usage.input_tokens
-            + outcome.usage.cache_read_tokens
-            + outcome.usage.cache_write_tokens,
-            outcome.usage.output_tokens,
-            outcome.cost,
-        )
-        exit_ = outcome.exit
-        if isinstance(exit_, Finished):
-            return AgentOutcome(
-                "finished",
-                exit_.summary,
-                usage,
-                self_review=outcome.self_review,
-                steps=outcome.steps,
-            )
-        if isinstance(exit_, LimitReached):
-            return AgentOutcome(
-                "limit",
-                "",
-                usage,
-                reason=f"{exit_.which} limit: {exit_.detail}",
-                steps=outcome.steps,
-            )
-        if isinstance(exit_, Refused):
-            return AgentOutcome("refused", "", usage, reason=exit_.reason, steps=outcome.steps)
-        if isinstance(exit_, Stopped):
-            return AgentOutcome("cancelled", "", usage, reason=exit_.reason, steps=outcome.steps)
-        assert isinstance(exit_, Errored)
-        return AgentOutcome(
-            "error",
-            "",
-            usage,
-            reason=exit_.reason,
-            retryable=exit_.retryable,
-            steps=outcome.steps,
         )
 
 

@@ -31,7 +31,7 @@ import anthropic
 import httpx2
 from anthropic import Anthropic, APIRequest, APIResponse, CallNext, Middleware
 
-from bot.agent.cost import Usage
+from bot.agent.cost import TokenUsage
 from bot.settings import Settings
 
 ErrorKind = Literal[
@@ -173,7 +173,7 @@ class Turn:
 
     content: list[dict[str, Any]]
     stop_reason: str
-    usage: Usage
+    usage: TokenUsage
     duration: float
     request_id: str | None
 
@@ -260,7 +260,7 @@ def stream_turn(
     return Turn(
         content=content,
         stop_reason=message.stop_reason or "end_turn",
-        usage=Usage.from_api(message.usage),
+        usage=TokenUsage.from_api(message.usage),
         duration=time.monotonic() - started,
         request_id=request_id,
     )

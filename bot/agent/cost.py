@@ -1,9 +1,13 @@
-"""Token usage and its price, cache tokens included.
+"""Token counts by billing rate and their price, cache tokens included.
 
 The Messages API reports four counts per response: ``input_tokens`` (after the last cache
 breakpoint), ``cache_creation_input_tokens`` (written to the cache, billed at the cache-write
 rate), ``cache_read_input_tokens`` (read from it, billed at the cache-read rate) and
 ``output_tokens``. https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching
+
+:class:`TokenUsage` keeps those four apart because each has its own price; what a task
+records is :class:`bot.core.tasks.Usage` (tokens and dollars), which
+:meth:`TokenUsage.priced` derives.
 """
 
 from __future__ import annotations
@@ -12,20 +16,21 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from bot.core.tasks import Usage
 from bot.settings import ModelPrice
 
 _MILLION = Decimal(1_000_000)
 
 
 @dataclass(frozen=True)
-class Usage:
+class TokenUsage:
     input_tokens: int = 0
     output_tokens: int = 0
     cache_write_tokens: int = 0
     cache_read_tokens: int = 0
 
     @classmethod
-    def from_api(cls, usage: Any) -> Usage:
+    def from_api(cls, usage: Any) -> TokenUsage:
         """From an SDK ``Usage`` object or a usage dict; missing counts are zero."""
 
         def get(name: str) -> int:
@@ -44,13 +49,17 @@ class Usage:
         """Every prompt token the model processed, cached or not."""
         return self.input_tokens + self.cache_write_tokens + self.cache_read_tokens
 
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
             self.cache_write_tokens + other.cache_write_tokens,
             self.cache_read_tokens + other.cache_read_tokens,
         )
+
+    def priced(self, dollars: float) -> Usage:
+        """As a task records it: every prompt token as input, with what they cost."""
+        return Usage(self.total_input, self.output_tokens, dollars)
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -61,7 +70,7 @@ class Usage:
         }
 
 
-def cost(usage: Usage, price: ModelPrice) -> Decimal:
+def cost(usage: TokenUsage, price: ModelPrice) -> Decimal:
     """Exact price in US dollars of ``usage`` (prices are dollars per million tokens)."""
     total = (
         usage.input_tokens * Decimal(str(price.input))

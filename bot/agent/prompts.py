@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from bot.context.sanitize import sanitize_untrusted
+from bot.core.sanitize import sanitize_untrusted
 
 SYSTEM_RULES = """\
 You are vibe-bot, a coding agent working on a GitHub repository in a sandboxed checkout. \

@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from bot.agent.cost import Usage
+from bot.agent.cost import TokenUsage
 from bot.store.tables import AgentStep
 
 RECORD_TEXT_CHARS = 4_000
@@ -53,7 +53,7 @@ class StepRecord:
     text: str = ""
     stop_reason: str | None = None
     tool_calls: list[ToolCallRecord] = field(default_factory=list)
-    usage: Usage = field(default_factory=Usage)
+    usage: TokenUsage = field(default_factory=TokenUsage)
     cost: float = 0.0
     feedback: Literal["self"] | None = None
     error: str | None = None

@@ -2,20 +2,21 @@
 
 Small on purpose, with typed exits (STYLE.md item 7; mini-swe-agent ``agents/default.py``):
 :class:`Finished`, :class:`LimitReached`, :class:`Refused`, :class:`Errored` and
-:class:`Stopped`. It is synchronous (it runs in a worker thread) and never raises for
-anything the model, the tools or the API do.
+:class:`Stopped`, defined in :mod:`bot.core.agent` so that the loop matches on the
+same values. It is synchronous (it runs in a worker thread) and never raises for anything
+the model, the tools or the API do.
 
 Public API::
 
-    outcome = run_agent(settings, tools=ToolSet.full(worktree, sandbox, ...),
-                        task=AgentTask(instruction=..., context=...),
-                        limits=AgentLimits.from_settings(settings, repo_config.limits),
-                        recorder=SqlStepRecorder(engine, run_key), cancel=ctx.cancel,
-                        review=worktree_review(tools, base_sha))
-    match outcome.exit:
+    report = run_agent(settings, tools=ToolSet.full(worktree, sandbox, ...),
+                       task=AgentTask(instruction=..., context=...),
+                       limits=AgentLimits.from_settings(settings, repo_config.limits),
+                       recorder=SqlStepRecorder(engine, run_key), cancel=ctx.cancel,
+                       review=worktree_review(tools, base_sha))
+    match report.exit:
         case Finished(summary): ...
         case LimitReached(which, detail): ...      # push what exists, say why
-        case Errored(reason, retryable=True): raise RetryableError(reason)
+        case Errored(reason, retryable=True): ...  # try the job again later
         ...
 
 Prompt caching: tool definitions and the system blocks (rules, then the task context) are
@@ -41,7 +42,7 @@ from anthropic import Anthropic
 
 from bot.agent import prompts
 from bot.agent.client import ModelError, Turn, make_client, stream_turn
-from bot.agent.cost import UnknownModelPrice, Usage, cost, price_for
+from bot.agent.cost import TokenUsage, UnknownModelPrice, cost, price_for
 from bot.agent.record import (
     RECORD_TEXT_CHARS,
     StepRecord,
@@ -51,6 +52,15 @@ from bot.agent.record import (
     tool_input_text,
 )
 from bot.agent.tools import ToolResult, ToolSet, truncate
+from bot.core.agent import (
+    AgentExit,
+    AgentOutcome,
+    Errored,
+    Finished,
+    LimitReached,
+    Refused,
+    Stopped,
+)
 from bot.core.config import RepoLimits
 from bot.core.redact import redact
 from bot.settings import Settings
@@ -59,38 +69,6 @@ EPHEMERAL: dict[str, str] = {"type": "ephemeral"}
 MAX_STREAM_RETRIES = 2
 MAX_SILENT_TURNS = 3
 TRIMMED = "[output removed to fit the context window]"
-
-
-@dataclass(frozen=True)
-class Finished:
-    summary: str
-
-
-@dataclass(frozen=True)
-class LimitReached:
-    which: str  # "steps", "input_tokens", "output_tokens", "dollars" or "wall_time"
-    detail: str
-
-
-@dataclass(frozen=True)
-class Refused:
-    reason: str
-
-
-@dataclass(frozen=True)
-class Errored:
-    reason: str
-    retryable: bool = False
-    kind: str = "fatal"
-    retry_after: float | None = None  # seconds the API asked the job to wait
-
-
-@dataclass(frozen=True)
-class Stopped:
-    reason: str = "stopped on request"
-
-
-Exit = Finished | LimitReached | Refused | Errored | Stopped
 
 
 @dataclass(frozen=True)
@@ -146,14 +124,13 @@ class AgentTask:
     rules: str = ""
 
 
-@dataclass(frozen=True)
-class AgentOutcome:
-    exit: Exit
-    steps: int
-    usage: Usage
-    cost: float
+@dataclass(frozen=True, kw_only=True)
+class AgentReport(AgentOutcome):
+    """The loop's :class:`AgentOutcome` (``usage`` priced exactly), plus what only this
+    run knows: the tokens by billing rate, its wall time and the whole conversation."""
+
+    tokens: TokenUsage
     duration: float
-    self_review: str | None
     messages: list[dict[str, Any]] = field(repr=False)
 
 
@@ -231,7 +208,7 @@ class _Run:
     limits: AgentLimits
     started: float = field(default_factory=time.monotonic)
     steps: int = 0
-    usage: Usage = field(default_factory=Usage)
+    usage: TokenUsage = field(default_factory=TokenUsage)
     dollars: Decimal = Decimal(0)
     self_review: str | None = None
 
@@ -267,7 +244,7 @@ def run_agent(
     recorder: StepRecorder | None = None,
     cancel: threading.Event | None = None,
     review: Review | None = None,
-) -> AgentOutcome:
+) -> AgentReport:
     """Run the agent until it finishes, hits a limit, is refused, fails or is stopped.
 
     ``review`` (see :func:`worktree_review`) is shown to the agent once, the first time it
@@ -279,14 +256,14 @@ def run_agent(
     run = _Run(limits or AgentLimits.from_settings(settings))
     conversation = Conversation(tools, task)
 
-    def outcome(exit_: Exit) -> AgentOutcome:
-        return AgentOutcome(
+    def outcome(exit_: AgentExit) -> AgentReport:
+        return AgentReport(
             exit=exit_,
+            usage=run.usage.priced(float(run.dollars)),
             steps=run.steps,
-            usage=run.usage,
-            cost=float(run.dollars),
-            duration=time.monotonic() - run.started,
             self_review=run.self_review,
+            tokens=run.usage,
+            duration=time.monotonic() - run.started,
             messages=conversation.messages,
         )
 
@@ -299,7 +276,7 @@ def run_agent(
     own_client = client is None
     active = client if client is not None else make_client(settings)
 
-    def drive() -> AgentOutcome:
+    def drive() -> AgentReport:
         stream_failures = 0
         trimmed = False
         silent_turns = 0
@@ -471,7 +448,7 @@ def _record(
             text=clip(turn.text, RECORD_TEXT_CHARS) if turn is not None else "",
             stop_reason=turn.stop_reason if turn is not None else None,
             tool_calls=calls or [],
-            usage=turn.usage if turn is not None else Usage(),
+            usage=turn.usage if turn is not None else TokenUsage(),
             cost=float(step_cost),
             feedback="self" if feedback == "self" else None,
             error=error,

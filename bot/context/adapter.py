@@ -8,16 +8,13 @@ from pathlib import Path
 import structlog
 
 from bot.context.files import SnapshotError, open_snapshot
-from bot.context.index import RepoIndex, build_index
+from bot.context.index import KNOWLEDGE_FILES, RepoIndex, build_index
 from bot.context.pack import assemble_context
-from bot.context.sanitize import frame_untrusted
 from bot.context.terms import estimate_tokens
-from bot.loop.ports import ContextPack
+from bot.core.context import ContextPack
+from bot.core.sanitize import frame_untrusted
 
 log = structlog.get_logger(__name__)
-
-
-INSTRUCTION_FILES = ("AGENTS.md", "CLAUDE.md", ".github/copilot-instructions.md", "CONTRIBUTING.md")
 
 
 MAX_FILE_CHARS = 24_000
@@ -28,8 +25,8 @@ class ProjectContext:
 
     Every model gets the knowledge part and the repository map; the context-enhanced model
     also gets the ranked files (``assemble_context(files=True)``), all under the token
-    budget. Should the tree not be indexable, the pack falls back to the instruction files
-    and the files the issue names."""
+    budget. Should the tree not be indexable, the pack falls back to the knowledge files
+    (:data:`bot.context.index.KNOWLEDGE_FILES`) and the files the issue names."""
 
     def __init__(self, budget_tokens: int, cache_dir: Path | None = None) -> None:
         self.budget = budget_tokens
@@ -71,7 +68,7 @@ class ProjectContext:
         sources: list[str] = []
         used = 0
         root = workdir.resolve()
-        for rel in (*INSTRUCTION_FILES, *named_files):
+        for rel in (*KNOWLEDGE_FILES, *named_files):
             path = (workdir / rel).resolve()
             if rel in sources or not path.is_relative_to(root) or not path.is_file():
                 continue

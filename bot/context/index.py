@@ -34,8 +34,9 @@ CONFIG_SUFFIXES = frozenset(
 )
 CONFIG_NAMES = frozenset({"makefile", "dockerfile", "setup.py", "noxfile.py", "tox.ini"})
 DATA_SUFFIXES = frozenset({"csv", "tsv", "sql", "graphql", "proto", "avsc", "jsonl", "xsd"})
-# Instruction files for coding agents first, then the project's own front doors.
-KNOWLEDGE_NAMES = (
+# The one list of knowledge files: instruction files for coding agents first, then the
+# project's own front doors. The pack reads them from the base branch (DESIGN.md 4.3).
+KNOWLEDGE_FILES = (
     "AGENTS.md",
     "CLAUDE.md",
     ".github/copilot-instructions.md",

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.context.budget import DEFAULT_SHARES, PART_ORDER, ContextPart, Item, allocate, capped
-from bot.context.index import KNOWLEDGE_NAMES, RepoIndex
+from bot.context.index import KNOWLEDGE_FILES, RepoIndex
 from bot.context.rank import RankedFile, rank_files
-from bot.context.sanitize import DATA_FRAMING_RULE, frame_untrusted, sanitize_untrusted
 from bot.context.terms import text_terms
+from bot.core.sanitize import DATA_FRAMING_RULE, frame_untrusted, sanitize_untrusted
 
 MAP_FILES = 60
 MATCHED_DOCS = 3
@@ -80,7 +80,7 @@ def repository_map(index: RepoIndex, ranked: Sequence[RankedFile], limit: int = 
 
 def knowledge_items(index: RepoIndex, ranked: Sequence[RankedFile], cap: int) -> list[Item]:
     """Instruction files and project docs, then the docs that rank best for the task."""
-    chosen = [name for name in KNOWLEDGE_NAMES if name in index.files]
+    chosen = [name for name in KNOWLEDGE_FILES if name in index.files]
     # One README and one CONTRIBUTING are enough.
     seen_stems: set[str] = set()
     unique: list[str] = []

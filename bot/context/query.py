@@ -14,8 +14,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from bot.context.sanitize import sanitize_untrusted
 from bot.context.terms import IDENT_RE, STOPWORDS, text_terms
+from bot.core.sanitize import sanitize_untrusted
 
 MAX_QUERY_CHARS = 200_000
 # Structural patterns only look at the start of each line: real paths, frames and messages

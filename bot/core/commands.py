@@ -18,7 +18,8 @@ taken as a mistyped command and yields :attr:`Verb.UNKNOWN`, answered with the h
 rather than starting a task whose instruction is "halp". Other lone words (``/vibe
 again``) are instructions.
 
-Input is capped at :data:`MAX_TEXT_CHARS` (GitHub's own limit for a comment body) and
+Input is capped at :data:`bot.core.events.MAX_BODY_CHARS` (GitHub's own limit for a
+comment body) and
 :data:`MAX_COMMANDS` commands, every
 pattern is anchored and linear, and HTML comments are removed with a linear scan, so any
 input parses in time proportional to its length. (Table-with-help idea: prow's
@@ -32,8 +33,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 
-# https://docs.github.com/en/rest/issues/comments (a body is at most 65536 characters)
-MAX_TEXT_CHARS = 65_536
+from bot.core.events import MAX_BODY_CHARS
+
 # Only the first command is acted on; a few more are kept for callers that list them.
 MAX_COMMANDS = 20
 
@@ -243,7 +244,7 @@ def _interpret(rest: str, following: str, line: int) -> Command:
 def parse_commands(text: str, bot_login: str = "") -> list[Command]:
     """The commands in a comment body, in order, at most :data:`MAX_COMMANDS` (empty when
     there are none)."""
-    body = _strip_html_comments(text[:MAX_TEXT_CHARS])
+    body = _strip_html_comments(text[:MAX_BODY_CHARS])
     lines = body.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     found = _command_lines(lines, _trigger(bot_login))[: MAX_COMMANDS + 1]
     commands = []

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bot.settings import DevelopmentModel
+from bot.core.tasks import DevelopmentModel
 
 CONFIG_PATH = ".github/vibe.yml"
 MAX_CONFIG_BYTES = 64 * 1024

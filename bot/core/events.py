@@ -21,6 +21,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeAlias
 
+# GitHub's limit for an issue, comment or PR body, in characters: longer ones are refused
+# with 422 (https://docs.github.com/en/rest/issues/comments). The bot reads no more of a
+# body than this and writes no more than this.
+MAX_BODY_CHARS = 65_536
+
 # Event name -> the actions the bot handles; ``None`` marks events without an action.
 KNOWN_ACTIONS: Mapping[str, frozenset[str] | None] = {
     "issues": frozenset({"opened", "edited", "labeled", "unlabeled", "closed"}),

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TypeAlias, get_args
+from typing import TypeAlias
 
 from bot.core.commands import Command, Verb, parse_commands
 from bot.core.config import RepoConfig
@@ -57,10 +57,12 @@ from bot.core.events import (
     WorkflowDispatch,
     WorkflowRun,
 )
-from bot.settings import DevelopmentModel, Settings
+from bot.core.tasks import MODELS, DevelopmentModel
 
+# The collaborator permissions that may trigger the bot (DESIGN.md section 4.2); GitHub's
+# roles are admin, maintain, write, triage and read
+# (https://docs.github.com/en/rest/collaborators/collaborators#get-repository-permissions-for-a-user).
 WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
-MODELS: tuple[DevelopmentModel, ...] = get_args(DevelopmentModel)
 MODEL_LABEL_PREFIX = "vibe:"
 CONTROL_VERBS = frozenset({Verb.STOP, Verb.STATUS})
 
@@ -71,23 +73,14 @@ def _base_login(login: str) -> str:
 
 @dataclass(frozen=True)
 class BotIdentity:
-    """Who the bot is and the operator's defaults (settings), for :func:`decide`."""
+    """Who the bot is and the operator's defaults (``Settings.bot_identity()``), for
+    :func:`decide`."""
 
     login: str
     allowed_bots: frozenset[str] = frozenset()
     trigger_label: str = "vibe"
     default_model: DevelopmentModel = "conversational"
     runs_per_hour: int = 10
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> BotIdentity:
-        return cls(
-            login=settings.bot_login,
-            allowed_bots=frozenset(settings.allowed_bots),
-            trigger_label=settings.trigger_label,
-            default_model=settings.default_model,
-            runs_per_hour=settings.limits.runs_per_hour,
-        )
 
     def is_self(self, actor: Actor) -> bool:
         return _base_login(actor.login) == _base_login(self.login)

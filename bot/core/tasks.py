@@ -8,23 +8,17 @@ through :mod:`bot.core.render`.
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from bot.settings import DevelopmentModel
+# The five development models (survey section 8); settings, config and labels name them.
+DevelopmentModel = Literal["unconstrained", "conversational", "plan", "test", "context"]
+MODELS: tuple[DevelopmentModel, ...] = get_args(DevelopmentModel)
 
 FeedbackKind = Literal["compiler", "execution", "human", "self"]
 FEEDBACK_KINDS: tuple[FeedbackKind, ...] = ("compiler", "execution", "human", "self")
-MODELS: tuple[DevelopmentModel, ...] = (
-    "unconstrained",
-    "conversational",
-    "plan",
-    "test",
-    "context",
-)
 
 
 class State(StrEnum):
@@ -226,6 +220,15 @@ IterationOutcome = Literal[
 ]
 
 
+class Checkpoint(StrEnum):
+    """How far an iteration got. Each is written in one transaction, so a job claimed again
+    after a crash finishes from the last one instead of redoing or skipping work."""
+
+    BEGUN = "begun"  # the iteration exists; the work runs (again, if resumed)
+    PUSHED = "pushed"  # the work's result is recorded and its commits are on the branch
+    CONCLUDED = "concluded"  # the PR exists, the task moved, the outcome and usage counted
+
+
 @dataclass(frozen=True)
 class IterationRecord:
     number: int
@@ -240,6 +243,10 @@ class IterationRecord:
     outcome: IterationOutcome = "running"
     summary: str = ""
     error: str | None = None
+    key: str = ""  # what caused it (a delivery, a review): one iteration per key
+    checkpoint: Checkpoint = Checkpoint.BEGUN
+    started_at: datetime | None = None
+    base_sha: str | None = None  # the branch head when the work began (for /vibe undo)
 
     def feedback_kinds(self) -> list[FeedbackKind]:
         seen: list[FeedbackKind] = []
@@ -278,18 +285,62 @@ class TaskRecord:
         return replace(self, requirements=(*self.requirements, Requirement(text, source)))
 
 
-_SLUG_DROP = re.compile(r"[^a-z0-9]+")
+@dataclass(frozen=True)
+class NewTask:
+    """A task about to be created (a writer's first trigger on an issue or PR)."""
+
+    repo: str
+    number: int
+    model: DevelopmentModel
+    branch: str
+    base: str
+    requester: str
+    title: str
+    instruction: str
+    requirements: tuple[Requirement, ...]
+    pr_number: int | None = None
+    owns_pr: bool = True
 
 
-def slugify(title: str, limit: int = 40) -> str:
-    """A branch-safe slug of ``title``: ASCII letters and digits joined by dashes."""
-    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
-    slug = _SLUG_DROP.sub("-", ascii_title.lower()).strip("-")
-    if len(slug) > limit:
-        slug = slug[:limit].rstrip("-")
-    return slug or "task"
+@dataclass(frozen=True)
+class Begun:
+    """An iteration as :class:`Checkpoint` left it: new, or found again by its key."""
+
+    id: int
+    number: int
+    checkpoint: Checkpoint
 
 
-def branch_name(number: int, title: str) -> str:
-    """The deterministic task branch (DESIGN.md section 2): ``vibe/issue-<n>-<slug>``."""
-    return f"vibe/issue-{number}-{slugify(title)}"
+@dataclass(frozen=True)
+class WorkResult:
+    """What the work of an iteration came to, recorded at the pushed checkpoint."""
+
+    outcome: IterationOutcome
+    commits: tuple[str, ...]
+    checks: tuple[Check, ...]
+    red: Check | None
+    green: Check | None
+    usage: Usage
+    duration: float
+    summary: str
+    reason: str | None
+    feedback: tuple[Feedback, ...]
+    plan: tuple[PlanStep, ...] | None = None  # a plan the work made, kept with the result
+
+
+@dataclass(frozen=True)
+class Conclusion:
+    """How an iteration ends: its outcome and the task's move, written together.
+
+    ``step`` moves the task when the state machine allows it from the state it is in when
+    the conclusion is written; with ``stop_wins`` a ``/vibe stop`` that came meanwhile
+    abandons it instead. ``usage``, ``duration`` and ``error`` left None keep what the
+    pushed checkpoint recorded."""
+
+    outcome: IterationOutcome
+    step: Step | None = None
+    stop_wins: bool = False
+    pr_number: int | None = None
+    usage: Usage | None = None
+    duration: float | None = None
+    error: str | None = None

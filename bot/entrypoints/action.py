@@ -29,20 +29,28 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import structlog
+from sqlalchemy.engine import Engine
 
+from bot.bootstrap import ServiceWiring
+from bot.core import events as ev
+from bot.core import policy as pol
+from bot.core.config import RepoConfig
+from bot.core.events import WorkflowDispatch, WorkflowRun
+from bot.core.markers import Marker, marker
 from bot.core.redact import redact
+from bot.executors.actions.executor import export_records, import_records
+from bot.github import GitHub
+from bot.loop import handlers as dispatch
+from bot.loop.env import Env
+from bot.loop.handlers import IN_PROCESS, EventJob, Repository
+from bot.loop.ports import Executor
 from bot.settings import Settings, SettingsError, load_settings
-
-if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
-
-    from bot.bootstrap import ServiceWiring
-    from bot.core.events import WorkflowDispatch
-    from bot.jobs.queue import JobContext
+from bot.store import tasks as taskdb
+from bot.store.engine import init_db, make_engine
 
 _T = TypeVar("_T")
 
@@ -314,15 +322,7 @@ def action_settings(settings: Settings, env: ActionEnv) -> Settings:
 
 def actions_wiring(settings: Settings, on_progress: Callable[[str], None] | None) -> ServiceWiring:
     """The service's wiring with the job's token (an Actions token may create check runs)
-    and, in runner mode, the loop's progress notes sent on to the service.
-
-    Built here, not at import, so that a misconfigured job fails fast without loading the
-    agent and the model SDK.
-    """
-    from bot.bootstrap import ServiceWiring
-    from bot.github import GitHub
-    from bot.loop.env import Env
-    from bot.loop.handlers import Repository
+    and, in runner mode, the loop's progress notes sent on to the service."""
 
     class ActionsWiring(ServiceWiring):
         @property
@@ -331,9 +331,15 @@ def actions_wiring(settings: Settings, on_progress: Callable[[str], None] | None
                 self._hub = GitHub.from_settings(self.settings, actions=True)
             return self._hub
 
-        def env(self, ctx: JobContext, repository: Repository) -> Env:
-            env = super().env(ctx, repository)
+        def env(self, job: EventJob, repository: Repository) -> Env:
+            env = super().env(job, repository)
             return env if on_progress is None else replace(env, timeline=on_progress)
+
+        def executor(self, job: EventJob, config: RepoConfig) -> Executor:
+            return IN_PROCESS  # this job already runs on an Actions runner
+
+        def follow_run(self, job: EventJob, run: WorkflowRun) -> str:
+            return "ignored: runs are followed by the service that dispatched them"
 
     return ActionsWiring(settings)
 
@@ -358,11 +364,6 @@ def handle_event(
     """Handle one event exactly as the service's ``event`` job does
     (:func:`bot.loop.handlers.handle`), on a database of the job's own. Raises when the bot
     itself fails. ``run`` is the workflow run's (id, attempt), for ``workflow_dispatch``."""
-    from bot.core import events as ev
-    from bot.jobs.queue import JobContext
-    from bot.loop import handlers as dispatch
-    from bot.store import tasks as taskdb
-    from bot.store.engine import init_db, make_engine
 
     event = ev.parse_event(event_name, payload)
     number: int | None = getattr(event, "number", None)
@@ -380,22 +381,20 @@ def handle_event(
 
         _, cost_before = task_cost()
         wiring = actions_wiring(settings, on_progress)
-        ctx = JobContext(
-            job_id=0,
-            kind="event",
-            payload={},
-            attempt=1,
-            settings=settings,
-            engine=engine,
-            cancel=cancel,
-            delivery_id=delivery,
+        job = dispatch.EventJob(
             event_name=event_name,
             event_payload=payload,
+            delivery_id=delivery,
+            job_id=0,
+            attempt=1,
+            cancel=cancel,
+            settings=settings,
+            engine=engine,
         )
         if isinstance(event, ev.WorkflowDispatch):
-            answer, number = _start_from_prompt(ctx, wiring, event, run)
+            answer, number = _start_from_prompt(job, wiring, event, run)
         else:
-            answer = dispatch.handle(ctx, dispatch.Wiring(wiring.repository, wiring.env))
+            answer = dispatch.handle(job, wiring)
         pr_number, cost_after = task_cost()
         return ActionResult(
             outcome=_outcome(answer),
@@ -408,48 +407,29 @@ def handle_event(
         engine.dispose()
 
 
-def dispatch_marker(run_id: int) -> str:
-    """The hidden line in the body of the issue a ``workflow_dispatch`` run opened."""
-    return f"<!-- vibe:dispatch run={run_id} -->"
-
-
-MAX_ISSUES_SEARCHED = 300  # the newest issues a re-run looks through for its earlier issue
-
-
-def _issue_of_run(gh_repo: Any, run_id: int, author: str) -> int | None:
-    """The issue an earlier attempt of workflow run ``run_id`` opened: the newest issues
-    whose body carries :func:`dispatch_marker` and whose author is the bot itself (anyone
-    can paste the marker into an issue of their own)."""
-    wanted = dispatch_marker(run_id)
-    found = gh_repo.get_issues(state="all", sort="created", direction="desc")
-    for _, issue in zip(range(MAX_ISSUES_SEARCHED), found, strict=False):
-        if issue.pull_request is not None or wanted not in (issue.body or "").splitlines():
-            continue
-        if str(issue.user.login).casefold() == author.casefold():
-            return int(issue.number)
-    return None
+def dispatch_marker(run_id: int) -> Marker:
+    """The hidden marker in the body of the issue a ``workflow_dispatch`` run opened."""
+    return marker("dispatch", run=run_id)
 
 
 def _start_from_prompt(
-    ctx: JobContext,
+    job: EventJob,
     wiring: ServiceWiring,
     event: WorkflowDispatch,
     run: tuple[int, int] | None,
 ) -> tuple[str, int | None]:
     """``workflow_dispatch`` with a ``prompt``: the same policy decides (a writer, the loop
     breaker), then the task gets an issue of its own, so it has a place for its status,
-    its discussion and the link to its PR, like any other task.
+    its discussion and the link to its PR, like any other task, and the decision is carried
+    out by the same table as every other.
 
     The issue carries the run's :func:`dispatch_marker`, so re-running the run (same id,
     higher attempt) continues on the issue the earlier attempt opened instead of opening
-    another."""
-    from bot.core import policy as pol
-    from bot.github.repository import GitHubRepository
-    from bot.loop import actions as loop
-    from bot.loop import handlers as dispatch
+    another. Both go through the GitHub adapter (redaction, pacing, backoff)."""
 
     repo = wiring.repository(event.repo, event.installation_id)
-    decision = dispatch.decide(ctx, event, repo, None)
+    config = dispatch.quiet_config(repo, event)
+    decision = dispatch.decide(job.settings.bot_identity(), event, repo, None, config)
     if isinstance(decision, pol.Ignore):
         return f"ignored: {decision.reason}", None
     if isinstance(decision, pol.Refusal):
@@ -459,29 +439,17 @@ def _start_from_prompt(
     prompt = decision.instruction.strip()
     first = prompt.splitlines()[0].strip() if prompt else "vibe task"
     title = first if len(first) <= MAX_TITLE else first[: MAX_TITLE - 1].rstrip() + "…"
-    started = ctx.delivery_id or "workflow_dispatch"
+    started = job.delivery_id or "workflow_dispatch"
     body = f"{prompt}\n\n_Started by @{decision.requester} with workflow_dispatch ({started})._"
-    assert isinstance(repo, GitHubRepository)
-    gh_repo = repo.client.hub.client(repo.repo).get_repo(repo.repo)
+    mark = dispatch_marker(run[0]) if run is not None else None
     number: int | None = None
-    if run is not None:
-        run_id, attempt = run
-        body += "\n\n" + dispatch_marker(run_id)
-        if attempt > 1:
-            number = _issue_of_run(gh_repo, run_id, ctx.settings.bot_login)
+    if mark is not None and run is not None and run[1] > 1:
+        number = repo.client.find_issue(mark)
     if number is None:
-        number = int(gh_repo.create_issue(title=title, body=body).number)
-    out = loop.start(
-        wiring.env(ctx, repo),
-        loop.StartRequest(
-            number=number,
-            requester=decision.requester,
-            key=f"{started}:start",
-            model=decision.model,
-            instruction=prompt,
-        ),
-    )
-    return f"start: issue #{number}, iteration {out.iteration} {out.outcome}", number
+        number = repo.client.create_issue(title, body, mark)
+    context = dispatch.Context(wiring.env(job, repo), number, f"{started}:start")
+    answer = dispatch.carry_out(replace(decision, number=number, instruction=prompt), context)
+    return f"{answer} on issue #{number}", number
 
 
 def _failure(settings: Settings, exc: BaseException) -> ActionResult:
@@ -519,7 +487,6 @@ def run_as_runner(
 
     The task's records (its history) come with the claim and go back with the result, so
     an iteration on a runner continues what earlier runs did."""
-    from bot.executors.actions.executor import export_records, import_records
 
     if settings.task_credential is None:
         raise ActionError("task-id is set but task-credential is empty")
@@ -555,7 +522,6 @@ def run_as_runner(
 
 
 def _with_engine(settings: Settings, fn: Callable[[Engine], _T]) -> _T:
-    from bot.store.engine import init_db, make_engine
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.effective_database_url)

@@ -19,11 +19,12 @@ from sqlalchemy.engine import Engine, make_url
 from starlette.concurrency import run_in_threadpool
 
 from bot import __version__
-from bot.bootstrap import build_handlers
+from bot.bootstrap import build_queue, build_worker
 from bot.entrypoints.dashboard import make_dashboard_router
 from bot.executors.actions.executor import make_runner_router, service_executor
-from bot.ingest.webhook import DeliveryWriter, make_router
-from bot.jobs.queue import Handler, Queue, Worker
+from bot.ingest.deliveries import DeliveryWriter
+from bot.ingest.webhook import make_router
+from bot.jobs.queue import Handler
 from bot.observability import Metrics
 from bot.settings import Settings
 from bot.store.engine import init_db, make_engine
@@ -45,20 +46,10 @@ def create_app(
     """Build the service. The database schema is created if needed."""
     engine = engine or make_engine(settings.effective_database_url)
     init_db(engine)
-    queue = Queue(
-        engine,
-        lease_seconds=settings.lease_seconds,
-        secrets=settings.secret_values,
-    )
+    queue = build_queue(settings, engine)
     metrics = Metrics(queue.depth)
     writer = DeliveryWriter(engine, settings.max_attempts)
-    worker = Worker(
-        queue,
-        handlers if handlers is not None else build_handlers(settings),
-        settings,
-        concurrency=settings.workers,
-        on_finished=metrics.job,
-    )
+    worker = build_worker(settings, queue, handlers=handlers, on_finished=metrics.job)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

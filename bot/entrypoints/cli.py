@@ -1,4 +1,10 @@
-"""The ``vibe`` command line: serve, worker, jobs, run, action, demo, context."""
+"""The ``vibe`` command line: serve, worker, jobs, run, action, demo, context.
+
+The subcommands that run the bot (serve, worker, run, action, demo) import the service, the
+composition root and uvicorn inside their functions, on purpose: those take seconds to load
+(the agent, the model SDK, the context engine), and ``vibe --help``, ``vibe version`` and
+``vibe jobs`` should answer without them.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import json
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
@@ -15,8 +22,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from bot import __version__
+from bot.core.tasks import MODELS
 from bot.entrypoints.context_cli import app as context_app
+from bot.jobs.queue import Queue, enqueue
+from bot.observability import configure_logging
 from bot.settings import Settings, SettingsError, ensure_webhook_secret, load_settings
+from bot.store.engine import init_db, make_engine, write_transaction
+from bot.store.tables import Job
 
 app = typer.Typer(
     name="vibe",
@@ -40,7 +52,6 @@ def _settings(**overrides: object) -> Settings:
 
 def _engine(settings: Settings) -> Engine:
     """The configured database with its schema, or a clear error and exit code 2."""
-    from bot.store.engine import init_db, make_engine
 
     try:
         if settings.database_url is None:
@@ -54,7 +65,6 @@ def _engine(settings: Settings) -> Engine:
 
 
 def _logging(settings: Settings) -> None:
-    from bot.observability import configure_logging
 
     configure_logging(settings.log_level, json=settings.log_json, secrets=settings.secret_values)
 
@@ -117,19 +127,11 @@ def worker(
     grace: Annotated[float, typer.Option(help="Seconds to let running jobs finish.")] = 30.0,
 ) -> None:
     """Run workers alone against the configured database (any number, any machine)."""
-    from bot.bootstrap import build_handlers
-    from bot.jobs.queue import Queue, Worker
+    from bot.bootstrap import build_queue, build_worker
 
     settings = _settings()
     _logging(settings)
-    engine = _engine(settings)
-    queue = Queue(engine, lease_seconds=settings.lease_seconds, secrets=settings.secret_values)
-    pool = Worker(
-        queue,
-        build_handlers(settings),
-        settings,
-        concurrency=concurrency or settings.workers,
-    )
+    pool = build_worker(settings, build_queue(settings, _engine(settings)), concurrency=concurrency)
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
@@ -152,7 +154,6 @@ def jobs(
     """List jobs: id, kind, status, delivery id, attempts, last error."""
     if ctx.invoked_subcommand is not None:
         return
-    from bot.jobs.queue import Queue
 
     engine = _engine(_settings())
     rows = Queue(engine).jobs(limit)
@@ -188,8 +189,6 @@ def jobs_probe(
     seconds: Annotated[float, typer.Option(help="How long the probe job runs.", min=0)] = 0.0,
 ) -> None:
     """Queue a probe job to check that workers are claiming and finishing jobs."""
-    from bot.jobs.queue import enqueue, write_transaction
-    from bot.store.tables import Job
 
     settings = _settings()
     engine = _engine(settings)
@@ -213,9 +212,6 @@ def run(
     ] = None,
 ) -> None:
     """Run the loop on a local checkout: a local branch, commits, feedback from the terminal."""
-    from pathlib import Path
-
-    from bot.core.tasks import MODELS
 
     chosen = next((m for m in MODELS if m == model), None)
     if model is not None and chosen is None:

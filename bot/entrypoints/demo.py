@@ -22,7 +22,11 @@ from typing import Any
 
 import uvicorn
 
+from bot.entrypoints.app import create_app
+from bot.observability import configure_logging
 from bot.settings import Settings, load_settings
+from bot.store import tasks as taskdb
+from bot.store.engine import make_engine
 from bot.testing.fake_github import AppCredentials, FakeGitHub, InlineComment
 from bot.testing.model_server import ScriptedModelServer, load_script
 
@@ -170,7 +174,6 @@ def stage(root: Path, script: list[dict[str, Any]] | None = None) -> Iterator[St
 @contextmanager
 def service(settings: Settings, port: int) -> Iterator[None]:
     """The real service (ingest + worker pool) under uvicorn in this process."""
-    from bot.entrypoints.app import create_app
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings, run_workers=True)
@@ -222,8 +225,6 @@ def _bot_comments(fake: FakeGitHub, number: int, login: str) -> list[str]:
 
 def run_demo(echo: Callable[[str], None] | None = print) -> dict[str, Any]:
     """Drive the scenario and return the machine-readable record."""
-    from bot.store import tasks as taskdb
-    from bot.store.engine import make_engine
 
     timeline = Timeline(echo=echo)
     say = echo or (lambda _: None)
@@ -334,7 +335,6 @@ def summary(record: dict[str, Any]) -> list[str]:
 
 
 def main(as_json: bool) -> int:
-    from bot.observability import configure_logging
 
     configure_logging("WARNING", json=False, secrets=[SECRET, MODEL_KEY])
     if as_json:

@@ -10,6 +10,10 @@ and between iterations the person types feedback in the terminal:
 - ``undo``: revert the last iteration; ``retry``: run it again;
 - ``accept`` or an empty line / end of input: finish, the task is accepted;
 - ``stop``: finish, the task is abandoned.
+
+A line is read by the ``/vibe`` grammar (:mod:`bot.core.commands`) and carried out by the
+same decision table as the webhook job (:mod:`bot.loop.handlers`); ``status`` and ``help``
+answer in the terminal.
 """
 
 from __future__ import annotations
@@ -25,25 +29,20 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
-from bot.agent.adapter import ClaudeAgent
-from bot.context.adapter import ProjectContext
-from bot.core.config import RepoConfig
+from bot.bootstrap import loop_env
+from bot.core import policy as pol
+from bot.core.commands import Verb, parse_commands
+from bot.core.config import CONFIG_PATH, parse_repo_config
+from bot.core.errors import Declined
+from bot.core.events import MAX_BODY_CHARS
+from bot.core.forge import IssueText, PullInfo
 from bot.core.markers import Marker, strip_markers
-from bot.core.tasks import Feedback, TaskRecord
-from bot.loop import actions as loop
+from bot.core.tasks import DevelopmentModel, TaskRecord
 from bot.loop.env import Env
-from bot.loop.errors import Refused
-from bot.loop.iteration import Outcome
-from bot.loop.ports import IssueText, PullInfo
-from bot.sandbox.bwrap import make_sandbox
-from bot.settings import DevelopmentModel, Settings
-from bot.store import tasks as taskdb
+from bot.loop.handlers import Context, carry_out
+from bot.settings import Settings
 from bot.store.engine import init_db, make_engine
 from bot.store.tables import Task
-from bot.workspace.checkout import GitWorkspaces
-from bot.workspace.git import WorkspaceCache
-
-MAX_INSTRUCTION_CHARS = 65_536
 
 PROMPT = (
     "Feedback for the next iteration (text, 'require <text>', 'approve', 'undo', 'retry', "
@@ -116,7 +115,7 @@ class TerminalForge:
 @dataclass
 class LocalRun:
     task: TaskRecord
-    outcomes: list[Outcome]
+    answers: list[str]  # what each step did, as the decision table's handlers say it
 
 
 def _repo_name(path: Path) -> str:
@@ -136,47 +135,55 @@ def _next_number(settings: Settings, repo: str) -> int:
         engine.dispose()
 
 
-def _act(
-    env: Env, task: TaskRecord, word: str, text: str, key: str, number: int, requester: str
-) -> Outcome | None:
-    """One line of terminal feedback, as the matching ``/vibe`` command would act."""
-    if word == "approve":
-        return loop.approve(env, task, key=key, where=number)
-    if word == "require" and len(text.split(maxsplit=1)) == 2:
-        return loop.require(env, task, text.split(maxsplit=1)[1], author=requester, key=key)
-    if word == "undo":
-        loop.undo(env, task, key=key, where=number)
-        return None
-    if word == "retry":
-        return loop.retry(env, task, key=key)
-    fb = (Feedback("human", text, author=requester),)
-    return loop.iterate(env, task, fb, trigger="terminal", key=key)
+Builder = Callable[[str, int, str, str, str], pol.Action]
+
+# What each verb of the grammar decides in the terminal: (repo, number, requester, the
+# command's text, the whole line) -> decision. There the person ends the task, so ``stop``
+# abandons it at once.
+_TERMINAL: dict[Verb, Builder] = {
+    Verb.STOP: lambda r, n, q, t, line: pol.Abandon(r, n, q, "stopped in the terminal"),
+    Verb.APPROVE: lambda r, n, q, t, line: pol.ApprovePlan(r, n, q),
+    Verb.REQUIRE: lambda r, n, q, t, line: pol.AddRequirement(r, n, q, t),
+    Verb.RETRY: lambda r, n, q, t, line: pol.Retry(r, n, q),
+    Verb.UNDO: lambda r, n, q, t, line: pol.Undo(r, n, q),
+    Verb.STATUS: lambda r, n, q, t, line: pol.Status(r, n, q),
+    Verb.HELP: lambda r, n, q, t, line: pol.Help(r, n, q),
+    Verb.UNKNOWN: lambda r, n, q, t, line: pol.Help(r, n, q, t),
+    Verb.RUN: lambda r, n, q, t, line: pol.Iterate(r, n, q, line),
+    Verb.PLAN: lambda r, n, q, t, line: pol.Iterate(r, n, q, line),
+    Verb.TEST: lambda r, n, q, t, line: pol.Iterate(r, n, q, line),
+}
+
+
+def terminal_decision(line: str, repo: str, number: int, requester: str) -> pol.Action:
+    """One line typed in the terminal as the decision its ``/vibe`` command makes, read by
+    the same grammar (:mod:`bot.core.commands`); any other text is feedback. ``accept``
+    or an empty line accepts the task (a word of the terminal only)."""
+    text = line.strip()
+    if not text or text.split(maxsplit=1)[0].lower() == "accept":
+        return pol.Accept(repo, number, requester, "accepted in the terminal")
+    commands = parse_commands(f"/vibe {text}")
+    verb, said = (commands[0].verb, commands[0].text) if commands else (Verb.RUN, text)
+    return _TERMINAL[verb](repo, number, requester, said, text)
 
 
 def local_env(
     settings: Settings, engine: Engine, path: Path, instruction: str, echo: Callable[[str], None]
 ) -> Env:
-    """The loop's environment for a local checkout (the same parts as the service's)."""
+    """The loop's environment for a local checkout: the service's parts (built by
+    :func:`bot.bootstrap.loop_env`) with the terminal as the forge and no pull requests."""
     repo = _repo_name(path)
     title = instruction.strip().splitlines()[0][:120]
-    forge = TerminalForge(repo, path, title, instruction.strip(), echo)
-    sandbox = make_sandbox(settings)
-    cache = WorkspaceCache.from_settings(settings, sandbox)
-    configs: dict[str, RepoConfig] = {}
-    return Env(
-        settings=settings,
-        engine=engine,
-        forge=forge,
+    return loop_env(
+        settings,
+        engine,
+        forge=TerminalForge(repo, path, title, instruction.strip(), echo),
         prs=None,
-        workspaces=GitWorkspaces(
-            cache, repo, path.as_uri(), lambda: None, lambda ref: configs.get(ref, RepoConfig())
-        ),
-        agent=ClaudeAgent(settings, sandbox, engine, f"local:{uuid.uuid4().hex[:12]}"),
-        sandbox=sandbox,
-        context=ProjectContext(settings.context_budget_tokens, settings.data_dir / "context-index"),
+        clone_url=path.as_uri(),
+        credentials=lambda: None,
+        run_key=f"local:{uuid.uuid4().hex[:12]}",
         status_interval=0.0,
         timeline=echo,
-        configs=configs,
     )
 
 
@@ -196,10 +203,10 @@ def run_local(
         raise LocalError(f"{path} is not a git checkout")
     if not instruction.strip():
         raise LocalError("the instruction is empty")
-    if len(instruction) > MAX_INSTRUCTION_CHARS:
+    if len(instruction) > MAX_BODY_CHARS:
         raise LocalError(
             f"the instruction is {len(instruction):,} characters; the limit is "
-            f"{MAX_INSTRUCTION_CHARS:,} (GitHub's own limit for an issue body)"
+            f"{MAX_BODY_CHARS:,} (GitHub's own limit for an issue body)"
         )
     code, _ = _git(path, "rev-parse", "--verify", "--quiet", "HEAD")
     if code != 0:
@@ -213,43 +220,35 @@ def run_local(
     env = local_env(settings, engine, path, instruction, echo)
     repo = env.forge.repo
     number = _next_number(settings, repo)
-    outcomes = [
-        loop.start(
-            env,
-            loop.StartRequest(
-                number=number, requester=requester, key=f"local:{number}:start", model=model
-            ),
-        )
-    ]
+    config, _ = parse_repo_config(env.forge.read_file(CONFIG_PATH, env.forge.default_branch()))
+    chosen = model or config.model or settings.default_model
+    start = pol.StartTask(repo, number, requester, chosen, "")
     try:
+        answers = [carry_out(start, Context(env, number, f"local:{number}:start"))]
+        found = env.tasks.find(repo, number)
+        if found is None:
+            raise LocalError(f"the task of {repo}#{number} was not created")
+        task_id = found.id
         for turn in itertools.count(2):
-            task = taskdb.load(engine, outcomes[-1].task.id)
+            task = env.tasks.load(task_id)
             if task.state.terminal:
                 break
             echo(PROMPT)
-            line = read()
-            text = (line or "").strip()
-            key = f"local:{number}:{turn}"
-            word = text.split(maxsplit=1)[0].lower() if text else ""
-            if not text or word == "accept":
-                loop.accept(env, task, "accepted in the terminal")
-                break
-            if word == "stop":
-                loop.abandon(env, task, "stopped in the terminal")
-                break
+            decision = terminal_decision(read() or "", repo, number, requester)
+            context = Context(env, number, f"local:{number}:{turn}", task, trigger="terminal")
             try:
-                result = _act(env, task, word, text, key, number, requester)
-            except Refused as exc:
+                answers.append(carry_out(decision, context))
+            except Declined as exc:
                 echo(f"refused: {exc}")
                 continue
-            if result is not None:
-                outcomes.append(result)
-        final = taskdb.load(engine, outcomes[-1].task.id)
+            if isinstance(decision, pol.Accept | pol.Abandon):
+                break
+        final = env.tasks.load(task_id)
         echo(
             f"task {final.state.value}: {len(final.iterations)} iterations on branch "
             f"{final.branch}, {final.usage.tokens:,} tokens, ${final.usage.cost:.4f}"
         )
-        return LocalRun(final, outcomes)
+        return LocalRun(final, answers)
     finally:
         engine.dispose()
 

@@ -3,25 +3,25 @@
 Build one :class:`GitHub` per process (``GitHub.from_settings(settings)``) and ask it for
 a :class:`RepoClient` per repository (``hub.repo("owner/name")``). A ``RepoClient``
 satisfies :class:`bot.loop.ports.Forge` and offers more: permissions, labels, check runs,
-review threads, configuration with the organisation fallback, instruction files and git
+review threads, configuration with the organisation fallback, and git
 credentials. Calls block; run them in worker threads, never on an event loop.
+:class:`bot.github.actions.RepoActions` makes the Actions calls (workflow dispatch, runs)
+through the same request policy.
 
-Failures come out as :class:`GitHubUnavailable` (a :class:`bot.queue.RetryableError`:
-5xx, timeouts, long rate limits) or :class:`GitHubRequestError` (a
-:class:`bot.queue.PermanentError`: a 4xx that retrying cannot fix).
+Failures come out as :class:`GitHubUnavailable` (5xx, timeouts, long rate limits; with
+``retry_at`` when GitHub said when to come back) or :class:`GitHubRequestError` (a 4xx that
+retrying cannot fix); the job boundary in ``bot/bootstrap.py`` maps them to retry-at and
+dead.
 """
 
 from bot.github.auth import AppTokens, IssuedToken, StaticToken, SystemClock, TokenSource
 from bot.github.client import (
-    INSTRUCTION_FILES,
-    WRITERS,
     CheckConclusion,
     CheckStatus,
     Comment,
     ConfigSource,
     GitCredentials,
     GitHub,
-    InstructionFile,
     IssueThread,
     Permission,
     PullRequest,
@@ -40,8 +40,6 @@ from bot.github.retry import (
 )
 
 __all__ = [
-    "INSTRUCTION_FILES",
-    "WRITERS",
     "AmbiguousWrite",
     "AppTokens",
     "CheckConclusion",
@@ -53,7 +51,6 @@ __all__ = [
     "GitHub",
     "GitHubRequestError",
     "GitHubUnavailable",
-    "InstructionFile",
     "IssueThread",
     "IssuedToken",
     "Permission",

@@ -21,7 +21,10 @@ from github import Github
 from github.Repository import Repository
 
 from bot.core.config import CONFIG_PATH
-from bot.core.markers import Marker
+from bot.core.events import MAX_BODY_CHARS
+from bot.core.forge import IssueText, PullInfo
+from bot.core.markers import Marker, carries
+from bot.core.policy import WRITE_PERMISSIONS
 from bot.core.redact import redact
 from bot.github.auth import (
     AppTokens,
@@ -39,23 +42,20 @@ from bot.github.retry import (
     RequestPolicy,
     RetrySettings,
 )
-from bot.loop.ports import IssueText, PullInfo
 from bot.settings import Settings
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 Permission = Literal["admin", "maintain", "write", "triage", "read", "none"]
-WRITERS: frozenset[str] = frozenset({"admin", "maintain", "write"})
 Reaction = Literal["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"]
 CheckStatus = Literal["queued", "in_progress", "completed"]
 CheckConclusion = Literal[
     "success", "failure", "neutral", "cancelled", "skipped", "timed_out", "action_required"
 ]
-INSTRUCTION_FILES: tuple[str, ...] = ("AGENTS.md", "CLAUDE.md", ".github/copilot-instructions.md")
-MAX_BODY = 65_536  # GitHub's limit for comment, issue and PR bodies, in characters
 MAX_CHECK_TEXT = 65_535
 MAX_FILE_BYTES = 1024 * 1024  # the contents API serves files up to 1 MB
+MAX_ISSUES_SEARCHED = 300  # the newest issues find_issue looks through
 _REPO_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 _LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?$")
 _BRANCH = re.compile(r"^(?!/)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/\-]{1,255}(?<!/)(?<!\.lock)$")
@@ -140,12 +140,6 @@ class ConfigSource:
 
 
 @dataclass(frozen=True)
-class InstructionFile:
-    path: str
-    text: str
-
-
-@dataclass(frozen=True)
 class GitCredentials:
     """What git needs for one command: the URL and an HTTP header carrying the token.
 
@@ -188,7 +182,7 @@ mutation($threadId: ID!) {
 }"""
 
 
-def _truncate(text: str, limit: int = MAX_BODY) -> str:
+def _truncate(text: str, limit: int = MAX_BODY_CHARS) -> str:
     if len(text) <= limit:
         return text
     return text[: limit - len(_TRUNCATED)] + _TRUNCATED
@@ -421,7 +415,7 @@ class RepoClient:
 
         return self._run(what, call, write=write, idempotent=not write)
 
-    def _clean(self, text: str, limit: int = MAX_BODY) -> str:
+    def _clean(self, text: str, limit: int = MAX_BODY_CHARS) -> str:
         return _truncate(self.hub.redact(text), limit)
 
     # --- repository -------------------------------------------------------------------
@@ -462,7 +456,7 @@ class RepoClient:
         return result
 
     def is_writer(self, login: str) -> bool:
-        return self.permission(login) in WRITERS
+        return self.permission(login) in WRITE_PERMISSIONS
 
     # --- reactions --------------------------------------------------------------------
 
@@ -551,7 +545,7 @@ class RepoClient:
         if not marker.startswith("<!--") or not marker.endswith("-->") or len(marker) > 1000:
             raise ValueError(f"not a hidden marker: {marker!r}")
         visible = self.hub.redact(body.replace(marker, "").rstrip())
-        text = f"{_truncate(visible, MAX_BODY - len(marker) - 2)}\n\n{marker}"
+        text = f"{_truncate(visible, MAX_BODY_CHARS - len(marker) - 2)}\n\n{marker}"
         existing = self._find_comment(number, lambda b: marker in b)
         if existing is not None:
             self._edit_comment(existing, text)
@@ -613,6 +607,45 @@ class RepoClient:
         return IssueText(
             thread.title, thread.body, tuple(f"@{c.author}: {c.body}" for c in thread.comments)
         )
+
+    def create_issue(self, title: str, body: str, mark: Marker | None = None) -> int:
+        """Open an issue (title and body redacted); its number. ``mark`` ends the body,
+        kept through truncation, so :meth:`find_issue` finds the issue again."""
+        rendered = f"\n\n{mark.render()}" if mark is not None else ""
+        text = _truncate(self.hub.redact(body), MAX_BODY_CHARS - len(rendered)) + rendered
+        payload = {"title": self._clean(title, 256), "body": text}
+        data = self._run(
+            "open an issue",
+            self._poster(f"/repos/{self.repo}/issues", payload),
+            write=True,
+            idempotent=False,
+        )
+        return int(data["number"])
+
+    def find_issue(self, mark: Marker) -> int | None:
+        """The newest issue (not PR) the bot opened whose body carries ``mark``, among the
+        :data:`MAX_ISSUES_SEARCHED` newest. Anyone can paste a marker into an issue of their
+        own, so only the bot's issues count."""
+        bot = self.hub.bot_login.casefold()
+        per_page = 100
+
+        def listed(page: int) -> Callable[[], Any]:
+            params = {"state": "all", "sort": "created", "direction": "desc", "page": page}
+            return lambda: self._request(
+                "GET", f"/repos/{self.repo}/issues", params={**params, "per_page": per_page}
+            )
+
+        for page in range(1, MAX_ISSUES_SEARCHED // per_page + 1):
+            batch = self._run(f"list the issues (page {page})", listed(page))
+            for issue in batch:
+                author = str((issue.get("user") or {}).get("login") or "").casefold()
+                if "pull_request" in issue or author != bot:
+                    continue
+                if carries(issue.get("body"), mark):
+                    return int(issue["number"])
+            if len(batch) < per_page:
+                return None
+        return None
 
     def get_pull(self, number: int) -> PullRequest | None:
         try:
@@ -992,14 +1025,6 @@ class RepoClient:
             if org is not None:
                 return ConfigSource(org, "org", org_repo)
         return ConfigSource(None, "none", None)
-
-    def instruction_files(self, ref: str) -> list[InstructionFile]:
-        found = []
-        for path in INSTRUCTION_FILES:
-            text = self.read_file(path, ref)
-            if text is not None:
-                found.append(InstructionFile(path, text))
-        return found
 
     # --- git ----------------------------------------------------------------------------
 

@@ -6,9 +6,9 @@ import structlog
 
 from bot.core import events as ev
 from bot.core.config import CONFIG_PATH
+from bot.core.forge import IssueText, PullInfo, ReviewNote
 from bot.core.markers import Marker
 from bot.github import RepoClient
-from bot.loop.ports import IssueText, PullInfo, ReviewNote
 from bot.workspace.git import (
     GitCredentials,
 )

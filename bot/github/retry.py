@@ -26,8 +26,6 @@ import requests
 import structlog
 from github import GithubException
 
-from bot.jobs.queue import PermanentError, RetryableError
-
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
@@ -38,17 +36,18 @@ class Clock(Protocol):
     def sleep(self, seconds: float) -> None: ...
 
 
-class GitHubUnavailable(RetryableError):
+class GitHubUnavailable(Exception):
     """GitHub did not answer usefully after the retries (5xx, timeouts, long rate limits).
 
     ``retry_at`` (epoch seconds) is set when GitHub said when to come back.
     """
 
     def __init__(self, message: str, retry_at: float | None = None) -> None:
-        super().__init__(message, retry_at=retry_at)
+        super().__init__(message)
+        self.retry_at = retry_at
 
 
-class GitHubRequestError(PermanentError):
+class GitHubRequestError(Exception):
     """GitHub refused the request in a way retrying cannot fix (4xx other than limits)."""
 
     def __init__(self, status: int, message: str) -> None:

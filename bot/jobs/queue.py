@@ -1,4 +1,4 @@
-"""The durable job queue and the worker pool.
+"""The durable job queue and the worker pool: the only writer of job rows.
 
 Claim protocol (DESIGN.md section 2): a worker takes a job under a lease and renews it with a
 heartbeat; a job whose lease lapsed is claimed again, so handlers must be idempotent. Jobs
@@ -9,10 +9,17 @@ order.
   under ``pg_try_advisory_xact_lock`` so two workers cannot both start jobs of one key.
 - SQLite: the claim runs in ``BEGIN IMMEDIATE``, which makes claims one writer at a time.
 
-Handlers run synchronously in worker threads: ``handler(ctx: JobContext) -> None``. Raising
-:class:`RetryableError` retries with backoff; :class:`PermanentError` ends the job as dead at
-once; any other exception retries until ``max_attempts``, then the job is dead with its error
-kept.
+Others queue work inside their own transaction through :func:`enqueue`, :func:`enqueue_many`
+and :func:`requeue_dead` (ingest stores a delivery and its job together); everything else
+about a job row (claim, heartbeat, settle, release) happens in :class:`Queue`.
+
+Handlers run synchronously in worker threads: ``handler(ctx: JobContext) -> None``.
+Returning ends the job done. An exception is turned into a value at the job boundary by the
+worker's ``judge``, given by whoever builds the worker (``bot/bootstrap.py`` knows every
+layer's errors): :class:`Retry` (backoff, and not before ``at``; dead once ``max_attempts``
+are spent), :class:`Dead` or :class:`Done` (procrastinate's ``RetryDecision``, STYLE.md
+item 16). The default judge retries every failure until ``max_attempts``. This module knows
+nothing of GitHub, the loop or the settings.
 """
 
 from __future__ import annotations
@@ -24,54 +31,70 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import func, text
+from sqlalchemy import bindparam, func, text
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select, update
 
 from bot.core.redact import redact
-from bot.settings import Settings
-from bot.store.engine import write_transaction as write_transaction
-from bot.store.tables import Delivery, Job, JobRun, utcnow
+from bot.store.engine import write_transaction
+from bot.store.tables import Job, JobRun, utcnow
 
 log = structlog.get_logger(__name__)
 
 MAX_ERROR_CHARS = 4000
 
 
-class RetryableError(Exception):
-    """The job may succeed later (rate limit, transient fault).
-
-    ``retry_at`` (epoch seconds), when set, is when the cause said to come back (GitHub's
-    ``x-ratelimit-reset``, a ``retry-after``): the job does not run again before then.
-    """
-
-    def __init__(self, *args: object, retry_at: float | None = None) -> None:
-        super().__init__(*args)
-        self.retry_at = retry_at
+@dataclass(frozen=True)
+class Done:
+    """The job is finished: nothing is left to do."""
 
 
-class PermanentError(Exception):
-    """The job cannot succeed; do not retry."""
+@dataclass(frozen=True)
+class Retry:
+    """The job may succeed later: run it again after the queue's backoff, and not before
+    ``at`` when the cause said when to come back (a rate limit's reset). Attempts still
+    count: once ``max_attempts`` are spent the job is dead."""
+
+    reason: str
+    at: datetime | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
+class Dead:
+    """The job cannot succeed: end it now, keeping why."""
+
+    reason: str
+
+
+Verdict = Done | Retry | Dead
+Judge = Callable[[Exception], Verdict]
+
+
+def describe(exc: BaseException) -> str:
+    """How a failure reads in a job's ``last_error``."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+def retry_until_spent(exc: Exception) -> Verdict:
+    """The judge of a worker that was given none: any failure may pass."""
+    return Retry(describe(exc))
+
+
+@dataclass(frozen=True)
 class JobContext:
-    """What a handler gets: the job, its delivery (if any) and the means to stop early."""
+    """What a handler gets: the job, the delivery it was queued for (if any) and the means
+    to stop early."""
 
     job_id: int
     kind: str
     payload: dict[str, Any]
     attempt: int
-    settings: Settings
-    engine: Engine
     cancel: threading.Event
     delivery_id: str | None = None
-    event_name: str | None = None
-    event_payload: dict[str, Any] | None = None
 
 
 Handler = Callable[[JobContext], None]
@@ -91,9 +114,51 @@ def _is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
+@dataclass(frozen=True)
+class NewJob:
+    """A job to queue: what to run, its lane, the delivery it answers and its attempts."""
+
+    kind: str
+    payload: Mapping[str, Any]
+    serial_key: str | None = None
+    delivery_id: str | None = None
+    max_attempts: int = 5
+    run_after: datetime | None = None
+
+
+def _row(job: NewJob, now: datetime) -> dict[str, Any]:
+    return {
+        "kind": job.kind,
+        "status": "queued",
+        "payload": dict(job.payload),
+        "serial_key": job.serial_key,
+        "delivery_id": job.delivery_id,
+        "attempts": 0,
+        "max_attempts": job.max_attempts,
+        "run_after": job.run_after or now,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 # Built once: statements with bound parameters are compiled once and cached, which keeps
 # the ingest path's SQLAlchemy overhead small.
-_INSERT_JOB = Job.__table__.insert().returning(Job.__table__.c.id)  # type: ignore[attr-defined]
+_JOB = Job.__table__  # type: ignore[attr-defined]
+_INSERT_JOB = _JOB.insert().returning(_JOB.c.id)
+_INSERT_JOBS = _JOB.insert()
+_REQUEUE_DEAD = (
+    _JOB.update()
+    .where(_JOB.c.delivery_id == bindparam("delivery"), _JOB.c.status == "dead")
+    .values(
+        status="queued",
+        attempts=0,
+        run_after=bindparam("now", type_=_JOB.c.run_after.type),
+        updated_at=bindparam("now", type_=_JOB.c.updated_at.type),
+        finished_at=None,
+        lease_owner=None,
+        lease_expires=None,
+    )
+)
 
 
 def enqueue(
@@ -107,23 +172,22 @@ def enqueue(
     run_after: datetime | None = None,
 ) -> int:
     """Insert a queued job inside the caller's transaction and return its id."""
+    job = NewJob(kind, payload, serial_key, delivery_id, max_attempts, run_after)
+    return int(conn.execute(_INSERT_JOB, _row(job, utcnow())).scalar_one())
+
+
+def enqueue_many(conn: Connection, jobs: Sequence[NewJob]) -> None:
+    """Insert queued jobs with one multi-row statement inside the caller's transaction."""
+    if jobs:
+        now = utcnow()
+        conn.execute(_INSERT_JOBS, [_row(job, now) for job in jobs])
+
+
+def requeue_dead(conn: Connection, delivery_id: str) -> bool:
+    """Queue the dead job of ``delivery_id`` again with fresh attempts, inside the caller's
+    transaction (someone asked for the delivery again). False when it has none."""
     now = utcnow()
-    result = conn.execute(
-        _INSERT_JOB,
-        {
-            "kind": kind,
-            "status": "queued",
-            "payload": dict(payload),
-            "serial_key": serial_key,
-            "delivery_id": delivery_id,
-            "attempts": 0,
-            "max_attempts": max_attempts,
-            "run_after": run_after or now,
-            "created_at": now,
-            "updated_at": now,
-        },
-    )
-    return int(result.scalar_one())
+    return bool(conn.execute(_REQUEUE_DEAD, {"delivery": delivery_id, "now": now}).rowcount)
 
 
 @dataclass
@@ -266,44 +330,34 @@ class Queue:
             )
             return bool(result.rowcount)
 
-    def complete(self, job_id: int, worker_id: str, attempt: int) -> bool:
-        """Mark done if this worker still holds the lease; False if it was lost."""
-        return self._finish(job_id, worker_id, attempt, status="done", outcome="done", error=None)
+    def settle(self, job_id: int, worker_id: str, attempt: int, verdict: Verdict) -> str:
+        """Record how a run ended, if this worker still holds the job's lease.
 
-    def fail(
-        self,
-        job_id: int,
-        worker_id: str,
-        attempt: int,
-        error: str,
-        *,
-        retryable: bool,
-        not_before: datetime | None = None,
-    ) -> str:
-        """Record a failure: requeue with backoff (and not before ``not_before``), or mark
-        dead. Returns the new status."""
-        error = redact(error, self.secrets)[:MAX_ERROR_CHARS]
-        with Session(self.engine) as session:
-            job = session.get(Job, job_id)
-            exhausted = job is None or job.attempts >= job.max_attempts
-        if retryable and not exhausted:
-            delay = min(self.retry_base_seconds * 2 ** (attempt - 1), self.retry_max_seconds)
-            delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
-            run_after = self.clock() + timedelta(seconds=delay)
-            if not_before is not None:
-                run_after = max(run_after, not_before)
-            self._finish(
-                job_id,
-                worker_id,
-                attempt,
-                status="queued",
-                outcome="retry",
-                error=error,
-                run_after=run_after,
-            )
-            return "queued"
-        self._finish(job_id, worker_id, attempt, status="dead", outcome="dead", error=error)
-        return "dead"
+        Returns the job's new status: ``done``; ``queued`` for a :class:`Retry` with
+        attempts left (after a backoff, and not before ``verdict.at``); ``dead`` for a
+        :class:`Dead` or a spent :class:`Retry`; ``lost`` when the lease was lost (another
+        worker may run the job now). Reasons are redacted before they are stored."""
+        if isinstance(verdict, Done):
+            done = self._finish(job_id, worker_id, attempt, status="done", error=None)
+            return "done" if done else "lost"
+        error = redact(verdict.reason, self.secrets)[:MAX_ERROR_CHARS]
+        status = "dead"
+        run_after = None
+        if isinstance(verdict, Retry):
+            with Session(self.engine) as session:
+                job = session.get(Job, job_id)
+                exhausted = job is None or job.attempts >= job.max_attempts
+            if not exhausted:
+                status = "queued"
+                delay = min(self.retry_base_seconds * 2 ** (attempt - 1), self.retry_max_seconds)
+                delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
+                run_after = self.clock() + timedelta(seconds=delay)
+                if verdict.at is not None:
+                    run_after = max(run_after, verdict.at)
+        kept = self._finish(
+            job_id, worker_id, attempt, status=status, error=error, run_after=run_after
+        )
+        return status if kept else "lost"
 
     def release(self, job_id: int, worker_id: str, attempt: int) -> None:
         """Give a job back on shutdown without counting the attempt."""
@@ -330,11 +384,11 @@ class Queue:
         attempt: int,
         *,
         status: str,
-        outcome: str,
         error: str | None,
         run_after: datetime | None = None,
     ) -> bool:
         now = self.clock()
+        outcome = "retry" if status == "queued" else status
         values: dict[str, Any] = {
             "status": status,
             "lease_owner": None,
@@ -400,16 +454,19 @@ def default_worker_id() -> str:
 class Worker:
     """A pool of threads that claim and run jobs until stopped.
 
-    ``stop()`` stops claiming at once; running handlers get ``grace`` seconds to finish, then
-    their cancel event is set and, if they still run, the job is released for another worker.
+    ``judge`` turns a handler's exception into a :data:`Verdict` (the job boundary). The
+    heartbeat renews the lease every ``heartbeat_seconds`` (a quarter of the lease unless
+    told). ``stop()`` stops claiming at once; running handlers get ``grace`` seconds to
+    finish, then their cancel event is set and, if they still run, the job is released for
+    another worker.
     """
 
     def __init__(
         self,
         queue: Queue,
         handlers: Mapping[str, Handler],
-        settings: Settings,
         *,
+        judge: Judge = retry_until_spent,
         concurrency: int = 2,
         poll_interval: float = 0.5,
         heartbeat_seconds: float | None = None,
@@ -418,10 +475,10 @@ class Worker:
     ) -> None:
         self.queue = queue
         self.handlers = dict(handlers)
-        self.settings = settings
+        self.judge = judge
         self.concurrency = concurrency
         self.poll_interval = poll_interval
-        self.heartbeat_seconds = heartbeat_seconds or settings.heartbeat_seconds
+        self.heartbeat_seconds = heartbeat_seconds or queue.lease_seconds / 4
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.on_finished = on_finished
         self._stopping = threading.Event()
@@ -480,26 +537,6 @@ class Worker:
                 # lease lapses and the job is claimed again.
                 log.exception("worker.job_outcome_not_recorded", job=job.id)
 
-    def _context(self, job: ClaimedJob, cancel: threading.Event) -> JobContext:
-        event_name = event_payload = None
-        if job.delivery_id is not None:
-            with Session(self.queue.engine) as session:
-                delivery = session.get(Delivery, job.delivery_id)
-                if delivery is not None:
-                    event_name, event_payload = delivery.event, dict(delivery.payload)
-        return JobContext(
-            job_id=job.id,
-            kind=job.kind,
-            payload=job.payload,
-            attempt=job.attempt,
-            settings=self.settings,
-            engine=self.queue.engine,
-            cancel=cancel,
-            delivery_id=job.delivery_id,
-            event_name=event_name,
-            event_payload=event_payload,
-        )
-
     def _run(self, worker_id: str, job: ClaimedJob) -> None:
         cancel = threading.Event()
         lost = threading.Event()
@@ -529,33 +566,22 @@ class Worker:
         beater.start()
         started = time.monotonic()
         bound = log.bind(job=job.id, kind=job.kind, attempt=job.attempt, delivery=job.delivery_id)
-        outcome = "done"
+        verdict: Verdict = Done()
         try:
             bound.info("job.started")
-            self.handlers[job.kind](self._context(job, cancel))
-        except PermanentError as exc:
-            outcome = self.queue.fail(job.id, worker_id, job.attempt, str(exc), retryable=False)
-        except Exception as exc:  # noqa: BLE001 - any handler failure is recorded, not raised
-            if self._stopping.is_set() and cancel.is_set() and not lost.is_set():
+            try:
+                self.handlers[job.kind](
+                    JobContext(job.id, job.kind, job.payload, job.attempt, cancel, job.delivery_id)
+                )
+            except Exception as exc:  # noqa: BLE001 - any handler failure is judged, not raised
+                verdict = self.judge(exc)
+            shut_down = self._stopping.is_set() and cancel.is_set() and not lost.is_set()
+            if shut_down and not isinstance(verdict, Dead):
+                # Cut short by the shutdown: the job goes back without counting the attempt.
                 self.queue.release(job.id, worker_id, job.attempt)
                 outcome = "released"
             else:
-                message = f"{type(exc).__name__}: {exc}"
-                retry_at = exc.retry_at if isinstance(exc, RetryableError) else None
-                outcome = self.queue.fail(
-                    job.id,
-                    worker_id,
-                    job.attempt,
-                    message,
-                    retryable=True,
-                    not_before=None if retry_at is None else datetime.fromtimestamp(retry_at, UTC),
-                )
-        else:
-            if self._stopping.is_set() and cancel.is_set() and not lost.is_set():
-                self.queue.release(job.id, worker_id, job.attempt)
-                outcome = "released"
-            elif not self.queue.complete(job.id, worker_id, job.attempt):
-                outcome = "lost"
+                outcome = self.queue.settle(job.id, worker_id, job.attempt, verdict)
         finally:
             done.set()
             beater.join()

@@ -1,7 +1,7 @@
 """The refinement loop (survey Eq. 4): start a task, iterate on feedback, accept or abandon.
 
 Only this module knows the order of steps (DESIGN.md section 3). It talks to the outside
-through :mod:`bot.loop.ports` and keeps its state in the task tables (:mod:`bot.store.tasks`), so a
+through :mod:`bot.loop.ports` and keeps its state in the task store (``env.tasks``), so a
 job that is claimed again after a crash finds the same task, the same iteration (keyed by
 the trigger), the same branch, PR and status comment, and finishes the work instead of
 repeating it (DESIGN.md section 2).
@@ -13,7 +13,9 @@ from dataclasses import dataclass, replace
 
 import structlog
 
+from bot.core.branches import task_branch
 from bot.core.config import RepoConfig
+from bot.core.errors import Declined
 from bot.core.render import (
     render_failure,
     render_pr_body,
@@ -23,20 +25,19 @@ from bot.core.render import (
     reply_marker,
 )
 from bot.core.tasks import (
+    DevelopmentModel,
     Feedback,
+    NewTask,
     Requirement,
     State,
     Step,
     TaskRecord,
     allowed,
-    branch_name,
 )
 from bot.loop.env import Env, repo_config
-from bot.loop.errors import Refused
 from bot.loop.iteration import Outcome, run_iteration
 from bot.loop.strategies import PlanDriven, strategy_for
-from bot.settings import DevelopmentModel, Settings
-from bot.store import tasks as taskdb
+from bot.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -66,7 +67,7 @@ class StartRequest:
 def start(env: Env, req: StartRequest) -> Outcome:
     """A writer asked for work on an issue (label or ``/vibe``) or on an existing PR."""
     env.forge.react(req.number, req.comment_id, "eyes")
-    existing = taskdb.find(env.engine, env.forge.repo, req.number)
+    existing = env.tasks.find(env.forge.repo, req.number)
     if existing is not None and existing.state is not State.QUEUED:
         if existing.state.busy:  # this job was claimed again after a crash: resume
             return run_iteration(
@@ -76,17 +77,16 @@ def start(env: Env, req: StartRequest) -> Outcome:
             text = req.instruction or "Continue with the task."
             fb = (Feedback("human", text, author=req.requester),)
             return iterate(env, existing, fb, trigger="comment", key=req.key)
-        taskdb.update(env.engine, existing.id, state=State.QUEUED, stop_requested=False)
-        existing = taskdb.load(env.engine, existing.id)
+        existing = env.tasks.reopen(existing.id)
     if existing is None:
         existing = _create(env, req)
     task = existing
     if req.instruction and req.instruction not in (r.text for r in task.requirements):
         task = task.with_requirement(req.instruction, "require")
-        taskdb.update(env.engine, task.id, requirements=task.requirements)
+        env.tasks.set_requirements(task.id, task.requirements)
     model = req.model or task.model
     if model != task.model:
-        taskdb.update(env.engine, task.id, model=model)
+        env.tasks.set_model(task.id, model)
         task = replace(task, model=model)
     return run_iteration(env, task, trigger="start", key=req.key, mode=_mode_for(task))
 
@@ -104,14 +104,14 @@ def _create(env: Env, req: StartRequest) -> TaskRecord:
     if req.on_pr:
         pull = env.forge.pull(req.number)
         if pull is None:
-            raise Refused(f"pull request #{req.number} was not found")
+            raise Declined(f"pull request #{req.number} was not found")
         if not pull.same_repo:
-            raise Refused(
+            raise Declined(
                 "I only work on branches of this repository; this pull request comes from a fork"
             )
         config = repo_config(env, pull.base_ref, req.number)
         model = req.model or config.model or env.settings.default_model
-        new = taskdb.NewTask(
+        new = NewTask(
             repo=env.forge.repo,
             number=req.number,
             model=model,
@@ -132,18 +132,18 @@ def _create(env: Env, req: StartRequest) -> TaskRecord:
         instruction = issue.body.strip() or issue.title
         if issue.comments:
             instruction += "\n\nDiscussion by writers:\n" + "\n---\n".join(issue.comments)
-        new = taskdb.NewTask(
+        new = NewTask(
             repo=env.forge.repo,
             number=req.number,
             model=model,
-            branch=branch_name(req.number, issue.title),
+            branch=task_branch(req.number, issue.title),
             base=base,
             requester=req.requester,
             title=issue.title,
             instruction=instruction,
             requirements=(Requirement(issue.title, "issue"),),
         )
-    task, _ = taskdb.find_or_create(env.engine, new)
+    task, _ = env.tasks.find_or_create(new)
     return task
 
 
@@ -160,7 +160,7 @@ def require(env: Env, task: TaskRecord, text: str, *, author: str, key: str) -> 
     """``/vibe require <text>``: the requirement joins the list, then iteration k+1."""
     updated = task.with_requirement(text.strip(), "require")
     if updated is not task:
-        taskdb.update(env.engine, task.id, requirements=updated.requirements)
+        env.tasks.set_requirements(task.id, updated.requirements)
     fb = (Feedback("human", f"New requirement: {text.strip()}", author=author),)
     return run_iteration(
         env, updated, trigger="require", key=key, feedback=fb, mode=_mode_for(updated)
@@ -177,12 +177,13 @@ def approve(env: Env, task: TaskRecord, *, key: str, where: int) -> Outcome | No
 
 def stop(env: Env, task: TaskRecord, *, key: str, where: int, author: str) -> None:
     """``/vibe stop``: a running iteration stops within seconds; the task is abandoned."""
-    taskdb.update(env.engine, task.id, stop_requested=True)
+    if task.state.busy or not allowed(task.state, Step.ABANDON):
+        env.tasks.request_stop(task.id)
+    else:
+        env.tasks.abandon(task.id, stop_running=True)
     if task.state.busy:
         reply(env, where, key, f"Stopping, as @{author} asked. Nothing half-done will be pushed.")
         return
-    if allowed(task.state, Step.ABANDON):
-        taskdb.update(env.engine, task.id, state=State.ABANDONED)
     reply(env, where, key, f"Stopped, as @{author} asked: the task is abandoned.")
 
 
@@ -191,8 +192,7 @@ def retry(env: Env, task: TaskRecord, *, key: str) -> Outcome:
     last = task.iterations[-1] if task.iterations else None
     feedback = tuple(f for f in last.feedback if f.kind == "human") if last else ()
     if task.state.terminal:
-        taskdb.update(env.engine, task.id, state=State.QUEUED, stop_requested=False)
-        task = taskdb.load(env.engine, task.id)
+        task = env.tasks.reopen(task.id)
     return run_iteration(
         env, task, trigger="retry", key=key, feedback=feedback, mode=_mode_for(task)
     )
@@ -204,7 +204,7 @@ def undo(env: Env, task: TaskRecord, *, key: str, where: int) -> str | None:
     if last is None:
         reply(env, where, key, "There is nothing to undo: no iteration pushed commits yet.")
         return None
-    base = taskdb.iteration_base(env.engine, task.id, last.number)
+    base = last.base_sha
     if base is None:
         reply(env, where, key, f"I cannot undo iteration {last.number}: its start is unknown.")
         return None
@@ -223,10 +223,10 @@ def undo(env: Env, task: TaskRecord, *, key: str, where: int) -> str | None:
     if sha is None:
         reply(env, where, key, f"Iteration {last.number} left nothing to revert.")
         return None
-    taskdb.update_iteration(env.engine, task.id, last.number, outcome="reverted")
+    env.tasks.mark_reverted(task.id, last.number)
     reply(env, where, key, f"Reverted iteration {last.number} in {sha[:7]}.")
     env.note(f"undo: reverted iteration {last.number} in {sha[:7]}")
-    current = taskdb.load(env.engine, task.id)
+    current = env.tasks.load(task.id)
     if current.pr_number is not None and env.prs is not None and current.owns_pr:
         env.prs.update_pr_body(
             current.pr_number, render_pr_body(current, last.summary, env.secrets)
@@ -245,13 +245,13 @@ def status(env: Env, task: TaskRecord, *, key: str, where: int) -> None:
 
 def accept(env: Env, task: TaskRecord, reason: str) -> None:
     if allowed(task.state, Step.ACCEPT):
-        taskdb.update(env.engine, task.id, state=State.ACCEPTED)
+        env.tasks.move(task.id, State.ACCEPTED)
         env.note(f"task accepted ({reason})")
 
 
 def abandon(env: Env, task: TaskRecord, reason: str) -> None:
     if allowed(task.state, Step.ABANDON):
-        taskdb.update(env.engine, task.id, state=State.ABANDONED, stop_requested=task.state.busy)
+        env.tasks.abandon(task.id, stop_running=task.state.busy)
         env.note(f"task abandoned ({reason})")
 
 

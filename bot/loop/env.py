@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
-from sqlalchemy.engine import Engine
 
 from bot.core.config import CONFIG_PATH, RepoConfig, parse_repo_config
 from bot.core.render import (
@@ -15,7 +14,7 @@ from bot.core.render import (
     render_config_problems,
 )
 from bot.loop.ports import Agent as AgentPort
-from bot.loop.ports import ContextBuilder, Forge, PullRequests, Workspaces
+from bot.loop.ports import ContextBuilder, Forge, PullRequests, TaskStore, Workspaces
 from bot.sandbox.bwrap import Sandbox
 from bot.settings import Settings
 
@@ -27,7 +26,7 @@ class Env:
     """Everything one job of the loop works with."""
 
     settings: Settings
-    engine: Engine
+    tasks: TaskStore
     forge: Forge
     prs: PullRequests | None
     workspaces: Workspaces

@@ -1,4 +1,5 @@
-"""One iteration of the refinement loop: workspace, setup, context, strategy, conclude."""
+"""One iteration of the refinement loop: workspace, setup, context, strategy, then the
+checkpoints pushed and concluded."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Literal, get_args
 
 import structlog
 
 from bot.core.config import RepoConfig
+from bot.core.errors import Declined
 from bot.core.redact import redact
 from bot.core.render import (
     Final,
@@ -19,24 +22,27 @@ from bot.core.render import (
     render_thread_reply,
 )
 from bot.core.tasks import (
+    Checkpoint,
+    Conclusion,
     Feedback,
+    IterationRecord,
     State,
     Step,
     TaskRecord,
     Usage,
+    WorkResult,
     allowed,
     transition,
 )
-from bot.jobs.queue import RetryableError
+from bot.github.retry import GitHubUnavailable
 from bot.loop.env import Env, repo_config
-from bot.loop.errors import Refused
+from bot.loop.errors import AgentUnavailable, Interrupted, StopRequested
 from bot.loop.ports import Checkout
 from bot.loop.run import LoopRun
 from bot.loop.status import StatusBoard
 from bot.loop.strategies import PlanDriven, strategy_for
-from bot.loop.strategies.base import AgentUnavailable, Brief, Result, Stopped
+from bot.loop.strategies.base import Brief, Result
 from bot.sandbox.bwrap import network_permitted, run_setup
-from bot.store import tasks as taskdb
 
 log = structlog.get_logger(__name__)
 
@@ -96,7 +102,7 @@ def _watch(
             if env.cancel.is_set():
                 interrupted.set()
                 stop.set()
-            elif taskdb.stop_requested(env.engine, task_id):
+            elif env.tasks.stop_requested(task_id):
                 stop.set()
         if not interrupted.is_set():
             board.flush()
@@ -114,6 +120,31 @@ class Outcome:
     reason: str | None = None
 
 
+def _board(env: Env, task: TaskRecord, number: int, where: int) -> StatusBoard:
+    return StatusBoard(
+        env.forge,
+        task,
+        number,
+        where,
+        interval=env.status_interval,
+        secrets=env.secrets,
+        note=env.note,
+    )
+
+
+def _iteration_of(task: TaskRecord, number: int) -> IterationRecord:
+    return next(it for it in task.iterations if it.number == number)
+
+
+FinalOutcome = Literal["succeeded", "failed", "stopped", "limit", "planned"]
+_FINAL: tuple[FinalOutcome, ...] = get_args(FinalOutcome)
+
+
+def _final_outcome(outcome: str) -> FinalOutcome | None:
+    """The iteration's outcome as a status comment's last line names it, if it ended."""
+    return next((o for o in _FINAL if o == outcome), None)
+
+
 def run_iteration(
     env: Env,
     task: TaskRecord,
@@ -123,40 +154,37 @@ def run_iteration(
     feedback: tuple[Feedback, ...] = (),
     mode: str = "work",
 ) -> Outcome:
-    """Run one iteration of ``task`` (idempotent per ``key``)."""
+    """Run one iteration of ``task`` (idempotent per ``key``).
+
+    It is written at three checkpoints (:class:`bot.core.tasks.Checkpoint`): begun, pushed
+    (the work's result recorded, its commits on the branch) and concluded (the PR found or
+    created, the task moved, the outcome and usage counted). A job claimed again after a
+    crash or a failure finds the checkpoint reached: from begun the work runs again, from
+    pushed only the missing steps are finished (DESIGN.md section 5: one PR, and no status
+    comment left saying "working")."""
     where = task.number  # the task's one status comment lives on its issue (or borrowed PR)
-    number, finished = taskdb.begin_iteration(env.engine, task.id, key, trigger, feedback)
-    if finished:
-        current = taskdb.load(env.engine, task.id)
-        env.note(f"iteration {number} for {key} already ran; nothing to repeat")
-        done_before = next(it for it in current.iterations if it.number == number)
-        return Outcome(current, number, done_before.outcome, done_before.commits)
+    begun = env.tasks.begin_iteration(task.id, key, trigger, feedback)
+    number = begun.number
+    if begun.checkpoint is not Checkpoint.BEGUN:
+        return _resume(env, task.id, number, where, key)
     step = {"work": Step.WORK, "plan": Step.PLAN, "execute": Step.APPROVE}[mode]
-    task = taskdb.load(env.engine, task.id)  # a /vibe stop may have ended it meanwhile
+    task = env.tasks.load(task.id)  # a /vibe stop may have ended it meanwhile
     if task.state.terminal:
         reason = f"the task was {task.state.value} before this iteration started"
-        taskdb.update_iteration(env.engine, task.id, number, outcome="stopped", error=reason)
+        current = env.tasks.conclude(task.id, number, Conclusion("stopped", error=reason))
         env.note(f"iteration {number} not run: {reason}")
-        return Outcome(taskdb.load(env.engine, task.id), number, "stopped", reason=reason)
+        return Outcome(current, number, "stopped", reason=reason)
     if task.state is not State.WORKING and task.state is not State.PLANNING:
         if not allowed(task.state, step):
             reason = f"a task that is {task.state.value.replace('_', ' ')} cannot {mode} now"
-            taskdb.update_iteration(env.engine, task.id, number, outcome="stopped", error=reason)
-            raise Refused(reason)
+            env.tasks.conclude(task.id, number, Conclusion("stopped", error=reason))
+            raise Declined(reason)
         state = transition(task.state, step)
-        taskdb.update(env.engine, task.id, state=state)
+        env.tasks.move(task.id, state)
         task = replace(task, state=state)
     config = repo_config(env, task.base, where)
     strategy = strategy_for(task.model)
-    board = StatusBoard(
-        env.forge,
-        task,
-        number,
-        where,
-        interval=env.status_interval,
-        secrets=env.secrets,
-        note=env.note,
-    )
+    board = _board(env, task, number, where)
     env.note(f"iteration {number} ({trigger}, {task.model} model) on {task.branch}")
     board.phase("Workspace", "running")
     started = time.monotonic()
@@ -179,8 +207,7 @@ def run_iteration(
             shared=not task.owns_pr,
             requester=task.requester,
         )
-        base_sha = taskdb.iteration_base(env.engine, task.id, number) or checkout.head()
-        taskdb.update_iteration(env.engine, task.id, number, base_sha=base_sha)
+        env.tasks.record_base(task.id, number, checkout.head())
         board.phase("Workspace", "done", task.branch)
         if config.commands.setup:
             board.phase("Setup", "running")
@@ -207,7 +234,7 @@ def run_iteration(
             knowledge_ref=task.base,
         )
         board.phase("Context", "done", f"{pack.tokens:,} tokens")
-        run = LoopRun(env, task, config, checkout, board, pack.text, stop, started)
+        run = LoopRun(env, task, config, checkout, board, pack.text, stop, started, begun.id)
         brief = Brief(
             task.title,
             task.instruction,
@@ -218,122 +245,127 @@ def run_iteration(
         )
         if mode == "plan":
             if not isinstance(strategy, PlanDriven):
-                raise Refused(f"the {task.model} model does not make plans")
+                raise Declined(f"the {task.model} model does not make plans")
             result = strategy.plan(run, brief)
         elif mode == "execute":
             if not isinstance(strategy, PlanDriven):
-                raise Refused(f"the {task.model} model has no plan to approve")
+                raise Declined(f"the {task.model} model has no plan to approve")
             result = strategy.execute_plan(run, brief)
         else:
             result = strategy.iterate(run, brief)
         if stop.is_set():
-            raise Stopped("stopped")
-        return _conclude(
-            env, task, number, where, result, run, checkout, board, feedback, started, config
-        )
-    except Stopped:
+            raise StopRequested("stopped")
+        _push(env, task, number, result, run, checkout, board, feedback, started)
+    except StopRequested:
         if checkout is not None:
             checkout.discard()
         usage = run.usage if run is not None else Usage()
         if interrupted.is_set():
             # Not /vibe stop: the worker is shutting down or lost its lease. Leave the
-            # iteration running so the job, claimed again, resumes it (DESIGN.md section 2).
-            taskdb.add_usage(env.engine, task.id, usage)
+            # iteration begun so the job, claimed again, resumes it (DESIGN.md section 2).
+            env.tasks.add_usage(task.id, usage)
             env.note(f"iteration {number} interrupted; it resumes when the job runs again")
-            raise RetryableError("interrupted: the worker stopped or lost its lease") from None
+            raise Interrupted("interrupted: the worker stopped or lost its lease") from None
         reason = "Stopped on request; nothing from this iteration was pushed."
-        taskdb.update_iteration(
-            env.engine,
+        duration = time.monotonic() - started
+        current = env.tasks.conclude(
             task.id,
             number,
-            outcome="stopped",
-            usage=usage,
-            duration=time.monotonic() - started,
-            error=reason,
+            Conclusion("stopped", Step.ABANDON, usage=usage, duration=duration, error=reason),
         )
-        taskdb.add_usage(env.engine, task.id, usage)
-        current = taskdb.load(env.engine, task.id)
-        if allowed(current.state, Step.ABANDON):
-            taskdb.update(env.engine, task.id, state=State.ABANDONED)
-        board.finish(Final("stopped", time.monotonic() - started, usage, reason=reason))
+        board.finish(Final("stopped", duration, usage, reason=reason))
         env.note(f"iteration {number} stopped; nothing pushed")
-        return Outcome(taskdb.load(env.engine, task.id), number, "stopped", reason=reason)
-    except (AgentUnavailable, RetryableError) as exc:
+        return Outcome(current, number, "stopped", reason=reason)
+    except (AgentUnavailable, GitHubUnavailable) as exc:
         usage = run.usage if run is not None else Usage()
         if checkout is not None:
             checkout.discard()
         what = "the model API" if isinstance(exc, AgentUnavailable) else "GitHub"
         if env.attempt < env.max_attempts:
-            taskdb.add_usage(env.engine, task.id, usage)  # spent, even though it is retried
-            board.phase(
-                "Retrying",
-                "running",
-                f"{what} is unavailable; attempt {env.attempt} of {env.max_attempts} failed",
-            )
-            board.flush(force=True)
+            env.tasks.add_usage(task.id, usage)  # spent, even though it is retried
+            _say_retrying(env, board, what)
             raise
-        _fail(env, task, number, board, started, usage, f"{what} kept failing: {exc}")
-        return Outcome(taskdb.load(env.engine, task.id), number, "failed", reason=str(exc))
-    except Refused:
+        duration = time.monotonic() - started
+        return _fail(env, task.id, number, board, f"{what} kept failing: {exc}", usage, duration)
+    except Declined:
         raise
     except Exception as exc:  # every failure ends with a visible reason
         usage = run.usage if run is not None else Usage()
         if checkout is not None:
             checkout.discard()
-        reason = f"{type(exc).__name__}: {exc}"
         log.exception("iteration.failed", task=task.id, iteration=number)
-        _fail(env, task, number, board, started, usage, reason)
-        return Outcome(taskdb.load(env.engine, task.id), number, "failed", reason=reason)
+        duration = time.monotonic() - started
+        return _fail(env, task.id, number, board, f"{type(exc).__name__}: {exc}", usage, duration)
     finally:
         done.set()
         watcher.join()
         if checkout is not None:
             checkout.close()
+    return _conclude(env, task.id, number, where, board, config)
+
+
+def _resume(env: Env, task_id: int, number: int, where: int, key: str) -> Outcome:
+    """The iteration for ``key`` got past begun in an earlier run of the job: finish a
+    pushed one; for a concluded one that did work, write its final status line again (the
+    run may have ended before it did) unless a later iteration owns the comment by now."""
+    task = env.tasks.load(task_id)
+    it = _iteration_of(task, number)
+    board = _board(env, task, number, where)
+    if it.commits:
+        board.restore("Push", "done", it.commits[-1][:7])
+    if it.checkpoint is Checkpoint.PUSHED:
+        env.note(f"iteration {number} for {key} was pushed; finishing it")
+        return _conclude(env, task_id, number, where, board, repo_config(env, task.base, where))
+    env.note(f"iteration {number} for {key} already ran; nothing to repeat")
+    final = _final_outcome(it.outcome)
+    worked = it.base_sha is not None  # concluded without work: it never had the comment
+    if final is not None and worked and task.iterations[-1].number == number:
+        board.finish(Final(final, it.duration, it.usage, it.checks, reason=it.error))
+    return Outcome(task, number, it.outcome, it.commits, task.pr_number, it.error)
+
+
+def _say_retrying(env: Env, board: StatusBoard, what: str) -> None:
+    board.phase(
+        "Retrying",
+        "running",
+        f"{what} is unavailable; attempt {env.attempt} of {env.max_attempts} failed",
+    )
+    board.flush(force=True)
 
 
 def _fail(
     env: Env,
-    task: TaskRecord,
+    task_id: int,
     number: int,
     board: StatusBoard,
-    started: float,
-    usage: Usage,
     reason: str,
-) -> None:
+    usage: Usage | None = None,
+    duration: float | None = None,
+) -> Outcome:
+    """Conclude the iteration as failed and say why. ``usage`` and ``duration`` left None
+    keep what the pushed checkpoint recorded."""
     reason = redact(reason, env.secrets)
-    duration = time.monotonic() - started
-    taskdb.update_iteration(
-        env.engine, task.id, number, outcome="failed", usage=usage, duration=duration, error=reason
-    )
-    taskdb.add_usage(env.engine, task.id, usage)
-    current = taskdb.load(env.engine, task.id)
-    if allowed(current.state, Step.FAIL):
-        taskdb.update(env.engine, task.id, state=State.FAILED)
-    board.finish(Final("failed", duration, usage, reason=reason))
+    end = Conclusion("failed", Step.FAIL, usage=usage, duration=duration, error=reason)
+    current = env.tasks.conclude(task_id, number, end)
+    it = _iteration_of(current, number)
+    board.finish(Final("failed", it.duration, it.usage, reason=reason))
     env.note(f"iteration {number} failed: {reason}")
+    return Outcome(current, number, "failed", reason=reason)
 
 
-def _conclude(
+def _push(
     env: Env,
     task: TaskRecord,
     number: int,
-    where: int,
     result: Result,
     run: LoopRun,
     checkout: Checkout,
     board: StatusBoard,
     feedback: tuple[Feedback, ...],
     started: float,
-    config: RepoConfig,
-) -> Outcome:
-    """Commit, check protected paths, push, open or update the PR, answer threads, record."""
+) -> None:
+    """Commit and push the work, then record the pushed checkpoint with its result."""
     commits: list[str] = []
-    if result.outcome == "planned":
-        taskdb.update(env.engine, task.id, plan=result.plan)
-        env.forge.upsert_comment(
-            where, plan_marker(task.id), render_plan(task.id, result.plan, env.secrets)
-        )
-        env.note(f"plan posted with {len(result.plan)} steps; waiting for /vibe approve")
     if result.writes and result.outcome != "failed":
         sha = checkout.commit(_commit_message(task, number, result.summary))
         if sha is not None:
@@ -342,55 +374,80 @@ def _conclude(
             commits.append(sha)
             board.phase("Push", "done", sha[:7])
             env.note(f"pushed {sha[:7]} to {task.branch}")
-    duration = time.monotonic() - started
-    final_outcome = result.outcome
-    self_fb = tuple(result.feedback)
-    taskdb.update_iteration(
-        env.engine,
+    env.tasks.record_pushed(
         task.id,
         number,
-        outcome=final_outcome,
-        commits=commits,
-        checks=list(result.checks),
-        red=result.red,
-        green=result.green,
-        usage=run.usage,
-        duration=duration,
-        summary=redact(result.summary, env.secrets),
-        error=result.reason,
-        feedback=(*feedback, *self_fb),
-    )
-    taskdb.add_usage(env.engine, task.id, run.usage)
-    current = taskdb.load(env.engine, task.id)
-    pr = _publish_pr(env, current, result.summary, config)
-    if pr is not None and commits:
-        _answer_threads(env, pr, feedback, commits[-1], config)
-    if final_outcome == "planned":
-        next_state = transition(current.state, Step.PLAN_READY)
-    elif final_outcome == "failed":
-        next_state = transition(current.state, Step.FAIL)
-    else:
-        next_state = transition(current.state, Step.DONE)
-    if current.stop_requested and allowed(next_state, Step.ABANDON):
-        next_state = State.ABANDONED  # /vibe stop came as the iteration was finishing
-    taskdb.update(env.engine, task.id, state=next_state)
-    board.finish(
-        Final(
-            result.outcome,
-            duration,
-            run.usage,
-            tuple(result.checks),
+        WorkResult(
+            outcome=result.outcome,
+            commits=tuple(commits),
+            checks=tuple(result.checks),
+            red=result.red,
+            green=result.green,
+            usage=run.usage,
+            duration=time.monotonic() - started,
+            summary=redact(result.summary, env.secrets),
             reason=result.reason,
+            feedback=(*feedback, *result.feedback),
+            plan=tuple(result.plan) if result.outcome == "planned" else None,
+        ),
+    )
+
+
+def _conclude(
+    env: Env, task_id: int, number: int, where: int, board: StatusBoard, config: RepoConfig
+) -> Outcome:
+    """From the pushed checkpoint to concluded. GitHub failing is retried with the job
+    (the next attempt resumes here); on the last attempt, or for a failure retrying cannot
+    fix, the iteration concludes as failed and the status comment says why."""
+    try:
+        return _finish(env, task_id, number, where, board, config)
+    except GitHubUnavailable as exc:
+        if env.attempt < env.max_attempts:
+            _say_retrying(env, board, "GitHub")
+            raise
+        reason = f"GitHub kept failing: {exc}"
+    except Exception as exc:  # every failure ends with a visible reason
+        log.exception("iteration.conclude_failed", task=task_id, iteration=number)
+        reason = f"{type(exc).__name__}: {exc}"
+    return _fail(env, task_id, number, board, reason)
+
+
+def _finish(
+    env: Env, task_id: int, number: int, where: int, board: StatusBoard, config: RepoConfig
+) -> Outcome:
+    """Post the plan, open or update the PR, answer review threads, then conclude and write
+    the final status line. Every GitHub step is idempotent (find-or-create, upsert by
+    marker), so a resumed job repeats them safely."""
+    task = env.tasks.load(task_id)
+    it = _iteration_of(task, number)
+    if it.outcome == "planned":
+        env.forge.upsert_comment(
+            where, plan_marker(task.id), render_plan(task.id, task.plan, env.secrets)
         )
-    )
-    env.note(f"iteration {number} {final_outcome} in {duration:.1f} s")
-    return Outcome(
-        taskdb.load(env.engine, task.id), number, final_outcome, tuple(commits), pr, result.reason
-    )
+        env.note(f"plan posted with {len(task.plan)} steps; waiting for /vibe approve")
+    # The PR body's total counts this iteration, which the task's usage does once concluded.
+    pr = _publish_pr(env, replace(task, usage=task.usage + it.usage), it.summary, config)
+    if pr is not None and it.commits:
+        _answer_threads(env, pr, it.feedback, it.commits[-1], config)
+    if it.outcome == "planned":
+        step = Step.PLAN_READY
+    elif it.outcome == "failed":
+        step = Step.FAIL
+    else:
+        step = Step.DONE
+    if not task.state.terminal:
+        transition(task.state, step)  # a move the state machine refuses fails the iteration
+    end = Conclusion(it.outcome, step, stop_wins=True, pr_number=pr)
+    current = env.tasks.conclude(task_id, number, end)
+    final = _final_outcome(it.outcome) or "failed"
+    board.finish(Final(final, it.duration, it.usage, it.checks, reason=it.error))
+    env.note(f"iteration {number} {it.outcome} in {it.duration:.1f} s")
+    return Outcome(current, number, it.outcome, it.commits, pr, it.error)
 
 
 def _publish_pr(env: Env, task: TaskRecord, summary: str, config: RepoConfig) -> int | None:
-    """Find-or-create the PR once the branch has commits; keep its body current."""
+    """Find-or-create the PR once the branch has commits; keep its body current. The
+    conclusion records its number."""
     has_commits = any(it.commits for it in task.iterations)
     latest = next((it.summary for it in reversed(task.iterations) if it.summary), summary)
     body = render_pr_body(task, latest, env.secrets)
@@ -405,7 +462,6 @@ def _publish_pr(env: Env, task: TaskRecord, summary: str, config: RepoConfig) ->
         return None
     strategy = strategy_for(task.model)
     pr = env.prs.find_or_create_pr(task.branch, task.base, task.title, body, strategy.draft(config))
-    taskdb.update(env.engine, task.id, pr_number=pr)
     for reviewer in dict.fromkeys([task.requester, *config.reviewers]):
         env.prs.request_review(pr, reviewer)
     env.note(

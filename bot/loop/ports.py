@@ -1,42 +1,38 @@
 """What the refinement loop needs from the outside world, declared by the loop itself.
 
 STYLE.md item 5: the consumer declares only what it uses. :mod:`bot.loop` is written
-against these protocols; :mod:`bot.adapters` implements them over the GitHub adapter,
-the workspace, the sandbox, the agent and the context engine, and :mod:`bot.local`
-implements the forge and the workspace for ``vibe run`` on a local checkout.
+against these protocols; :mod:`bot.bootstrap` chooses what stands behind each: the GitHub
+adapter (:mod:`bot.github.repository`), the workspaces (:mod:`bot.workspace.checkout`),
+the agent (:mod:`bot.agent.adapter`), the context engine (:mod:`bot.context.adapter`) and
+the task store (:mod:`bot.store.tasks`); :mod:`bot.entrypoints.local` implements the forge
+for ``vibe run`` on a local checkout.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from bot.core.config import RepoConfig
+from bot.core.agent import AgentOutcome, AgentRequest
+from bot.core.context import ContextPack
+from bot.core.forge import IssueText, PullInfo, ReviewNote
 from bot.core.markers import Marker
-from bot.loop.strategies.base import AgentOutcome
-
-
-@dataclass(frozen=True)
-class PullInfo:
-    """An existing PR as the loop needs it (``/vibe`` on a PR the bot did not open)."""
-
-    number: int
-    title: str
-    body: str
-    head_ref: str
-    base_ref: str
-    same_repo: bool
-    author: str | None
-
-
-@dataclass(frozen=True)
-class IssueText:
-    title: str
-    body: str
-    comments: tuple[str, ...] = ()
+from bot.core.tasks import (
+    Begun,
+    Conclusion,
+    DevelopmentModel,
+    Feedback,
+    NewTask,
+    PlanStep,
+    Requirement,
+    State,
+    TaskRecord,
+    Usage,
+    WorkResult,
+)
 
 
 class Forge(Protocol):
@@ -56,17 +52,6 @@ class Forge(Protocol):
     def react(self, number: int, comment_id: int | None, content: str) -> None: ...
 
     def upsert_comment(self, number: int, mark: Marker, body: str) -> int: ...
-
-
-@dataclass(frozen=True)
-class ReviewNote:
-    """One inline comment of a review: where it sits and what it says."""
-
-    comment_id: int
-    path: str
-    line: int | None
-    body: str
-    author: str | None
 
 
 class PullRequests(Protocol):
@@ -109,20 +94,6 @@ class Workspaces(Protocol):
     def open(self, branch: str, base: str, *, shared: bool, requester: str) -> Checkout: ...
 
 
-@dataclass(frozen=True)
-class AgentRequest:
-    workdir: Path
-    instruction: str
-    context: str
-    read_only: bool
-    config: RepoConfig
-    network: bool
-    task_dollars_spent: float = 0.0
-    task_seconds_spent: float = 0.0
-    iteration_dollars_spent: float = 0.0
-    iteration_id: int | None = None
-
-
 class Agent(Protocol):
     def run(
         self,
@@ -131,13 +102,6 @@ class Agent(Protocol):
         cancel: threading.Event,
         on_step: Callable[[int], None],
     ) -> AgentOutcome: ...
-
-
-@dataclass(frozen=True)
-class ContextPack:
-    text: str
-    tokens: int
-    sources: tuple[str, ...] = field(default_factory=tuple)
 
 
 class ContextBuilder(Protocol):
@@ -150,3 +114,68 @@ class ContextBuilder(Protocol):
         named_files: Sequence[str],
         knowledge_ref: str | None = None,
     ) -> ContextPack: ...
+
+
+class TaskStore(Protocol):
+    """Where the loop keeps tasks and iterations. Every write is one transaction.
+
+    An iteration is written at three checkpoints (:class:`bot.core.tasks.Checkpoint`):
+    :meth:`begin_iteration`, :meth:`record_pushed` and :meth:`conclude`. A job claimed
+    again finds the last one reached and finishes from there."""
+
+    def find(self, repo: str, number: int) -> TaskRecord | None: ...
+
+    def load(self, task_id: int) -> TaskRecord: ...
+
+    def stop_requested(self, task_id: int) -> bool: ...
+
+    def find_or_create(self, new: NewTask) -> tuple[TaskRecord, bool]: ...
+
+    def reopen(self, task_id: int) -> TaskRecord: ...
+
+    def set_requirements(self, task_id: int, requirements: tuple[Requirement, ...]) -> None: ...
+
+    def set_model(self, task_id: int, model: DevelopmentModel) -> None: ...
+
+    def set_plan(self, task_id: int, plan: tuple[PlanStep, ...]) -> None: ...
+
+    def move(self, task_id: int, state: State) -> None: ...
+
+    def request_stop(self, task_id: int) -> None: ...
+
+    def abandon(self, task_id: int, *, stop_running: bool) -> None: ...
+
+    def add_usage(self, task_id: int, usage: Usage) -> None: ...
+
+    def begin_iteration(
+        self, task_id: int, key: str, trigger: str, feedback: tuple[Feedback, ...]
+    ) -> Begun: ...
+
+    def record_base(self, task_id: int, number: int, head: str) -> str: ...
+
+    def record_pushed(self, task_id: int, number: int, result: WorkResult) -> None: ...
+
+    def conclude(self, task_id: int, number: int, end: Conclusion) -> TaskRecord: ...
+
+    def mark_reverted(self, task_id: int, number: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class Work:
+    """A decision that runs the agent, as an executor elsewhere needs it: the event that
+    asked (a runner handles it again, as this job would), where it happened and its key."""
+
+    repo: str
+    number: int
+    key: str
+    event_name: str
+    payload: dict[str, object]
+
+
+class Executor(Protocol):
+    """Where the work of a decision that runs the agent is done: in this job (``here()``,
+    through the loop) or on the repository's Actions runners; either way it returns when
+    the work has ended, saying what was done. :mod:`bot.bootstrap` chooses one per
+    repository."""
+
+    def run(self, work: Work, here: Callable[[], str]) -> str: ...

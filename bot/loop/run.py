@@ -7,9 +7,8 @@ import time
 from dataclasses import replace
 
 import structlog
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
 
+from bot.core.agent import AgentOutcome, AgentRequest, Errored, Stopped
 from bot.core.config import RepoConfig
 from bot.core.redact import redact
 from bot.core.render import (
@@ -25,12 +24,10 @@ from bot.core.tasks import (
     Usage,
 )
 from bot.loop.env import Env
-from bot.loop.ports import AgentRequest, Checkout
+from bot.loop.errors import AgentUnavailable, StopRequested
+from bot.loop.ports import Checkout
 from bot.loop.status import StatusBoard
-from bot.loop.strategies.base import AgentOutcome, AgentUnavailable, Stopped
 from bot.sandbox.bwrap import SandboxLimits, network_permitted
-from bot.store import tasks as taskdb
-from bot.store.tables import Iteration
 
 log = structlog.get_logger(__name__)
 
@@ -39,14 +36,6 @@ CHECK_LIMITS = SandboxLimits(wall_seconds=600.0)
 
 
 MAX_CHECK_OUTPUT = 4000
-
-
-def _iteration_id(engine: Engine, task_id: int, number: int) -> int | None:
-    """The ``Iteration`` row's id, which the agent's recorded steps point to."""
-    with Session(engine) as session:
-        return session.exec(
-            select(Iteration.id).where(Iteration.task_id == task_id, Iteration.number == number)
-        ).first()
 
 
 class LoopRun:
@@ -63,8 +52,10 @@ class LoopRun:
         context: str,
         stop: threading.Event,
         started: float,
+        iteration_id: int,
     ) -> None:
         self.started = started
+        self.iteration_id = iteration_id  # the agent's recorded steps point to it
         self.env = env
         self.task = task
         self.config = config
@@ -82,7 +73,7 @@ class LoopRun:
 
     def _check_stop(self) -> None:
         if self.stop.is_set():
-            raise Stopped("stopped")
+            raise StopRequested("stopped")
 
     def agent(self, instruction: str, *, read_only: bool = False) -> AgentOutcome:
         self._check_stop()
@@ -97,7 +88,7 @@ class LoopRun:
             task_dollars_spent=self.task.usage.cost + self.usage.cost,
             task_seconds_spent=earlier + time.monotonic() - self.started,
             iteration_dollars_spent=self.usage.cost,
-            iteration_id=_iteration_id(self.env.engine, self.task.id, self.board.iteration),
+            iteration_id=self.iteration_id,
         )
         name = next(
             (n for n, p in reversed(self.board.phases.items()) if p.state == "running"),
@@ -110,10 +101,12 @@ class LoopRun:
         outcome = self.env.agent.run(request, cancel=self.stop, on_step=on_step)
         self.usage = self.usage + outcome.usage
         self._check_stop()
-        if outcome.exit == "cancelled":
-            raise Stopped("stopped")
-        if outcome.exit == "error" and outcome.retryable:
-            raise AgentUnavailable(outcome.reason or "the model API is unavailable")
+        match outcome.exit:
+            case Stopped(reason):
+                raise StopRequested(reason)
+            case Errored(reason, retryable=True, retry_after=wait):
+                raise AgentUnavailable(reason, None if wait is None else time.time() + wait)
+        # Every other exit is the strategy's to act on (STYLE.md item 17).
         return outcome
 
     def _run_check(self, name: str, command: str, kind: FeedbackKind) -> Check:
@@ -144,7 +137,7 @@ class LoopRun:
     def tick(self, index: int) -> None:
         if 0 <= index < len(self.plan):
             self.plan[index] = replace(self.plan[index], done=True)
-            taskdb.update(self.env.engine, self.task.id, plan=tuple(self.plan))
+            self.env.tasks.set_plan(self.task.id, tuple(self.plan))
             self.env.forge.upsert_comment(
                 self.board.number,
                 plan_marker(self.task.id),

@@ -58,6 +58,12 @@ class StatusBoard:
         self.note(f"  {state:8} {name}{f' ({detail})' if detail else ''}")
         self.flush()
 
+    def restore(self, name: str, state: PhaseState, detail: str = "") -> None:
+        """A phase an earlier run of the job finished, shown again from the records;
+        published with the next change, not on its own."""
+        with self.lock:
+            self.phases[name] = Phase(name, state, detail)
+
     def flush(self, force: bool = False) -> None:
         """Publish pending changes if the interval has passed (or ``force``). Rendering and
         sending happen under one lock, so an older body never lands after a newer one."""

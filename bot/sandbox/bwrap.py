@@ -364,6 +364,41 @@ def _cwd_inside(workdir: Path, cwd: str) -> str:
     return rel.as_posix()
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A command checked and ready to run: what every sandbox's ``run`` starts from."""
+
+    argv: list[str]
+    workdir: Path  # resolved
+    cwd: str  # relative to ``workdir``; "" for ``workdir`` itself
+    limits: SandboxLimits
+    environment: dict[str, str]
+
+
+def _prepare(
+    command: str | Sequence[str],
+    *,
+    workdir: Path,
+    limits: SandboxLimits | None,
+    env: Mapping[str, str] | None,
+    cwd: str,
+    home: str | None,
+) -> _Prepared:
+    """Check the command, its environment and its working directory. ``home`` is the
+    command's ``HOME``; ``None`` makes it the workdir."""
+    argv = _argv(command)
+    if workdir.is_symlink() or not workdir.is_dir():
+        raise SandboxError(f"workdir is not a directory: {workdir}")
+    workdir = workdir.resolve()
+    return _Prepared(
+        argv=argv,
+        workdir=workdir,
+        cwd=_cwd_inside(workdir, cwd),
+        limits=limits or DEFAULT_LIMITS,
+        environment=_environment(env, home if home is not None else str(workdir)),
+    )
+
+
 def _rlimit_argv(limits: SandboxLimits) -> list[str]:
     return [
         "prlimit",
@@ -535,44 +570,35 @@ class BwrapSandbox:
         cwd: str = "",
         allow_hosts: Sequence[str] = (),
     ) -> CommandResult:
-        limits = limits or DEFAULT_LIMITS
-        argv = _argv(command)
-        environment = _environment(env, SANDBOX_HOME)
         if self._bwrap is None or not Path(self._bwrap).is_file():
             raise SandboxUnavailable(INSTALL_HINT)
-        if workdir.is_symlink() or not workdir.is_dir():
-            raise SandboxError(f"workdir is not a directory: {workdir}")
-        workdir = workdir.resolve()
-        inner_cwd = _cwd_inside(workdir, cwd)
+        cmd = _prepare(command, workdir=workdir, limits=limits, env=env, cwd=cwd, home=SANDBOX_HOME)
         if not (network and allow_hosts):
             if network:
                 log.warning("sandbox command with the host's network: no allow-list was given")
-            return self._run(argv, workdir, limits, network, environment, inner_cwd, cancel, [])
+            return self._run(cmd, cmd.argv, network, cmd.environment, cancel, [])
         if shutil.which("python3", path=SAFE_ENV["PATH"]) is None:
             raise SandboxError("allow-listed network needs python3 under /usr for its relay")
         with EgressProxy(allow_hosts) as proxy:
             proxy.open_to(self._uid)
             mounts = ["--perms", "0755", "--dir", "/run", "--ro-bind"]
             mounts += [str(proxy.directory), EGRESS_MOUNT]
-            environment.update(proxy_env())
-            wrapped = relay_command(EGRESS_MOUNT, argv)
-            return self._run(
-                wrapped, workdir, limits, False, environment, inner_cwd, cancel, mounts
-            )
+            environment = {**cmd.environment, **proxy_env()}
+            wrapped = relay_command(EGRESS_MOUNT, cmd.argv)
+            return self._run(cmd, wrapped, False, environment, cancel, mounts)
 
     def _run(
         self,
+        cmd: _Prepared,
         argv: list[str],
-        workdir: Path,
-        limits: SandboxLimits,
         network: bool,
         environment: dict[str, str],
-        cwd: str,
         cancel: threading.Event | None,
         mounts: list[str],
     ) -> CommandResult:
+        limits = cmd.limits
         full = [
-            *self._bwrap_argv(workdir, limits, network, environment, cwd),
+            *self._bwrap_argv(cmd.workdir, limits, network, environment, cmd.cwd),
             *mounts,
             "--",
             *_rlimit_argv(limits),
@@ -724,22 +750,17 @@ class NoSandbox:
         cwd: str = "",
         allow_hosts: Sequence[str] = (),
     ) -> CommandResult:
-        limits = limits or DEFAULT_LIMITS
-        argv = _argv(command)
-        if workdir.is_symlink() or not workdir.is_dir():
-            raise SandboxError(f"workdir is not a directory: {workdir}")
-        inner = _cwd_inside(workdir, cwd)
-        environment = _environment(env, str(workdir))
+        cmd = _prepare(command, workdir=workdir, limits=limits, env=env, cwd=cwd, home=None)
         log.warning(
             "VIBE_SANDBOX=none: running %r WITHOUT ISOLATION (network, files and processes "
             "of the host are reachable); use this for development only",
-            argv[:3],
+            cmd.argv[:3],
         )
         return _execute(
-            [*_rlimit_argv(limits), *argv],
-            env=environment,
-            cwd=str(workdir / inner),
-            limits=limits,
+            [*_rlimit_argv(cmd.limits), *cmd.argv],
+            env=cmd.environment,
+            cwd=str(cmd.workdir / cmd.cwd),
+            limits=cmd.limits,
             cancel=cancel,
         )
 

@@ -144,6 +144,8 @@ class Iteration(SQLModel, table=True):
     cost: float = 0.0
     duration: float = 0.0
     outcome: str = Field(default="running", max_length=20)
+    # begun, pushed, concluded (bot.core.tasks.Checkpoint): where a resumed job picks up.
+    checkpoint: str = Field(default="begun", max_length=20)
     summary: str = Field(default="", sa_column=Column(Text, nullable=False))
     error: str | None = Field(default=None, sa_column=Column(Text))
     started_at: datetime = Field(default_factory=utcnow)

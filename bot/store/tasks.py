@@ -1,37 +1,49 @@
 """Task and iteration persistence: rows of :mod:`bot.store.tables` to and from the values
 of :mod:`bot.core.tasks`.
 
-Every write is keyed so a retried job repeats nothing: a task is unique per repository and
-issue, an iteration per task and trigger key (the delivery or review that caused it).
+:class:`SqlTaskStore` is the loop's task store (:class:`bot.loop.ports.TaskStore`): each
+write is one transaction, a unit of work that loads the rows it changes, changes them and
+commits together. An iteration is written at three checkpoints (:class:`Checkpoint`):
+begun, pushed, concluded. Every write is keyed so a retried job repeats nothing: a task is
+unique per repository and issue, an iteration per task and trigger key (the delivery or
+review that caused it).
+
+:func:`find` and :func:`load` serve readers outside the loop (the Actions executor, the
+demo, tests).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, or_, select
 
-from bot.jobs.queue import write_transaction
-from bot.settings import DevelopmentModel
-from bot.store.tables import Iteration, Task, utcnow
-
-__all__ = ["Iteration", "Task"]
 from bot.core.tasks import (
     MODELS,
+    Begun,
     Check,
+    Checkpoint,
+    Conclusion,
+    DevelopmentModel,
     Feedback,
     IterationRecord,
+    NewTask,
     PlanStep,
     Requirement,
     State,
+    Step,
     TaskRecord,
     Usage,
+    WorkResult,
+    allowed,
+    transition,
 )
+from bot.store.engine import write_transaction
+from bot.store.tables import Iteration, Task, utcnow
 
 
 class TaskNotFound(LookupError):
@@ -71,6 +83,10 @@ def _iteration(row: Iteration) -> IterationRecord:
         outcome=outcome,
         summary=row.summary,
         error=row.error,
+        key=row.key,
+        checkpoint=Checkpoint(row.checkpoint),
+        started_at=row.started_at,
+        base_sha=row.base_sha,
     )
 
 
@@ -100,13 +116,19 @@ def _record(row: Task, iterations: list[Iteration]) -> TaskRecord:
     )
 
 
+def _loaded(session: Session, row: Task | None) -> TaskRecord | None:
+    if row is None or row.id is None:
+        return None
+    its = list(session.exec(select(Iteration).where(Iteration.task_id == row.id)))
+    return _record(row, its)
+
+
 def load(engine: Engine, task_id: int) -> TaskRecord:
     with Session(engine) as session:
-        row = session.get(Task, task_id)
-        if row is None:
-            raise TaskNotFound(f"task {task_id} does not exist")
-        its = list(session.exec(select(Iteration).where(Iteration.task_id == task_id)))
-        return _record(row, its)
+        found = _loaded(session, session.get(Task, task_id))
+    if found is None:
+        raise TaskNotFound(f"task {task_id} does not exist")
+    return found
 
 
 def find(engine: Engine, repo: str, number: int) -> TaskRecord | None:
@@ -120,165 +142,234 @@ def find(engine: Engine, repo: str, number: int) -> TaskRecord | None:
             )
             .order_by(col(Task.id))
         ).first()
-        if row is None or row.id is None:
-            return None
-        its = list(session.exec(select(Iteration).where(Iteration.task_id == row.id)))
-        return _record(row, its)
-
-
-@dataclass(frozen=True)
-class NewTask:
-    repo: str
-    number: int
-    model: DevelopmentModel
-    branch: str
-    base: str
-    requester: str
-    title: str
-    instruction: str
-    requirements: tuple[Requirement, ...]
-    pr_number: int | None = None
-    owns_pr: bool = True
-
-
-def find_or_create(engine: Engine, new: NewTask) -> tuple[TaskRecord, bool]:
-    """The task for ``(repo, number)``, created if missing; the flag says it was created."""
-    existing = find(engine, new.repo, new.number)
-    if existing is not None:
-        return existing, False
-    row = Task(
-        repository=new.repo,
-        number=new.number,
-        pr_number=new.pr_number,
-        owns_pr=new.owns_pr,
-        model=new.model,
-        state=State.QUEUED.value,
-        branch=new.branch,
-        base=new.base,
-        requester=new.requester,
-        title=new.title,
-        instruction=new.instruction,
-        requirements=[_req_json(r) for r in new.requirements],
-    )
-    try:
-        with _writing(engine) as session:
-            session.add(row)
-            session.flush()
-            assert row.id is not None
-            new_id = row.id
-        return load(engine, new_id), True
-    except IntegrityError:
-        again = find(engine, new.repo, new.number)
-        if again is None:
-            raise
-        return again, False
+        return _loaded(session, row)
 
 
 def _req_json(r: Requirement) -> dict[str, Any]:
     return {"text": r.text, "source": r.source, "done": r.done}
 
 
-def update(engine: Engine, task_id: int, **fields: Any) -> None:
-    """Set columns of a task. Requirements and plan steps may be given as values."""
-    if "requirements" in fields:
-        fields["requirements"] = [_req_json(r) for r in fields["requirements"]]
-    if "plan" in fields:
-        fields["plan"] = [{"text": p.text, "done": p.done} for p in fields["plan"]]
-    if "state" in fields and isinstance(fields["state"], State):
-        fields["state"] = fields["state"].value
-    with _writing(engine) as session:
-        row = session.get(Task, task_id)
-        if row is None:
-            raise TaskNotFound(f"task {task_id} does not exist")
-        for key, value in fields.items():
-            setattr(row, key, value)
-        row.updated_at = utcnow()
-        session.add(row)
+def _plan_json(plan: tuple[PlanStep, ...]) -> list[dict[str, Any]]:
+    return [{"text": p.text, "done": p.done} for p in plan]
 
 
-def stop_requested(engine: Engine, task_id: int) -> bool:
-    with Session(engine) as session:
-        row = session.get(Task, task_id)
-        return bool(row is not None and row.stop_requested)
+def _task_row(session: Session, task_id: int) -> Task:
+    row = session.get(Task, task_id)
+    if row is None:
+        raise TaskNotFound(f"task {task_id} does not exist")
+    return row
 
 
-def add_usage(engine: Engine, task_id: int, usage: Usage) -> None:
-    with _writing(engine) as session:
-        row = session.get(Task, task_id)
-        if row is None:
-            raise TaskNotFound(f"task {task_id} does not exist")
-        row.input_tokens += usage.input_tokens
-        row.output_tokens += usage.output_tokens
-        row.cost += usage.cost
-        row.updated_at = utcnow()
-        session.add(row)
+def _iteration_row(session: Session, task_id: int, number: int) -> Iteration:
+    return session.exec(
+        select(Iteration).where(Iteration.task_id == task_id, Iteration.number == number)
+    ).one()
 
 
-def begin_iteration(
-    engine: Engine, task_id: int, key: str, trigger: str, feedback: tuple[Feedback, ...]
-) -> tuple[int, bool]:
-    """The iteration for ``key`` (number, finished?), created as the next number if new."""
-    with _writing(engine) as session:
-        row = session.exec(
-            select(Iteration).where(Iteration.task_id == task_id, Iteration.key == key)
-        ).first()
-        if row is not None:
-            return row.number, row.outcome != "running"
-        last = session.exec(
-            select(Iteration.number)
-            .where(Iteration.task_id == task_id)
-            .order_by(col(Iteration.number).desc())
-        ).first()
-        number = (last or 0) + 1
-        session.add(
-            Iteration(
-                task_id=task_id,
-                number=number,
-                key=key,
-                trigger=trigger,
-                feedback=[f.to_json() for f in feedback],
-            )
+def _moved(state: State, end: Conclusion, stop_requested: bool) -> State:
+    if end.step is not None and allowed(state, end.step):
+        state = transition(state, end.step)
+    if end.stop_wins and stop_requested and allowed(state, Step.ABANDON):
+        state = State.ABANDONED  # /vibe stop came as the iteration was finishing
+    return state
+
+
+class SqlTaskStore:
+    """The loop's task store over a SQLAlchemy engine (SQLite or PostgreSQL)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # --- reads ------------------------------------------------------------------------
+
+    def find(self, repo: str, number: int) -> TaskRecord | None:
+        return find(self.engine, repo, number)
+
+    def load(self, task_id: int) -> TaskRecord:
+        return load(self.engine, task_id)
+
+    def stop_requested(self, task_id: int) -> bool:
+        with Session(self.engine) as session:
+            row = session.get(Task, task_id)
+            return bool(row is not None and row.stop_requested)
+
+    # --- the task ---------------------------------------------------------------------
+
+    def find_or_create(self, new: NewTask) -> tuple[TaskRecord, bool]:
+        """The task for ``(repo, number)``, created if missing; the flag says it was
+        created."""
+        existing = self.find(new.repo, new.number)
+        if existing is not None:
+            return existing, False
+        row = Task(
+            repository=new.repo,
+            number=new.number,
+            pr_number=new.pr_number,
+            owns_pr=new.owns_pr,
+            model=new.model,
+            state=State.QUEUED.value,
+            branch=new.branch,
+            base=new.base,
+            requester=new.requester,
+            title=new.title,
+            instruction=new.instruction,
+            requirements=[_req_json(r) for r in new.requirements],
         )
-        return number, False
+        try:
+            with _writing(self.engine) as session:
+                session.add(row)
+                session.flush()
+                assert row.id is not None
+                new_id = row.id
+            return self.load(new_id), True
+        except IntegrityError:
+            again = self.find(new.repo, new.number)
+            if again is None:
+                raise
+            return again, False
 
+    def _change(self, task_id: int, **fields: Any) -> None:
+        with _writing(self.engine) as session:
+            row = _task_row(session, task_id)
+            for key, value in fields.items():
+                setattr(row, key, value)
+            row.updated_at = utcnow()
+            session.add(row)
 
-def update_iteration(engine: Engine, task_id: int, number: int, **fields: Any) -> None:
-    for name in ("feedback", "checks"):
-        if name in fields:
-            fields[name] = [item.to_json() for item in fields[name]]
-    for name in ("red", "green"):
-        if name in fields and fields[name] is not None:
-            fields[name] = fields[name].to_json()
-    if "usage" in fields:
-        usage: Usage = fields.pop("usage")
-        fields.update(
-            input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, cost=usage.cost
-        )
-    with _writing(engine) as session:
-        row = session.exec(
-            select(Iteration).where(Iteration.task_id == task_id, Iteration.number == number)
-        ).one()
-        for key, value in fields.items():
-            setattr(row, key, value)
-        if fields.get("outcome", "running") != "running":
-            row.finished_at = utcnow()
-        session.add(row)
+    def reopen(self, task_id: int) -> TaskRecord:
+        """An ended task asked for again: queued, with no stop pending."""
+        self._change(task_id, state=State.QUEUED.value, stop_requested=False)
+        return self.load(task_id)
 
+    def set_requirements(self, task_id: int, requirements: tuple[Requirement, ...]) -> None:
+        self._change(task_id, requirements=[_req_json(r) for r in requirements])
 
-def iteration_base(engine: Engine, task_id: int, number: int) -> str | None:
-    with Session(engine) as session:
-        row = session.exec(
-            select(Iteration).where(Iteration.task_id == task_id, Iteration.number == number)
-        ).one_or_none()
-        return row.base_sha if row is not None else None
+    def set_model(self, task_id: int, model: DevelopmentModel) -> None:
+        self._change(task_id, model=model)
 
+    def set_plan(self, task_id: int, plan: tuple[PlanStep, ...]) -> None:
+        self._change(task_id, plan=_plan_json(plan))
 
-def has_iteration(engine: Engine, task_id: int, key: str) -> bool:
-    """Whether an iteration was started for ``key`` (a job claimed again after a crash)."""
-    with Session(engine) as session:
-        return (
-            session.exec(
-                select(Iteration.id).where(Iteration.task_id == task_id, Iteration.key == key)
+    def move(self, task_id: int, state: State) -> None:
+        self._change(task_id, state=state.value)
+
+    def request_stop(self, task_id: int) -> None:
+        self._change(task_id, stop_requested=True)
+
+    def abandon(self, task_id: int, *, stop_running: bool) -> None:
+        """The task ends as abandoned; ``stop_running`` also stops an iteration that runs."""
+        self._change(task_id, state=State.ABANDONED.value, stop_requested=stop_running)
+
+    def add_usage(self, task_id: int, usage: Usage) -> None:
+        """Spend of an attempt that is retried from the start (its iteration is not
+        concluded by it)."""
+        with _writing(self.engine) as session:
+            row = _task_row(session, task_id)
+            row.input_tokens += usage.input_tokens
+            row.output_tokens += usage.output_tokens
+            row.cost += usage.cost
+            row.updated_at = utcnow()
+            session.add(row)
+
+    # --- iterations: the checkpoints --------------------------------------------------
+
+    def begin_iteration(
+        self, task_id: int, key: str, trigger: str, feedback: tuple[Feedback, ...]
+    ) -> Begun:
+        """Checkpoint begun: the iteration for ``key``, created as the next number if new;
+        found again, it says which checkpoint it reached."""
+        with _writing(self.engine) as session:
+            row = session.exec(
+                select(Iteration).where(Iteration.task_id == task_id, Iteration.key == key)
             ).first()
-            is not None
-        )
+            if row is None:
+                last = session.exec(
+                    select(Iteration.number)
+                    .where(Iteration.task_id == task_id)
+                    .order_by(col(Iteration.number).desc())
+                ).first()
+                row = Iteration(
+                    task_id=task_id,
+                    number=(last or 0) + 1,
+                    key=key,
+                    trigger=trigger,
+                    feedback=[f.to_json() for f in feedback],
+                    checkpoint=Checkpoint.BEGUN.value,
+                )
+                session.add(row)
+                session.flush()
+            assert row.id is not None
+            return Begun(row.id, row.number, Checkpoint(row.checkpoint))
+
+    def record_base(self, task_id: int, number: int, head: str) -> str:
+        """The branch head the iteration's work starts from: the first one recorded, so a
+        resumed iteration keeps its start (``/vibe undo`` reverts to it)."""
+        with _writing(self.engine) as session:
+            row = _iteration_row(session, task_id, number)
+            if row.base_sha is None:
+                row.base_sha = head
+                session.add(row)
+            return row.base_sha
+
+    def record_pushed(self, task_id: int, number: int, result: WorkResult) -> None:
+        """Checkpoint pushed: the work's result (its commits already on the branch), and a
+        plan it made. The task's usage counts it when the iteration concludes."""
+        with _writing(self.engine) as session:
+            row = _iteration_row(session, task_id, number)
+            row.outcome = result.outcome
+            row.commits = list(result.commits)
+            row.checks = [c.to_json() for c in result.checks]
+            row.red = result.red.to_json() if result.red is not None else None
+            row.green = result.green.to_json() if result.green is not None else None
+            row.input_tokens = result.usage.input_tokens
+            row.output_tokens = result.usage.output_tokens
+            row.cost = result.usage.cost
+            row.duration = result.duration
+            row.summary = result.summary
+            row.error = result.reason
+            row.feedback = [f.to_json() for f in result.feedback]
+            row.checkpoint = Checkpoint.PUSHED.value
+            session.add(row)
+            if result.plan is not None:
+                task = _task_row(session, task_id)
+                task.plan = _plan_json(result.plan)
+                task.updated_at = utcnow()
+                session.add(task)
+
+    def conclude(self, task_id: int, number: int, end: Conclusion) -> TaskRecord:
+        """Checkpoint concluded, in one transaction: the iteration's outcome, the task's
+        move, its usage counted on the task, and the PR number if one was opened."""
+        with _writing(self.engine) as session:
+            row = _iteration_row(session, task_id, number)
+            task = _task_row(session, task_id)
+            if end.usage is not None:
+                row.input_tokens = end.usage.input_tokens
+                row.output_tokens = end.usage.output_tokens
+                row.cost = end.usage.cost
+            if end.duration is not None:
+                row.duration = end.duration
+            if end.error is not None:
+                row.error = end.error
+            row.outcome = end.outcome
+            row.checkpoint = Checkpoint.CONCLUDED.value
+            row.finished_at = utcnow()
+            task.input_tokens += row.input_tokens
+            task.output_tokens += row.output_tokens
+            task.cost += row.cost
+            task.state = _moved(State(task.state), end, task.stop_requested).value
+            if end.pr_number is not None:
+                task.pr_number = end.pr_number
+            task.updated_at = utcnow()
+            session.add(row)
+            session.add(task)
+            session.flush()
+            found = _loaded(session, task)
+        assert found is not None
+        return found
+
+    def mark_reverted(self, task_id: int, number: int) -> None:
+        """``/vibe undo`` reverted the iteration's commits."""
+        with _writing(self.engine) as session:
+            row = _iteration_row(session, task_id, number)
+            row.outcome = "reverted"
+            session.add(row)

@@ -61,6 +61,7 @@ with its id, at most 4 breakpoints, prompt within ``context_window``) and refuse
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import json
@@ -859,8 +860,6 @@ def scripted_model_server(
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m bot.testing.model_server SCRIPT [--port N]``: serve a script until Ctrl-C
     (point ``VIBE_ANTHROPIC_BASE_URL`` at the printed URL)."""
-    import argparse
-
     parser = argparse.ArgumentParser(prog="python -m bot.testing.model_server")
     parser.add_argument("script", type=Path, help="a JSON or YAML script (see the module doc)")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any)")

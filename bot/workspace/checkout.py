@@ -7,7 +7,7 @@ from collections.abc import Callable
 import structlog
 
 from bot.core.config import RepoConfig
-from bot.loop.errors import Refused as LoopRefused
+from bot.core.errors import Declined
 from bot.workspace.git import (
     GitCredentials,
     Identity,
@@ -65,7 +65,7 @@ class _Checkout:
                 sha, author=BOT_IDENTITY, co_authors=self.co_authors, message=message
             )
         except UndoRefused as exc:  # e.g. a person's commit in the range: say so, do nothing
-            raise LoopRefused(str(exc)) from exc
+            raise Declined(str(exc)) from exc
 
     def close(self) -> None:
         self.ws.close()

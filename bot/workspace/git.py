@@ -3,7 +3,7 @@
 Public API (the loop's workspace adapter codes against this)::
 
     cache = WorkspaceCache.from_settings(settings, sandbox)   # or WorkspaceCache(root, ...)
-    branch = task_branch("o/r", 12, "Fix the parser", pr_head_repo=None, pr_head_ref=None)
+    branch = task_branch(12, "Fix the parser")      # bot.core.branches: the one rule
     ws = cache.prepare("o/r", url, branch=branch, default_branch="main",
                        credentials=GitCredentials(token), pr_number=None)
     ws.path, ws.branch, ws.base_sha, ws.head()
@@ -73,7 +73,6 @@ import re
 import shutil
 import subprocess
 import time
-import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +81,7 @@ from urllib.parse import urlsplit
 
 import git
 
+from bot.core.branches import BRANCH_PREFIX, valid_branch
 from bot.core.globs import Glob, covers
 from bot.core.redact import redact
 
@@ -94,8 +94,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BRANCH_PREFIX = "vibe/"
-MAX_SLUG = 40
 MAX_MESSAGE_BYTES = 64 * 1024
 _REPO_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}")
 _IDENTITY_NAME = re.compile(r"[^\x00-\x1f<>\x7f]{1,200}")
@@ -175,47 +173,6 @@ class GitCredentials:
     def secrets(self) -> list[str]:
         basic = base64.b64encode(f"{self.username}:{self.token}".encode()).decode()
         return [self.token, basic]
-
-
-def slugify(title: str, limit: int = MAX_SLUG) -> str:
-    """ASCII, lower-case, dash-separated, at most ``limit`` characters, never empty."""
-    ascii_text = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
-    if len(slug) > limit:
-        cut = slug[:limit]
-        slug = cut.rsplit("-", 1)[0] if "-" in cut[limit // 2 :] else cut
-    return slug.strip("-") or "task"
-
-
-def valid_branch(name: str) -> bool:
-    """git's ref-name rules (``git help check-ref-format``) for a branch, conservatively."""
-    if not name or len(name) > 200 or name.startswith(("-", "/")) or name.endswith(("/", ".")):
-        return False
-    if any(ord(c) < 0x20 or c in " ~^:?*[\\\x7f" for c in name):
-        return False
-    if ".." in name or "//" in name or "@{" in name or name == "@":
-        return False
-    return not any(p.startswith(".") or p.endswith(".lock") for p in name.split("/"))
-
-
-def task_branch(
-    repo: str,
-    number: int,
-    title: str,
-    *,
-    pr_head_repo: str | None = None,
-    pr_head_ref: str | None = None,
-) -> str:
-    """The branch a task works on: ``vibe/issue-<n>-<slug>``, or the head branch of a PR in
-    the same repository (never a fork's, which the bot cannot and must not push to)."""
-    if number < 1:
-        raise WorkspaceError("issue and PR numbers start at 1")
-    same_repo = pr_head_repo is not None and pr_head_repo.lower() == repo.lower()
-    if pr_head_ref is not None and same_repo:
-        if not valid_branch(pr_head_ref):
-            raise WorkspaceError(f"invalid PR head branch: {pr_head_ref[:100]!r}")
-        return pr_head_ref
-    return f"{BRANCH_PREFIX}issue-{number}-{slugify(title)}"
 
 
 def protected_paths_hit(

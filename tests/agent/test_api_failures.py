@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bot.agent import AgentTask, Errored, Finished, MemoryRecorder, ToolSet, run_agent
+from bot.agent import AgentTask, MemoryRecorder, ToolSet, run_agent
+from bot.core.agent import Errored, Finished
 from bot.sandbox.bwrap import BwrapSandbox, SandboxLimits
 
 from .conftest import limits, make_settings

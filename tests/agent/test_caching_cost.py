@@ -9,8 +9,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from bot.agent import AgentTask, Finished, MemoryRecorder, ToolSet, Usage, cost, run_agent
+from bot.agent import AgentTask, MemoryRecorder, TokenUsage, ToolSet, cost, run_agent
 from bot.agent.cost import price_for
+from bot.core.agent import Finished
+from bot.core.tasks import Usage
 from bot.sandbox.bwrap import BwrapSandbox
 from bot.settings import ModelPrice
 
@@ -41,10 +43,11 @@ def test_cost_is_exact_from_usage_including_cache_tokens(
     assert outcome.exit == Finished("done")
     # $3 input, $15 output, $3.75 cache write, $0.30 cache read per million tokens:
     # 1000*3 + 500*15 + 2000*3.75 + 30000*0.3 = 27,000 micro-dollars per step.
-    assert outcome.cost == 0.081
+    assert outcome.usage.cost == 0.081
     assert [s.cost for s in recorder.steps] == [0.027, 0.027, 0.027]
-    assert outcome.usage == Usage(3000, 1500, 6000, 90000)
-    assert outcome.usage.total_input == 99000
+    assert outcome.tokens == TokenUsage(3000, 1500, 6000, 90000)
+    assert outcome.tokens.total_input == 99000
+    assert outcome.usage == Usage(99000, 1500, 0.081)  # what the task records
 
 
 def test_cost_uses_operator_prices_and_dated_model_names(
@@ -59,10 +62,10 @@ def test_cost_uses_operator_prices_and_dated_model_names(
         limits=limits(),
         model="claude-test-1-20260101",
     )
-    assert outcome.cost == (1000 * 2 + 500 * 10 + 2000 * 2.5 + 30000 * 0.2) / 1e6
+    assert outcome.usage.cost == (1000 * 2 + 500 * 10 + 2000 * 2.5 + 30000 * 0.2) / 1e6
     assert server.message_requests[0].body["model"] == "claude-test-1-20260101"
     assert price_for(prices, "claude-test-1-20260101") == prices["claude-test-1"]
-    assert cost(Usage(1_000_000, 0, 0, 0), prices["claude-test-1"]) == Decimal(2)
+    assert cost(TokenUsage(1_000_000, 0, 0, 0), prices["claude-test-1"]) == Decimal(2)
 
 
 def _strip(value: Any) -> Any:
@@ -127,4 +130,4 @@ def test_cache_breakpoints_are_present_and_stable_across_steps(
         assert later["cache_read_input_tokens"] == prefix
     # The agent recorded exactly what the API reported.
     assert [s.usage.cache_read_tokens for s in recorder.steps] == reads
-    assert outcome.usage.cache_read_tokens == sum(reads)
+    assert outcome.tokens.cache_read_tokens == sum(reads)

@@ -7,7 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from bot.agent import AgentTask, Finished, MemoryRecorder, ToolSet, run_agent
+from bot.agent import AgentTask, MemoryRecorder, ToolSet, run_agent
+from bot.core.agent import Finished
 from bot.sandbox.bwrap import BwrapSandbox, SandboxLimits
 
 from .conftest import API_KEY, limits, make_settings

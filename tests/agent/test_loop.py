@@ -8,18 +8,8 @@ from typing import Any
 
 import pytest
 
-from bot.agent import (
-    AgentTask,
-    Errored,
-    Finished,
-    LimitReached,
-    MemoryRecorder,
-    Refused,
-    Stopped,
-    ToolSet,
-    run_agent,
-    worktree_review,
-)
+from bot.agent import AgentTask, MemoryRecorder, ToolSet, run_agent, worktree_review
+from bot.core.agent import Errored, Finished, LimitReached, Refused, Stopped
 from bot.sandbox.bwrap import BwrapSandbox, SandboxLimits
 from bot.testing.model_server import Step
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from bot.agent import AgentTask, Finished, SqlStepRecorder, ToolSet, render_memory, run_agent
+from bot.agent import AgentTask, SqlStepRecorder, ToolSet, render_memory, run_agent
+from bot.core.agent import Finished
 from bot.sandbox.bwrap import BwrapSandbox
 from bot.store.engine import init_db, make_engine
 
@@ -45,7 +46,7 @@ def _run_and_load(
     assert call["is_error"] is True
     assert "not recorded" in call["input"]  # the long input was truncated for storage
     assert first.input_tokens + first.cache_write_tokens + first.cache_read_tokens > 0
-    assert sum(r.cost for r in rows) == pytest.approx(outcome.cost)
+    assert sum(r.cost for r in rows) == pytest.approx(outcome.usage.cost)
     assert sum(r.output_tokens for r in rows) == outcome.usage.output_tokens
     assert first.request["messages"] == 1
     assert first.request["request_id"].startswith("req_")

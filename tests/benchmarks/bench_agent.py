@@ -32,13 +32,13 @@ sys.path.insert(0, str(ROOT))
 from bot.agent import (  # noqa: E402
     AgentLimits,
     AgentTask,
-    Finished,
     MemoryRecorder,
     ToolSet,
     cost,
     run_agent,
 )
-from bot.agent.cost import Usage, price_for  # noqa: E402
+from bot.agent.cost import TokenUsage, price_for  # noqa: E402
+from bot.core.agent import Finished  # noqa: E402
 from bot.sandbox.bwrap import BwrapSandbox  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 from bot.testing.model_server import (  # noqa: E402
@@ -186,7 +186,7 @@ def bench_cache_share(work: Path, steps: int = 20) -> dict[str, float]:
             limits=LIMITS,
         )
         assert outcome.exit == Finished("done"), outcome.exit
-        usage = outcome.usage
+        usage = outcome.tokens
         static = 0
         total = 0
         for request in server.message_requests:
@@ -201,7 +201,7 @@ def bench_cache_share(work: Path, steps: int = 20) -> dict[str, float]:
             ]
         )
     price = price_for(settings.prices, settings.model)
-    uncached = Usage(input_tokens=usage.total_input, output_tokens=usage.output_tokens)
+    uncached = TokenUsage(input_tokens=usage.total_input, output_tokens=usage.output_tokens)
     return {
         "share": usage.cache_read_tokens / usage.total_input,
         # A static-prefix-only cache reads the tools+system head on every request but the first.

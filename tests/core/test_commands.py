@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 from bot.core.commands import (
     GRAMMAR,
     MAX_COMMANDS,
-    MAX_TEXT_CHARS,
     Command,
     Verb,
     help_text,
     parse_commands,
 )
+from bot.core.events import MAX_BODY_CHARS
 
 BOT = "vibe-bot[bot]"
 
@@ -207,11 +207,11 @@ def test_huge_input_is_capped_and_fast() -> None:
         start = time.perf_counter()
         commands = parse_commands(body, BOT)
         assert time.perf_counter() - start < 1.0
-        assert all(len(c.text) <= MAX_TEXT_CHARS for c in commands)
+        assert all(len(c.text) <= MAX_BODY_CHARS for c in commands)
     capped = parse_commands(line * 10_000, BOT)
     assert len(capped) == MAX_COMMANDS
     assert capped[-1] == Command(Verb.RUN, "x" * 100, MAX_COMMANDS)
-    late = "a\n" * MAX_TEXT_CHARS + "/vibe stop"
+    late = "a\n" * MAX_BODY_CHARS + "/vibe stop"
     assert parse_commands(late, BOT) == []
 
 

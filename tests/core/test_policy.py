@@ -709,7 +709,7 @@ def test_identity_from_settings() -> None:
         default_model="plan",
         limits=Limits(runs_per_hour=3),
     )
-    identity = BotIdentity.from_settings(settings)
+    identity = settings.bot_identity()
     assert identity == BotIdentity(
         login="my-bot[bot]",
         allowed_bots=frozenset({"dependabot[bot]"}),

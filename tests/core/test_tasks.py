@@ -12,8 +12,6 @@ from bot.core.tasks import (
     State,
     Step,
     allowed,
-    branch_name,
-    slugify,
     transition,
 )
 
@@ -64,26 +62,6 @@ def test_invalid_transitions_raise(state: State, step: Step) -> None:
 def test_terminal_states_only_reopen() -> None:
     for state in (S.ACCEPTED, S.ABANDONED):
         assert [step for step in Step if allowed(state, step)] == [Step.REOPEN]
-
-
-@pytest.mark.parametrize(
-    ("number", "title", "branch"),
-    [
-        (12, "Fix the add() function", "vibe/issue-12-fix-the-add-function"),
-        (3, "Ünïcödé  title!!", "vibe/issue-3-unicode-title"),
-        (4, "../../etc/passwd; rm -rf /", "vibe/issue-4-etc-passwd-rm-rf"),
-        (5, "日本語", "vibe/issue-5-task"),
-        (6, "x" * 300, "vibe/issue-6-" + "x" * 40),
-        (7, "", "vibe/issue-7-task"),
-    ],
-)
-def test_branch_names_are_deterministic_and_safe(number: int, title: str, branch: str) -> None:
-    assert branch_name(number, title) == branch
-    assert branch_name(number, title) == branch_name(number, title)
-
-
-def test_slug_never_ends_in_dash() -> None:
-    assert not slugify("a" * 39 + " bcd").endswith("-")
 
 
 def test_feedback_json_round_trip_and_bad_kind() -> None:

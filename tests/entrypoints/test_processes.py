@@ -16,8 +16,8 @@ import httpx
 import pytest
 from sqlmodel import Session, select
 
-from bot.jobs.queue import enqueue, write_transaction
-from bot.store.engine import init_db, make_engine
+from bot.jobs.queue import enqueue
+from bot.store.engine import init_db, make_engine, write_transaction
 from bot.store.tables import Job, JobRun
 from tests.support.web import SECRET, fixture_payload, free_port, headers_for
 

@@ -202,9 +202,10 @@ def test_service_runs_tasks_on_actions_and_iterations_continue_there(job: Job) -
 
     from fastapi import FastAPI
 
+    from bot.bootstrap import ServiceWiring
     from bot.entrypoints.demo import CONFIG, docstring
-    from bot.executors.actions.executor import event_handler, make_runner_router, service_executor
-    from bot.jobs.queue import JobContext
+    from bot.executors.actions.executor import make_runner_router, service_executor
+    from bot.loop.handlers import EventJob, event_handler
     from bot.settings import Settings
     from bot.store import tasks as taskdb
     from bot.store.engine import init_db, make_engine
@@ -234,24 +235,13 @@ def test_service_runs_tasks_on_actions_and_iterations_continue_there(job: Job) -
     )
     engine = make_engine(f"sqlite:///{job.root / 'service.db'}")
     init_db(engine)
-    handler = event_handler(settings)
+    handler = event_handler(ServiceWiring(settings))
     app = FastAPI()
     app.include_router(make_runner_router(service_executor(settings, engine)))
 
     def event_job(event: str, payload: dict[str, Any], delivery: str) -> threading.Thread:
-        ctx = JobContext(
-            job_id=1,
-            kind="event",
-            payload={},
-            attempt=1,
-            settings=settings,
-            engine=engine,
-            cancel=threading.Event(),
-            delivery_id=delivery,
-            event_name=event,
-            event_payload=payload,
-        )
-        thread = threading.Thread(target=handler, args=(ctx,))
+        job = EventJob(event, payload, delivery, 1, 1, threading.Event(), settings, engine)
+        thread = threading.Thread(target=handler, args=(job,))
         thread.start()
         return thread
 
@@ -343,14 +333,16 @@ def dispatch_payload(prompt: str | None) -> dict[str, Any]:
 
 def test_workflow_dispatch_prompt_starts_a_task_with_its_own_issue(job: Job) -> None:
     job.model.add(fix_add())
-    prompt = "Make add() add\n\nIt subtracts today; `add(2, 3)` must be 5."
+    leaked = "ghp_" + "Q1w2E3r4" * 5  # pasted by mistake: the issue must not show it
+    prompt = f"Make add() add\n\nIt subtracts today; `add(2, 3)` must be 5.\nToken: {leaked}"
     # The action's `prompt` input (--prompt) fills the event's inputs.
     code, outputs, log = job.run("workflow_dispatch", dispatch_payload(None), f"--prompt={prompt}")
     assert code == 0, log
     assert outputs["outcome"] == "started"
     issue = job.fake.issue(REPO, 2)  # issue #1 exists; the task opened #2
     assert issue.title == "Make add() add"
-    assert (issue.body or "").startswith(prompt)
+    assert (issue.body or "").startswith(prompt.replace(leaked, "[redacted]"))
+    assert leaked not in (issue.body or "")
     assert issue.user == "github-actions[bot]"
     (pr,) = job.fake.pulls(REPO)
     assert outputs["pr-number"] == str(pr.number)

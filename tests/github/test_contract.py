@@ -326,7 +326,10 @@ def _missing_fields(selection: Any, data: Any, path: str = "") -> list[str]:
 
 def test_adapter_graphql_is_valid_for_github_and_answered_by_the_fake(clock: FakeClock) -> None:
     _need(GRAPHQL)
-    schema = graphql.build_client_schema(json.loads(GRAPHQL.read_text()))
+    # GitHub's published schema breaks a rule graphql-core 3.3 checks on schemas (a field
+    # deprecated on PullRequest but not on its interface Reactable); what is checked here
+    # is our operations against it, so the schema is taken as GitHub serves it.
+    schema = graphql.build_client_schema(json.loads(GRAPHQL.read_text()), assume_valid=True)
     operations = {"threads": THREADS_QUERY, "resolve": RESOLVE_MUTATION}
     for name, text in operations.items():
         errors = graphql.validate(schema, graphql.parse(text))

@@ -1,31 +1,35 @@
-"""The event job around the loop: a failure before any iteration still ends with a visible,
-redacted reply (DESIGN.md section 5). Driven with a recorded GitHub payload and an
-in-memory repository that keeps what the bot posted."""
+"""The event job around the loop and the table of decisions: a failure before any iteration
+still ends with a visible, redacted reply (DESIGN.md section 5); every decision has its
+handler; a decision that runs the agent goes to the executor the wiring chose. Driven with
+recorded GitHub payloads and an in-memory repository that keeps what the bot posted."""
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, get_args
 
 import pytest
 from sqlalchemy.engine import Engine
 
-from bot.agent.adapter import ClaudeAgent
-from bot.context.adapter import ProjectContext
+from bot.bootstrap import ServiceWiring, job_verdict
 from bot.core import events as ev
+from bot.core import policy as pol
 from bot.core.config import RepoConfig
+from bot.core.forge import IssueText, PullInfo, ReviewNote
 from bot.core.markers import Marker
-from bot.jobs.queue import JobContext, PermanentError
+from bot.github.retry import GitHubRequestError
+from bot.ingest.deliveries import UnknownDelivery, stored_delivery
+from bot.jobs.queue import Dead, Verdict
 from bot.loop.env import Env
-from bot.loop.handlers import Repository, Wiring, handle
-from bot.loop.ports import IssueText, PullInfo, ReviewNote
-from bot.sandbox.bwrap import make_sandbox
+from bot.loop.handlers import HANDLERS, IN_PROCESS, EventJob, Repository, handle
+from bot.loop.ports import Executor, TaskStore, Work
 from bot.settings import Settings, load_settings
 from bot.store.engine import init_db, make_engine
-from bot.workspace.checkout import GitWorkspaces
-from bot.workspace.git import GitCredentials, WorkspaceCache
+from bot.workspace.git import GitCredentials
 from tests.conftest import FIXTURES
 
 TOKEN = "ghp_" + "b" * 36
@@ -59,7 +63,7 @@ class BrokenIssues:
         return None
 
     def issue_text(self, number: int) -> IssueText:
-        raise PermanentError(f"GET issue {number}: 403 with token {TOKEN}")
+        raise GitHubRequestError(403, f"GET issue {number}: with token {TOKEN}")
 
     def pull(self, number: int) -> PullInfo | None:
         return None
@@ -98,59 +102,99 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
     eng.dispose()
 
 
-def _wiring(settings: Settings, repo: BrokenIssues, tmp_path: Path) -> Wiring:
-    sandbox = make_sandbox(settings)
+@dataclass
+class Elsewhere:
+    """An executor that keeps the work it was given instead of doing it."""
 
-    def env(ctx: JobContext, repository: Repository) -> Env:
-        return Env(
-            settings=settings,
-            engine=ctx.engine,
-            forge=repository,
-            prs=repository,
-            workspaces=GitWorkspaces(
-                WorkspaceCache(tmp_path / "ws"),
-                repository.repo,
-                repository.clone_url(),
-                repository.git_credentials,
-                lambda ref: RepoConfig(),
-            ),
-            agent=ClaudeAgent(settings, sandbox, None, "test"),
-            sandbox=sandbox,
-            context=ProjectContext(2000),
-        )
+    works: list[Work] = field(default_factory=list)
 
-    return Wiring(lambda _repo, _inst: repo, env)
+    def run(self, work: Work, here: Callable[[], str]) -> str:
+        self.works.append(work)
+        return "elsewhere"
+
+
+class Wired:
+    """The service's wiring (bootstrap) with the repository and the executor replaced."""
+
+    def __init__(self, settings: Settings, repo: BrokenIssues, executor: Executor) -> None:
+        self.service = ServiceWiring(settings)
+        self.repo = repo
+        self.chosen = executor
+
+    def tasks(self, job: EventJob) -> TaskStore:
+        return self.service.tasks(job)
+
+    def repository(self, repo: ev.Repo, installation_id: int | None) -> Repository:
+        return self.repo
+
+    def env(self, job: EventJob, repository: Repository) -> Env:
+        return self.service.env(job, repository)
+
+    def executor(self, job: EventJob, config: RepoConfig) -> Executor:
+        return self.chosen
+
+    def follow_run(self, job: EventJob, run: ev.WorkflowRun) -> str:
+        return "ignored"
+
+    def judge(self, exc: Exception) -> Verdict:
+        return self.service.judge(exc)
+
+
+def _job(settings: Settings, engine: Engine, event: str, payload: dict[str, Any]) -> EventJob:
+    return EventJob(event, payload, "d-1", 1, 1, threading.Event(), settings, engine)
+
+
+def _labeled() -> dict[str, Any]:
+    payload: dict[str, Any] = json.loads(
+        (FIXTURES / "webhooks" / "issues.labeled.json").read_text()
+    )
+    payload["label"]["name"] = "vibe"
+    return payload
 
 
 def test_a_permanent_failure_before_any_iteration_gets_a_redacted_reply(
     tmp_path: Path, engine: Engine
 ) -> None:
     settings = load_settings(data_dir=tmp_path, bot_login="vibe-bot[bot]", max_attempts=3)
-    payload = json.loads((FIXTURES / "webhooks" / "issues.labeled.json").read_text())
-    payload["label"]["name"] = "vibe"
     repo = BrokenIssues()
-    ctx = JobContext(
-        job_id=1,
-        kind="event",
-        payload={},
-        attempt=1,
-        settings=settings,
-        engine=engine,
-        cancel=threading.Event(),
-        delivery_id="d-1",
-        event_name="issues",
-        event_payload=payload,
-    )
-    with pytest.raises(PermanentError):
-        handle(ctx, _wiring(settings, repo, tmp_path))
+    job = _job(settings, engine, "issues", _labeled())
+    with pytest.raises(GitHubRequestError):
+        handle(job, Wired(settings, repo, IN_PROCESS))
     (body,) = repo.comments.values()
-    assert "vibe-bot failed: PermanentError: GET issue 1: 403" in body
+    assert (
+        "vibe-bot failed: GitHubRequestError: GitHub answered 403: GET issue 1: with token" in body
+    )
     assert TOKEN not in body
     assert (1, None, "eyes") in repo.reactions
 
 
-def test_a_job_without_its_delivery_is_refused(tmp_path: Path, engine: Engine) -> None:
-    settings = load_settings(data_dir=tmp_path)
-    ctx = JobContext(1, "event", {}, 1, settings, engine, threading.Event())
-    with pytest.raises(PermanentError, match="no stored delivery"):
-        handle(ctx, _wiring(settings, BrokenIssues(), tmp_path))
+def test_a_job_without_its_delivery_is_dead(engine: Engine) -> None:
+    with pytest.raises(UnknownDelivery, match="no stored delivery") as err:
+        stored_delivery(engine, "never-stored")
+    assert isinstance(job_verdict(err.value), Dead)
+
+
+@pytest.mark.parametrize("kind", [*get_args(pol.Action), pol.Refusal], ids=lambda k: k.__name__)
+def test_every_decision_has_a_handler(kind: type[Any]) -> None:
+    assert kind in HANDLERS
+
+
+def test_a_run_goes_to_the_chosen_executor_and_a_reply_does_not(
+    tmp_path: Path, engine: Engine
+) -> None:
+    settings = load_settings(data_dir=tmp_path, bot_login="vibe-bot[bot]")
+    repo, elsewhere = BrokenIssues(), Elsewhere()
+    wiring = Wired(settings, repo, elsewhere)
+    payload = _labeled()
+    assert handle(_job(settings, engine, "issues", payload), wiring) == "elsewhere"
+    (work,) = elsewhere.works
+    assert (work.repo, work.number, work.key) == (repo.repo, 1, "delivery:d-1")
+    assert (work.event_name, work.payload) == ("issues", payload)
+    assert repo.comments == {}  # the executor did the work, not this job
+
+    comment = json.loads((FIXTURES / "webhooks" / "issue_comment.created.json").read_text())
+    comment["comment"]["body"] = "/vibe help"
+    assert handle(_job(settings, engine, "issue_comment", comment), wiring) == "help"
+    (reply,) = repo.comments.values()
+    assert "vibe-bot commands" in reply
+    assert len(elsewhere.works) == 1

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.core.tasks import State
+from bot.core.tasks import Checkpoint, State
 from bot.entrypoints.demo import edit, fix_add, wait_for
 from bot.entrypoints.local import local_env
-from bot.jobs.queue import RetryableError
 from bot.loop import actions as loop
+from bot.loop.errors import Interrupted
 from bot.settings import load_settings
 from bot.store import tasks as taskdb
 from bot.store.engine import init_db, make_engine
@@ -54,7 +54,7 @@ def test_interrupted_iteration_resumes_instead_of_abandoning(
         def first_attempt() -> None:
             try:
                 loop.start(crashing, request)
-            except RetryableError as exc:
+            except Interrupted as exc:
                 failure.append(exc)
 
         worker = threading.Thread(target=first_attempt)
@@ -67,7 +67,9 @@ def test_interrupted_iteration_resumes_instead_of_abandoning(
         task = taskdb.find(engine, env.forge.repo, 1)
         assert task is not None
         assert task.state is State.WORKING
-        assert [it.outcome for it in task.iterations] == ["running"]
+        assert [(it.outcome, it.checkpoint) for it in task.iterations] == [
+            ("running", Checkpoint.BEGUN)
+        ]
         assert "vibe/" not in git(repo, "branch", "--list", "vibe/*")
         second = loop.start(env, request)  # the job claimed again
         assert second.iteration == 1

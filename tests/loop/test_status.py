@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 import time
 
+from bot.core.forge import IssueText, PullInfo
 from bot.core.markers import Marker, find_marker
 from bot.core.render import Final
 from bot.core.tasks import State, TaskRecord, Usage
-from bot.loop.ports import IssueText, PullInfo
 from bot.loop.status import StatusBoard
 
 

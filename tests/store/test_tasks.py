@@ -1,17 +1,31 @@
-"""Task and iteration persistence on real SQLite and PostgreSQL."""
+"""Task and iteration persistence on real SQLite and PostgreSQL: the task store's writes
+and the three checkpoints of an iteration."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
 
-from bot.core.tasks import Check, Feedback, PlanStep, Requirement, State, Usage
-from bot.store import tasks as taskdb
+from bot.core.tasks import (
+    Check,
+    Checkpoint,
+    Conclusion,
+    Feedback,
+    NewTask,
+    PlanStep,
+    Requirement,
+    State,
+    Step,
+    Usage,
+    WorkResult,
+)
 from bot.store.engine import init_db, make_engine
+from bot.store.tasks import SqlTaskStore, TaskNotFound
 
 REPO = f"octo/demo-{uuid.uuid4().hex[:8]}"  # PostgreSQL keeps rows between runs
 
@@ -27,8 +41,13 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     eng.dispose()
 
 
-def _new(number: int) -> taskdb.NewTask:
-    return taskdb.NewTask(
+@pytest.fixture
+def store(engine: Engine) -> SqlTaskStore:
+    return SqlTaskStore(engine)
+
+
+def _new(number: int) -> NewTask:
+    return NewTask(
         repo=REPO,
         number=number,
         model="test",
@@ -41,57 +60,126 @@ def _new(number: int) -> taskdb.NewTask:
     )
 
 
-def test_task_is_unique_per_issue_and_round_trips(engine: Engine) -> None:
-    first, created = taskdb.find_or_create(engine, _new(12))
-    again, created_again = taskdb.find_or_create(engine, _new(12))
+RESULT = WorkResult(
+    outcome="succeeded",
+    commits=("abc",),
+    checks=(),
+    red=None,
+    green=None,
+    usage=Usage(10, 5, 0.25),
+    duration=3.0,
+    summary="Fixed add.",
+    reason=None,
+    feedback=(),
+)
+
+
+def test_task_is_unique_per_issue_and_round_trips(store: SqlTaskStore) -> None:
+    first, created = store.find_or_create(_new(12))
+    again, created_again = store.find_or_create(_new(12))
     assert created
     assert not created_again
     assert again.id == first.id
     assert first.state is State.QUEUED
     assert first.requirements == (Requirement("add adds", "issue"),)
-    taskdb.update(engine, first.id, pr_number=13, state=State.WORKING, plan=(PlanStep("a", True),))
-    by_pr = taskdb.find(engine, REPO, 13)
-    assert by_pr is not None
-    assert by_pr.id == first.id
-    assert by_pr.state is State.WORKING
-    assert by_pr.plan == (PlanStep("a", True),)
-    assert taskdb.find(engine, "octo/other", 12) is None
+    store.move(first.id, State.WORKING)
+    store.set_plan(first.id, (PlanStep("a", True),))
+    store.set_requirements(first.id, (Requirement("add adds", "issue", done=True),))
+    store.set_model(first.id, "plan")
+    loaded = store.find(REPO, 12)
+    assert loaded is not None
+    assert loaded.id == first.id
+    assert loaded.state is State.WORKING
+    assert loaded.plan == (PlanStep("a", True),)
+    assert loaded.requirements == (Requirement("add adds", "issue", done=True),)
+    assert loaded.model == "plan"
+    assert store.find("octo/other", 12) is None
 
 
-def test_iterations_are_keyed_and_numbered(engine: Engine) -> None:
-    task, _ = taskdb.find_or_create(engine, _new(20))
+def test_iterations_are_keyed_and_numbered(store: SqlTaskStore) -> None:
+    task, _ = store.find_or_create(_new(20))
     fb = (Feedback("human", "rename", author="ann", path="a.py", line=2, comment_id=5),)
-    assert taskdb.begin_iteration(engine, task.id, "d1", "label", ()) == (1, False)
-    assert taskdb.begin_iteration(engine, task.id, "d1", "label", ()) == (1, False)
-    assert taskdb.begin_iteration(engine, task.id, "r9", "review", fb) == (2, False)
+    first = store.begin_iteration(task.id, "d1", "label", ())
+    assert (first.number, first.checkpoint) == (1, Checkpoint.BEGUN)
+    assert store.begin_iteration(task.id, "d1", "label", ()) == first
+    second = store.begin_iteration(task.id, "r9", "review", fb)
+    assert (second.number, second.checkpoint) == (2, Checkpoint.BEGUN)
+    assert second.id != first.id
+    assert store.record_base(task.id, 2, "base1") == "base1"
+    assert store.record_base(task.id, 2, "later") == "base1"  # a resumed run keeps its start
+    loaded = store.load(task.id)
+    assert [it.key for it in loaded.iterations] == ["d1", "r9"]
+    assert loaded.iterations[1].feedback == fb
+    assert loaded.iterations[1].base_sha == "base1"
+    assert loaded.iterations[1].started_at is not None
+
+
+def test_pushed_records_the_result_and_conclude_moves_the_task_in_one_write(
+    store: SqlTaskStore,
+) -> None:
+    task, _ = store.find_or_create(_new(21))
+    store.move(task.id, State.WORKING)
+    begun = store.begin_iteration(task.id, "d1", "label", ())
     check = Check("tests", "pytest", "execution", 1, 0.5, "1 failed")
-    taskdb.update_iteration(
-        engine,
-        task.id,
-        2,
-        outcome="succeeded",
-        commits=["abc"],
-        checks=[check],
-        red=check,
-        usage=Usage(10, 5, 0.25),
-        feedback=(*fb, Feedback("self", "looks fine")),
+    fb = (Feedback("human", "please"), Feedback("self", "looks fine"))
+    store.record_pushed(
+        task.id, begun.number, replace(RESULT, checks=(check,), red=check, feedback=fb)
     )
-    taskdb.add_usage(engine, task.id, Usage(10, 5, 0.25))
-    assert taskdb.begin_iteration(engine, task.id, "r9", "review", fb) == (2, True)
-    loaded = taskdb.load(engine, task.id)
-    second = loaded.iterations[1]
-    assert second.feedback[0] == fb[0]
-    assert [f.kind for f in second.feedback] == ["human", "self"]
-    assert second.red == check
-    assert second.checks == (check,)
-    assert second.usage == Usage(10, 5, 0.25)
-    assert loaded.usage == Usage(10, 5, 0.25)
+    assert store.begin_iteration(task.id, "d1", "label", ()).checkpoint is Checkpoint.PUSHED
+    pushed = store.load(task.id)
+    it = pushed.iterations[0]
+    assert (it.checkpoint, it.outcome, it.commits) == (Checkpoint.PUSHED, "succeeded", ("abc",))
+    assert it.checks == (check,)
+    assert it.red == check
+    assert [f.kind for f in it.feedback] == ["human", "self"]
+    assert pushed.usage == Usage()  # counted on the task when the iteration concludes
+    assert pushed.state is State.WORKING
+
+    done = store.conclude(
+        task.id, begun.number, Conclusion("succeeded", Step.DONE, stop_wins=True, pr_number=7)
+    )
+    assert done.state is State.AWAITING_FEEDBACK
+    assert done.pr_number == 7
+    assert done.usage == Usage(10, 5, 0.25)
+    assert done.iterations[0].checkpoint is Checkpoint.CONCLUDED
+    assert done.iterations[0].usage == Usage(10, 5, 0.25)
+    assert store.begin_iteration(task.id, "d1", "label", ()).checkpoint is Checkpoint.CONCLUDED
 
 
-def test_stop_flag(engine: Engine) -> None:
-    task, _ = taskdb.find_or_create(engine, _new(3))
-    assert not taskdb.stop_requested(engine, task.id)
-    taskdb.update(engine, task.id, stop_requested=True)
-    assert taskdb.stop_requested(engine, task.id)
-    with pytest.raises(taskdb.TaskNotFound):
-        taskdb.load(engine, 999)
+def test_a_stop_requested_while_finishing_abandons_the_task(store: SqlTaskStore) -> None:
+    task, _ = store.find_or_create(_new(22))
+    store.move(task.id, State.WORKING)
+    begun = store.begin_iteration(task.id, "d1", "label", ())
+    store.record_pushed(task.id, begun.number, RESULT)
+    store.request_stop(task.id)
+    done = store.conclude(task.id, begun.number, Conclusion("succeeded", Step.DONE, True))
+    assert done.state is State.ABANDONED
+
+
+def test_a_failure_keeps_the_pushed_usage_and_a_refused_move_keeps_the_state(
+    store: SqlTaskStore,
+) -> None:
+    task, _ = store.find_or_create(_new(23))
+    store.move(task.id, State.AWAITING_FEEDBACK)
+    begun = store.begin_iteration(task.id, "d1", "label", ())
+    store.record_pushed(task.id, begun.number, RESULT)
+    failed = store.conclude(
+        task.id, begun.number, Conclusion("failed", Step.FAIL, error="GitHub kept failing")
+    )
+    assert failed.state is State.AWAITING_FEEDBACK  # the state machine has no such move
+    assert failed.usage == Usage(10, 5, 0.25)
+    it = failed.iterations[0]
+    assert (it.outcome, it.error, it.commits) == ("failed", "GitHub kept failing", ("abc",))
+
+
+def test_stop_flag_reopen_and_abandon(store: SqlTaskStore) -> None:
+    task, _ = store.find_or_create(_new(3))
+    assert not store.stop_requested(task.id)
+    store.request_stop(task.id)
+    assert store.stop_requested(task.id)
+    store.abandon(task.id, stop_running=True)
+    assert store.load(task.id).state is State.ABANDONED
+    reopened = store.reopen(task.id)
+    assert (reopened.state, reopened.stop_requested) == (State.QUEUED, False)
+    with pytest.raises(TaskNotFound):
+        store.load(999)

@@ -19,6 +19,8 @@ from github import Auth, Github
 from sqlalchemy.engine import Engine
 
 from bot.core.markers import Marker, carries
+from bot.github import GitHub, RetrySettings, StaticToken
+from bot.github.actions import RepoActions
 from bot.store.engine import init_db, make_engine
 from bot.store.tables import utcnow
 from bot.testing.fake_actions import FakeActions
@@ -58,6 +60,18 @@ class World:
     fake: FakeGitHub
     actions: FakeActions
     token: str  # a writer's personal token: the executor's GitHub identity in these tests
+
+    def hub(self, token: str | None = None) -> GitHub:
+        """The GitHub adapter as ``token`` (the writer's by default), without write pacing."""
+        return GitHub(
+            StaticToken(token or self.token),
+            api_url=self.fake.api_url,
+            retry=RetrySettings(min_write_interval=0.0),
+        )
+
+    def actions_api(self, repo: str) -> RepoActions:
+        """The adapter's Actions calls for ``repo``, as the executor makes them."""
+        return RepoActions(self.hub().repo(repo))
 
     def client(self) -> Github:
         return Github(

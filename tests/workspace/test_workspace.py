@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.core.branches import task_branch
 from bot.core.config import parse_repo_config
 from bot.sandbox.bwrap import BwrapSandbox
 from bot.workspace.git import (
@@ -26,9 +27,6 @@ from bot.workspace.git import (
     WorkspaceCache,
     WorkspaceError,
     protected_paths_hit,
-    slugify,
-    task_branch,
-    valid_branch,
 )
 
 from .conftest import ANN, BOT, TOKEN, GitServer, sh_git
@@ -49,45 +47,6 @@ def grep_tree(root: Path, needles: list[bytes]) -> list[Path]:
             if any(n in data for n in needles):
                 hits.append(path)
     return hits
-
-
-@pytest.mark.parametrize(
-    ("title", "slug"),
-    [
-        ("Add a greeting", "add-a-greeting"),
-        ("Fix: crash on ÜBER-long café names!!", "fix-crash-on-uber-long-cafe-names"),
-        ("../../etc/passwd; rm -rf /", "etc-passwd-rm-rf"),
-        ("", "task"),
-        ("日本語のみ", "task"),
-        ("a" * 300, "a" * 40),
-        (
-            "make the parser handle deeply nested brackets correctly",
-            "make-the-parser-handle-deeply-nested",
-        ),
-    ],
-)
-def test_slugify(title: str, slug: str) -> None:
-    assert slugify(title) == slug
-    assert valid_branch(f"vibe/issue-1-{slugify(title)}")
-
-
-def test_task_branch() -> None:
-    assert task_branch("o/r", 7, "Add a greeting") == BRANCH
-    same = task_branch("o/r", 9, "x", pr_head_repo="O/R", pr_head_ref="feature/login")
-    assert same == "feature/login"
-    fork = task_branch("o/r", 9, "Fix it", pr_head_repo="evil/r", pr_head_ref="main")
-    assert fork == "vibe/issue-9-fix-it"
-    with pytest.raises(WorkspaceError):
-        task_branch("o/r", 9, "x", pr_head_repo="o/r", pr_head_ref="bad..name")
-    with pytest.raises(WorkspaceError):
-        task_branch("o/r", 0, "x")
-
-
-@pytest.mark.parametrize(
-    "name", ["", "-x", "a..b", "a b", "a~1", "x.lock", "a/.hidden", "a//b", "@", "x@{1}", "a\n"]
-)
-def test_invalid_branch_names(name: str) -> None:
-    assert not valid_branch(name)
 
 
 def test_protected_paths() -> None:
@@ -150,6 +109,8 @@ def test_push_refusals(cache: WorkspaceCache, git_server: GitServer) -> None:
     for branch in ("vibe/../x", "--upload-pack=touch /tmp/x", "vibe/a b", "vibe/x.lock"):
         with pytest.raises(WorkspaceError):
             cache.prepare("o/r", url, branch=branch, default_branch="main")
+    with pytest.raises(WorkspaceError, match="invalid branch"):  # a person's PR head, too
+        cache.prepare("o/r", url, branch="bad..name", default_branch="main", shared_branch=True)
     with pytest.raises(WorkspaceError, match="PR numbers"):
         cache.prepare("o/r", url, branch=BRANCH, default_branch="main", pr_number=-1)
     for repo in ("o", "o/r/x", "../r", "o/..", "o r/x", ""):
@@ -267,9 +228,12 @@ def test_same_repository_pr_branch(
 ) -> None:
     sh_git("branch", "feature/login", "main", cwd=git_server.bare())
     git_server.commit_on("feature/login", {"login.py": "# login\n"})
-    branch = task_branch("o/r", 3, "Login", pr_head_repo="o/r", pr_head_ref="feature/login")
     ws = cache.prepare(
-        "o/r", git_server.repo_url(), branch=branch, default_branch="main", shared_branch=True
+        "o/r",
+        git_server.repo_url(),
+        branch="feature/login",
+        default_branch="main",
+        shared_branch=True,
     )
     with ws:
         assert ws.head() == git_server.tip("feature/login")
@@ -285,7 +249,7 @@ def test_fork_pr_starts_from_the_pull_ref(
     fork_head = git_server.commit_on("main", {"fork.txt": "from a fork\n"})
     sh_git("update-ref", "refs/pull/5/head", fork_head, cwd=git_server.bare())
     sh_git("update-ref", "refs/heads/main", f"{fork_head}~1", cwd=git_server.bare())
-    branch = task_branch("o/r", 5, "Fork work", pr_head_repo="fork/r", pr_head_ref="main")
+    branch = task_branch(5, "Fork work")
     with cache.prepare(
         "o/r", git_server.repo_url(), branch=branch, default_branch="main", pr_number=5
     ) as ws:
@@ -303,7 +267,7 @@ def test_two_tasks_on_one_repository_in_parallel(
 
     def task(number: int) -> None:
         try:
-            branch = task_branch("o/r", number, f"task {number}")
+            branch = task_branch(number, f"task {number}")
             barrier.wait()
             with cache.prepare("o/r", url, branch=branch, default_branch="main") as ws:
                 paths[branch] = ws.path
@@ -323,7 +287,7 @@ def test_two_tasks_on_one_repository_in_parallel(
     assert errors == []
     assert len(set(paths.values())) == 2
     for number in (11, 12):
-        branch = task_branch("o/r", number, f"task {number}")
+        branch = task_branch(number, f"task {number}")
         content = sh_git("show", f"{branch}:task.txt", cwd=git_server.bare())
         assert content == f"{number}\n"
 

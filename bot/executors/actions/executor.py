@@ -1,8 +1,10 @@
 """The ``actions`` executor: tasks run on the target repository's own GitHub Actions runners.
 
-Instead of running the agent in a local sandbox, the worker calls :meth:`ActionsExecutor.submit`.
-That stores a :class:`~bot.store.tables.RunnerTask` and dispatches ``vibe-runner.yml`` in the
-repository (``workflow_dispatch`` with the task id and a one-time credential). On the runner,
+Instead of running the agent in a local sandbox, the ``event`` job hands a decision that
+runs the agent to :class:`OnActions` (the loop's Executor port, chosen by
+:mod:`bot.bootstrap`), which calls :meth:`ActionsExecutor.submit`. That stores a
+:class:`~bot.store.tables.RunnerTask` and dispatches ``vibe-runner.yml`` in the repository
+(``workflow_dispatch`` with the task id and a one-time credential). On the runner,
 ``vibe action`` claims the task through :func:`make_runner_router`'s API with that credential,
 gets the event to handle and a runner token, reports progress and finally its result.
 
@@ -20,7 +22,8 @@ dispatching again. A run that vanishes
 (deleted, never started, or completed without reporting a result) is dispatched again with a
 fresh credential up to ``max_attempts`` times, then reported on the issue as failed, like a
 local failure. One comment on the issue, found again by its hidden marker, shows where the
-task stands.
+task stands. Every GitHub call goes through the adapter (:class:`bot.github.actions.RepoActions`
+and :class:`bot.github.RepoClient`), with its pacing, backoff and redaction.
 
 Workflow dispatch API: https://docs.github.com/en/rest/actions/workflows#create-a-workflow-dispatch-event
 """
@@ -35,7 +38,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
 import structlog
 from fastapi import APIRouter, Header, HTTPException, Request
@@ -50,12 +53,12 @@ from bot.core.config import RepoConfig
 from bot.core.events import WorkflowRun, parse_event
 from bot.core.markers import Marker, marker
 from bot.core.redact import redact
-from bot.jobs.queue import JobContext, write_transaction
+from bot.github import GitHub
+from bot.github.actions import DispatchError, RepoActions, RunInfo
+from bot.loop.ports import Work
 from bot.settings import Settings
+from bot.store.engine import write_transaction
 from bot.store.tables import Iteration, RunnerTask, Task, utcnow
-
-if TYPE_CHECKING:
-    from bot.github import GitHub
 
 log = structlog.get_logger(__name__)
 
@@ -69,30 +72,6 @@ FINAL: frozenset[str] = frozenset({"succeeded", "failed"})
 
 
 # ----------------------------------------------------------------------------- GitHub side
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """A workflow run as the executor needs it."""
-
-    id: int
-    status: str  # requested, queued, pending, waiting, in_progress, completed
-    conclusion: str | None  # success, failure, cancelled, timed_out, ... once completed
-    title: str
-    html_url: str | None = None
-    repository: str | None = None  # owner/name, as a workflow_run webhook names it
-
-    @property
-    def completed(self) -> bool:
-        return self.status == "completed"
-
-
-class DispatchError(Exception):
-    """The workflow could not be dispatched; ``permanent`` when retrying cannot help."""
-
-    def __init__(self, message: str, *, permanent: bool) -> None:
-        super().__init__(message)
-        self.permanent = permanent
 
 
 class ActionsApi(Protocol):
@@ -117,70 +96,6 @@ class Reporter(Protocol):
     """Posts or updates the executor's one comment on the task's issue or PR."""
 
     def __call__(self, repo: str, number: int, mark: Marker, body: str) -> None: ...
-
-
-class GithubActions:
-    """:class:`ActionsApi` over a PyGithub client authenticated for ``repo`` (an
-    installation token with ``actions: write``). PyGithub blocks: call from a worker thread.
-    """
-
-    def __init__(self, client: Any, repo: str) -> None:
-        self.client = client
-        self.repo = repo
-
-    def _repo(self) -> Any:
-        return self.client.get_repo(self.repo)
-
-    def default_branch(self) -> str:
-        return str(self._repo().default_branch)
-
-    def dispatch(self, workflow: str, ref: str, inputs: Mapping[str, str]) -> RunInfo | None:
-        from github import GithubException
-
-        try:
-            flow = self._repo().get_workflow(workflow)
-            # ``return_run_details`` makes GitHub answer with the run's id (2026 API);
-            # older servers answer 204 and the run is found by its title instead.
-            run = flow.create_dispatch(ref, dict(inputs), throw=True, return_run_details=True)
-        except GithubException as exc:
-            permanent = exc.status in (401, 403, 404, 422)
-            said = exc.data.get("message") if isinstance(exc.data, dict) else None
-            said_text = f": {str(said)[:200]}" if said else ""
-            hint = f" (is .github/workflows/{workflow} installed?)" if exc.status == 404 else ""
-            message = f"GitHub answered {exc.status}{said_text}{hint}"
-            raise DispatchError(message, permanent=permanent) from None
-        if run is True or run is False:
-            return None
-        return RunInfo(
-            id=int(run.id), status="requested", conclusion=None, title="", html_url=run.html_url
-        )
-
-    def run(self, run_id: int) -> RunInfo | None:
-        from github import GithubException
-
-        try:
-            raw = self._repo().get_workflow_run(run_id)
-            return _run_info(raw)
-        except GithubException as exc:
-            if exc.status in (404, 410):
-                return None
-            raise
-
-    def runs(self, workflow: str, since: datetime) -> list[RunInfo]:
-        stamp = since.strftime("%Y-%m-%dT%H:%M:%SZ")
-        flow = self._repo().get_workflow(workflow)
-        found = flow.get_runs(event="workflow_dispatch", created=f">={stamp}")
-        return [_run_info(raw) for _, raw in zip(range(100), found, strict=False)]
-
-
-def _run_info(raw: Any) -> RunInfo:
-    return RunInfo(
-        id=int(raw.id),
-        status=str(raw.status),
-        conclusion=raw.conclusion,
-        title=str(raw.display_title or ""),
-        html_url=raw.html_url,
-    )
 
 
 def run_title(task_id: int) -> str:
@@ -292,8 +207,8 @@ def import_records(
 # ------------------------------------------------------------------------------ executor
 
 
-class Refused(Exception):
-    """A runner's request was refused. The message is for the service's log only; the
+class RunnerRejected(Exception):
+    """A runner's request was rejected. The message is for the service's log only; the
     runner always gets the same answer, so a guess learns nothing about why."""
 
 
@@ -468,14 +383,14 @@ class ActionsExecutor:
         with Session(self.engine) as session:
             task = session.get(RunnerTask, task_id)
             if task is None:
-                raise Refused("no such task")
+                raise RunnerRejected("no such task")
             valid = _matches(credential, task.credential_hash)
             if not valid:
-                raise Refused("wrong or spent credential")
+                raise RunnerRejected("wrong or spent credential")
             if task.status != "dispatched":
-                raise Refused(f"task is {task.status}")
+                raise RunnerRejected(f"task is {task.status}")
             if task.credential_expires is None or task.credential_expires <= now:
-                raise Refused("credential expired")
+                raise RunnerRejected("credential expired")
             attempt, repo, spec = task.attempt, task.repository, dict(task.spec)
             number = task.number
         token = new_secret()
@@ -503,7 +418,7 @@ class ActionsExecutor:
                 )
             )
             if result.rowcount != 1:
-                raise Refused("credential already spent")
+                raise RunnerRejected("credential already spent")
         log.info("actions.claimed", task=task_id, run=run_id, attempt=attempt)
         records = export_records(self.engine, repo, number) if number is not None else None
         return Claim(task_id=task_id, repo=repo, token=token, spec=spec, records=records)
@@ -511,9 +426,9 @@ class ActionsExecutor:
     def _authorised(self, session: Session, task_id: int, token: str) -> RunnerTask:
         task = session.get(RunnerTask, task_id)
         if task is None or not _matches(token, task.token_hash):
-            raise Refused("wrong runner token")
+            raise RunnerRejected("wrong runner token")
         if task.status != "claimed":
-            raise Refused(f"task is {task.status}")
+            raise RunnerRejected(f"task is {task.status}")
         return task
 
     def progress(self, task_id: int, token: str, message: str) -> None:
@@ -782,7 +697,7 @@ def make_runner_router(executor: ActionsExecutor) -> APIRouter:
     async def call(task_id: int, what: str, fn: Callable[[], _T]) -> _T:
         try:
             return await run_in_threadpool(fn)
-        except Refused as exc:
+        except RunnerRejected as exc:
             log.warning("actions.refused", task=task_id, call=what, reason=str(exc))
             raise HTTPException(403, REFUSED) from None
 
@@ -841,9 +756,8 @@ def service_executor(
     settings: Settings, engine: Engine, hub: GitHub | None = None
 ) -> ActionsExecutor:
     """The executor of the webhook service: GitHub through the configured credentials (the
-    App needs ``actions: write``), one status comment per task through the adapter."""
-    from bot.github import GitHub
-
+    App needs ``actions: write``), every call through the adapter, one status comment per
+    task."""
     made: list[GitHub] = [hub] if hub is not None else []
 
     def github() -> GitHub:
@@ -856,7 +770,7 @@ def service_executor(
 
     return ActionsExecutor(
         engine,
-        lambda repo: GithubActions(github().client(repo), repo),
+        lambda repo: RepoActions(github().repo(repo)),
         reporter=report,
         max_attempts=settings.max_attempts,
         poll_interval=timedelta(seconds=settings.actions_poll_seconds),
@@ -869,57 +783,22 @@ def uses_actions(settings: Settings, config: RepoConfig) -> bool:
     return (config.executor or settings.executor) == "actions"
 
 
-def event_handler(settings: Settings) -> Callable[[JobContext], None]:
-    """The ``event`` job with the ``actions`` executor available.
+class OnActions:
+    """:class:`bot.loop.ports.Executor` on the repository's Actions runners.
 
-    The service decides as always (:func:`bot.loop.handlers.decide`: live permission, policy).
-    A decision that runs the agent, in a repository whose executor is ``actions``, goes to a
-    runner and the job waits for it; everything else (replies, status, stop, accept) is
-    handled here by :func:`bot.loop.handlers.handle`. A ``workflow_run`` webhook is no person's
-    signal: it goes to :meth:`ActionsExecutor.observe_run` (its job runs outside the issue's
-    lane, so it never queues behind the job waiting for that run).
-    """
-    from bot.bootstrap import ServiceWiring
-    from bot.core import events as ev
-    from bot.core import policy as pol
-    from bot.core.config import CONFIG_PATH, parse_repo_config
-    from bot.loop import handlers as dispatch
-    from bot.store import tasks as taskdb
+    The event goes to a runner, where ``vibe action`` handles it as this job would, and the
+    job waits for it, so the issue's lane stays busy as for a local run and the next event
+    of the issue waits its turn. A job taken over after a crash finds its task by the
+    work's key and follows it instead of dispatching again."""
 
-    service = ServiceWiring(settings)
-    wiring = dispatch.Wiring(service.repository, service.env)
+    def __init__(self, executor: ActionsExecutor, cancel: threading.Event) -> None:
+        self.executor = executor
+        self.cancel = cancel
 
-    def run(ctx: JobContext) -> None:
-        if ctx.event_name is not None and ctx.event_payload is not None:
-            event = ev.parse_event(ctx.event_name, ctx.event_payload)
-            if isinstance(event, WorkflowRun):
-                executor = service_executor(settings, ctx.engine, service.hub)
-                task_id = executor.observe_run(run_of(event))
-                log.info("event.workflow_run", delivery=ctx.delivery_id, task=task_id)
-                return
-            if isinstance(event, ev.IssueEvent | ev.Comment):
-                repo = wiring.repository(event.repo, event.installation_id)
-                branch = event.repo.default_branch or repo.default_branch()
-                config, _ = parse_repo_config(repo.read_file(CONFIG_PATH, branch))
-                if uses_actions(settings, config):
-                    task = taskdb.find(ctx.engine, event.repo.full_name, event.number)
-                    decision = dispatch.decide(ctx, event, repo, task)
-                    if isinstance(decision, pol.RUN_ACTIONS):
-                        executor = service_executor(settings, ctx.engine, service.hub)
-                        spec = {"event_name": ctx.event_name, "payload": ctx.event_payload}
-                        key = f"delivery:{ctx.delivery_id or ctx.job_id}"
-                        task_id = executor.submit(
-                            event.repo.full_name, spec, number=event.number, key=key
-                        )
-                        final = executor.wait(task_id, ctx.cancel)
-                        log.info(
-                            "event.handled_on_actions",
-                            delivery=ctx.delivery_id,
-                            task=task_id,
-                            status=final.status if final else None,
-                        )
-                        return
-        result = dispatch.handle(ctx, wiring)
-        log.info("event.handled", delivery=ctx.delivery_id, result=result)
-
-    return run
+    def run(self, work: Work, here: Callable[[], str]) -> str:
+        spec = {"event_name": work.event_name, "payload": work.payload}
+        task_id = self.executor.submit(work.repo, spec, number=work.number, key=work.key)
+        final = self.executor.wait(task_id, self.cancel)
+        status = final.status if final is not None else "gone"
+        log.info("actions.waited", task=task_id, status=status)
+        return f"on actions: task {task_id} {status}"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from bot.loop.strategies.base import AgentOutcome, Brief, Result, Run, Stopped, Strategy
+from bot.core.tasks import DevelopmentModel
+from bot.loop.strategies.base import Brief, Result, Run, Strategy
 from bot.loop.strategies.context import ContextEnhanced
 from bot.loop.strategies.conversational import Conversational
 from bot.loop.strategies.plan import PlanDriven, parse_plan
 from bot.loop.strategies.test import TestDriven
 from bot.loop.strategies.unconstrained import Unconstrained
-from bot.settings import DevelopmentModel
 
 STRATEGIES: dict[DevelopmentModel, Strategy] = {
     "unconstrained": Unconstrained(),
@@ -25,12 +25,10 @@ def strategy_for(name: DevelopmentModel) -> Strategy:
 
 __all__ = [
     "STRATEGIES",
-    "AgentOutcome",
     "Brief",
     "PlanDriven",
     "Result",
     "Run",
-    "Stopped",
     "Strategy",
     "parse_plan",
     "strategy_for",

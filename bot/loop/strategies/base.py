@@ -3,47 +3,30 @@
 A model (survey section 8) is a strategy over one iteration: it decides which agent runs
 happen, with which tools, and which checks are recorded. It does that through
 :class:`Run`, which :mod:`bot.loop` implements over the workspace, sandbox, agent and status
-comment; the strategy itself does no I/O.
+comment; the strategy itself does no I/O. An agent run comes back with its typed exit
+(:mod:`bot.core.agent`) and the strategy matches on it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from dataclasses import dataclass
+from typing import Literal, Protocol, assert_never
 
+from bot.core.agent import (
+    AgentOutcome,
+    Errored,
+    Finished,
+    LimitReached,
+    Refused,
+    Stopped,
+)
 from bot.core.config import RepoConfig
-from bot.core.tasks import Check, Feedback, PlanStep, Requirement, Usage
-from bot.settings import DevelopmentModel
+from bot.core.tasks import Check, DevelopmentModel, Feedback, PlanStep, Requirement
 
 SELF_REVIEW_CHARS = 1500
 
-AgentExit = Literal["finished", "limit", "refused", "error", "cancelled"]
-
-
-@dataclass(frozen=True)
-class AgentOutcome:
-    """How one agent run ended (STYLE.md item 7: typed exits, not flags)."""
-
-    exit: AgentExit
-    summary: str
-    usage: Usage = field(default_factory=Usage)
-    reason: str | None = None
-    self_review: str | None = None
-    steps: int = 0
-    retryable: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.exit == "finished"
-
-
-class Stopped(Exception):
-    """The task was asked to stop (``/vibe stop`` or a lost lease) while it ran."""
-
-
-class AgentUnavailable(Exception):
-    """The model API failed in a way that may pass (overload, 5xx): retry the job later."""
+Unfinished = LimitReached | Refused | Errored | Stopped
 
 
 class Run(Protocol):
@@ -117,6 +100,35 @@ class Result:
     writes: bool = True
 
 
+def unfinished(
+    run: Run,
+    phase: str,
+    exit_: Unfinished,
+    *,
+    plan: tuple[PlanStep, ...] = (),
+    checks: tuple[Check, ...] = (),
+    feedback: tuple[Feedback, ...] = (),
+    writes: bool = True,
+) -> Result:
+    """The iteration's result when an agent run ends without finishing. A spent limit keeps
+    what exists (outcome ``limit``: it is pushed, and the reason says which limit); a
+    refusal, an error or a stop fails the iteration with the run's own reason."""
+    outcome: Literal["limit", "failed"] = "failed"
+    match exit_:
+        case LimitReached():
+            outcome, label, reason = "limit", "limit", exit_.reason
+        case Refused(reason):
+            label = "refused"
+        case Errored(reason):
+            label = "error"
+        case Stopped(reason):
+            label = "stopped"
+        case _:
+            assert_never(exit_)
+    run.phase(phase, "failed", label)
+    return Result(outcome, "", checks, plan=plan, feedback=feedback, reason=reason, writes=writes)
+
+
 def check_feedback(checks: Sequence[Check]) -> list[Feedback]:
     """Failing checks as feedback: lint is ``compiler``, tests are ``execution``."""
     out = []
@@ -140,16 +152,13 @@ def agent_and_checks(run: Run, brief: Brief, fix_rounds: int) -> Result:
         outcome = run.agent(text)
         if outcome.self_review:
             learned.append(Feedback("self", outcome.self_review[:SELF_REVIEW_CHARS]))
-        if not outcome.ok:
-            run.phase("Agent working", "failed", outcome.exit)
-            return Result(
-                "limit" if outcome.exit == "limit" else "failed",
-                outcome.summary,
-                tuple(checks),
-                feedback=tuple(learned),
-                reason=outcome.reason or outcome.exit,
-            )
-        usage_summary = outcome.summary
+        match outcome.exit:
+            case Finished(summary):
+                usage_summary = summary
+            case ended:
+                return unfinished(
+                    run, "Agent working", ended, checks=tuple(checks), feedback=tuple(learned)
+                )
         run.phase("Agent working", "done")
         run.phase("Checks", "running")
         checks = run.checks()

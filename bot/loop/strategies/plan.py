@@ -6,8 +6,17 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+from bot.core.agent import Finished
 from bot.core.tasks import PlanStep
-from bot.loop.strategies.base import Brief, Result, Run, Strategy, agent_and_checks, check_feedback
+from bot.loop.strategies.base import (
+    Brief,
+    Result,
+    Run,
+    Strategy,
+    agent_and_checks,
+    check_feedback,
+    unfinished,
+)
 
 MAX_STEPS = 20
 MAX_STEP_CHARS = 300
@@ -44,25 +53,21 @@ class PlanDriven(Strategy):
     def plan(self, run: Run, brief: Brief) -> Result:
         run.phase("Exploring read-only", "running")
         outcome = run.agent(brief.text() + "\n\n" + PLAN_PROMPT, read_only=True)
-        if not outcome.ok:
-            run.phase("Exploring read-only", "failed", outcome.exit)
-            return Result(
-                "limit" if outcome.exit == "limit" else "failed",
-                outcome.summary,
-                reason=outcome.reason or outcome.exit,
-                writes=False,
-            )
-        steps = parse_plan(outcome.summary)
+        match outcome.exit:
+            case Finished(summary):
+                steps = parse_plan(summary)
+            case ended:
+                return unfinished(run, "Exploring read-only", ended, writes=False)
         if not steps:
             run.phase("Exploring read-only", "failed", "no plan")
             return Result(
                 "failed",
-                outcome.summary,
+                summary,
                 reason="the agent finished without a plan (no list of steps)",
                 writes=False,
             )
         run.phase("Exploring read-only", "done", f"{len(steps)} steps")
-        return Result("planned", outcome.summary, plan=steps, writes=False)
+        return Result("planned", summary, plan=steps, writes=False)
 
     def execute_plan(self, run: Run, brief: Brief) -> Result:
         steps = list(brief.plan)
@@ -77,18 +82,16 @@ class PlanDriven(Strategy):
                 + "\n".join(f"{n + 1}. {s.text}" for n, s in enumerate(steps))
                 + f"\n\nDo step {index + 1} now, and only that step: {step.text}"
             )
-            if not outcome.ok:
-                run.phase(f"Step {index + 1}: {step.text}", "failed", outcome.exit)
-                return Result(
-                    "limit" if outcome.exit == "limit" else "failed",
-                    outcome.summary,
-                    plan=tuple(steps),
-                    reason=outcome.reason or outcome.exit,
-                )
+            match outcome.exit:
+                case Finished(summary):
+                    summaries.append(f"{index + 1}. {summary.strip()}")
+                case ended:
+                    return unfinished(
+                        run, f"Step {index + 1}: {step.text}", ended, plan=tuple(steps)
+                    )
             steps[index] = replace(step, done=True)
             run.tick(index)
             run.phase(f"Step {index + 1}: {step.text}", "done")
-            summaries.append(f"{index + 1}. {outcome.summary.strip()}")
         run.phase("Checks", "running")
         checks = run.checks()
         failing = check_feedback(checks)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from bot.loop.strategies.base import Brief, Result, Run, Strategy, agent_and_checks
+from bot.core.agent import Finished
+from bot.loop.strategies.base import Brief, Result, Run, Strategy, agent_and_checks, unfinished
 
 RED_PROMPT = (
     "Test-driven step 1 of 2: write or extend an automated test that captures the "
@@ -34,14 +35,11 @@ class TestDriven(Strategy):
             return agent_and_checks(run, brief, self.fix_rounds)
         run.phase("Writing a failing test", "running")
         first = run.agent(brief.text() + "\n\n" + RED_PROMPT)
-        if not first.ok:
-            run.phase("Writing a failing test", "failed", first.exit)
-            return Result(
-                "limit" if first.exit == "limit" else "failed",
-                first.summary,
-                reason=first.reason or first.exit,
-            )
-        run.phase("Writing a failing test", "done")
+        match first.exit:
+            case Finished(test_summary):
+                run.phase("Writing a failing test", "done")
+            case ended:
+                return unfinished(run, "Writing a failing test", ended)
         red = run.test_run()
         if red is None:
             run.phase("Red run", "skipped", NO_TEST_COMMAND)
@@ -63,5 +61,5 @@ class TestDriven(Strategy):
         green = next((c for c in result.checks if c.kind == "execution"), None)
         if green is not None:
             run.phase("Green run", "done" if green.passed else "failed")
-        summary = f"{first.summary.strip()}\n{result.summary.strip()}".strip()
+        summary = f"{test_summary.strip()}\n{result.summary.strip()}".strip()
         return replace(result, red=red, green=green, summary=summary)

@@ -20,10 +20,10 @@ from sqlmodel import Session
 from bot.entrypoints.action import ActionResult, RunnerClient, ServiceError
 from bot.executors.actions.executor import (
     ActionsExecutor,
-    GithubActions,
     make_runner_router,
     run_from_payload,
 )
+from bot.github.actions import RepoActions
 from bot.store.engine import init_db, make_engine
 from bot.store.tables import RunnerTask
 from tests.support.actions import REPO, Clock, World, comment_reporter, serve
@@ -37,7 +37,7 @@ SPEC: dict[str, Any] = {
 def make_executor(world: World, engine: Engine, clock: Clock, **kw: Any) -> ActionsExecutor:
     return ActionsExecutor(
         engine,
-        lambda repo: GithubActions(world.client(), repo),
+        world.actions_api,
         reporter=comment_reporter(world),
         clock=clock,
         **kw,
@@ -275,12 +275,13 @@ def test_failed_runs_are_retried_then_reported(world: World, engine: Engine, clo
 def test_run_found_by_title_when_dispatch_returns_no_id(
     world: World, engine: Engine, clock: Clock
 ) -> None:
-    class NoDetails(GithubActions):
-        def dispatch(self, workflow: str, ref: str, inputs: Any) -> None:  # type: ignore[override]
-            flow = self._repo().get_workflow(workflow)
-            assert flow.create_dispatch(ref, dict(inputs), throw=True) is True
+    class NoDetails(RepoActions):
+        """A server without ``return_run_details``: it dispatches and answers 204."""
 
-    executor = ActionsExecutor(engine, lambda repo: NoDetails(world.client(), repo), clock=clock)
+        def dispatch(self, workflow: str, ref: str, inputs: Any) -> None:  # type: ignore[override]
+            super().dispatch(workflow, ref, inputs)
+
+    executor = ActionsExecutor(engine, lambda repo: NoDetails(world.hub().repo(repo)), clock=clock)
     task_id = executor.submit(REPO, SPEC, number=None)
     task = executor.get(task_id)
     assert task is not None
@@ -299,7 +300,7 @@ def test_dispatch_fails_clearly_without_the_runner_workflow(
     number = world.fake.open_issue("acme/bare", "alice", "Do it", "")
     executor = ActionsExecutor(
         engine,
-        lambda repo: GithubActions(world.client(), repo),
+        world.actions_api,
         reporter=comment_reporter(world),
         clock=clock,
     )
@@ -318,18 +319,9 @@ def test_dispatch_fails_clearly_without_the_runner_workflow(
 
 def test_a_reader_cannot_dispatch(world: World, engine: Engine, clock: Clock) -> None:
     reader = world.fake.user_token("rita")
-    from github import Auth, Github
-
-    def client() -> Github:
-        return Github(
-            auth=Auth.Token(reader),
-            base_url=world.fake.api_url,
-            seconds_between_requests=None,
-            seconds_between_writes=None,
-            retry=0,
-        )
-
-    executor = ActionsExecutor(engine, lambda repo: GithubActions(client(), repo), clock=clock)
+    executor = ActionsExecutor(
+        engine, lambda repo: RepoActions(world.hub(reader).repo(repo)), clock=clock
+    )
     task_id = executor.submit(REPO, SPEC)
     task = executor.get(task_id)
     assert task is not None

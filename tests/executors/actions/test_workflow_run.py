@@ -18,7 +18,7 @@ from bot.core.config import RepoConfig
 from bot.core.events import WorkflowRun, parse_event
 from bot.core.policy import BotIdentity, Ignore, decide, serial_key
 from bot.entrypoints.demo import CONFIG
-from bot.executors.actions.executor import ActionsExecutor, GithubActions, run_from_payload
+from bot.executors.actions.executor import ActionsExecutor, run_from_payload
 from bot.ingest.webhook import classify
 from bot.settings import Settings
 from bot.store.tables import Delivery, Job, RunnerTask
@@ -55,9 +55,7 @@ def completed_hook(fake: FakeGitHub, actions: FakeActions, run_id: int) -> dict[
 
 
 def executor_for(world: World, engine: Engine, clock: Clock) -> ActionsExecutor:
-    return ActionsExecutor(
-        engine, lambda repo: GithubActions(world.client(), repo), clock=clock, max_attempts=3
-    )
+    return ActionsExecutor(engine, world.actions_api, clock=clock, max_attempts=3)
 
 
 def test_a_workflow_run_is_no_signal_and_has_no_issue_lane(

@@ -5,7 +5,7 @@ import unicodedata
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.context.sanitize import CLOSE_TAG, frame_untrusted, sanitize_untrusted
+from bot.core.sanitize import CLOSE_TAG, frame_untrusted, sanitize_untrusted
 
 HIDDEN = (
     "\u200b\u200c\u200d\u2060\ufeff"  # zero-width characters and the BOM

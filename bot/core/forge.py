@@ -1,0 +1,41 @@
+"""What the code host tells the loop: an issue's text, a pull request, a review's notes.
+
+Values of the loop's Forge and PullRequests ports (:mod:`bot.loop.ports`), here so that the
+adapters implementing those ports (:mod:`bot.github`, ``vibe run``'s terminal) need not
+import the loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PullInfo:
+    """An existing PR as the loop needs it (``/vibe`` on a PR the bot did not open)."""
+
+    number: int
+    title: str
+    body: str
+    head_ref: str
+    base_ref: str
+    same_repo: bool
+    author: str | None
+
+
+@dataclass(frozen=True)
+class IssueText:
+    title: str
+    body: str
+    comments: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReviewNote:
+    """One inline comment of a review: where it sits and what it says."""
+
+    comment_id: int
+    path: str
+    line: int | None
+    body: str
+    author: str | None
