@@ -42,7 +42,6 @@ from bot.core.config import RepoConfig
 from bot.core.events import WorkflowDispatch, WorkflowRun
 from bot.core.markers import Marker, marker
 from bot.core.redact import redact
-from bot.executors.actions.executor import export_records, import_records
 from bot.github import GitHub
 from bot.loop import handlers as dispatch
 from bot.loop.env import Env
@@ -51,6 +50,7 @@ from bot.loop.ports import Executor
 from bot.settings import Settings, SettingsError, load_settings
 from bot.store import tasks as taskdb
 from bot.store.engine import init_db, make_engine
+from bot.store.tasks import export_records, import_records
 
 _T = TypeVar("_T")
 

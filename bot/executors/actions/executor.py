@@ -44,7 +44,7 @@ import structlog
 from fastapi import APIRouter, Header, HTTPException, Request
 from fastapi import Path as FastPath
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import func, or_
+from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select, update
 from starlette.concurrency import run_in_threadpool
@@ -58,7 +58,8 @@ from bot.github.actions import DispatchError, RepoActions, RunInfo
 from bot.loop.ports import Work
 from bot.settings import Settings
 from bot.store.engine import write_transaction
-from bot.store.tables import Iteration, RunnerTask, Task, utcnow
+from bot.store.tables import RunnerTask, utcnow
+from bot.store.tasks import RecordsError, export_records, import_records
 
 log = structlog.get_logger(__name__)
 
@@ -116,92 +117,6 @@ def _matches(secret: str, stored: str | None) -> bool:
 
 def new_secret() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
-
-
-# ------------------------------------------------------------------------ task records
-
-MAX_ITERATIONS_SENT = 500
-
-
-class RecordsError(ValueError):
-    """Task records that do not fit the task they were sent for."""
-
-
-def export_records(engine: Engine, repo: str, number: int) -> dict[str, Any] | None:
-    """The task of issue or PR ``number`` with its iterations, as JSON, or None.
-
-    The runner works on a database of its own; these records travel with the claim and
-    come back with the result, so the service and the runner see one task history."""
-    with Session(engine) as session:
-        row = session.exec(
-            select(Task)
-            .where(
-                Task.repository == repo,
-                or_(col(Task.number) == number, col(Task.pr_number) == number),
-            )
-            .order_by(col(Task.id))
-        ).first()
-        if row is None:
-            return None
-        its = session.exec(select(Iteration).where(Iteration.task_id == row.id)).all()
-        return {
-            "task": row.model_dump(mode="json", exclude={"id"}),
-            "iterations": [i.model_dump(mode="json", exclude={"id", "task_id"}) for i in its],
-        }
-
-
-def import_records(
-    engine: Engine, repo: str, records: Mapping[str, Any], *, number: int | None = None
-) -> int:
-    """Create or update the task (and its iterations) from :func:`export_records` output;
-    returns the local task id. Records for another repository, or (with ``number``) for
-    another issue, are refused."""
-    raw_task, raw_its = records.get("task"), records.get("iterations")
-    if not isinstance(raw_task, dict) or not isinstance(raw_its, list):
-        raise RecordsError("records need a task object and an iterations list")
-    if len(raw_its) > MAX_ITERATIONS_SENT:
-        raise RecordsError(f"more than {MAX_ITERATIONS_SENT} iterations")
-    try:
-        incoming = Task.model_validate({k: v for k, v in raw_task.items() if k != "id"})
-        iterations = [
-            Iteration.model_validate({**i, "task_id": 0})
-            for i in raw_its
-            if isinstance(i, dict) and "id" not in i
-        ]
-    except ValidationError as exc:
-        raise RecordsError(f"records do not validate: {exc.error_count()} problems") from None
-    if len(iterations) != len(raw_its):
-        raise RecordsError("iterations must be objects without ids")
-    if incoming.repository.casefold() != repo.casefold():
-        raise RecordsError(f"records are for {incoming.repository}, not {repo}")
-    if number is not None and incoming.number != number:
-        raise RecordsError(f"records are for #{incoming.number}, not #{number}")
-    fields = incoming.model_dump(exclude={"id"})
-    with Session(engine) as session:
-        row = session.exec(
-            select(Task).where(Task.repository == repo, Task.number == incoming.number)
-        ).first()
-        if row is None:
-            row = Task(**fields)
-        else:
-            for name, value in fields.items():
-                setattr(row, name, value)
-        session.add(row)
-        session.flush()
-        assert row.id is not None
-        task_id = row.id
-        existing = {
-            i.number: i
-            for i in session.exec(select(Iteration).where(Iteration.task_id == task_id)).all()
-        }
-        for it in iterations:
-            values = it.model_dump(exclude={"id", "task_id"})
-            target = existing.get(it.number) or Iteration(task_id=task_id, **values)
-            for name, value in values.items():
-                setattr(target, name, value)
-            session.add(target)
-        session.commit()
-    return task_id
 
 
 # ------------------------------------------------------------------------------ executor

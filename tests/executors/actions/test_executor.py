@@ -427,8 +427,8 @@ def _task_rows(engine: Engine, repo: str = REPO, number: int = 5) -> None:
 
 
 def test_task_records_travel_and_are_checked(tmp_path: Any) -> None:
-    from bot.executors.actions.executor import RecordsError, export_records, import_records
     from bot.store import tasks as taskdb
+    from bot.store.tasks import RecordsError, export_records, import_records
 
     service = make_engine(f"sqlite:///{tmp_path / 'service.db'}")
     runner = make_engine(f"sqlite:///{tmp_path / 'runner.db'}")
