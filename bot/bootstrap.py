@@ -7,9 +7,14 @@ worker that runs them, and the loop's environment per job.
 ``probe`` is an operator's liveness check of the pipeline (``vibe jobs probe``): it waits the
 requested seconds, watching its cancel event, and succeeds.
 
-``event`` jobs need GitHub: without credentials no worker claims them, so they wait, stored,
-until a worker that has credentials starts (a 202 means the work will happen; ``GET /`` and
-the start-up message say what is missing).
+``event`` jobs need GitHub: without credentials (or with a private key that does not parse)
+no worker claims them, so they wait, stored, until a worker that has credentials starts (a
+202 means the work will happen; ``GET /`` and the start-up message say what is missing).
+
+:class:`GitHubSetup` asks GitHub what the credentials are worth (``GET /app`` or
+``GET /user``): each gap is one line of the missing list, and the answer names the bot
+(``<slug>[bot]``, the token's user) and, by default, whom it works for (the App's owner).
+Each ``event`` job runs with settings completed by it (:func:`identified`).
 """
 
 from __future__ import annotations
@@ -33,8 +38,12 @@ from bot.executors.actions.executor import (
     uses_actions,
 )
 from bot.github import GitHub
+from bot.github.access import AppCheck, needs
+from bot.github.auth import AppTokens, AuthKind
+from bot.github.hook_deliveries import AppHookDeliveries
 from bot.github.repository import GitHubRepository
 from bot.github.retry import GitHubRequestError, GitHubUnavailable
+from bot.ingest import catch_up
 from bot.ingest.deliveries import UnknownDelivery, stored_delivery
 from bot.jobs.queue import (
     Dead,
@@ -53,8 +62,8 @@ from bot.loop.ports import Executor, Forge, PullRequests, TaskStore
 from bot.sandbox.bwrap import Sandbox, make_sandbox
 from bot.settings import Settings
 from bot.store.tasks import SqlTaskStore
-from bot.workspace.checkout import GitWorkspaces
-from bot.workspace.git import GitCredentials, WorkspaceCache
+from bot.workspace.checkout import Credentials, GitWorkspaces
+from bot.workspace.git import WorkspaceCache
 
 MAX_PROBE_SECONDS = 600.0
 
@@ -89,8 +98,75 @@ def job_verdict(exc: Exception) -> Verdict:
     return Retry(reason)
 
 
-def event_job(settings: Settings, engine: Engine, run: Callable[[EventJob], None]) -> Handler:
-    """The ``event`` job: the delivery it was queued for, handed to the loop's ``run``."""
+class GitHubSetup:
+    """The process's GitHub adapter and the check of its credentials, shared by the jobs,
+    ``GET /`` and ``/readyz`` (the adapter reuses GitHub's answer for a minute)."""
+
+    def __init__(self, settings: Settings, *, actions: bool = False) -> None:
+        self.settings = settings
+        self._actions = actions  # the credentials are the Actions GITHUB_TOKEN
+        self._hub: GitHub | None = None
+        self._lock = threading.Lock()
+
+    def hub(self) -> GitHub:
+        """The adapter; ValueError or OSError when the credentials cannot be read."""
+        with self._lock:
+            if self._hub is None:
+                self._hub = GitHub.from_settings(self.settings, actions=self._actions)
+            return self._hub
+
+    def credentials_problem(self) -> str | None:
+        """Why configured credentials cannot even be loaded (an unreadable or garbage
+        private key), without asking GitHub."""
+        try:
+            self.hub()
+        except (ValueError, OSError) as exc:
+            return f"GitHub credentials: {exc}"
+        return None
+
+    def check(self) -> AppCheck | None:
+        """GitHub's word on the credentials; ``None`` when none are configured."""
+        if not self.settings.has_github_credentials:
+            return None
+        problem = self.credentials_problem()
+        if problem is not None:
+            kind: AuthKind = "app" if self.settings.github_app_id is not None else "token"
+            return AppCheck(kind, None, None, (problem,))
+        return self.hub().app_check(needs(actions_executor=self.settings.executor == "actions"))
+
+    def missing(self) -> list[str]:
+        """The settings' missing list plus each gap GitHub reports."""
+        check = self.check()
+        return self.settings.missing() + (list(check.findings) if check else [])
+
+    def identified(self) -> Settings:
+        """The settings an ``event`` job runs with (:func:`identified`)."""
+        check = self.check()
+        if check is None:
+            return self.settings
+        return identified(self.settings, check)
+
+
+def identified(settings: Settings, check: AppCheck) -> Settings:
+    """``settings`` with the bot's login as GitHub says (``VIBE_BOT_LOGIN`` still wins) and,
+    unless an allow-list is set, the App's owner (the token's user) as the one allowed
+    owner. A default login would silently disable self-detection, mentions and plan edits,
+    so without GitHub's answer the job waits (GitHubUnavailable: retried later)."""
+    if check.login is None:
+        raise GitHubUnavailable("GitHub did not say who the bot is: " + "; ".join(check.findings))
+    update: dict[str, object] = {}
+    if settings.bot_login is None:
+        update["bot_login"] = check.login
+    if not (settings.allowed_owners or settings.allowed_repositories) and check.owner:
+        update["allowed_owners"] = [check.owner]
+    return settings.model_copy(update=update)
+
+
+def event_job(
+    settings: Callable[[], Settings], engine: Engine, run: Callable[[EventJob], None]
+) -> Handler:
+    """The ``event`` job: the delivery it was queued for, handed to the loop's ``run`` with
+    the ``settings()`` of this moment (the bot's identity as GitHub says)."""
 
     def handler(ctx: JobContext) -> None:
         delivery = stored_delivery(engine, ctx.delivery_id)
@@ -102,7 +178,7 @@ def event_job(settings: Settings, engine: Engine, run: Callable[[EventJob], None
                 job_id=ctx.job_id,
                 attempt=ctx.attempt,
                 cancel=ctx.cancel,
-                settings=settings,
+                settings=settings(),
                 engine=engine,
             )
         )
@@ -110,11 +186,30 @@ def event_job(settings: Settings, engine: Engine, run: Callable[[EventJob], None
     return handler
 
 
-def build_handlers(settings: Settings, engine: Engine) -> dict[str, Handler]:
+def build_handlers(
+    settings: Settings, engine: Engine, setup: GitHubSetup | None = None
+) -> dict[str, Handler]:
+    setup = setup or GitHubSetup(settings)
     handlers: dict[str, Handler] = {"probe": probe}
-    if settings.has_github_credentials:
-        handlers["event"] = event_job(settings, engine, event_handler(ServiceWiring(settings)))
+    if settings.has_github_credentials and setup.credentials_problem() is None:
+        wiring = ServiceWiring(settings, setup)
+        handlers["event"] = event_job(setup.identified, engine, event_handler(wiring))
+        tokens = setup.hub().tokens
+        if isinstance(tokens, AppTokens):  # only an App has a delivery log to read
+            handlers[catch_up.KIND] = catch_up_job(engine, setup.hub(), tokens)
     return handlers
+
+
+def catch_up_job(engine: Engine, hub: GitHub, tokens: AppTokens) -> Handler:
+    """The ``catch_up`` job (:mod:`bot.ingest.catch_up`): queue the next run, then ask
+    GitHub to redeliver what we missed."""
+    log_of_deliveries = AppHookDeliveries(tokens)
+
+    def handler(ctx: JobContext) -> None:
+        catch_up.schedule(engine)
+        catch_up.catch_up(engine, log_of_deliveries, hub.clock.now())
+
+    return handler
 
 
 def build_queue(settings: Settings, engine: Engine) -> Queue:
@@ -128,12 +223,18 @@ def build_worker(
     handlers: Mapping[str, Handler] | None = None,
     concurrency: int | None = None,
     on_finished: Callable[[str, str, float], None] | None = None,
+    setup: GitHubSetup | None = None,
 ) -> Worker:
     """The worker pool of ``vibe serve`` and ``vibe worker``: the handler map (unless a
-    test replaces it) behind the job boundary."""
+    test replaces it) behind the job boundary. A pool that runs the catch-up of missed
+    deliveries queues its first run now (a no-op when one is waiting): what GitHub could
+    not deliver while no worker ran is asked for at start."""
+    handlers = build_handlers(settings, queue.engine, setup) if handlers is None else handlers
+    if catch_up.KIND in handlers:
+        catch_up.schedule(queue.engine, delay=0.0)
     return Worker(
         queue,
-        build_handlers(settings, queue.engine) if handlers is None else handlers,
+        handlers,
         judge=job_verdict,
         concurrency=concurrency or settings.workers,
         heartbeat_seconds=settings.heartbeat_seconds,
@@ -144,17 +245,15 @@ def build_worker(
 class ServiceWiring:
     """Builds the loop's environment per job for the webhook service (``event`` jobs)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, setup: GitHubSetup | None = None) -> None:
         self.settings = settings
-        self._hub: GitHub | None = None
+        self.setup = setup or GitHubSetup(settings)
         self.sandbox = make_sandbox(settings)
         self.cache = WorkspaceCache.from_settings(settings, self.sandbox)
 
     @property
     def hub(self) -> GitHub:
-        if self._hub is None:
-            self._hub = GitHub.from_settings(self.settings)
-        return self._hub
+        return self.setup.hub()
 
     def repository(self, repo: ev.Repo, installation_id: int | None) -> GitHubRepository:
         del installation_id  # the App's token source finds the installation per repository
@@ -204,7 +303,7 @@ def loop_env(
     forge: Forge,
     prs: PullRequests | None,
     clone_url: str,
-    credentials: Callable[[], GitCredentials | None],
+    credentials: Credentials,
     run_key: str,
     sandbox: Sandbox | None = None,
     cache: WorkspaceCache | None = None,

@@ -9,6 +9,7 @@ message naming the variable.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -18,7 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.core.policy import BotIdentity
+from bot.core.policy import AllowList, BotIdentity
 from bot.core.tasks import DevelopmentModel
 
 
@@ -87,8 +88,15 @@ class Settings(BaseSettings):
     github_token: SecretStr | None = None
     github_min_write_interval: float = Field(default=1.0, ge=0)
     github_timeout: float = Field(default=30.0, gt=0)
-    bot_login: str = "vibe-bot[bot]"
+    # None: asked of GitHub (the App's ``<slug>[bot]``, the token's user) by bootstrap
+    bot_login: str | None = None
     allowed_bots: list[str] = Field(default_factory=list)
+    # Whose deliveries the bot works on, as JSON lists (VIBE_ALLOWED_OWNERS='["octo-org"]',
+    # VIBE_ALLOWED_REPOSITORIES='["octo/hello"]'); both empty: the account that owns the
+    # App (the token's user), asked of GitHub by bootstrap. Others' deliveries are stored
+    # and refused with one log line.
+    allowed_owners: list[str] = Field(default_factory=list)
+    allowed_repositories: list[str] = Field(default_factory=list)
     trigger_label: str = "vibe"
 
     # model
@@ -178,10 +186,19 @@ class Settings(BaseSettings):
         return self.github_token is not None or app
 
     def bot_identity(self) -> BotIdentity:
-        """Who the bot is and the operator's defaults, as the trigger policy takes them."""
+        """Who the bot is and the operator's defaults, as the trigger policy takes them.
+
+        Without an allow-list every owner is served: ``vibe action`` and ``vibe run`` work
+        on the one repository they run in; the service fills the list in bootstrap."""
+        restricted = bool(self.allowed_owners or self.allowed_repositories)
         return BotIdentity(
-            login=self.bot_login,
+            login=self.bot_login or "",
             allowed_bots=frozenset(self.allowed_bots),
+            allowed=(
+                AllowList(frozenset(self.allowed_owners), frozenset(self.allowed_repositories))
+                if restricted
+                else None
+            ),
             trigger_label=self.trigger_label,
             default_model=self.default_model,
             runs_per_hour=self.limits.runs_per_hour,
@@ -193,7 +210,8 @@ class Settings(BaseSettings):
         if not self.has_github_credentials:
             out.append(
                 "GitHub credentials: set VIBE_GITHUB_APP_ID and VIBE_GITHUB_PRIVATE_KEY_PATH "
-                "(a GitHub App) or VIBE_GITHUB_TOKEN (a personal or Actions token)"
+                "(a GitHub App) or VIBE_GITHUB_TOKEN (a personal or Actions token), or run "
+                "`vibe setup` to register an App"
             )
         if self.anthropic_api_key is None:
             out.append("model access: set VIBE_ANTHROPIC_API_KEY")
@@ -206,15 +224,51 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Read settings from the environment, raising SettingsError on invalid values."""
+    """Read settings from the environment, raising SettingsError on invalid values.
+
+    Without GitHub credentials in the environment, the App that ``vibe setup`` stored in the
+    data directory is used (:func:`with_stored_app`)."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             loc = "__".join(str(p) for p in err["loc"])
             problems.append(f"VIBE_{loc.upper()}: {err['msg']}")
         raise SettingsError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+    return with_stored_app(settings)
+
+
+# What ``vibe setup`` stores in the data directory (each file mode 0600): the App's
+# registration (id, slug, client id and secret, URLs) and its private key. Its webhook secret
+# goes to ``webhook-secret``, which :func:`ensure_webhook_secret` reads.
+STORED_APP_FILE = "github-app.json"
+STORED_APP_KEY_FILE = "github-app.pem"
+
+
+def with_stored_app(settings: Settings) -> Settings:
+    """``settings`` completed with the App stored in the data directory, when the
+    environment names no App id, private key or token. The stored App's API and web URLs
+    apply unless ``VIBE_GITHUB_API_URL``/``VIBE_GITHUB_SERVER_URL`` say otherwise."""
+    configured = {"github_app_id", "github_private_key", "github_private_key_path", "github_token"}
+    if configured & settings.model_fields_set:
+        return settings
+    path = settings.data_dir / STORED_APP_FILE
+    key_path = settings.data_dir / STORED_APP_KEY_FILE
+    if not path.is_file() or not key_path.is_file():
+        return settings
+    try:
+        stored = json.loads(path.read_text())
+        update: dict[str, object] = {
+            "github_app_id": int(stored["id"]),
+            "github_private_key_path": key_path,
+        }
+        for field_name, key in (("github_api_url", "api_url"), ("github_server_url", "web_url")):
+            if field_name not in settings.model_fields_set and isinstance(stored.get(key), str):
+                update[field_name] = stored[key]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SettingsError(f"the App stored in {path} is unreadable: {exc}") from None
+    return settings.model_copy(update=update)
 
 
 def ensure_webhook_secret(settings: Settings) -> tuple[Settings, bool]:

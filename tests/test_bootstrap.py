@@ -12,10 +12,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
+from structlog.testing import capture_logs
 
-from bot.bootstrap import build_queue, build_worker, event_job
+from bot.bootstrap import GitHubSetup, build_queue, build_worker, event_job
 from bot.core.errors import Declined
+from bot.core.policy import AllowList
+from bot.entrypoints import demo
 from bot.github import GitHub, RetrySettings, StaticToken
+from bot.github.retry import GitHubUnavailable
 from bot.jobs.queue import JobContext, enqueue
 from bot.loop.errors import AgentUnavailable, Interrupted
 from bot.loop.handlers import EventJob
@@ -23,6 +27,7 @@ from bot.settings import Settings
 from bot.store.engine import init_db, make_engine, write_transaction
 from bot.store.tables import Delivery, Job, JobRun
 from bot.testing.fake_github import FakeClock, FakeGitHub
+from tests.github.conftest import app_key
 
 REPO = "acme/widgets"
 HOUR = 3600.0
@@ -244,7 +249,7 @@ def test_the_event_job_hands_its_stored_delivery_to_the_loop(
         stored = enqueue(conn, "event", {}, delivery_id="d-1")
         missing = enqueue(conn, "event", {})
     seen: list[EventJob] = []
-    handler = event_job(settings, engine, seen.append)
+    handler = event_job(lambda: settings, engine, seen.append)
     job, outcomes = run_once(engine, tmp_path, "event", handler, stored)
     assert (job.status, outcomes) == ("done", ["done"])
     [got] = seen
@@ -259,3 +264,91 @@ def test_the_event_job_hands_its_stored_delivery_to_the_loop(
     assert (job.status, job.attempts, outcomes) == ("dead", 1, ["dead"])
     assert job.last_error == "UnknownDelivery: the job has no stored delivery (none named)"
     assert len(seen) == 1
+
+
+# ------------------------------------------------------- who the bot is, whom it serves
+
+
+def app_settings(fake: FakeGitHub, tmp_path: Path, **extra: object) -> Settings:
+    creds = fake.create_app("my-vibe", owner="octo-org", private_key_pem=app_key())
+    return Settings(
+        data_dir=tmp_path / "data",
+        github_api_url=fake.api_url,
+        github_app_id=creds.app_id,
+        github_private_key=creds.private_key_pem,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def test_the_bots_login_and_allow_list_come_from_get_app(world: World, tmp_path: Path) -> None:
+    job_settings = GitHubSetup(app_settings(world.fake, tmp_path)).identified()
+    bot = job_settings.bot_identity()
+    assert bot.login == "my-vibe[bot]"
+    assert bot.allowed == AllowList(owners=frozenset({"octo-org"}))
+
+
+def test_vibe_bot_login_and_an_allow_list_still_win(world: World, tmp_path: Path) -> None:
+    settings = app_settings(
+        world.fake, tmp_path, bot_login="other[bot]", allowed_repositories=["acme/widgets"]
+    )
+    bot = GitHubSetup(settings).identified().bot_identity()
+    assert bot.login == "other[bot]"
+    assert bot.allowed == AllowList(repositories=frozenset({"acme/widgets"}))
+
+
+def test_with_a_token_the_bot_is_the_tokens_user(world: World, tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        github_api_url=world.fake.api_url,
+        github_token=world.fake.user_token("rita"),
+    )
+    bot = GitHubSetup(settings).identified().bot_identity()
+    assert (bot.login, bot.allowed) == ("rita", AllowList(owners=frozenset({"rita"})))
+
+
+def test_without_githubs_answer_a_job_waits_rather_than_guess_the_login(
+    world: World, tmp_path: Path
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        github_api_url=world.fake.api_url,
+        github_token="ghp_" + "x" * 36,
+    )
+    with pytest.raises(GitHubUnavailable, match="GitHub did not say who the bot is"):
+        GitHubSetup(settings).identified()
+
+
+def test_a_strangers_delivery_is_stored_and_refused_without_work(tmp_path: Path) -> None:
+    """A public App installed by a stranger: the stranger's /vibe arrives through the real
+    webhook path, is stored (202) and its job ends done with one log line, no GitHub write,
+    no installation token for the stranger's repository and no model request."""
+    stranger = "mallory/widgets"
+    with demo.stage(tmp_path) as st:
+        st.fake.create_repo(stranger, {"README.md": "# mine\n"}, collaborators={"mallory": "admin"})
+        st.fake.install_app("mallory")
+        settings = st.settings()
+        engine = make_engine(settings.effective_database_url)
+        with capture_logs() as logs, demo.service(settings, st.port):
+            number = st.fake.open_issue(stranger, "mallory", "Widgets", "please")
+            st.fake.comment(stranger, number, "mallory", "/vibe add a widget")
+
+            def finished() -> list[Job]:
+                with Session(engine) as session:
+                    jobs = session.exec(select(Job).where(Job.kind == "event")).all()
+                done = len(jobs) == 2 and all(j.status == "done" for j in jobs)
+                return list(jobs) if done else []
+
+            jobs = demo.wait_for(finished, "both jobs done")
+        with Session(engine) as session:
+            deliveries = session.exec(select(Delivery)).all()
+        engine.dispose()
+        assert sorted(d.event for d in deliveries) == ["issue_comment", "issues"]
+        assert {j.delivery_id for j in jobs} == {d.id for d in deliveries}
+        assert [c.user for c in st.fake.comments(stranger, number)] == ["mallory"]
+        assert st.model.message_requests == []
+        # Nothing read or written on the stranger's repository, no token asked for it.
+        asked = {r.template for r in st.fake.responses}
+        assert not [t for t in asked if t.startswith("/repos") or "access_tokens" in t], asked
+        refusals = [e for e in logs if "not an allowed owner" in str(e)]
+        assert len(refusals) == 2  # one line per delivery
+        assert {e["delivery"] for e in refusals} == {d.id for d in deliveries}

@@ -39,3 +39,4 @@ class ReviewNote:
     line: int | None
     body: str
     author: str | None
+    reply_to: int | None = None  # the thread's first comment, when this one is a reply

@@ -8,7 +8,10 @@ again with the answer. It performs no I/O.
 
 Rules (DESIGN.md section 4 rule 2 and the tables of section 1):
 
-- The bot's own events are ignored; other bots are ignored unless allow-listed.
+- Repositories outside the operator's allow-list are refused without a reply and without
+  work (:func:`admit`, decided before anything is asked of GitHub).
+- The bot's own events are ignored; other bots are ignored unless allow-listed, except
+  for a PR they merged or closed (a merge queue merges as a bot): that still ends the task.
 - Only senders with admin, maintain or write permission act. The permission comes from
   the collaborator-permission API (``GET /repos/{owner}/{repo}/collaborators/{user}/
   permission``), never from ``author_association``, which says nothing about access:
@@ -26,7 +29,9 @@ Rules (DESIGN.md section 4 rule 2 and the tables of section 1):
   only writers (or the bot, the PR's author) can close a PR.
 - Inline review comments are covered by the review they belong to (one iteration per
   review), so the ``pull_request_review_comment`` event itself is ignored unless it holds a
-  command.
+  command; a ``/vibe <feedback>`` in one names its review too, so the iteration it starts
+  is the review's. A reply in a thread is a review of its own on GitHub, so it is feedback
+  like any review.
 
 :func:`serial_key` names the lane a job runs in: one lane per issue or PR, plus a control
 lane for ``/vibe stop`` and ``/vibe status`` so those run while a task is running.
@@ -50,6 +55,7 @@ from bot.core.events import (
     Ping,
     PullRequest,
     PullRequestEvent,
+    Repo,
     ReviewState,
     ReviewThreadEvent,
     Unparseable,
@@ -72,12 +78,26 @@ def _base_login(login: str) -> str:
 
 
 @dataclass(frozen=True)
+class AllowList:
+    """The owners (``octo-org``) and repositories (``octo-org/hello``) the bot works for."""
+
+    owners: frozenset[str] = frozenset()
+    repositories: frozenset[str] = frozenset()
+
+    def admits(self, repo: Repo) -> bool:
+        return repo.owner.casefold() in {o.casefold() for o in self.owners} or (
+            repo.full_name.casefold() in {r.casefold() for r in self.repositories}
+        )
+
+
+@dataclass(frozen=True)
 class BotIdentity:
     """Who the bot is and the operator's defaults (``Settings.bot_identity()``), for
-    :func:`decide`."""
+    :func:`decide`. ``allowed``: whose repositories it works on (``None``: anyone's)."""
 
     login: str
     allowed_bots: frozenset[str] = frozenset()
+    allowed: AllowList | None = None
     trigger_label: str = "vibe"
     default_model: DevelopmentModel = "conversational"
     runs_per_hour: int = 10
@@ -212,6 +232,7 @@ class RefusalReason(StrEnum):
     TASK_EXISTS = "task_exists"
     NOTHING_TO_APPROVE = "nothing_to_approve"
     NO_FEEDBACK = "no_feedback"
+    NOT_ALLOWED_OWNER = "not_allowed_owner"
 
 
 @dataclass(frozen=True)
@@ -348,7 +369,16 @@ def _command_intent(
             model = "test"
         if active:
             if verb is Verb.RUN and text:
-                review_id = event.review.id if event.review is not None else None
+                # An inline comment reaches the bot twice, as itself and with its review
+                # (pull_request_review_comment and pull_request_review): keyed by the
+                # review, the second finds the iteration the first one ran.
+                review_id = (
+                    event.review.id
+                    if event.review is not None
+                    else event.thread.review_id
+                    if event.thread is not None
+                    else None
+                )
                 return Iterate(
                     repo, number, requester, text, review_id=review_id, comment_id=event.comment_id
                 )
@@ -467,6 +497,18 @@ def _intent(
     return _Intent(Ignore(f"{type(event).__name__} needs no action"), False)
 
 
+def admit(event: Event, bot: BotIdentity) -> Refusal | None:
+    """Refuse, answering nowhere, an event from a repository outside the operator's
+    allow-list: a public App installed by a stranger must not spend the operator's model
+    key or write on the stranger's repository. Decided before anything is asked of
+    GitHub."""
+    repo: Repo | None = getattr(event, "repo", None)
+    if bot.allowed is None or repo is None or bot.allowed.admits(repo):
+        return None
+    message = f"Refused: {repo.owner} is not an allowed owner ({repo.full_name})"
+    return Refusal(RefusalReason.NOT_ALLOWED_OWNER, message, repo.full_name, None)
+
+
 def decide(
     event: Event,
     *,
@@ -495,7 +537,9 @@ def decide(
         return Ignore("the event names no sender")
     if bot.is_self(sender):
         return Ignore("the bot's own event")
-    if sender.is_bot and not bot.allows_bot(sender):
+    # A merge or close GitHub already made ends the task whoever made it: merge queues
+    # and merge apps are bots (https://docs.github.com/en/repositories/configuring-branches-and-merges-in-your-repository/configuring-pull-request-merges/managing-a-merge-queue).
+    if sender.is_bot and not bot.allows_bot(sender) and not isinstance(event, PullRequestEvent):
         return Ignore(f"@{sender.login} is a bot that is not allow-listed")
     number = None if isinstance(event, WorkflowDispatch) else event.number
     intent = _intent(event, repo_config, bot, task, pull_request)

@@ -35,14 +35,13 @@ import httpx
 import structlog
 from sqlalchemy.engine import Engine
 
-from bot.bootstrap import ServiceWiring
+from bot.bootstrap import GitHubSetup, ServiceWiring
 from bot.core import events as ev
 from bot.core import policy as pol
 from bot.core.config import RepoConfig
 from bot.core.events import WorkflowDispatch, WorkflowRun
 from bot.core.markers import Marker, marker
 from bot.core.redact import redact
-from bot.github import GitHub
 from bot.loop import handlers as dispatch
 from bot.loop.env import Env
 from bot.loop.handlers import IN_PROCESS, EventJob, Repository
@@ -325,12 +324,6 @@ def actions_wiring(settings: Settings, on_progress: Callable[[str], None] | None
     and, in runner mode, the loop's progress notes sent on to the service."""
 
     class ActionsWiring(ServiceWiring):
-        @property
-        def hub(self) -> GitHub:
-            if self._hub is None:
-                self._hub = GitHub.from_settings(self.settings, actions=True)
-            return self._hub
-
         def env(self, job: EventJob, repository: Repository) -> Env:
             env = super().env(job, repository)
             return env if on_progress is None else replace(env, timeline=on_progress)
@@ -341,7 +334,7 @@ def actions_wiring(settings: Settings, on_progress: Callable[[str], None] | None
         def follow_run(self, job: EventJob, run: WorkflowRun) -> str:
             return "ignored: runs are followed by the service that dispatched them"
 
-    return ActionsWiring(settings)
+    return ActionsWiring(settings, GitHubSetup(settings, actions=True))
 
 
 def _outcome(answer: str) -> str:

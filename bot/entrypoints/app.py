@@ -1,12 +1,16 @@
 """``create_app(settings)``: the FastAPI service with its adapters wired in.
 
-Routes: ``POST /webhook`` (ingest), ``GET /`` (what is configured and what is missing),
-``GET /healthz``, ``GET /readyz`` (database reachable), ``GET /metrics`` (Prometheus).
-With ``run_workers`` the app starts an in-process worker pool in its lifespan (``vibe serve``).
+Routes: ``POST /webhook`` (ingest), ``GET /`` (what is configured and what is missing,
+GitHub's word on the credentials included), ``GET /healthz``, ``GET /readyz`` (database
+reachable; configured GitHub credentials usable and covering what the bot needs, DESIGN.md
+section 5 "ready means able"), ``GET /metrics`` (Prometheus). At start-up each gap is
+logged once. With ``run_workers`` the app starts an in-process worker pool in its lifespan
+(``vibe serve``).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
@@ -19,7 +23,7 @@ from sqlalchemy.engine import Engine, make_url
 from starlette.concurrency import run_in_threadpool
 
 from bot import __version__
-from bot.bootstrap import build_queue, build_worker
+from bot.bootstrap import GitHubSetup, build_queue, build_worker
 from bot.entrypoints.dashboard import make_dashboard_router
 from bot.executors.actions.executor import make_runner_router, service_executor
 from bot.ingest.deliveries import DeliveryWriter
@@ -49,10 +53,19 @@ def create_app(
     queue = build_queue(settings, engine)
     metrics = Metrics(queue.depth)
     writer = DeliveryWriter(engine, settings.max_attempts)
-    worker = build_worker(settings, queue, handlers=handlers, on_finished=metrics.job)
+    setup = GitHubSetup(settings)
+    worker = build_worker(settings, queue, handlers=handlers, on_finished=metrics.job, setup=setup)
+
+    def check_github() -> None:
+        check = setup.check()
+        for finding in check.findings if check else ():
+            log.warning("setup.missing", item=finding)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Asked in the background: an unreachable GitHub is retried with backoff, and the
+        # service takes deliveries meanwhile.
+        threading.Thread(target=check_github, name="github-check", daemon=True).start()
         if run_workers:
             worker.start()
         try:
@@ -68,6 +81,7 @@ def create_app(
     app.state.queue = queue
     app.state.worker = worker
     app.state.metrics = metrics
+    app.state.setup = setup
 
     def current_secrets() -> list[bytes]:
         return [
@@ -81,7 +95,9 @@ def create_app(
             writer,
             current_secrets,
             max_body_bytes=settings.max_body_bytes,
-            bot_login=settings.bot_login,
+            # The control lane knows ``@login stop`` only with VIBE_BOT_LOGIN set: the
+            # login GitHub gives is asked later, and ``/vibe stop`` works either way.
+            bot_login=settings.bot_login or "",
             on_delivery=metrics.delivery,
             # Waking workers that cannot run event jobs would only make them poll the queue.
             on_queued=worker.wake if "event" in worker.handlers else _nothing,
@@ -101,7 +117,7 @@ def create_app(
 
     @app.get("/")
     def index() -> JSONResponse:
-        missing = settings.missing()
+        missing = setup.missing()
         if settings.webhook_secret is None:
             missing.insert(0, "webhook secret: set VIBE_WEBHOOK_SECRET")
         return JSONResponse(
@@ -135,6 +151,12 @@ def create_app(
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
             log.warning("readyz.database_unreachable", error=str(exc))
             return JSONResponse({"status": "database unreachable"}, status_code=503)
+        github = setup.check()
+        if github is not None and not github.ok:
+            return JSONResponse(
+                {"status": "GitHub credentials unusable", "reasons": list(github.findings)},
+                status_code=503,
+            )
         return JSONResponse({"status": "ready"})
 
     @app.get("/metrics")

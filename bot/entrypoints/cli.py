@@ -1,9 +1,9 @@
-"""The ``vibe`` command line: serve, worker, jobs, run, action, demo, context.
+"""The ``vibe`` command line: serve, worker, jobs, run, action, setup, demo, context.
 
-The subcommands that run the bot (serve, worker, run, action, demo) import the service, the
-composition root and uvicorn inside their functions, on purpose: those take seconds to load
-(the agent, the model SDK, the context engine), and ``vibe --help``, ``vibe version`` and
-``vibe jobs`` should answer without them.
+The subcommands that run the bot (serve, worker, run, action, demo) and setup import the
+service, the composition root and uvicorn inside their functions, on purpose: those take
+seconds to load (the agent, the model SDK, the context engine), and ``vibe --help``,
+``vibe version`` and ``vibe jobs`` should answer without them.
 """
 
 from __future__ import annotations
@@ -253,6 +253,91 @@ def action(
     from bot.entrypoints.action import main as action_main
 
     raise typer.Exit(action_main(prompt=prompt, task_id=task_id, service_url=service_url))
+
+
+@app.command()
+def setup(
+    org: Annotated[
+        str | None, typer.Option("--org", help="Register the App for this organisation.")
+    ] = None,
+    github_url: Annotated[
+        str | None,
+        typer.Option(
+            "--github-url",
+            help="GitHub's web address: https://github.com or https://HOST (Enterprise Server).",
+        ),
+    ] = None,
+    api_url: Annotated[
+        str | None,
+        typer.Option(
+            "--api-url", help="The REST API's address (default: derived from --github-url)."
+        ),
+    ] = None,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(
+            "--webhook-url",
+            help="The public URL GitHub posts deliveries to (default: VIBE_PUBLIC_URL/webhook).",
+        ),
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="The App's name.")] = None,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor", help="local, or actions (adds Actions: write and workflow_run)."
+        ),
+    ] = "local",
+    allow_workflow_changes: Annotated[
+        bool,
+        typer.Option(
+            "--allow-workflow-changes", help="Ask for Workflows: write (.github/workflows)."
+        ),
+    ] = False,
+    port: Annotated[
+        int, typer.Option(help="Port of the local setup page (0: any free one).", min=0, max=65535)
+    ] = 0,
+) -> None:
+    """Register the GitHub App through GitHub's manifest flow and store its credentials."""
+    from bot.entrypoints.setup import SetupError, next_steps, options, run_setup
+
+    settings = _settings()
+    if webhook_url is None and settings.public_url:
+        webhook_url = settings.public_url.rstrip("/") + "/webhook"
+    if github_url is None:
+        github_url = settings.github_server_url
+        api_url = api_url or settings.github_api_url
+    try:
+        opts = options(
+            github_url=github_url,
+            api_url=api_url,
+            org=org,
+            name=name,
+            webhook_url=webhook_url,
+            executor=executor,
+            allow_workflow_changes=allow_workflow_changes,
+            data_dir=settings.data_dir,
+        )
+        registered = run_setup(
+            opts,
+            port=port,
+            announce=lambda url: typer.echo(
+                f"Open {url} in a browser signed in to {opts.web_url} and press the button."
+            ),
+        )
+    except SetupError as exc:
+        typer.echo(f"vibe: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(next_steps(opts, registered))
+    # Settings from the environment win over the stored App: say which ones would hide it.
+    hiding = sorted(
+        f"VIBE_{name.upper()}"
+        for name in settings.model_fields_set
+        & {"github_app_id", "github_private_key", "github_private_key_path", "github_token"}
+    )
+    if settings.webhook_secret is not None:
+        hiding.append("VIBE_WEBHOOK_SECRET")
+    if hiding:
+        typer.echo(f"Unset {', '.join(hiding)}: they take precedence over the stored App.")
 
 
 @app.command()

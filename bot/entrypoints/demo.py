@@ -165,7 +165,9 @@ def stage(root: Path, script: list[dict[str, Any]] | None = None) -> Iterator[St
         ScriptedModelServer(load_script(script or [])) as model,
         FakeGitHub(webhook_url=f"http://127.0.0.1:{port}/webhook", webhook_secret=SECRET) as fake,
     ):
-        creds = fake.create_app("vibe-bot")
+        # The App belongs to the organisation it works for (its owner is the default
+        # allow-list).
+        creds = fake.create_app("vibe-bot", owner=OWNER)
         fake.create_repo(REPO, SAMPLE_FILES, collaborators={WRITER: "write", READER: "read"})
         fake.install_app(OWNER)
         yield Stage(fake, model, creds, root / "bot-data", port)

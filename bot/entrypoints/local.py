@@ -180,7 +180,7 @@ def local_env(
         forge=TerminalForge(repo, path, title, instruction.strip(), echo),
         prs=None,
         clone_url=path.as_uri(),
-        credentials=lambda: None,
+        credentials=lambda fresh: None,
         run_key=f"local:{uuid.uuid4().hex[:12]}",
         status_interval=0.0,
         timeline=echo,

@@ -17,6 +17,8 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from github import Auth, Github
 
 from bot.github.retry import Clock, GitHubRequestError, RequestPolicy
@@ -29,6 +31,26 @@ REFRESH_MARGIN = 300.0  # get a new installation token 5 minutes before expiry
 def whole_seconds(timeout: float) -> int:
     """PyGithub insists on whole seconds for its timeout."""
     return max(1, math.ceil(timeout))
+
+
+def parse_private_key(text: str) -> str:
+    """The App's private key as a PEM text, checked to be an RSA private key.
+
+    ``.env`` files and many secret stores keep a multi-line value on one line with literal
+    ``\\n`` escapes (and sometimes in quotes); that form is accepted. GitHub issues App keys
+    as RSA PEM: https://docs.github.com/en/apps/creating-github-apps/authenticating-with-a-github-app/managing-private-keys-for-github-apps
+    Raises ValueError saying what is wrong, never quoting the key.
+    """
+    pem = text.strip().strip("\"'").replace("\\r\\n", "\n").replace("\\n", "\n").strip() + "\n"
+    if "PRIVATE KEY" not in pem:
+        raise ValueError("the GitHub App private key is not a PEM key")
+    try:
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError):
+        raise ValueError("the GitHub App private key does not parse as a PEM private key") from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError("the GitHub App private key is not an RSA key")
+    return pem
 
 
 class SystemClock:
@@ -120,10 +142,8 @@ class AppTokens:
         timeout: float,
         permissions: dict[str, str] | None = None,
     ) -> None:
-        if "PRIVATE KEY" not in private_key:
-            raise ValueError("the GitHub App private key is not a PEM key")
         self.app_id = app_id
-        self._key = private_key
+        self._key = parse_private_key(private_key)
         self._clock = clock
         self._policy = policy
         self._permissions = permissions
@@ -171,8 +191,31 @@ class AppTokens:
 
         return self._policy.run(what, call, write=False, idempotent=True)
 
-    def app_slug(self) -> str:
-        return str(self._app_call("read the App", "GET", "/app")["slug"])
+    def app_request(
+        self,
+        what: str,
+        verb: str,
+        url: str,
+        *,
+        params: dict[str, Any] | None = None,
+        write: bool = False,
+    ) -> tuple[dict[str, Any], Any]:
+        """One request as the App itself (JWT), through the request policy; returns the
+        response headers (for ``Link`` pagination) and the decoded body."""
+
+        def call() -> tuple[dict[str, Any], Any]:
+            with self._connection:  # one PyGithub connection: one request at a time
+                headers, data = self._github.requester.requestJsonAndCheck(
+                    verb, url, parameters=params
+                )
+            return dict(headers), data
+
+        return self._policy.run(what, call, write=write, idempotent=not write)
+
+    def app(self) -> dict[str, Any]:
+        """``GET /app``: the App's slug, owner, permissions and events
+        (https://docs.github.com/en/rest/apps/apps#get-the-authenticated-app)."""
+        return self._app_call("read the App", "GET", "/app")
 
     def installation_id(self, repo: str) -> int:
         key = repo.lower()

@@ -26,6 +26,7 @@ from bot.core.forge import IssueText, PullInfo
 from bot.core.markers import Marker, carries
 from bot.core.policy import WRITE_PERMISSIONS
 from bot.core.redact import redact
+from bot.github.access import AppCheck, Needs, gaps
 from bot.github.auth import (
     AppTokens,
     LiveAuth,
@@ -55,11 +56,15 @@ CheckConclusion = Literal[
 ]
 MAX_CHECK_TEXT = 65_535
 MAX_FILE_BYTES = 1024 * 1024  # the contents API serves files up to 1 MB
+# The words of GitHub's 403 for a blob the contents API will not serve ("This API returns
+# blobs up to 1 MB in size. The requested blob is too large to fetch via the API, ...").
+TOO_LARGE = "blobs up to"
 MAX_ISSUES_SEARCHED = 300  # the newest issues find_issue looks through
 _REPO_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 _LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?$")
 _BRANCH = re.compile(r"^(?!/)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/\-]{1,255}(?<!/)(?<!\.lock)$")
 _TRUNCATED = "\n\n…(truncated)"
+APP_CHECK_SECONDS = 60.0  # how long GitHub's answer about the App is reused (/readyz)
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,10 @@ class PullRequest:
 
 @dataclass(frozen=True)
 class ReviewComment:
+    """An inline comment. ``line`` is the file line (of the head, or of the base when
+    ``side`` is ``LEFT``; the original line when the comment is outdated); ``start_line``
+    the first line of a multi-line comment."""
+
     id: int
     author: str
     body: str
@@ -110,6 +119,8 @@ class ReviewComment:
     line: int | None
     review_id: int | None
     in_reply_to_id: int | None
+    start_line: int | None = None
+    side: str | None = None
 
 
 @dataclass(frozen=True)
@@ -162,6 +173,8 @@ class GitCredentials:
 
 
 # GraphQL operations (checked against GitHub's schema by tests/github/test_contract.py).
+# Comment ids are ``fullDatabaseId``, a BigInt sent as a string: ``databaseId`` is an Int
+# that "does not support 64-bit signed integer identifiers" (GitHub's schema).
 THREADS_QUERY = """
 query($owner: String!, $name: String!, $number: Int!, $after: String) {
   repository(owner: $owner, name: $name) {
@@ -170,7 +183,7 @@ query($owner: String!, $name: String!, $number: Int!, $after: String) {
         pageInfo { hasNextPage endCursor }
         nodes {
           id isResolved isOutdated path line
-          comments(first: 100) { nodes { databaseId body author { login } } }
+          comments(first: 100) { nodes { fullDatabaseId body author { login } } }
         }
       }
     }
@@ -180,6 +193,18 @@ RESOLVE_MUTATION = """
 mutation($threadId: ID!) {
   resolveReviewThread(input: {threadId: $threadId}) { thread { id isResolved } }
 }"""
+
+
+# "Draft pull requests are available in public repositories with GitHub Free [...] GitHub
+# Pro [...], and in public and private repositories with GitHub Team and GitHub Enterprise
+# Cloud"; elsewhere creating one answers 422 with this message (SWE-agent/SWE-agent#179).
+# https://docs.github.com/en/pull-requests/collaborating-with-pull-requests/proposing-changes-to-your-work-with-pull-requests/about-pull-requests#draft-pull-requests
+DRAFTS_REFUSED = "Draft pull requests are not supported"
+WIP_PREFIX = "[WIP] "
+WIP_NOTE = (
+    "\n\n---\nWork in progress: this repository's plan has no draft pull requests, so this "
+    "one is open for review only; a person decides when it is ready to merge."
+)
 
 
 def _truncate(text: str, limit: int = MAX_BODY_CHARS) -> str:
@@ -198,6 +223,17 @@ def check_branch(name: str) -> str:
     if not _BRANCH.match(name) or name.startswith("-"):
         raise ValueError(f"not a branch name: {name!r}")
     return name
+
+
+@dataclass(frozen=True)
+class _WhoAmI:
+    """GitHub's answer about the credentials, or why there is none."""
+
+    login: str | None = None
+    owner: str | None = None
+    permissions: dict[str, Any] | None = None
+    events: tuple[Any, ...] = ()
+    error: str = ""
 
 
 class GitHub:
@@ -232,6 +268,11 @@ class GitHub:
         self._local = threading.local()
         self._all_clients: list[Github] = []
         self._clients_lock = threading.Lock()
+        self._whoami_lock = threading.Lock()
+        self._whoami: tuple[float, _WhoAmI] | None = None
+        # Repositories that refused a draft PR (private ones on Free and Pro plans): their
+        # PRs open as work in progress from then on, for the life of the process.
+        self.no_drafts: set[str] = set()
 
     @classmethod
     def from_settings(
@@ -296,15 +337,64 @@ class GitHub:
         return self._bot_login
 
     def _resolve_login(self) -> str:
-        if isinstance(self.tokens, AppTokens):
-            return f"{self.tokens.app_slug()}[bot]"
         if self.tokens.kind == "actions":
             return "github-actions[bot]"
-        client = self.client("")
-        data = self.policy.run(
-            "read the token's user", lambda: client.requester.requestJsonAndCheck("GET", "/user")[1]
-        )
-        return str(data["login"])
+        who = self._ask_whoami()
+        if who.login is None:
+            raise GitHubUnavailable(f"GitHub did not say who the bot is: {who.error}")
+        return who.login
+
+    # --- the App's set-up -----------------------------------------------------------------
+
+    def app_check(self, wanted: Needs) -> AppCheck:
+        """Whether these credentials work and cover ``wanted``: ``GET /app`` for an App
+        (its slug, owner, permissions and events), ``GET /user`` for a token
+        (https://docs.github.com/en/rest/users/users#get-the-authenticated-user). GitHub's
+        answer is reused for :data:`APP_CHECK_SECONDS`, so ``/readyz`` stays cheap."""
+        if self.tokens.kind == "actions":
+            return AppCheck("actions", "github-actions[bot]", None, ())
+        who = self._ask_whoami()
+        if who.login is None:
+            what = "the GitHub App (GET /app)" if self.tokens.kind == "app" else "GET /user"
+            hint = (
+                "check VIBE_GITHUB_APP_ID and the private key"
+                if self.tokens.kind == "app"
+                else "check VIBE_GITHUB_TOKEN"
+            )
+            return AppCheck(self.tokens.kind, None, None, (f"{what} failed: {who.error}; {hint}",))
+        findings: tuple[str, ...] = ()
+        if self.tokens.kind == "app":
+            findings = tuple(gaps(who.permissions or {}, who.events, wanted))
+        return AppCheck(self.tokens.kind, who.login, who.owner, findings)
+
+    def _ask_whoami(self) -> _WhoAmI:
+        with self._whoami_lock:
+            now = self.clock.now()
+            if self._whoami is not None and now - self._whoami[0] < APP_CHECK_SECONDS:
+                return self._whoami[1]
+            who = self._fetch_whoami()
+            self._whoami = (now, who)
+            return who
+
+    def _fetch_whoami(self) -> _WhoAmI:
+        try:
+            if isinstance(self.tokens, AppTokens):
+                app = self.tokens.app()
+                owner = app.get("owner")
+                return _WhoAmI(
+                    login=f"{app['slug']}[bot]",
+                    owner=str(owner["login"]) if isinstance(owner, dict) else None,
+                    permissions=dict(app.get("permissions") or {}),
+                    events=tuple(app.get("events") or ()),
+                )
+            client = self.client("")
+            user = self.policy.run(
+                "read the token's user",
+                lambda: client.requester.requestJsonAndCheck("GET", "/user")[1],
+            )
+            return _WhoAmI(login=str(user["login"]), owner=str(user["login"]))
+        except (GitHubRequestError, GitHubUnavailable) as exc:
+            return _WhoAmI(error=redact(str(exc), self.secrets))
 
     @property
     def can_create_check_runs(self) -> bool:
@@ -716,15 +806,16 @@ class RepoClient:
         existing = self.find_pull(head)
         if existing is not None and existing.state == "open":
             return existing
-        payload = {
-            "title": self._clean(title, 256),
-            "body": self._clean(body),
-            "head": head,
-            "base": base,
-            "draft": draft,
-        }
+        wip = draft and self.repo.lower() in self.hub.no_drafts
 
         def create() -> PullRequest:
+            payload = {
+                "title": self._clean(WIP_PREFIX + title if wip else title, 256),
+                "body": self._clean(body + WIP_NOTE if wip else body),
+                "head": head,
+                "base": base,
+                "draft": draft and not wip,
+            }
             return self._pull(self._request("POST", f"/repos/{self.repo}/pulls", payload))
 
         for _ in range(3):
@@ -733,6 +824,11 @@ class RepoClient:
             except AmbiguousWrite:
                 pass
             except GitHubRequestError as exc:
+                if exc.status == 422 and DRAFTS_REFUSED in exc.message and not wip:
+                    log.info("github.drafts_refused", repo=self.repo)
+                    self.hub.no_drafts.add(self.repo.lower())
+                    wip = True
+                    continue
                 if exc.status != 422 or "already exists" not in exc.message:
                     raise
             found = self.find_pull(head)
@@ -760,7 +856,8 @@ class RepoClient:
         )
 
     def update_pr_body(self, number: int, body: str) -> None:
-        self.update_pull(number, body=body)
+        wip = self.repo.lower() in self.hub.no_drafts
+        self.update_pull(number, body=body + WIP_NOTE if wip else body)
 
     def request_review(self, number: int, login: str) -> None:
         """Ask ``login`` to review. GitHub refuses the PR's author and non-collaborators
@@ -806,12 +903,13 @@ class RepoClient:
         )
 
     def review_comments(self, pr: int, review_id: int | None = None) -> list[ReviewComment]:
-        """Inline comments of one review, or of the whole PR."""
-        path = (
-            f"/repos/{self.repo}/pulls/{pr}/reviews/{review_id}/comments"
-            if review_id is not None
-            else f"/repos/{self.repo}/pulls/{pr}/comments"
-        )
+        """Inline comments of one review, or of the whole PR.
+
+        Read from the PR's listing even for one review: the review's own listing answers
+        with ``position``, an index into the diff, but not the file ``line``
+        (https://docs.github.com/en/rest/pulls/reviews#list-comments-for-a-pull-request-review).
+        """
+        path = f"/repos/{self.repo}/pulls/{pr}/comments"
 
         def call() -> list[dict[str, Any]]:
             out: list[dict[str, Any]] = []
@@ -829,11 +927,18 @@ class RepoClient:
                 author=(d.get("user") or {}).get("login", ""),
                 body=str(d.get("body") or ""),
                 path=str(d.get("path") or ""),
-                line=d.get("line") if d.get("line") is not None else d.get("position"),
+                line=d.get("line") if d.get("line") is not None else d.get("original_line"),
                 review_id=d.get("pull_request_review_id"),
                 in_reply_to_id=d.get("in_reply_to_id"),
+                start_line=(
+                    d.get("start_line")
+                    if d.get("start_line") is not None
+                    else d.get("original_start_line")
+                ),
+                side=d.get("side"),
             )
             for d in self._run(f"list review comments of #{pr}", call)
+            if review_id is None or d.get("pull_request_review_id") == review_id
         ]
 
     def unresolved_threads(self, pr: int) -> list[ReviewThread]:
@@ -853,7 +958,7 @@ class RepoClient:
                     continue
                 comments = tuple(
                     ThreadComment(
-                        int(c["databaseId"]),
+                        int(c["fullDatabaseId"]),
                         ((c.get("author") or {}).get("login") or ""),
                         str(c.get("body") or ""),
                     )
@@ -999,8 +1104,16 @@ class RepoClient:
         try:
             data = self._run(f"read {clean} of {repo}", call)
         except GitHubRequestError as exc:
-            if exc.status in (404, 403):  # missing, or larger than the contents API serves
-                return None
+            if exc.status == 404 or (exc.status == 403 and TOO_LARGE in exc.message):
+                return None  # missing, or larger than the contents API serves
+            if exc.status == 403:
+                # "Resource not accessible by integration": the App lacks the permission,
+                # which is not the same as "no such file" (no config would mean defaults).
+                raise GitHubRequestError(
+                    403,
+                    f"reading {clean} of {repo} was refused: the GitHub App needs the "
+                    f"Contents: read permission ({exc.message})",
+                ) from None
             raise
         if not isinstance(data, dict) or data.get("type") != "file":
             return None
@@ -1028,12 +1141,15 @@ class RepoClient:
 
     # --- git ----------------------------------------------------------------------------
 
-    def git_credentials(self) -> GitCredentials:
-        """The clone URL and a short-lived token for git (fetched fresh each time)."""
+    def git_credentials(self, fresh: bool = False) -> GitCredentials:
+        """The clone URL and a short-lived token for git, asked for as each fetch or push
+        starts; ``fresh`` after the remote refused the last one drops the cached token."""
         if self._clone_url is None:
             data = self._run(
                 "read the repository", lambda: self._request("GET", f"/repos/{self.repo}")
             )
             self._clone_url = str(data["clone_url"])
+        if fresh:
+            self.hub.tokens.invalidate(self.repo)
         issued = self.hub.tokens.token(self.repo)
         return GitCredentials(self._clone_url, "x-access-token", issued.value, issued.expires_at)

@@ -69,10 +69,11 @@ class GitHubRepository:
         self.client.resolve_thread(pr, comment_id)
 
     def review_notes(self, pr: int, review_id: int) -> list[ReviewNote]:
+        # A reply in a thread is a review of its own (GitHub sends pull_request_review for
+        # it), so a person answering the bot in a thread is feedback like a new comment.
         return [
-            ReviewNote(c.id, c.path, c.line, c.body, c.author)
+            ReviewNote(c.id, c.path, c.line, c.body, c.author, c.in_reply_to_id)
             for c in self.client.review_comments(pr, review_id)
-            if c.in_reply_to_id is None
         ]
 
     def permission(self, login: str) -> str:
@@ -98,8 +99,8 @@ class GitHubRepository:
             html_url=found.html_url,
         )
 
-    def git_credentials(self) -> GitCredentials:
-        creds = self.client.git_credentials()
+    def git_credentials(self, fresh: bool = False) -> GitCredentials:
+        creds = self.client.git_credentials(fresh)
         return GitCredentials(creds.token, creds.username)
 
     def clone_url(self) -> str:

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 
 from bot.core import events as ev
 from bot.core import policy as pol
-from bot.core.commands import help_text
+from bot.core.commands import Verb, help_text, parse_commands
 from bot.core.config import CONFIG_PATH, RepoConfig, parse_repo_config
 from bot.core.errors import Declined
 from bot.core.markers import carries
@@ -55,7 +55,7 @@ class Repository(Forge, PullRequests, Protocol):
 
     def clone_url(self) -> str: ...
 
-    def git_credentials(self) -> GitCredentials | None: ...
+    def git_credentials(self, fresh: bool = False) -> GitCredentials | None: ...
 
 
 @dataclass(frozen=True)
@@ -206,22 +206,39 @@ def _react_done(env: Env, number: int, comment_id: int | None, outcome: str) -> 
 
 
 def _feedback(env: Env, action: pol.Iterate, pr: int) -> tuple[Feedback, ...]:
-    """One review's body and all its inline comments form one iteration's feedback."""
+    """One review's body and all its inline comments form one iteration's feedback.
+
+    The same feedback whichever of the review and its inline ``/vibe`` comment arrives
+    first (GitHub sends both, in no set order): an inline ``/vibe <text>`` counts as its
+    text at its line; an inline comment holding another command is left to its own event.
+    A reply in a thread is answered in that thread (replies to replies are refused).
+    """
     items: list[Feedback] = []
-    if action.feedback.strip():
+    notes = (
+        env.prs.review_notes(pr, action.review_id)
+        if action.review_id is not None and env.prs is not None
+        else []
+    )
+    if action.feedback.strip() and all(n.comment_id != action.comment_id for n in notes):
         items.append(Feedback("human", action.feedback, author=action.requester, comment_id=None))
-    if action.review_id is not None and env.prs is not None:
-        for note in env.prs.review_notes(pr, action.review_id):
-            items.append(
-                Feedback(
-                    "human",
-                    note.body,
-                    author=note.author,
-                    path=note.path,
-                    line=note.line,
-                    comment_id=note.comment_id,
-                )
+    login = env.settings.bot_login or ""
+    for note in notes:
+        commands = parse_commands(note.body, login)
+        text = note.body
+        if commands:
+            if commands[0].verb is not Verb.RUN or not commands[0].text:
+                continue
+            text = commands[0].text
+        items.append(
+            Feedback(
+                "human",
+                text,
+                author=note.author,
+                path=note.path,
+                line=note.line,
+                comment_id=note.reply_to or note.comment_id,
             )
+        )
     return tuple(items)
 
 
@@ -355,6 +372,10 @@ def carry_out(decision: pol.Action | pol.Refusal, context: Context) -> str:
 def handle(job: EventJob, wiring: Wiring) -> str:
     """Run one ``event`` job; returns what was done (for logs and tests)."""
     event = ev.parse_event(job.event_name, job.event_payload)
+    bot = job.settings.bot_identity()
+    outsider = pol.admit(event, bot)
+    if outsider is not None:
+        return f"refused: {outsider.message}"  # no reply, no work: nothing is asked of GitHub
     if isinstance(event, ev.WorkflowRun):
         return wiring.follow_run(job, event)
     if not isinstance(event, ev.IssueEvent | ev.Comment | ev.PullRequestEvent):
@@ -366,7 +387,6 @@ def handle(job: EventJob, wiring: Wiring) -> str:
     # it created existed; the loop then resumes the iteration keyed by this delivery.
     resumed = task is not None and any(it.key == key for it in task.iterations)
     config = quiet_config(repo, event)
-    bot = job.settings.bot_identity()
     decision = decide(bot, event, repo, None if resumed else task, config)
     if isinstance(decision, pol.Ignore):
         log.info("event.ignored", reason=decision.reason, delivery=job.delivery_id)

@@ -34,7 +34,7 @@ from bot.core.tasks import (
     allowed,
     transition,
 )
-from bot.github.retry import GitHubUnavailable
+from bot.github.retry import GitHubRequestError, GitHubUnavailable
 from bot.loop.env import Env, repo_config
 from bot.loop.errors import AgentUnavailable, Interrupted, StopRequested
 from bot.loop.ports import Checkout
@@ -428,7 +428,7 @@ def _finish(
     # The PR body's total counts this iteration, which the task's usage does once concluded.
     pr = _publish_pr(env, replace(task, usage=task.usage + it.usage), it.summary, config)
     if pr is not None and it.commits:
-        _answer_threads(env, pr, it.feedback, it.commits[-1], config)
+        _answer_threads(env, pr, it.feedback, it.commits[-1], config, board)
     if it.outcome == "planned":
         step = Step.PLAN_READY
     elif it.outcome == "failed":
@@ -455,13 +455,19 @@ def _publish_pr(env: Env, task: TaskRecord, summary: str, config: RepoConfig) ->
         return None
     if not task.owns_pr:
         return task.pr_number  # a person's PR: its body stays theirs; the status comment reports
-    if task.pr_number is not None:
-        env.prs.update_pr_body(task.pr_number, body)
-        return task.pr_number
-    if not has_commits:
+    if task.pr_number is None and not has_commits:
         return None
+    pushed_now = bool(task.iterations and task.iterations[-1].commits)
+    if task.pr_number is not None and not pushed_now:
+        env.prs.update_pr_body(task.pr_number, body)  # nothing new to propose
+        return task.pr_number
     strategy = strategy_for(task.model)
+    # Find-or-create finds only an open PR: after the task's PR was closed without merging,
+    # a new /vibe opens a new PR for the branch instead of pushing to the closed one.
     pr = env.prs.find_or_create_pr(task.branch, task.base, task.title, body, strategy.draft(config))
+    if pr == task.pr_number:
+        env.prs.update_pr_body(pr, body)
+        return pr
     for reviewer in dict.fromkeys([task.requester, *config.reviewers]):
         env.prs.request_review(pr, reviewer)
     env.note(
@@ -476,15 +482,26 @@ def _answer_threads(
     feedback: Sequence[Feedback],
     commit: str,
     config: RepoConfig,
+    board: StatusBoard,
 ) -> None:
     if env.prs is None:
         return
+    missed: list[str] = []
     for item in feedback:
         if item.kind != "human" or item.comment_id is None or item.path is None:
             continue
-        env.prs.reply_in_thread(
-            pr, item.comment_id, render_thread_reply(commit[:7], "", env.secrets)
-        )
-        if config.resolve_threads:
-            env.prs.resolve_thread(pr, item.comment_id)
+        # The commits are pushed: a thread that cannot be answered or resolved (a missing
+        # permission, a deleted comment) is a warning in the status, not a failed iteration.
+        try:
+            env.prs.reply_in_thread(
+                pr, item.comment_id, render_thread_reply(commit[:7], "", env.secrets)
+            )
+            if config.resolve_threads:
+                env.prs.resolve_thread(pr, item.comment_id)
+        except GitHubRequestError as exc:
+            log.warning("iteration.thread_not_answered", pr=pr, comment=item.comment_id)
+            missed.append(f"{item.path}:{item.line}: {exc}")
+            continue
         env.note(f"replied in thread {item.comment_id} ({item.path}:{item.line})")
+    if missed:
+        board.phase("Review threads", "failed", "not answered: " + "; ".join(missed))

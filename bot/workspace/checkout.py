@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import structlog
 
 from bot.core.config import RepoConfig
 from bot.core.errors import Declined
 from bot.workspace.git import (
+    AuthenticationFailed,
     GitCredentials,
     Identity,
     UndoRefused,
@@ -18,6 +20,14 @@ from bot.workspace.git import (
 )
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+# Git credentials for one fetch or push, taken when it starts: an installation token lives
+# an hour and may be handed out with minutes left, so one taken when the workspace opened
+# can be dead by the time an iteration pushes. ``fresh`` (the argument) drops the cached
+# token first, after the remote refused it.
+Credentials = Callable[[bool], GitCredentials | None]
 
 
 BOT_IDENTITY = Identity("vibe-bot", "vibe-bot@users.noreply.github.com")
@@ -31,13 +41,23 @@ def person(login: str) -> Identity | None:
         return None
 
 
+def with_credentials(credentials: Credentials, action: Callable[[GitCredentials | None], T]) -> T:
+    """Run one fetch or push with credentials taken as it starts; if the remote refuses
+    them (401: the token expired or was revoked meanwhile), once more with a fresh token."""
+    try:
+        return action(credentials(False))
+    except AuthenticationFailed as exc:
+        log.info("workspace.credentials_refused", reason=str(exc))
+        return action(credentials(True))
+
+
 class _Checkout:
     """:class:`bot.loop.ports.Checkout` over a :class:`bot.workspace.git.Workspace`."""
 
     def __init__(
         self,
         ws: Workspace,
-        credentials: GitCredentials | None,
+        credentials: Credentials,
         config: Callable[[], RepoConfig],
         co_author: Identity | None,
     ) -> None:
@@ -57,7 +77,8 @@ class _Checkout:
         self.ws.discard()
 
     def publish(self) -> None:
-        self.ws.push(self.credentials, self.config())
+        config = self.config()
+        with_credentials(self.credentials, lambda creds: self.ws.push(creds, config))
 
     def revert_since(self, sha: str, message: str) -> str | None:
         try:
@@ -75,14 +96,15 @@ class GitWorkspaces:
     """:class:`bot.loop.ports.Workspaces` over the mirror cache, for one repository.
 
     ``url`` is the clone URL (https for GitHub, ``file://`` for a local checkout);
-    ``credentials`` is called at each open so an installation token is fresh."""
+    ``credentials`` is called as each fetch (at open) and each push starts, so an
+    installation token is fresh when git uses it."""
 
     def __init__(
         self,
         cache: WorkspaceCache,
         repo: str,
         url: str,
-        credentials: Callable[[], GitCredentials | None],
+        credentials: Credentials,
         config: Callable[[str], RepoConfig],
     ) -> None:
         self.cache = cache
@@ -92,13 +114,15 @@ class GitWorkspaces:
         self.config = config
 
     def open(self, branch: str, base: str, *, shared: bool, requester: str) -> _Checkout:
-        creds = self.credentials()
-        ws = self.cache.prepare(
-            self.repo,
-            self.url,
-            branch=branch,
-            default_branch=base,
-            credentials=creds,
-            shared_branch=shared,
+        ws = with_credentials(
+            self.credentials,
+            lambda creds: self.cache.prepare(
+                self.repo,
+                self.url,
+                branch=branch,
+                default_branch=base,
+                credentials=creds,
+                shared_branch=shared,
+            ),
         )
-        return _Checkout(ws, creds, lambda: self.config(base), person(requester))
+        return _Checkout(ws, self.credentials, lambda: self.config(base), person(requester))

@@ -44,6 +44,8 @@ credentials are refused, and nothing is configured in the mirror. Host-side git 
 system and global config, runs no hooks and never trusts the worktree's ``.git`` file:
 every command names ``GIT_DIR`` and ``GIT_WORK_TREE`` itself (the sandbox can write the
 worktree, and a planted ``.git`` could otherwise point git at a config with commands).
+A fetch or push the remote answers with 401 raises :class:`AuthenticationFailed`, so the
+caller (:mod:`bot.workspace.checkout`) can ask for a fresh token and try once more.
 
 Publishing is narrow (DESIGN.md section 4 rule 7): only the task's own branch is pushed,
 never the default branch, never a branch outside ``vibe/`` unless the task was opened on a
@@ -125,6 +127,19 @@ class ProtectedPathError(PushRefused):
 
 class PushRejected(WorkspaceError):
     """The remote rejected the push (for example someone else pushed to the branch)."""
+
+
+class AuthenticationFailed(WorkspaceError):
+    """The remote answered 401 to the credentials of a fetch or push (an installation token
+    that expired or was revoked meanwhile): a fresh token may succeed."""
+
+
+# git's words when the server answers 401 to the token it sent: with no credential helper
+# and prompts disabled it cannot ask for another ("could not read Username"); with a
+# helper that answered, "Authentication failed".
+_AUTH_FAILED = re.compile(
+    r"could not read Username|Authentication failed|terminal prompts disabled"
+)
 
 
 class UndoRefused(WorkspaceError):
@@ -276,6 +291,8 @@ def run_git(
     if check and status != 0:
         secrets = credentials.secrets() if credentials else []
         message = redact(f"git {args[0]} failed: {str(err).strip()[-2000:]}", secrets)
+        if credentials is not None and _AUTH_FAILED.search(str(err)):
+            raise AuthenticationFailed(message)
         raise WorkspaceError(message)
     return int(status), str(out), str(err)
 
@@ -817,6 +834,8 @@ class Workspace:
         if status != 0:
             secrets = credentials.secrets() if credentials else []
             detail = redact((out + "\n" + err).strip()[-2000:], secrets)
+            if credentials is not None and _AUTH_FAILED.search(err):
+                raise AuthenticationFailed(f"the remote refused the credentials: {detail}")
             raise PushRejected(f"the remote rejected the push to {self.branch}: {detail}")
         self.git("update-ref", f"refs/remotes/origin/{self.branch}", head)
         self._lease = None

@@ -17,6 +17,7 @@ from bot.core.policy import (
     Abandon,
     Accept,
     AddRequirement,
+    AllowList,
     ApprovePlan,
     BotIdentity,
     Decision,
@@ -33,6 +34,7 @@ from bot.core.policy import (
     Stop,
     TaskView,
     Undo,
+    admit,
     decide,
     serial_key,
 )
@@ -796,3 +798,41 @@ def test_decide_and_serial_key_never_raise(
     )
     key_or_none = serial_key(event, BOT)
     assert key_or_none is None or key_or_none.startswith(("Codertocat/", "octo-org/"))
+
+
+# ------------------------------------------------------------------ allow-list
+
+
+@pytest.mark.parametrize(
+    ("allowed", "admitted"),
+    [
+        (None, True),  # vibe action / vibe run: the repository it runs in
+        (AllowList(owners=frozenset({"codertocat"})), True),  # owners match without case
+        (AllowList(repositories=frozenset({"Codertocat/Hello-World"})), True),
+        (AllowList(owners=frozenset({"octo-org"})), False),
+        (AllowList(repositories=frozenset({"Codertocat/Other"})), False),
+    ],
+)
+def test_only_allowed_owners_and_repositories_are_served(
+    allowed: AllowList | None, admitted: bool
+) -> None:
+    event = comment("/vibe add a greeting")
+    refusal = admit(event, BotIdentity(BOT, allowed=allowed))
+    if admitted:
+        assert refusal is None
+    else:
+        assert refusal == Refusal(
+            RefusalReason.NOT_ALLOWED_OWNER,
+            "Refused: Codertocat is not an allowed owner (Codertocat/Hello-World)",
+            "Codertocat/Hello-World",
+            None,  # answered nowhere: a stranger's repository gets no write
+        )
+
+
+def test_the_allow_list_comes_from_the_settings() -> None:
+    assert load_settings(bot_login=BOT).bot_identity().allowed is None
+    bot = load_settings(
+        bot_login=BOT, allowed_owners=["octo-org"], allowed_repositories=["a/b"]
+    ).bot_identity()
+    assert bot.allowed == AllowList(frozenset({"octo-org"}), frozenset({"a/b"}))
+    assert admit(comment("/vibe go"), bot) is not None

@@ -400,6 +400,30 @@ def test_org_fallback_skipped_when_app_not_installed_there(
     assert hub.repo("acme/bare").read_config("main").source == "none"
 
 
+def test_config_unreadable_without_contents_permission_is_an_error_naming_it(
+    world: FakeGitHub, clock: FakeClock, creds: AppCredentials
+) -> None:
+    # An App installed without Contents: GitHub answers 403, not 404: "no config" would run
+    # the repository on defaults its owners never chose.
+    hub = app_hub(world, clock, creds)
+    world.install_app("acme", permissions={"issues": "write", "metadata": "read"})
+    with pytest.raises(GitHubRequestError) as err:
+        hub.repo(REPO).read_config("main")
+    assert err.value.status == 403
+    assert "Contents: read" in err.value.message
+    assert ".github/vibe.yml" in err.value.message
+    with pytest.raises(GitHubRequestError, match="Contents: read"):
+        hub.repo(REPO).read_file("README.md", "main")
+    hub.close()
+
+
+def test_a_file_too_large_for_the_contents_api_reads_as_none(
+    world: FakeGitHub, hub: GitHub
+) -> None:
+    world.commit(REPO, "main", {"big.bin": b"x" * (1024 * 1024 + 1)}, "a big file")
+    assert hub.repo(REPO).read_file("big.bin", "main") is None
+
+
 def test_planted_tokens_are_redacted_from_every_posted_body(world: FakeGitHub, hub: GitHub) -> None:
     _pr_setup(world)
     number = world.open_issue(REPO, "alice", "t")

@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import urllib.parse
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import graphql
+import httpx
 import pytest
 from fastapi.routing import APIRoute
 from jsonschema import Draft7Validator, Draft202012Validator
@@ -29,9 +31,12 @@ from bot.core.markers import marker
 from bot.github import GitHub, RequestPolicy, RetrySettings, StaticToken
 from bot.github.auth import AppTokens
 from bot.github.client import RESOLVE_MUTATION, THREADS_QUERY
+from bot.github.hook_deliveries import AppHookDeliveries
+from bot.github.manifest import ConversionError, build_manifest, convert_code
 from bot.testing.fake_github import FakeClock, FakeGitHub, InlineComment
 from tests.conftest import FIXTURES, require
 from tests.github.conftest import app_key
+from tests.support.web import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_MODULES = Path(
@@ -186,6 +191,9 @@ def _exercise(fake: FakeGitHub, clock: FakeClock) -> None:
     requester.requestJsonAndCheck("GET", f"/repos/{REPO}/issues/comments/{comment}")
     requester.requestJsonAndCheck("GET", f"/repos/{REPO}/pulls/comments/{inline.id}")
     requester.requestJsonAndCheck("GET", f"/repos/{REPO}/pulls/{pr.number}/reviews")
+    requester.requestJsonAndCheck(
+        "GET", f"/repos/{REPO}/pulls/{pr.number}/reviews/{review}/comments"
+    )
     requester.requestJsonAndCheck("GET", f"/repos/{REPO}/check-runs/{run}")
     requester.requestJsonAndCheck("GET", f"/repos/{REPO}/contents/docs")
     requester.requestJsonAndCheck("GET", f"/repos/{REPO}/issues/{number}/comments")
@@ -193,6 +201,13 @@ def _exercise(fake: FakeGitHub, clock: FakeClock) -> None:
     app_requester.requestJsonAndCheck("GET", "/app")
     inst = tokens.installation_id(REPO)
     app_requester.requestJsonAndCheck("GET", f"/app/installations/{inst}")
+    # the App webhook's delivery log, with one delivery that failed (nothing listens)
+    fake.webhook_url = f"http://127.0.0.1:{free_port()}/webhook"
+    fake.comment(REPO, number, "alice", "while the service was down")
+    fake.webhook_url = None
+    log = AppHookDeliveries(tokens)
+    [failed] = log.recent(0)
+    log.redeliver(failed.attempt_id)
     user = GitHub(
         StaticToken(fake.user_token("alice")), api_url=fake.api_url, bot_login="alice", clock=clock
     )
@@ -207,6 +222,23 @@ def _exercise(fake: FakeGitHub, clock: FakeClock) -> None:
     )
     user.close()
     hub.close()
+    # The App manifest flow (vibe setup): the web step, then the code traded once.
+    manifest = build_manifest(
+        name="vibe-bot-contract",
+        url=f"{fake.base_url}/home",
+        webhook_url=f"{fake.base_url}/hook",
+        redirect_url=f"{fake.base_url}/callback",
+        executor="actions",
+    )
+    web = httpx.post(
+        f"{fake.base_url}/settings/apps/new?state=s",
+        data={"manifest": json.dumps(manifest)},
+        follow_redirects=False,
+    )
+    code = urllib.parse.parse_qs(urllib.parse.urlsplit(web.headers["location"]).query)["code"]
+    assert convert_code(fake.api_url, code[0]).slug == "vibe-bot-contract"
+    with pytest.raises(ConversionError):
+        convert_code(fake.api_url, code[0])
 
 
 @pytest.fixture(scope="module")

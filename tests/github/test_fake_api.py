@@ -199,3 +199,19 @@ def test_rest_changes_send_webhooks_when_echo_is_on(
     ]
     assert got == [("issues", "opened"), ("issues", "labeled"), ("issue_comment", "created")]
     assert json.loads(receiver.got[-1].body)["sender"]["login"] == "alice"
+
+
+def test_editing_a_comment_through_the_api_sends_issue_comment_edited(
+    fake: FakeGitHub, api: httpx.Client, receiver: Receiver
+) -> None:
+    fake.echo_api_events = True
+    made = api.post(f"/repos/{REPO}/issues/1/comments", json={"body": "/vibe go"})
+    edited = api.patch(
+        f"/repos/{REPO}/issues/comments/{made.json()['id']}", json={"body": "/vibe stop"}
+    )
+    assert edited.status_code == 200
+    last = receiver.got[-1]
+    payload = json.loads(last.body)
+    assert (last.headers["x-github-event"], payload["action"]) == ("issue_comment", "edited")
+    assert payload["comment"]["body"] == "/vibe stop"
+    assert payload["changes"] == {"body": {"from": "/vibe go"}}

@@ -135,3 +135,64 @@ def test_merge_with_conflicts_is_refused_and_changes_nothing(fake: FakeGitHub) -
         fake.merge("acme/widgets", number, "alice")
     assert fake.branch_sha("acme/widgets", "main") == before
     assert fake.issue("acme/widgets", number).state == "open"
+
+
+def _clone(fake: FakeGitHub, token: str, work: Path) -> None:
+    done = _git("clone", "-q", _authed(fake.clone_url("acme/widgets"), token), str(work))
+    assert done.returncode == 0, done.stderr
+
+
+def _commit_all(work: Path, message: str) -> None:
+    _git("add", "--all", cwd=work)
+    done = _git("commit", "-qm", message, cwd=work)
+    assert done.returncode == 0, done.stderr
+
+
+def test_push_to_a_protected_branch_is_refused(fake: FakeGitHub, tmp_path: Path) -> None:
+    fake.create_repo("acme/widgets", {"README.md": "hello\n"})
+    fake.protect_branch("acme/widgets", "main")
+    work = tmp_path / "w"
+    _clone(fake, fake.actions_token("acme/widgets"), work)
+    (work / "README.md").write_text("changed\n")
+    _commit_all(work, "straight to main")
+    refused = _git("push", "origin", "HEAD:main", cwd=work)
+    assert refused.returncode != 0
+    assert "GH006: Protected branch update failed for refs/heads/main." in refused.stderr
+    assert fake.read_file("acme/widgets", "main", "README.md") == "hello\n"
+    pushed = _git("push", "-q", "origin", "HEAD:vibe/1", cwd=work)  # its own branch is fine
+    assert pushed.returncode == 0, pushed.stderr
+
+
+def test_workflow_files_need_the_workflows_permission(fake: FakeGitHub, tmp_path: Path) -> None:
+    fake.create_repo("acme/widgets", {"README.md": "hello\n"}, collaborators={"alice": "write"})
+    token = fake.actions_token("acme/widgets")  # contents: write, no workflows
+    work = tmp_path / "w"
+    _clone(fake, token, work)
+    (work / ".github" / "workflows").mkdir(parents=True)
+    (work / ".github" / "workflows" / "ci.yml").write_text("on: push\n")
+    _commit_all(work, "add CI")
+    refused = _git("push", "origin", "HEAD:vibe/ci", cwd=work)
+    assert refused.returncode != 0
+    assert (
+        "refusing to allow a GitHub App to create or update workflow `.github/workflows/ci.yml` "
+        "without `workflows` permission" in refused.stderr
+    )
+    assert fake.branch_sha("acme/widgets", "vibe/ci") is None
+    fake.world.tokens[token].permissions["workflows"] = "write"
+    pushed = _git("push", "-q", "origin", "HEAD:vibe/ci", cwd=work)
+    assert pushed.returncode == 0, pushed.stderr
+
+
+@pytest.mark.slow
+def test_a_file_over_100_mib_is_refused(fake: FakeGitHub, tmp_path: Path) -> None:
+    fake.create_repo("acme/widgets", {"README.md": "hello\n"})
+    work = tmp_path / "w"
+    _clone(fake, fake.actions_token("acme/widgets"), work)
+    with (work / "big.bin").open("wb") as fh:
+        fh.truncate(100 * 1024 * 1024 + 1)  # zeros: small on the wire, too big for GitHub
+    _commit_all(work, "a big file")
+    refused = _git("push", "origin", "HEAD:vibe/big", cwd=work)
+    assert refused.returncode != 0
+    assert "File big.bin is 100.00 MB; this exceeds GitHub's file size limit" in refused.stderr
+    assert "GH001: Large files detected." in refused.stderr
+    assert fake.branch_sha("acme/widgets", "vibe/big") is None

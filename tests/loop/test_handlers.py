@@ -53,7 +53,7 @@ class BrokenIssues:
     def clone_url(self) -> str:
         return "https://example.invalid/Codertocat/Hello-World.git"
 
-    def git_credentials(self) -> GitCredentials | None:
+    def git_credentials(self, fresh: bool = False) -> GitCredentials | None:
         return None
 
     def default_branch(self) -> str:

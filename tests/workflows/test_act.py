@@ -198,3 +198,16 @@ def test_act_skips_events_sent_by_bots(act: Act) -> None:
     assert "Run vibe-bot" not in log  # the job's if: skipped it before any step
     assert act.fake.pulls(REPO) == []
     assert act.model.message_requests == []
+
+
+@pytest.mark.slow
+def test_act_skips_review_comments_that_do_not_address_the_bot(act: Act) -> None:
+    # A review comment on someone else's pull request that does not say /vibe: no runner.
+    payload = json.loads((FIXTURES / "pull_request_review_comment.created.json").read_text())
+    payload["comment"]["body"] = "Maybe you should use more emoji on this line."
+    assert not payload["pull_request"]["head"]["ref"].startswith("vibe/")
+    result = act.run("pull_request_review_comment", payload)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    assert "Run vibe-bot" not in log  # the job's if: skipped it before any step
+    assert act.model.message_requests == []

@@ -9,10 +9,18 @@ webhook receiver talk to it exactly as they would to github.com:
   comments and replies, check runs, repository contents. Errors look like GitHub's
   (``{"message": ..., "documentation_url": ...}``, 404 for what a token may not see, 422
   with ``errors`` for validation).
+- **Pull requests and reviews as GitHub answers them**: a draft PR on a private repository
+  of a Free or Pro plan (``create_repo(..., private=True, plan="free")``) is refused with
+  422; a review comment's ``position`` is its index in the PR's diff (a line outside the
+  diff takes no comment), the review's own listing omits ``line`` but keeps
+  ``in_reply_to_id``; a reply in a thread is a review of its own (``pull_request_review``
+  besides ``pull_request_review_comment``) and a reply to a reply is refused with 422;
+  ids may start above 2**31 (``FakeGitHub(first_id=...)``).
 - **GraphQL** at ``/graphql``: the ``reviewThreads`` connection of a pull request
   (variables ``owner``, ``name``, ``number``, ``first``, ``after``) and the
-  ``resolveReviewThread`` / ``unresolveReviewThread`` mutations. It answers with a fixed
-  selection (``id isResolved isOutdated path line comments{nodes{databaseId body author
+  ``resolveReviewThread`` / ``unresolveReviewThread`` mutations (which need Contents:
+  write, like GitHub's). It answers with a fixed
+  selection (``id isResolved isOutdated path line comments{nodes{fullDatabaseId body author
   {login} url createdAt}}``) and rejects any other operation with an ``errors`` entry.
 - **Authentication like GitHub**: App routes (``/app...``, ``/repos/{o}/{r}/installation``)
   need an RS256 JWT signed with the App's key (``iss`` = App id, ``iat`` not in the future,
@@ -24,13 +32,23 @@ webhook receiver talk to it exactly as they would to github.com:
   with Basic auth ``x-access-token:<token>``; clone, fetch and push hit bare repositories
   the fake holds, and a push moves the head of open pull requests (``synchronize``).
   Repository contents served by the REST API come from the same repositories.
+- **The App manifest flow** (``vibe setup``): the web form at ``/settings/apps/new`` (and
+  ``/organizations/{org}/settings/apps/new``) checks the manifest as GitHub does and
+  redirects with a one-time code; ``POST /app-manifests/{code}/conversions`` turns it into
+  the fake's App, with the manifest's permissions and events (see ``manifests.py``).
 - **Acting as a user**: :meth:`FakeGitHub.open_issue`, ``label``, ``comment``, ``review``
   (with :class:`InlineComment` s), ``approve``, ``reply_to_review_comment``, ``merge``,
   ``close``, ``open_pull`` change the state and send the webhook GitHub would send, signed
   with ``X-Hub-Signature-256`` and carrying ``X-GitHub-Event``/``X-GitHub-Delivery``, to
-  ``webhook_url``. Every delivery is kept in :attr:`FakeGitHub.deliveries`. With
-  ``echo_api_events=True`` changes made through the REST API (issues, comments, labels,
-  pull requests) send their webhooks too, the bot's own included, as GitHub does.
+  ``webhook_url``. Every delivery is kept in :attr:`FakeGitHub.deliveries`, and those made
+  to a URL form the App's delivery log (``GET /app/hook/deliveries``, redelivery through
+  ``POST .../attempts`` or :meth:`FakeGitHub.redeliver`). With ``echo_api_events=True``
+  changes made through the REST API (issues, comments and their edits, labels, pull
+  requests) send their webhooks too, the bot's own included, as GitHub does.
+- **Push rules** (a pre-receive hook): :meth:`FakeGitHub.protect_branch` refuses pushes to
+  a branch (GH006), workflow files need an App token's Workflows permission, and files
+  over 100 MiB are refused (GH001). Installation tokens expire on the fake's clock, and
+  git over HTTP answers an expired one with 401.
 - **Faults per route**: :meth:`FakeGitHub.inject` (method, route template such as
   ``/repos/{owner}/{repo}/pulls``, kind) for ``502``, ``timeout`` (nothing happens),
   ``timeout_after_write`` (the change happens, the answer comes too late),

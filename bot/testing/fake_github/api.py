@@ -34,13 +34,14 @@ from bot.testing.fake_github.state import (
 )
 
 if TYPE_CHECKING:
-    from bot.testing.fake_github.server import FakeGitHub
+    from bot.testing.fake_github.server import Delivery, FakeGitHub
 
 JSON = dict[str, Any]
 DOCS = "https://docs.github.com/rest"
 REACTIONS = frozenset({"+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"})
 MAX_BODY_CHARS = 65536  # GitHub's limit for issue, comment and PR bodies
 MAX_JSON_BYTES = 5 * 1024 * 1024
+HOOK_DELIVERY_DAYS = 3  # how long GitHub keeps (and redelivers) webhook deliveries
 
 FaultKind = Literal[
     "502",
@@ -274,8 +275,16 @@ def create_api(fake: FakeGitHub) -> FastAPI:
             raise ApiError(401, "A JSON web token could not be decoded")
 
     def repo_for(
-        request: Request, owner: str, repo: str, write: str | None = None
+        request: Request,
+        owner: str,
+        repo: str,
+        write: str | None = None,
+        *,
+        read: str | None = None,
     ) -> tuple[Repo, Principal]:
+        """The repository a request names and who asks; ``write`` and ``read`` name the
+        App permission the route needs (GitHub answers 403 "Resource not accessible by
+        integration" to a token without it)."""
         who = principal(request)
         if who.kind == "app":
             raise ApiError(403, "Resource not accessible by integration")
@@ -290,6 +299,8 @@ def create_api(fake: FakeGitHub) -> FastAPI:
             return found, who
         if not world.token_can(who.token, found, None):
             raise not_found()
+        if read is not None and not world.token_reads(who.token, read):
+            raise ApiError(403, "Resource not accessible by integration")
         if write is not None and not world.token_can(who.token, found, write):
             raise ApiError(
                 403,
@@ -388,6 +399,79 @@ def create_api(fake: FakeGitHub) -> FastAPI:
         assert world.app is not None
         with world.lock:
             return reply(request, shapes.app(world.app))
+
+    # The App webhook's delivery log: https://docs.github.com/en/rest/apps/webhooks (JWT
+    # only). GitHub keeps deliveries for 3 days and redelivers only those (docs:
+    # webhooks/testing-and-troubleshooting-webhooks/redelivering-webhooks); the list is
+    # newest first and paginated by an opaque cursor given in the Link header.
+    def hook_delivery(d: Delivery) -> JSON:
+        inst = d.payload.get("installation")
+        repo = d.payload.get("repository")
+        if d.ok:
+            status = "OK"
+        elif d.error is not None:
+            status = "failed to connect"
+        else:
+            status = f"Invalid HTTP Response: {d.status}"
+        return {
+            "id": d.attempt_id,
+            "guid": d.id,
+            "delivered_at": iso(d.delivered_at),
+            "redelivery": d.redelivery,
+            "duration": 0.01,
+            "status": status,
+            "status_code": d.status or 0,
+            "event": d.event,
+            "action": d.payload.get("action"),
+            "installation_id": inst.get("id") if isinstance(inst, dict) else None,
+            "repository_id": repo.get("id") if isinstance(repo, dict) else None,
+            "throttled_at": None,
+        }
+
+    def delivery_log() -> list[Delivery]:
+        """Attempts of the last 3 days, newest first (only those made to a webhook URL)."""
+        since = world.clock.now() - HOOK_DELIVERY_DAYS * 86400
+        kept = [d for d in fake.deliveries if d.attempt_id and d.delivered_at >= since]
+        return sorted(
+            (d for d in kept if d.status is not None or d.error is not None),
+            key=lambda d: d.attempt_id,
+            reverse=True,
+        )
+
+    @app.get("/app/hook/deliveries")
+    def list_hook_deliveries(request: Request) -> Response:
+        need_app(request)
+        try:
+            per_page = max(1, min(100, int(request.query_params.get("per_page", "30"))))
+        except ValueError:
+            raise ApiError(422, "Invalid pagination parameters") from None
+        cursor = request.query_params.get("cursor")
+        with world.lock:
+            log = delivery_log()
+            if cursor is not None:
+                try:
+                    start = int(cursor.removeprefix("v1_"))
+                except ValueError:
+                    raise ApiError(400, "Invalid cursor") from None
+                log = [d for d in log if d.attempt_id <= start]
+            page, rest = log[:per_page], log[per_page:]
+            headers = {}
+            if rest:
+                query = urllib.parse.urlencode(
+                    {"per_page": per_page, "cursor": f"v1_{rest[0].attempt_id}"}
+                )
+                headers["Link"] = f'<{fake.base_url}{request.url.path}?{query}>; rel="next"'
+            return reply(request, [hook_delivery(d) for d in page], headers=headers)
+
+    @app.post("/app/hook/deliveries/{delivery_id}/attempts")
+    async def redeliver_hook_delivery(request: Request, delivery_id: int) -> Response:
+        need_app(request)
+        with world.lock:
+            known = any(d.attempt_id == delivery_id for d in delivery_log())
+        if not known:
+            raise not_found()
+        await asyncio.to_thread(fake.redeliver, delivery_id)
+        return reply(request, {}, status=202)
 
     @app.get("/repos/{owner}/{repo}/installation")
     def repo_installation(request: Request, owner: str, repo: str) -> Response:
@@ -515,7 +599,7 @@ def create_api(fake: FakeGitHub) -> FastAPI:
     @app.get("/repos/{owner}/{repo}/contents/{path:path}")
     def get_content(request: Request, owner: str, repo: str, path: str) -> Response:
         with world.lock:
-            found, _ = repo_for(request, owner, repo)
+            found, _ = repo_for(request, owner, repo, read="contents")
             ref = request.query_params.get("ref") or found.default_branch
         commit = gitrepo.resolve(found.path, ref)
         if commit is None:
@@ -604,9 +688,15 @@ def create_api(fake: FakeGitHub) -> FastAPI:
                 "write",
             ):
                 raise ApiError(403, "Resource not accessible by integration")
-            comment.body = body
+            before, comment.body = comment.body, body
             comment.updated_at = world.clock.now()
-            return reply(request, shapes.issue_comment(found, comment))
+            response = reply(request, shapes.issue_comment(found, comment))
+            # GitHub sends issue_comment.edited for edits made through the API too, the
+            # App's own included (the bot's status comment is edited in place).
+            issue = issue_of(found, comment.issue_number)
+            events = [fake.comment_event(found, issue, comment, who.login, edited_from=before)]
+        fake.echo(events)
+        return response
 
     def add_reaction(request: Request, target: list[Reaction], login: str, data: JSON) -> Response:
         content = data.get("content")
@@ -733,6 +823,11 @@ def create_api(fake: FakeGitHub) -> FastAPI:
         draft = bool(data.get("draft", False))
         with world.lock:
             found, who = repo_for(request, owner, repo, write="pull_requests")
+            if draft and not found.drafts_allowed:
+                # Private repositories of Free and Pro plans have no drafts; GitHub answers
+                # 422 with this message (seen in SWE-agent/SWE-agent#179):
+                # https://docs.github.com/en/pull-requests/collaborating-with-pull-requests/proposing-changes-to-your-work-with-pull-requests/about-pull-requests#draft-pull-requests
+                raise ApiError(422, "Draft pull requests are not supported in this repository.")
             head_ref = head.partition(":")[2] if ":" in head else head
             head_sha = gitrepo.branch_sha(found.path, head_ref)
             base_sha = gitrepo.branch_sha(found.path, base)
@@ -907,6 +1002,10 @@ def create_api(fake: FakeGitHub) -> FastAPI:
             for c in world.review_comments.values():
                 if c.repo == found.full_name and c.review_id == review_id:
                     item = shapes.review_comment(found, c)
+                    # This listing answers with the diff ``position`` but without the file
+                    # lines (GitHub's example, the ``review-comment`` schema of
+                    # https://docs.github.com/en/rest/pulls/reviews#list-comments-for-a-pull-request-review);
+                    # ``in_reply_to_id`` stays.
                     for key in (
                         "line",
                         "original_line",
@@ -915,7 +1014,6 @@ def create_api(fake: FakeGitHub) -> FastAPI:
                         "original_start_line",
                         "start_side",
                         "subject_type",
-                        "in_reply_to_id",
                     ):
                         item.pop(key, None)
                     items.append(item)
@@ -962,7 +1060,10 @@ def create_api(fake: FakeGitHub) -> FastAPI:
             ):
                 raise not_found()
             comment = fake.add_review_reply(found, parent, who.login, body)
-            return reply(request, shapes.review_comment(found, comment), status=201)
+            response = reply(request, shapes.review_comment(found, comment), status=201)
+            events = fake.reply_events(found, comment, who.login)
+        fake.echo(events)
+        return response
 
     # --- check runs -------------------------------------------------------------------
 
@@ -1141,6 +1242,17 @@ def create_api(fake: FakeGitHub) -> FastAPI:
                 return Response(
                     f"Permission to {found.full_name}.git denied to {who.login}.\n", status_code=403
                 )
+        rules: dict[str, str] = {}
+        if push and who is not None:
+            with world.lock:
+                protected = sorted(f"refs/heads/{b}" for b in found.protected_branches)
+                # An App's token changes workflow files only with the Workflows permission;
+                # personal tokens are not modelled by scope.
+                workflows = who.kind != "installation" or world.token_can(who, found, "workflows")
+            rules = {
+                gitrepo.PROTECTED_ENV: " ".join(protected),
+                gitrepo.WORKFLOWS_ENV: "1" if workflows else "0",
+            }
         body = await request.body()
         result = await asyncio.to_thread(
             gitrepo.http_backend,
@@ -1153,6 +1265,7 @@ def create_api(fake: FakeGitHub) -> FastAPI:
             body,
             who.login if who is not None else "anonymous",
             request.headers.get("git-protocol"),
+            rules,
         )
         if push and request.method == "POST":
             fake.after_push(found, who.login if who else "anonymous")

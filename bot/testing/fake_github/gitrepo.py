@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -27,6 +28,70 @@ _IDENTITY = {
 
 class GitError(Exception):
     """A git command failed; the message carries its stderr."""
+
+
+# The push rules GitHub enforces on receive, as a pre-receive hook of every bare repository.
+# It reads what the HTTP layer knows from the environment: the protected branches and
+# whether the pusher may change workflow files.
+# - Protected branches: "GH006: Protected branch update failed"
+#   (https://docs.github.com/en/repositories/configuring-branches-and-merges-in-your-repository/managing-protected-branches/about-protected-branches).
+# - Workflow files need the Workflows permission: "refusing to allow a GitHub App to create
+#   or update workflow ... without `workflows` permission"
+#   (https://docs.github.com/en/rest/authentication/permissions-required-for-github-apps).
+# - Files over 100 MiB: "GH001: Large files detected"
+#   (https://docs.github.com/en/repositories/working-with-files/managing-large-files/about-large-files-on-github).
+PROTECTED_ENV = "FAKE_GITHUB_PROTECTED"
+WORKFLOWS_ENV = "FAKE_GITHUB_MAY_CHANGE_WORKFLOWS"
+MAX_FILE_BYTES = 100 * 1024 * 1024
+_ZERO = "0" * 40
+_PRE_RECEIVE = f"""#!{sys.executable}
+import os, subprocess, sys
+
+def git(*args, stdin=None):
+    return subprocess.run(
+        ["git", *args], input=stdin, capture_output=True, text=True, check=True
+    ).stdout
+
+protected = set(os.environ.get("{PROTECTED_ENV}", "").split())
+may_change_workflows = os.environ.get("{WORKFLOWS_ENV}") == "1"
+problems = []
+for line in sys.stdin.read().splitlines():
+    old, new, ref = line.split()
+    if ref in protected:
+        problems.append(f"error: GH006: Protected branch update failed for {{ref}}.")
+        continue
+    if new == "{_ZERO}":
+        continue
+    since = ["--not", "--all"]  # refs are not updated yet: only what this push brings
+    if not may_change_workflows:
+        for commit in git("rev-list", new, *since).split():
+            changed = git("diff-tree", "-r", "--root", "--no-commit-id", "--name-only", commit)
+            for path in changed.splitlines():
+                if path.startswith(".github/workflows/"):
+                    problems.append(
+                        "refusing to allow a GitHub App to create or update workflow "
+                        f"`{{path}}` without `workflows` permission"
+                    )
+    named = [e.partition(" ") for e in git("rev-list", "--objects", new, *since).splitlines()]
+    named = [(sha, path) for sha, _, path in named if path]
+    if not named:
+        continue
+    checked = git(
+        "cat-file", "--batch-check=%(objecttype) %(objectsize)",
+        stdin="".join(f"{{sha}}\\n" for sha, _ in named),
+    ).splitlines()
+    for (sha, path), line in zip(named, checked):
+        kind, size = line.split()
+        if kind == "blob" and int(size) > {MAX_FILE_BYTES}:
+            problems.append(
+                f"error: File {{path}} is {{int(size) / 1024 / 1024:.2f}} MB; this exceeds "
+                "GitHub's file size limit of 100.00 MB"
+            )
+            problems.append("error: GH001: Large files detected.")
+for problem in dict.fromkeys(problems):
+    print(problem, file=sys.stderr)
+sys.exit(1 if problems else 0)
+"""
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -70,6 +135,10 @@ def init_bare(path: Path, default_branch: str) -> None:
     # http-backend refuses pushes unless receive-pack is enabled (it also is when
     # REMOTE_USER is set, which the fake always does after authenticating).
     git(path, "config", "http.receivepack", "true")
+    hook = path / "hooks" / "pre-receive"
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text(_PRE_RECEIVE)
+    hook.chmod(0o755)
 
 
 def resolve(repo: Path, ref: str) -> str | None:
@@ -206,6 +275,46 @@ def merge(repo: Path, base: str, head_sha: str, message: str, author: str) -> st
 
 
 @dataclass(frozen=True)
+class DiffPlace:
+    """Where a line of the new file sits in a pull request's diff of one file."""
+
+    position: int  # lines below the file's first "@@" header; the line after it is 1
+    diff_hunk: str  # the hunk from its header down to the line
+
+
+def diff_place(repo: Path, base: str, head: str, path: str, line: int) -> DiffPlace | None:
+    """Where line ``line`` of ``path`` at ``head`` sits in the diff ``base...head``, or None
+    when the line is not part of the diff.
+
+    GitHub's ``position`` is "the number of lines down from the first '@@' hunk header in
+    the file": the line just below it is 1, and later hunk headers count as lines
+    (https://docs.github.com/en/rest/pulls/comments#create-a-review-comment-for-a-pull-request).
+    A PR's diff is three-dot: from the merge base to the head.
+    """
+    text = git(repo, "diff", "-U3", "--no-color", f"{base}...{head}", "--", path).decode(
+        errors="replace"
+    )
+    lines = text.splitlines()
+    first = next((i for i, t in enumerate(lines) if t.startswith("@@")), None)
+    if first is None:
+        return None
+    new_line = 0
+    hunk_start = first
+    for index in range(first, len(lines)):
+        text_line = lines[index]
+        if text_line.startswith("@@"):
+            hunk_start = index
+            new_line = int(text_line.split("+", 1)[1].split(",", 1)[0].split(" ", 1)[0]) - 1
+            continue
+        if text_line.startswith("-") or text_line.startswith("\\"):
+            continue
+        new_line += 1
+        if new_line == line:
+            return DiffPlace(index - first, "\n".join(lines[hunk_start : index + 1]))
+    return None
+
+
+@dataclass(frozen=True)
 class CgiResponse:
     status: int
     headers: list[tuple[str, str]]
@@ -222,8 +331,11 @@ def http_backend(
     body: bytes,
     remote_user: str,
     git_protocol: str | None = None,
+    push_rules: dict[str, str] | None = None,
 ) -> CgiResponse:
-    """Run one request through ``git http-backend`` and parse its CGI answer."""
+    """Run one request through ``git http-backend`` and parse its CGI answer;
+    ``push_rules`` is the environment of the pre-receive hook (:data:`PROTECTED_ENV`,
+    :data:`WORKFLOWS_ENV`)."""
     env = _env(
         {
             "GIT_PROJECT_ROOT": str(root),
@@ -243,6 +355,7 @@ def http_backend(
         env["HTTP_CONTENT_ENCODING"] = content_encoding
     if git_protocol and len(git_protocol) < 256:
         env["GIT_PROTOCOL"] = git_protocol  # the Git-Protocol header: protocol v2 if asked
+    env.update(push_rules or {})
     proc = subprocess.run(
         [GIT, "http-backend"], input=body, capture_output=True, env=env, check=False, timeout=120
     )

@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 
 from bot.testing.fake_github import gitrepo
-from bot.testing.fake_github.api import Fault, FaultKind, Recorded, create_api
+from bot.testing.fake_github.api import ApiError, Fault, FaultKind, Recorded, create_api
+from bot.testing.fake_github.manifests import ManifestFlow, add_manifest_routes
 from bot.testing.fake_github.shapes import JSON, Shapes, node_id
 from bot.testing.fake_github.state import (
     App,
@@ -48,6 +49,15 @@ DEFAULT_APP_PERMISSIONS = {
     "checks": "write",
     "metadata": "read",
 }
+# The events the bot handles (bot/github/access.py), workflow_run for the actions executor.
+DEFAULT_APP_EVENTS = (
+    "issues",
+    "issue_comment",
+    "pull_request",
+    "pull_request_review",
+    "pull_request_review_comment",
+    "workflow_run",
+)
 
 
 @dataclass(frozen=True)
@@ -74,13 +84,22 @@ class InlineComment:
 
 @dataclass(frozen=True)
 class Delivery:
-    """A webhook the fake sent (or tried to send)."""
+    """A webhook the fake sent (or tried to send): ``id`` is the GUID
+    (``X-GitHub-Delivery``), shared by its redeliveries; ``attempt_id`` is the id of this
+    one attempt in GitHub's delivery log (``GET /app/hook/deliveries``)."""
 
     id: str
     event: str
     payload: JSON
     status: int | None
     error: str | None
+    attempt_id: int = 0
+    delivered_at: float = 0.0
+    redelivery: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
 
 
 Event = tuple[str, JSON]
@@ -99,14 +118,16 @@ class FakeGitHub:
         fault_delay: float = 1.0,
         port: int = 0,
         echo_api_events: bool = False,
+        first_id: int = 1001,
     ) -> None:
-        self.world = World(clock or SystemClock())
+        self.world = World(clock or SystemClock(), first_id)
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
         self.token_lifetime = token_lifetime
         self.fault_delay = fault_delay
         self.port = port
         self.echo_api_events = echo_api_events
+        self.manifests = ManifestFlow()
         self.responses: list[Recorded] = []
         self.deliveries: list[Delivery] = []
         self._faults: list[Fault] = []
@@ -129,6 +150,7 @@ class FakeGitHub:
         self.shapes = Shapes(self.base_url, self.world)
         # Kept so extensions (bot/testing/fake_actions.py) can add routes.
         self.app = create_api(self)
+        add_manifest_routes(self.app, self)
         config = uvicorn.Config(
             self.app,
             log_level="warning",
@@ -226,6 +248,7 @@ class FakeGitHub:
         *,
         default_branch: str = "main",
         private: bool = False,
+        plan: Literal["free", "pro", "team", "enterprise"] = "team",
         collaborators: dict[str, Role] | None = None,
     ) -> Repo:
         owner, _, name = full_name.partition("/")
@@ -246,6 +269,7 @@ class FakeGitHub:
                 default_branch=default_branch,
                 path=path,
                 created_at=self.world.clock.now(),
+                plan=plan,
             )
             self.world.repos[full_name.lower()] = repo
             for login, role in (collaborators or {}).items():
@@ -261,6 +285,11 @@ class FakeGitHub:
         if found is None:
             raise KeyError(full_name)
         return found
+
+    def protect_branch(self, full_name: str, branch: str) -> None:
+        """A branch protection rule: pushes to ``branch`` are refused (GH006)."""
+        with self.world.lock:
+            self.repo(full_name).protected_branches.add(branch)
 
     def set_role(self, full_name: str, login: str, role: Role | None) -> None:
         """Make ``login`` a collaborator with ``role`` (None removes them)."""
@@ -295,9 +324,12 @@ class FakeGitHub:
         *,
         owner: str = "vibe-owner",
         private_key_pem: str | None = None,
+        permissions: dict[str, str] | None = None,
+        events: tuple[str, ...] = DEFAULT_APP_EVENTS,
     ) -> AppCredentials:
         """Register the GitHub App; returns its id and its RS256 private key (generated
-        unless ``private_key_pem`` gives one)."""
+        unless ``private_key_pem`` gives one). ``permissions`` and ``events`` are what the
+        App's settings grant and subscribe to (``GET /app`` reports them)."""
         if private_key_pem is None:
             generated = rsa.generate_private_key(public_exponent=65537, key_size=2048)
             pem = generated.private_bytes(
@@ -321,7 +353,15 @@ class FakeGitHub:
             app_id = self.world.next_id()
             self.world.user(owner)
             self.world.user(f"{slug}[bot]", "Bot")
-            self.world.app = App(app_id, slug, slug.replace("-", " ").title(), public, owner)
+            self.world.app = App(
+                app_id,
+                slug,
+                slug.replace("-", " ").title(),
+                public,
+                owner,
+                dict(permissions or DEFAULT_APP_PERMISSIONS),
+                tuple(events),
+            )
         return AppCredentials(app_id, pem, slug)
 
     def install_app(
@@ -428,7 +468,25 @@ class FakeGitHub:
     def add_review_reply(
         self, repo: Repo, parent: ReviewComment, user: str, body: str
     ) -> ReviewComment:
+        if parent.in_reply_to_id is not None:
+            # "This must be the ID of a top-level review comment, not a reply to that
+            # comment. Replies to replies are not supported."
+            # https://docs.github.com/en/rest/pulls/comments#create-a-reply-for-a-review-comment
+            raise ApiError(
+                422,
+                "Validation Failed",
+                [
+                    {
+                        "resource": "PullRequestReviewComment",
+                        "code": "invalid",
+                        "field": "in_reply_to_id",
+                        "message": "in_reply_to_id cannot be a reply",
+                    }
+                ],
+            )
         now = self.world.clock.now()
+        # A reply is a comment of a review of its own (GitHub sends pull_request_review
+        # submitted for it too): the review that holds it is new, with an empty body.
         review = Review(
             repo.full_name,
             self.world.next_id(),
@@ -443,7 +501,6 @@ class FakeGitHub:
         issue = repo.issues[parent.pull_number]
         assert issue.pull is not None
         issue.pull.reviews.append(review.id)
-        root = parent.in_reply_to_id or parent.id
         comment = ReviewComment(
             repo.full_name,
             self.world.next_id(),
@@ -458,7 +515,9 @@ class FakeGitHub:
             now,
             now,
             parent.thread_id,
-            root,
+            parent.id,
+            position=parent.position,
+            diff_hunk=parent.diff_hunk,
         )
         self.world.review_comments[comment.id] = comment
         self.world.threads[parent.thread_id].comment_ids.append(comment.id)
@@ -527,6 +586,8 @@ class FakeGitHub:
             base_sha = gitrepo.branch_sha(repo.path, base)
             if head_sha is None or base_sha is None:
                 raise ValueError(f"branch {head if head_sha is None else base} does not exist")
+            if draft and not repo.drafts_allowed:
+                raise ValueError("Draft pull requests are not supported in this repository.")
             issue = self.new_issue(repo, user, title, body)
             issue.pull = PullRequest(head, base, head_sha, base_sha, draft)
         self._deliver_pull(repo, issue, "opened", user)
@@ -588,6 +649,13 @@ class FakeGitHub:
                 pr.requested_reviewers.remove(user)
             made = []
             for inline in comments or []:
+                place = gitrepo.diff_place(
+                    repo.path, pr.base_sha, pr.head_sha, inline.path, inline.line
+                )
+                if place is None:
+                    # GitHub answers 422 "pull_request_review_thread.line must be part of
+                    # the diff" for a line outside the PR's diff.
+                    raise ValueError(f"{inline.path}:{inline.line} is not part of the diff")
                 thread = ReviewThread(
                     repo.full_name,
                     node_id("PRRT", self.world.next_id()),
@@ -610,6 +678,8 @@ class FakeGitHub:
                     now,
                     now,
                     thread.id,
+                    position=place.position,
+                    diff_hunk=place.diff_hunk,
                 )
                 thread.comment_ids.append(comment.id)
                 self.world.threads[thread.id] = thread
@@ -646,14 +716,42 @@ class FakeGitHub:
             repo = self.repo(full_name)
             parent = self.world.review_comments[comment_id]
             comment = self.add_review_reply(repo, parent, user, body)
-            payload = {
-                "action": "created",
-                "comment": self.shapes.review_comment(repo, comment),
-                "pull_request": self.shapes.pull(repo, repo.issues[number], full=False),
-                **self._common(repo, user),
-            }
-        self.deliver("pull_request_review_comment", payload)
+            events = self.reply_events(repo, comment, user)
+        for event in events:
+            self.deliver(*event)
         return comment.id
+
+    def reply_events(self, repo: Repo, comment: ReviewComment, sender: str) -> list[Event]:
+        """The webhooks of a reply in a thread: ``pull_request_review_comment`` created and,
+        because the reply belongs to a review of its own, ``pull_request_review`` submitted.
+
+        GitHub does not promise an order between them
+        (https://docs.github.com/en/webhooks/using-webhooks/best-practices-for-using-webhooks);
+        the comment comes first here, the order that exposes double handling.
+        """
+        with self.world.lock:
+            issue = repo.issues[comment.pull_number]
+            pull = self.shapes.pull(repo, issue, full=False)
+            return [
+                (
+                    "pull_request_review_comment",
+                    {
+                        "action": "created",
+                        "comment": self.shapes.review_comment(repo, comment),
+                        "pull_request": pull,
+                        **self._common(repo, sender),
+                    },
+                ),
+                (
+                    "pull_request_review",
+                    {
+                        "action": "submitted",
+                        "review": self._review_webhook(repo, self.world.reviews[comment.review_id]),
+                        "pull_request": pull,
+                        **self._common(repo, sender),
+                    },
+                ),
+            ]
 
     def merge(self, full_name: str, number: int, user: str) -> str:
         """``user`` merges the PR (a real merge in the bare repository)."""
@@ -759,7 +857,11 @@ class FakeGitHub:
                     }
                 ],
             }
-        if not self.world.token_can(token, repo, "pull_requests"):
+        # Resolving a thread needs Contents: write; Pull requests: write alone answers
+        # FORBIDDEN (https://github.com/orgs/community/discussions/44650, github/gh-aw#35726).
+        if not self.world.token_can(token, repo, "pull_requests") or not self.world.token_can(
+            token, repo, "contents"
+        ):
             return {
                 "data": {name: None},
                 "errors": [
@@ -827,7 +929,8 @@ class FakeGitHub:
                     "comments": {
                         "nodes": [
                             {
-                                "databaseId": c.id,
+                                # BigInt: "encoded as a string" (GitHub's schema).
+                                "fullDatabaseId": str(c.id),
                                 "body": c.body,
                                 "author": {"login": c.user.removesuffix("[bot]")},
                                 "url": f"{pr_html}#discussion_r{c.id}",
@@ -904,17 +1007,25 @@ class FakeGitHub:
         label = {"label": self.shapes.label(repo, repo.labels[name])}
         return self.issue_event(repo, issue, "labeled", sender, extra=label)
 
-    def comment_event(self, repo: Repo, issue: Issue, comment: IssueComment, sender: str) -> Event:
+    def comment_event(
+        self,
+        repo: Repo,
+        issue: Issue,
+        comment: IssueComment,
+        sender: str,
+        *,
+        edited_from: str | None = None,
+    ) -> Event:
+        """``issue_comment.created``, or ``.edited`` with the body it had (``changes``)."""
         with self.world.lock:
-            return (
-                "issue_comment",
-                {
-                    "action": "created",
-                    "issue": self.shapes.issue(repo, issue),
-                    "comment": self.shapes.issue_comment(repo, comment),
-                    **self._common(repo, sender),
-                },
-            )
+            payload: JSON = {
+                "action": "created" if edited_from is None else "edited",
+                "issue": self.shapes.issue(repo, issue),
+                "comment": self.shapes.issue_comment(repo, comment),
+            }
+            if edited_from is not None:
+                payload["changes"] = {"body": {"from": edited_from}}
+            return ("issue_comment", {**payload, **self._common(repo, sender)})
 
     def echo(self, events: list[Event]) -> None:
         """Send webhooks for changes made through the REST API, when ``echo_api_events``."""
@@ -932,13 +1043,16 @@ class FakeGitHub:
     ) -> None:
         self.deliver(*self.issue_event(repo, issue, action, sender, extra))
 
-    def deliver(self, event: str, payload: JSON) -> Delivery:
+    def deliver(
+        self, event: str, payload: JSON, *, guid: str | None = None, redelivery: bool = False
+    ) -> Delivery:
         """Send one webhook, signed like GitHub (``X-Hub-Signature-256``), and record it.
 
         https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries
+        A redelivery sends the same GUID again, as a new attempt in the delivery log.
         """
         body = json.dumps(payload).encode()
-        delivery_id = str(uuid.uuid4())
+        delivery_id = guid or str(uuid.uuid4())
         status: int | None = None
         error: str | None = None
         if self.webhook_url is not None:
@@ -957,7 +1071,25 @@ class FakeGitHub:
                 status = response.status_code
             except httpx.HTTPError as exc:
                 error = f"{type(exc).__name__}: {exc}"
-        delivery = Delivery(delivery_id, event, payload, status, error)
         with self.world.lock:
+            delivery = Delivery(
+                delivery_id,
+                event,
+                payload,
+                status,
+                error,
+                attempt_id=self.world.next_id(),
+                delivered_at=self.world.clock.now(),
+                redelivery=redelivery,
+            )
             self.deliveries.append(delivery)
         return delivery
+
+    def redeliver(self, attempt_id: int) -> Delivery | None:
+        """Send an attempt's webhook again (``POST /app/hook/deliveries/{id}/attempts``);
+        None when the log has no such attempt."""
+        with self.world.lock:
+            found = next((d for d in self.deliveries if d.attempt_id == attempt_id), None)
+        if found is None:
+            return None
+        return self.deliver(found.event, found.payload, guid=found.id, redelivery=True)

@@ -113,14 +113,8 @@ class Shapes:
             "html_url": f"{self.base}/apps/{app.slug}",
             "created_at": iso(self.world.clock.now()),
             "updated_at": iso(self.world.clock.now()),
-            "permissions": {
-                "contents": "write",
-                "issues": "write",
-                "pull_requests": "write",
-                "checks": "write",
-                "metadata": "read",
-            },
-            "events": ["issues", "issue_comment", "pull_request", "pull_request_review"],
+            "permissions": dict(app.permissions),
+            "events": list(app.events),
         }
 
     def installation(self, inst: Installation) -> JSON:
@@ -463,10 +457,12 @@ class Shapes:
             "pull_request_review_id": comment.review_id,
             "id": comment.id,
             "node_id": node_id("PRRC", comment.id),
-            "diff_hunk": f"@@ -1,1 +1,{comment.line or 1} @@",
+            "diff_hunk": comment.diff_hunk,
             "path": comment.path,
-            "position": comment.line,
-            "original_position": comment.line,
+            # An index into the diff, not a file line: "The line index in the diff to which
+            # the comment applies" (https://docs.github.com/en/rest/pulls/comments).
+            "position": comment.position,
+            "original_position": comment.position,
             "commit_id": comment.commit_id,
             "original_commit_id": comment.commit_id,
             "user": self.user(comment.user),

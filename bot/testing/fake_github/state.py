@@ -104,6 +104,9 @@ class App:
     name: str
     public_key_pem: str
     owner: str
+    # What the App's settings grant and subscribe to, as GET /app reports them.
+    permissions: dict[str, str] = field(default_factory=dict)
+    events: tuple[str, ...] = ()
 
     @property
     def bot_login(self) -> str:
@@ -168,6 +171,9 @@ class ReviewComment:
     thread_id: str
     in_reply_to_id: int | None = None
     reactions: list[Reaction] = field(default_factory=list)
+    # Where the line sits in the PR's diff (GitHub's ``position``), and the hunk down to it.
+    position: int | None = None
+    diff_hunk: str = ""
 
 
 @dataclass
@@ -244,6 +250,17 @@ class Repo:
     issues: dict[int, Issue] = field(default_factory=dict)
     check_runs: dict[int, CheckRun] = field(default_factory=dict)
     next_number: int = 1
+    # The owner's plan decides where drafts exist: "Draft pull requests are available in
+    # public repositories with GitHub Free and GitHub Free for organizations, GitHub Pro,
+    # and legacy per-repository billing plans, and in public and private repositories with
+    # GitHub Team and GitHub Enterprise Cloud."
+    # https://docs.github.com/en/pull-requests/collaborating-with-pull-requests/proposing-changes-to-your-work-with-pull-requests/about-pull-requests#draft-pull-requests
+    plan: Literal["free", "pro", "team", "enterprise"] = "team"
+    protected_branches: set[str] = field(default_factory=set)  # pushes to them are refused
+
+    @property
+    def drafts_allowed(self) -> bool:
+        return not self.private or self.plan in ("team", "enterprise")
 
     @property
     def full_name(self) -> str:
@@ -253,10 +270,12 @@ class Repo:
 class World:
     """All state of one fake GitHub; every access holds :attr:`lock`."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, first_id: int = 1001) -> None:
         self.lock = threading.RLock()
         self.clock = clock
-        self._ids = itertools.count(1001)
+        # GitHub's ids are 64-bit (review comments passed 2**31 long ago); a test may start
+        # above that to catch code that assumes 32 bits.
+        self._ids = itertools.count(first_id)
         self.users: dict[str, User] = {}
         self.repos: dict[str, Repo] = {}
         self.tokens: dict[str, Token] = {}
@@ -332,3 +351,12 @@ class World:
         if write_scope == "issues":
             return role is not None and role != "read"
         return role in ("admin", "maintain", "write")
+
+    def token_reads(self, token: Token, scope: str) -> bool:
+        """Whether an installation token was granted ``scope`` (read or write): a GitHub App
+        reads a repository's contents, issues or pull requests only with that permission
+        (https://docs.github.com/en/rest/authentication/permissions-required-for-github-apps);
+        personal tokens read what their user may read."""
+        if token.kind != "installation":
+            return True
+        return token.permissions.get(scope) in ("read", "write")

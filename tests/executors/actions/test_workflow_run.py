@@ -142,6 +142,7 @@ def service_world(
             github_token=fake.user_token(SERVICE),
             github_min_write_interval=0,
             bot_login=SERVICE,
+            allowed_repositories=[REPO],  # the token's user owns none of it
             webhook_secret=SECRET,
             anthropic_api_key="sk-ant-unused-on-the-service-00000",
             # Far longer than the test: only the webhook can end the wait in time.
