@@ -132,7 +132,7 @@ class GitHubSetup:
         if problem is not None:
             kind: AuthKind = "app" if self.settings.github_app_id is not None else "token"
             return AppCheck(kind, None, None, (problem,))
-        return self.hub().app_check(needs(actions_executor=self.settings.executor == "actions"))
+        return self.hub().app_check(needs(self.settings.executor))
 
     def missing(self) -> list[str]:
         """The settings' missing list plus each gap GitHub reports."""

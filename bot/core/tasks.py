@@ -300,6 +300,7 @@ class NewTask:
     requirements: tuple[Requirement, ...]
     pr_number: int | None = None
     owns_pr: bool = True
+    repo_id: int | None = None  # GitHub's repository id; None in local mode
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,31 @@ def _engine(settings: Settings) -> Engine:
     return engine
 
 
+def startup_missing(settings: Settings, wait: float = 10.0) -> list[str]:
+    """What tasks still need: the settings' missing list and GitHub's findings on the
+    credentials (:meth:`bot.bootstrap.GitHubSetup.check`: the key, ``GET /app`` and the App's
+    permissions and events). GitHub is waited for at most ``wait`` seconds: an unreachable
+    GitHub is retried with backoff and must not hold up the start."""
+    from bot.bootstrap import GitHubSetup  # the composition root: see the module docstring
+
+    found: list[list[str]] = []
+
+    def ask() -> None:
+        check = GitHubSetup(settings).check()
+        found.append(list(check.findings) if check else [])
+
+    asking = threading.Thread(target=ask, name="github-check", daemon=True)
+    asking.start()
+    asking.join(wait)
+    if not found:
+        github = [
+            f"GitHub did not answer within {wait:.0f} s; the service's GET / shows what it finds"
+        ]
+    else:
+        github = found[0]
+    return settings.missing() + github
+
+
 def _logging(settings: Settings) -> None:
 
     configure_logging(settings.log_level, json=settings.log_json, secrets=settings.secret_values)
@@ -108,7 +133,7 @@ def serve(
     database = make_url(settings.effective_database_url).render_as_string(hide_password=True)
     typer.echo(f"Database: {database}")
     typer.echo(f"Webhook URL: http://{host}:{port}/webhook (put a public URL in front of it)")
-    missing = settings.missing()
+    missing = startup_missing(settings)
     if missing:
         typer.echo("Deliveries are accepted, but tasks cannot run until you configure:")
         for item in missing:
@@ -141,6 +166,11 @@ def worker(
     signal.signal(signal.SIGINT, on_signal)
     pool.start()
     typer.echo(f"worker {pool.name} running ({pool.concurrency} threads); SIGTERM stops it")
+    missing = startup_missing(settings)
+    if missing:
+        typer.echo("Tasks cannot run until you configure:")
+        for item in missing:
+            typer.echo(f"  - {item}")
     stop.wait()
     pool.stop(grace)
 

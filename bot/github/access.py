@@ -1,6 +1,7 @@
 """What the bot needs of its GitHub App, and what GitHub says the App (or token) has.
 
-:func:`needs` lists the App permissions and webhook events the enabled features use;
+:func:`needs` lists the App permissions and webhook events the enabled features use, from
+the table that builds the App's manifest (:mod:`bot.github.manifest`);
 :func:`gaps` compares them with the App's ``GET /app`` answer, one line per gap, so a
 missing permission shows in ``GET /`` and ``/readyz`` instead of as a job that fails later.
 :class:`AppCheck` is the typed result of :meth:`bot.github.client.GitHub.app_check`.
@@ -21,30 +22,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.github.auth import AuthKind
+from bot.github.manifest import (
+    PERMISSION_TITLES,
+    Executor,
+    events_of,
+    features,
+    permissions_of,
+)
 
 _LEVELS = {"none": 0, "read": 1, "write": 2, "admin": 3}
-
-# permission -> (the name on the App's settings page, the level, what needs it)
-_BASE_PERMISSIONS: dict[str, tuple[str, str, str]] = {
-    "contents": ("Contents", "write", "clone, push the task's branch, read .github/vibe.yml"),
-    "issues": ("Issues", "write", "read issues, post status comments and replies"),
-    "pull_requests": ("Pull requests", "write", "open and update pull requests, read reviews"),
-    "metadata": ("Metadata", "read", "read repositories and collaborators' permissions"),
-}
-_ACTIONS_PERMISSIONS: dict[str, tuple[str, str, str]] = {
-    "actions": ("Actions", "write", "the actions executor dispatches and follows workflow runs"),
-}
-# event -> what needs it
-_BASE_EVENTS: dict[str, str] = {
-    "issues": "the trigger label on an issue",
-    "issue_comment": "/vibe commands in comments",
-    "pull_request": "a merged or closed pull request ends its task",
-    "pull_request_review": "reviews are feedback for the next iteration",
-    "pull_request_review_comment": "/vibe commands in inline review comments",
-}
-_ACTIONS_EVENTS: dict[str, str] = {
-    "workflow_run": "the actions executor follows the runs it dispatched",
-}
 
 
 @dataclass(frozen=True)
@@ -63,17 +49,24 @@ class Needs:
     events: tuple[Need, ...]
 
 
-def needs(*, actions_executor: bool) -> Needs:
-    """What the bot needs; the ``actions`` executor adds Actions: write and ``workflow_run``."""
-    perms = dict(_BASE_PERMISSIONS)
-    events = dict(_BASE_EVENTS)
-    if actions_executor:
-        perms.update(_ACTIONS_PERMISSIONS)
-        events.update(_ACTIONS_EVENTS)
-    return Needs(
-        tuple(Need(k, label, level, why) for k, (label, level, why) in perms.items()),
-        tuple(Need(k, k, "", why) for k, why in events.items()),
+def needs(executor: Executor = "local", *, allow_workflow_changes: bool = False) -> Needs:
+    """What the enabled features need: the same table (:data:`bot.github.manifest.FEATURES`)
+    that builds the manifest of ``vibe setup``, so the check asks exactly what it asked for."""
+    chosen = features(executor, allow_workflow_changes)
+    perms = tuple(
+        Need(
+            name,
+            PERMISSION_TITLES[name],
+            level,
+            "; ".join(f.why for f in chosen if name in f.permissions),
+        )
+        for name, level in permissions_of(chosen).items()
     )
+    events = tuple(
+        Need(event, event, "", "; ".join(f.why for f in chosen if event in f.events))
+        for event in events_of(chosen)
+    )
+    return Needs(perms, events)
 
 
 def gaps(permissions: Mapping[str, Any], events: Iterable[Any], wanted: Needs) -> list[str]:

@@ -212,6 +212,12 @@ def render_doc() -> str:
         "content type `application/json`, the same secret as `VIBE_WEBHOOK_SECRET`) with "
         "the events above. The bot acts as the token's user: use a dedicated account.",
         "",
+        "Who may use the bot: by default only the account that owns the App, and with a "
+        "personal access token the token's user. A token used on an organisation's "
+        "repositories therefore needs `VIBE_ALLOWED_OWNERS='[\"the-org\"]'` (or "
+        "`VIBE_ALLOWED_REPOSITORIES='[\"the-org/repo\"]'`); without it the bot stores the "
+        "organisation's deliveries and refuses them.",
+        "",
         "## Actions mode",
         "",
         "`vibe action` in a workflow (`workflows/vibe.yml`) uses the job's token. The "

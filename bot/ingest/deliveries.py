@@ -85,10 +85,14 @@ def _repository(payload: dict[str, Any]) -> str | None:
     return name[:300] if isinstance(name, str) else None
 
 
-def _installation(payload: dict[str, Any]) -> int | None:
-    inst = payload.get("installation")
-    value = inst.get("id") if isinstance(inst, dict) else None
+def _id_of(payload: dict[str, Any], key: str) -> int | None:
+    obj = payload.get(key)
+    value = obj.get("id") if isinstance(obj, dict) else None
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _installation(payload: dict[str, Any]) -> int | None:
+    return _id_of(payload, "installation")
 
 
 # Built once, with bound parameters, so each delivery reuses the compiled statements.
@@ -101,22 +105,33 @@ _TASK_BY_PR = (
     .where(col(Task.repository) == bindparam("repo"), col(Task.pr_number) == bindparam("pr"))
     .limit(1)
 )
+_TASK_BY_PR_OF_ID = (
+    select(Task.number)
+    .where(col(Task.repository_id) == bindparam("id"), col(Task.pr_number) == bindparam("pr"))
+    .limit(1)
+)
 
 
-def task_lane(conn: Connection, key: str | None) -> str | None:
+def task_lane(conn: Connection, key: str | None, repo_id: int | None = None) -> str | None:
     """Route a PR's events to the lane of the task that owns the PR.
 
     A task started from issue #7 opens PR #8; reviews on #8 and commands on #7 must never run
-    at once, so both use the lane ``repo#7``.
+    at once, so both use the lane ``repo#7``. With GitHub's repository id the lane is
+    ``repository:<id>#7``: a renamed or transferred repository keeps its id, so events sent
+    under the old name and under the new one share the lane.
     """
     match = LANE_RE.fullmatch(key or "")
     if match is None:
         return key
     number = int(match["number"])
-    row = conn.execute(_TASK_BY_PR, {"repo": match["repo"], "pr": number}).first()
-    if row is None or row.number == number:
-        return key
-    return f"{match['repo']}#{row.number}{match['suffix'] or ''}"
+    lane = match["repo"] if repo_id is None else f"repository:{repo_id}"
+    row = None
+    if repo_id is not None:
+        row = conn.execute(_TASK_BY_PR_OF_ID, {"id": repo_id, "pr": number}).first()
+    if row is None:  # a task stored before its repository's id was kept
+        row = conn.execute(_TASK_BY_PR, {"repo": match["repo"], "pr": number}).first()
+    owner = number if row is None else row.number
+    return f"{lane}#{owner}{match['suffix'] or ''}"
 
 
 def _store_batch(
@@ -163,7 +178,9 @@ def _store_batch(
             NewJob(
                 "event",
                 {"event": item.event_name, "action": item.ingested.action},
-                serial_key=task_lane(conn, item.ingested.serial_key),
+                serial_key=task_lane(
+                    conn, item.ingested.serial_key, _id_of(item.payload, "repository")
+                ),
                 delivery_id=item.delivery_id,
                 max_attempts=max_attempts,
             )

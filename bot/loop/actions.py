@@ -62,12 +62,13 @@ class StartRequest:
     instruction: str = ""
     comment_id: int | None = None
     on_pr: bool = False
+    repo_id: int | None = None  # GitHub's repository id, when the forge is GitHub
 
 
 def start(env: Env, req: StartRequest) -> Outcome:
     """A writer asked for work on an issue (label or ``/vibe``) or on an existing PR."""
     env.forge.react(req.number, req.comment_id, "eyes")
-    existing = env.tasks.find(env.forge.repo, req.number)
+    existing = env.tasks.find(env.forge.repo, req.number, req.repo_id)
     if existing is not None and existing.state is not State.QUEUED:
         if existing.state.busy:  # this job was claimed again after a crash: resume
             return run_iteration(
@@ -123,6 +124,7 @@ def _create(env: Env, req: StartRequest) -> TaskRecord:
             requirements=(Requirement(req.instruction or pull.title, "issue"),),
             pr_number=req.number,
             owns_pr=False,
+            repo_id=req.repo_id,
         )
     else:
         base = env.forge.default_branch()
@@ -142,6 +144,7 @@ def _create(env: Env, req: StartRequest) -> TaskRecord:
             title=issue.title,
             instruction=instruction,
             requirements=(Requirement(issue.title, "issue"),),
+            repo_id=req.repo_id,
         )
     task, _ = env.tasks.find_or_create(new)
     return task

@@ -193,6 +193,7 @@ class Context:
     task: TaskRecord | None = None
     comment: ev.Comment | None = None  # the comment that asked, if one did
     trigger: str = "comment"  # how feedback arrives here: a comment, or vibe run's terminal
+    repo_id: int | None = None  # GitHub's repository id: a new task is stored with it
 
     @property
     def comment_id(self) -> int | None:
@@ -262,6 +263,7 @@ def _start(d: pol.StartTask, c: Context) -> str:
             instruction=d.instruction,
             comment_id=c.comment_id,
             on_pr=d.pull_request is not None,
+            repo_id=c.repo_id,
         ),
     )
     _react_done(c.env, c.where, c.comment_id, out.outcome)
@@ -381,7 +383,9 @@ def handle(job: EventJob, wiring: Wiring) -> str:
     if not isinstance(event, ev.IssueEvent | ev.Comment | ev.PullRequestEvent):
         return f"ignored {type(event).__name__}"
     repo = wiring.repository(event.repo, event.installation_id)
-    task = wiring.tasks(job).find(event.repo.full_name, event.number)
+    # By the repository's id: a task begun before a rename or transfer is found under the
+    # new name, and takes it.
+    task = wiring.tasks(job).find(event.repo.full_name, event.number, event.repo.id)
     key = f"delivery:{job.delivery_id or job.job_id}"
     # A job claimed again after a crash decides as the first attempt did, before the task
     # it created existed; the loop then resumes the iteration keyed by this delivery.
@@ -414,7 +418,8 @@ def _here(
     env = wiring.env(job, repo)
     comment = event if isinstance(event, ev.Comment) else None
     try:
-        return carry_out(decision, Context(env, event.number, key, task, comment))
+        context = Context(env, event.number, key, task, comment, repo_id=event.repo.id)
+        return carry_out(decision, context)
     except Declined as exc:
         loop.refuse(env, event.number, key, str(exc))
         return f"refused: {exc}"

@@ -123,7 +123,9 @@ class TaskStore(Protocol):
     :meth:`begin_iteration`, :meth:`record_pushed` and :meth:`conclude`. A job claimed
     again finds the last one reached and finishes from there."""
 
-    def find(self, repo: str, number: int) -> TaskRecord | None: ...
+    def find(self, repo: str, number: int, repo_id: int | None = None) -> TaskRecord | None:
+        """By GitHub's repository id when given (a task found under an older name of its
+        repository takes ``repo`` as its name), else by name."""
 
     def load(self, task_id: int) -> TaskRecord: ...
 

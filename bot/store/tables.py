@@ -102,7 +102,10 @@ class Task(SQLModel, table=True):
     """One issue (or borrowed PR) the bot works on; see ``bot/core/tasks.py`` for the states."""
 
     id: int | None = Field(default=None, primary_key=True)
+    # The name follows a renamed or transferred repository; the id is what stays (None on
+    # rows written before the id was kept).
     repository: str = Field(max_length=300)
+    repository_id: int | None = Field(default=None, sa_column=Column(BigInteger))
     number: int
     pr_number: int | None = Field(default=None, index=True)
     owns_pr: bool = True
@@ -122,7 +125,10 @@ class Task(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
-    __table_args__ = (UniqueConstraint("repository", "number", name="uq_task_repo_number"),)
+    __table_args__ = (
+        UniqueConstraint("repository", "number", name="uq_task_repo_number"),
+        Index("ix_task_repository_id_number", "repository_id", "number", unique=True),
+    )
 
 
 class Iteration(SQLModel, table=True):

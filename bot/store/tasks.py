@@ -6,7 +6,8 @@ write is one transaction, a unit of work that loads the rows it changes, changes
 commits together. An iteration is written at three checkpoints (:class:`Checkpoint`):
 begun, pushed, concluded. Every write is keyed so a retried job repeats nothing: a task is
 unique per repository and issue, an iteration per task and trigger key (the delivery or
-review that caused it).
+review that caused it). A task is found by GitHub's repository id when the caller knows it,
+so it follows a renamed or transferred repository (:func:`find`).
 
 :func:`find` and :func:`load` serve readers outside the loop (the Actions executor, the
 demo, tests).
@@ -132,21 +133,40 @@ def load(engine: Engine, task_id: int) -> TaskRecord:
     return found
 
 
-def find(engine: Engine, repo: str, number: int) -> TaskRecord | None:
-    """The task of issue ``number``, or of the PR ``number`` (opened or borrowed by it)."""
+def find(engine: Engine, repo: str, number: int, repo_id: int | None = None) -> TaskRecord | None:
+    """The task of issue ``number``, or of the PR ``number`` (opened or borrowed by it).
+
+    With ``repo_id`` (GitHub's repository id, which a rename or a transfer keeps) the task
+    is found by the id, or by the name if it was stored without one; a task found under
+    another name takes ``repo`` as its name (and the id), so the workspace, the pushes and
+    the GitHub calls that follow use the repository's name of today.
+    """
     with Session(engine) as session:
-        return _loaded(session, _row_of(session, repo, number))
+        row = _row_of(session, repo, number, repo_id)
+        if repo_id is None or row is None or (row.repository, row.repository_id) == (repo, repo_id):
+            return _loaded(session, row)
+        task_id = row.id
+    assert task_id is not None
+    with _writing(engine) as session:
+        moved = _task_row(session, task_id)
+        moved.repository, moved.repository_id = repo, repo_id
+        moved.updated_at = utcnow()
+    return load(engine, task_id)
 
 
-def _row_of(session: Session, repo: str, number: int) -> Task | None:
-    """The one lookup of a task by issue or pull request number."""
+def _row_of(session: Session, repo: str, number: int, repo_id: int | None = None) -> Task | None:
+    """The one lookup of a task by issue or pull request number: by repository id first,
+    then by name among the rows that have no id (another id under the same name is another
+    repository that took a freed name)."""
+    of_number = or_(col(Task.number) == number, col(Task.pr_number) == number)
+    first = select(Task).order_by(col(Task.id)).limit(1)
+    if repo_id is None:
+        return session.exec(first.where(Task.repository == repo, of_number)).first()
+    by_id = session.exec(first.where(Task.repository_id == repo_id, of_number)).first()
+    if by_id is not None:
+        return by_id
     return session.exec(
-        select(Task)
-        .where(
-            Task.repository == repo,
-            or_(col(Task.number) == number, col(Task.pr_number) == number),
-        )
-        .order_by(col(Task.id))
+        first.where(Task.repository == repo, col(Task.repository_id).is_(None), of_number)
     ).first()
 
 
@@ -187,8 +207,8 @@ class SqlTaskStore:
 
     # --- reads ------------------------------------------------------------------------
 
-    def find(self, repo: str, number: int) -> TaskRecord | None:
-        return find(self.engine, repo, number)
+    def find(self, repo: str, number: int, repo_id: int | None = None) -> TaskRecord | None:
+        return find(self.engine, repo, number, repo_id)
 
     def load(self, task_id: int) -> TaskRecord:
         return load(self.engine, task_id)
@@ -203,11 +223,12 @@ class SqlTaskStore:
     def find_or_create(self, new: NewTask) -> tuple[TaskRecord, bool]:
         """The task for ``(repo, number)``, created if missing; the flag says it was
         created."""
-        existing = self.find(new.repo, new.number)
+        existing = self.find(new.repo, new.number, new.repo_id)
         if existing is not None:
             return existing, False
         row = Task(
             repository=new.repo,
+            repository_id=new.repo_id,
             number=new.number,
             pr_number=new.pr_number,
             owns_pr=new.owns_pr,
@@ -228,7 +249,7 @@ class SqlTaskStore:
                 new_id = row.id
             return self.load(new_id), True
         except IntegrityError:
-            again = self.find(new.repo, new.number)
+            again = self.find(new.repo, new.number, new.repo_id)
             if again is None:
                 raise
             return again, False

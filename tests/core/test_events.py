@@ -108,6 +108,14 @@ def test_issue_comment_on_an_issue() -> None:
     assert event.target.labels == ("bug",)
 
 
+def test_a_stored_delivery_without_a_repository_id_still_parses() -> None:
+    payload = load("issue_comment.created")
+    del payload["repository"]["id"]
+    event = parse_event("issue_comment", payload)
+    assert isinstance(event, Comment)
+    assert (event.repo.full_name, event.repo.id) == ("Codertocat/Hello-World", None)
+
+
 def test_issue_comment_on_a_pull_request_is_a_pr_comment() -> None:
     event = parse_event("issue_comment", load("issue_comment.created.on-pull-request"))
     assert isinstance(event, Comment)

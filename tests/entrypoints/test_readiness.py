@@ -12,8 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bot.entrypoints.app import create_app
+from bot.entrypoints.cli import startup_missing
 from bot.settings import Settings
-from bot.testing.fake_github import FakeGitHub
+from bot.testing.fake_github import FakeGitHub, InlineComment
+from bot.testing.fake_github.server import DEFAULT_APP_EVENTS
 from tests.github.conftest import app_key
 
 
@@ -82,6 +84,7 @@ def test_an_app_lacking_pull_requests_write_is_named(tmp_path: Path, fake: FakeG
             "issues": "write",
             "pull_requests": "read",
             "metadata": "read",
+            "checks": "write",
         },
     )
     client = service(tmp_path, fake, github_app_id=creds.app_id, github_private_key=app_key())
@@ -89,6 +92,49 @@ def test_an_app_lacking_pull_requests_write_is_named(tmp_path: Path, fake: FakeG
     assert line.startswith("GitHub App permission Pull requests: read, needs write")
     ready = client.get("/readyz")
     assert (ready.status_code, ready.json()["reasons"]) == (503, [line])
+
+
+def test_an_app_not_subscribed_to_reviews_gets_none_and_the_event_is_named(
+    tmp_path: Path, fake: FakeGitHub
+) -> None:
+    creds = fake.create_app(
+        "my-vibe",
+        private_key_pem=app_key(),
+        events=tuple(e for e in DEFAULT_APP_EVENTS if e != "pull_request_review"),
+    )
+    fake.create_repo("acme/app", {"f.txt": "one\ntwo\n"})
+    fake.install_app("acme")
+    fake.commit("acme/app", "vibe/1", {"f.txt": "one\n2\n"})
+    pr = fake.open_pull("acme/app", "rita", "vibe/1", "Change f")
+    fake.review("acme/app", pr, "rita", body="Better.", comments=[InlineComment("f.txt", 2, "ok")])
+    # GitHub sends an App only the events it subscribed to: the inline comment, no review.
+    assert [d.event for d in fake.deliveries] == ["pull_request", "pull_request_review_comment"]
+    client = service(tmp_path, fake, github_app_id=creds.app_id, github_private_key=app_key())
+    [line] = client.get("/").json()["missing"]
+    assert line.startswith("GitHub App event pull_request_review: not subscribed (")
+    assert client.get("/readyz").status_code == 503
+
+
+def test_the_console_start_up_lists_githubs_findings_beside_the_settings(
+    tmp_path: Path, fake: FakeGitHub
+) -> None:
+    creds = fake.create_app("my-vibe", private_key_pem=app_key(), events=("issues",))
+    settings = Settings(
+        data_dir=tmp_path,
+        github_api_url=fake.api_url,
+        github_app_id=creds.app_id,
+        github_private_key=app_key(),
+    )
+    missing = startup_missing(settings)
+    assert missing[: len(settings.missing())] == settings.missing()
+    github = missing[len(settings.missing()) :]
+    assert [line.split(":")[0] for line in github] == [
+        "GitHub App event issue_comment",
+        "GitHub App event pull_request",
+        "GitHub App event pull_request_review",
+        "GitHub App event pull_request_review_comment",
+        "GitHub App event pull_request_review_thread",
+    ]
 
 
 def test_readyz_asks_github_once_a_minute(tmp_path: Path, fake: FakeGitHub) -> None:

@@ -13,7 +13,7 @@ from bot.settings import load_settings
 from bot.testing.fake_github import FakeClock, FakeGitHub
 from tests.github.conftest import app_key
 
-LOCAL = needs(actions_executor=False)
+LOCAL = needs("local")
 
 
 def app_hub(fake: FakeGitHub, key: str) -> GitHub:
@@ -57,15 +57,17 @@ def test_an_app_lacking_pull_requests_write_gets_one_line_naming_it(fake: FakeGi
         )
     )
     findings = hub.app_check(LOCAL).findings
-    # metadata is not granted either: two gaps, one line each
-    assert len(findings) == 2
+    # metadata and checks are not granted either: three gaps, one line each
+    assert len(findings) == 3
     pulls = [f for f in findings if f.startswith("GitHub App permission Pull requests")]
     assert pulls == [
-        "GitHub App permission Pull requests: read, needs write (open and update pull "
-        "requests, read reviews); change it in the App's settings, then accept it on each "
+        "GitHub App permission Pull requests: read, needs write (open and update the task's "
+        "pull request; reviews, review comments and resolved threads are feedback; a merge "
+        "or close ends the task); change it in the App's settings, then accept it on each "
         "installation"
     ]
     assert any(f.startswith("GitHub App permission Metadata: none, needs read") for f in findings)
+    assert any(f.startswith("GitHub App permission Checks: none, needs write") for f in findings)
 
 
 def test_the_actions_executor_needs_actions_write_and_the_workflow_run_event(
@@ -83,12 +85,14 @@ def test_the_actions_executor_needs_actions_write_and_the_workflow_run_event(
     assert [f.split(":")[0] for f in local] == [
         "GitHub App event pull_request_review",
         "GitHub App event pull_request_review_comment",
+        "GitHub App event pull_request_review_thread",
     ]
-    on_actions = hub.app_check(needs(actions_executor=True)).findings
+    on_actions = hub.app_check(needs("actions")).findings
     assert [f.split(":")[0] for f in on_actions] == [
         "GitHub App permission Actions",
         "GitHub App event pull_request_review",
         "GitHub App event pull_request_review_comment",
+        "GitHub App event pull_request_review_thread",
         "GitHub App event workflow_run",
     ]
 

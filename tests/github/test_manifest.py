@@ -47,6 +47,8 @@ def test_the_doc_names_every_permission_and_event_of_the_table() -> None:
         assert feature.name in text
     assert "create-github-app-token" in text
     assert "GITHUB_TOKEN" in text
+    # a token's default allow-list is its user: an organisation needs naming
+    assert "VIBE_ALLOWED_OWNERS" in text
 
 
 def test_the_default_manifest_asks_for_exactly_what_the_bot_uses() -> None:

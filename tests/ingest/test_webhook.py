@@ -100,7 +100,7 @@ def test_every_fixture_becomes_the_right_event_and_job(live: Live) -> None:
             assert queued == [], name
     comment_job = next(j for j in jobs(live) if j.delivery_id == "fixture-issues.labeled")
     _, labeled = fixture_payload("issues.labeled")
-    expected_key = f"{labeled['repository']['full_name']}#{labeled['issue']['number']}"
+    expected_key = f"repository:{labeled['repository']['id']}#{labeled['issue']['number']}"
     assert comment_job.serial_key == expected_key
 
 
@@ -372,4 +372,35 @@ def test_events_on_a_task_pr_share_the_task_lane(live: Live) -> None:
     body = json.dumps(payload).encode()
     assert post(live, "pull_request_review", body).status_code == 202
     [job] = jobs(live)
-    assert job.serial_key == f"{repo}#{pr - 1}"
+    assert job.serial_key == f"repository:{payload['repository']['id']}#{pr - 1}"
+
+
+def test_a_renamed_repository_keeps_its_task_lanes(live: Live) -> None:
+    """Events under the old and the new name of a repository share a lane: its id."""
+    _, review = fixture_payload("pull_request_review.submitted")
+    _, old_name = fixture_payload("issue_comment.created")
+    repo_id, pr = review["repository"]["id"], review["pull_request"]["number"]
+    assert old_name["repository"]["id"] == repo_id
+    old_name["repository"]["full_name"] = "Codertocat/Old-Name"
+    old_name["issue"]["number"] = pr - 1
+    with Session(live.app.state.engine) as session:
+        session.add(
+            Task(
+                repository="Codertocat/Old-Name",
+                repository_id=repo_id,
+                number=pr - 1,
+                pr_number=pr,
+                model="conversational",
+                state="awaiting_review",
+                branch="vibe/issue-x",
+                base="main",
+                requester="alice",
+                title="t",
+                instruction="i",
+            )
+        )
+        session.commit()
+    assert post(live, "issue_comment", json.dumps(old_name).encode()).status_code == 202
+    assert post(live, "pull_request_review", json.dumps(review).encode()).status_code == 202
+    lanes = [j.serial_key for j in jobs(live)]
+    assert lanes == [f"repository:{repo_id}#{pr - 1}"] * 2

@@ -96,6 +96,35 @@ def test_task_is_unique_per_issue_and_round_trips(store: SqlTaskStore) -> None:
     assert store.find("octo/other", 12) is None
 
 
+def test_a_task_follows_its_renamed_repository(store: SqlTaskStore) -> None:
+    repo_id = uuid.uuid4().int % 2**62  # beyond 32 bits, as GitHub's ids will be
+    renamed = f"{REPO}-renamed"
+    task, _ = store.find_or_create(replace(_new(30), repo_id=repo_id, pr_number=31))
+    store.begin_iteration(task.id, "delivery:1", "start", ())
+
+    found = store.find(renamed, 31, repo_id)  # a review on its PR, under the new name
+    assert found is not None
+    assert (found.id, found.repo, found.number, len(found.iterations)) == (task.id, renamed, 30, 1)
+    assert store.load(task.id).repo == renamed
+    assert store.find(REPO, 30) is None  # the old name is no task's any more
+    again, created = store.find_or_create(replace(_new(30), repo=renamed, repo_id=repo_id))
+    assert (again.id, created) == (task.id, False)
+    # Another repository that takes the freed name is another repository.
+    assert store.find(REPO, 30, repo_id + 1) is None
+
+
+def test_a_task_stored_without_a_repository_id_learns_it(store: SqlTaskStore) -> None:
+    repo_id = uuid.uuid4().int % 2**62
+    old, _ = store.find_or_create(_new(40))  # a row from before ids were kept
+
+    found = store.find(REPO, 40, repo_id)
+    assert found is not None
+    assert found.id == old.id
+    moved = store.find(f"{REPO}-moved", 40, repo_id)  # found by the id it just learnt
+    assert moved is not None
+    assert (moved.id, moved.repo) == (old.id, f"{REPO}-moved")
+
+
 def test_iterations_are_keyed_and_numbered(store: SqlTaskStore) -> None:
     task, _ = store.find_or_create(_new(20))
     fb = (Feedback("human", "rename", author="ann", path="a.py", line=2, comment_id=5),)

@@ -44,7 +44,10 @@ webhook receiver talk to it exactly as they would to github.com:
   to a URL form the App's delivery log (``GET /app/hook/deliveries``, redelivery through
   ``POST .../attempts`` or :meth:`FakeGitHub.redeliver`). With ``echo_api_events=True``
   changes made through the REST API (issues, comments and their edits, labels, pull
-  requests) send their webhooks too, the bot's own included, as GitHub does.
+  requests) send their webhooks too, the bot's own included, as GitHub does. Once an App
+  exists, only the events it subscribed to and has the permission for are sent
+  (``installation*`` always). ``webhook_order`` (``sent``, ``reversed``, ``shuffled``)
+  orders the webhooks of one change, since GitHub does not guarantee their order.
 - **Push rules** (a pre-receive hook): :meth:`FakeGitHub.protect_branch` refuses pushes to
   a branch (GH006), workflow files need an App token's Workflows permission, and files
   over 100 MiB are refused (GH001). Installation tokens expire on the fake's clock, and

@@ -274,6 +274,20 @@ def create_api(fake: FakeGitHub) -> FastAPI:
         if principal(request).kind != "app":
             raise ApiError(401, "A JSON web token could not be decoded")
 
+    def moved_or_missing(request: Request, owner: str, repo: str) -> ApiError:
+        """404, or a permanent redirect (301 with the new address in ``Location``) for the
+        old name of a renamed or transferred repository: the ``moved_permanently`` response
+        of ``GET /repos/{owner}/{repo}`` in @octokit/openapi, and
+        https://docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api#follow-redirects.
+        GitHub's Location names ``/repositories/{id}``, which the fake does not serve; it
+        names the new owner and name instead."""
+        moved = world.moved_repo(owner, repo)
+        if moved is None:
+            return not_found()
+        path = request.url.path.replace(f"/repos/{owner}/{repo}", f"/repos/{moved.full_name}", 1)
+        location = str(request.url.replace(path=path))
+        return ApiError(301, "Moved Permanently", headers={"Location": location})
+
     def repo_for(
         request: Request,
         owner: str,
@@ -290,7 +304,7 @@ def create_api(fake: FakeGitHub) -> FastAPI:
             raise ApiError(403, "Resource not accessible by integration")
         found = world.repo(owner, repo)
         if found is None:
-            raise not_found()
+            raise moved_or_missing(request, owner, repo)
         if who.token is None:
             if found.private:
                 raise not_found()
@@ -479,7 +493,7 @@ def create_api(fake: FakeGitHub) -> FastAPI:
         with world.lock:
             found = world.repo(owner, repo)
             if found is None:
-                raise not_found()
+                raise moved_or_missing(request, owner, repo)
             inst = fake.installation_for(found)
             if inst is None:
                 raise not_found()
@@ -1221,7 +1235,11 @@ def create_api(fake: FakeGitHub) -> FastAPI:
             raise not_found()
         name = repo_git[: -len(".git")]
         with world.lock:
-            found = world.repo(owner, name)
+            # Git keeps working under a renamed repository's old name: "all git clone, git
+            # fetch, or git push operations targeting the previous location will continue to
+            # function as if made on the new location."
+            # https://docs.github.com/en/repositories/creating-and-managing-repositories/renaming-a-repository
+            found = world.repo(owner, name) or world.moved_repo(owner, name)
             who = _git_principal(request)
             if who is None and request.headers.get("authorization"):
                 return _git_auth_challenge()  # bad credentials fail even on public repos

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import random
 import socket
 import tempfile
 import threading
@@ -20,9 +21,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 
+from bot.github.manifest import events_of, features, permissions_of
 from bot.testing.fake_github import gitrepo
 from bot.testing.fake_github.api import ApiError, Fault, FaultKind, Recorded, create_api
-from bot.testing.fake_github.manifests import ManifestFlow, add_manifest_routes
+from bot.testing.fake_github.manifests import (
+    EVENT_PERMISSIONS,
+    ManifestFlow,
+    add_manifest_routes,
+)
 from bot.testing.fake_github.shapes import JSON, Shapes, node_id
 from bot.testing.fake_github.state import (
     App,
@@ -42,22 +48,15 @@ from bot.testing.fake_github.state import (
     World,
 )
 
-DEFAULT_APP_PERMISSIONS = {
-    "contents": "write",
-    "issues": "write",
-    "pull_requests": "write",
-    "checks": "write",
-    "metadata": "read",
-}
-# The events the bot handles (bot/github/access.py), workflow_run for the actions executor.
-DEFAULT_APP_EVENTS = (
-    "issues",
-    "issue_comment",
-    "pull_request",
-    "pull_request_review",
-    "pull_request_review_comment",
-    "workflow_run",
-)
+WebhookOrder = Literal["sent", "reversed", "shuffled"]
+# Events GitHub sends to every App, with no subscription and no permission: "This event
+# occurs when there is activity relating to a GitHub App installation"
+# (https://docs.github.com/en/webhooks/webhook-events-and-payloads#installation).
+UNSUBSCRIBED_EVENTS = frozenset({"installation", "installation_repositories"})
+
+# An App registered from the default manifest of ``vibe setup`` (bot/github/manifest.py).
+DEFAULT_APP_PERMISSIONS: dict[str, str] = dict(permissions_of(features()))
+DEFAULT_APP_EVENTS = tuple(events_of(features()))
 
 
 @dataclass(frozen=True)
@@ -119,6 +118,7 @@ class FakeGitHub:
         port: int = 0,
         echo_api_events: bool = False,
         first_id: int = 1001,
+        webhook_order: WebhookOrder = "sent",
     ) -> None:
         self.world = World(clock or SystemClock(), first_id)
         self.webhook_url = webhook_url
@@ -127,6 +127,9 @@ class FakeGitHub:
         self.fault_delay = fault_delay
         self.port = port
         self.echo_api_events = echo_api_events
+        # The order in which one change's webhooks go out; settable while running.
+        self.webhook_order: WebhookOrder = webhook_order
+        self._shuffle = random.Random(first_id)  # noqa: S311 - test order, not security
         self.manifests = ManifestFlow()
         self.responses: list[Recorded] = []
         self.deliveries: list[Delivery] = []
@@ -257,6 +260,7 @@ class FakeGitHub:
         with self.world.lock:
             if full_name.lower() in self.world.repos:
                 raise ValueError(f"{full_name} exists")
+            self.world.moved.pop(full_name.lower(), None)  # a new repository ends a redirect
             if owner not in self.world.users:
                 self.world.user(owner)
             path = self.git_root / owner.lower() / f"{name.lower()}.git"
@@ -285,6 +289,43 @@ class FakeGitHub:
         if found is None:
             raise KeyError(full_name)
         return found
+
+    def rename_repo(self, old: str, new: str, sender: str | None = None) -> Repo:
+        """Rename a repository (same owner) or transfer it (another owner). The id stays; the
+        old name answers 301 to the REST API and keeps serving git (:meth:`World.rename`).
+        ``repository.renamed`` or ``repository.transferred`` goes to the App only if it
+        subscribed to ``repository`` events
+        (https://docs.github.com/en/webhooks/webhook-events-and-payloads#repository)."""
+        owner, _, name = new.partition("/")
+        if not owner or not name or "/" in name:
+            raise ValueError(f"repository name must be owner/name, got {new!r}")
+        with self.world.lock:
+            repo = self.repo(old)
+            if new.lower() != old.lower() and new.lower() in self.world.repos:
+                raise ValueError(f"{new} exists")
+            old_owner, old_name = repo.owner, repo.name
+            new_owner = self.world.user(owner)
+            path = self.git_root / owner.lower() / f"{name.lower()}.git"
+            if path != repo.path:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                repo.path.rename(path)
+                repo.path = path
+            self.world.rename(repo, owner, name)
+            changes: JSON
+            if old_owner == owner:
+                action, changes = "renamed", {"repository": {"name": {"from": old_name}}}
+            else:
+                was = self.world.user(old_owner)
+                kind = "organization" if was.type == "Organization" else "user"
+                action = "transferred"
+                changes = {"owner": {"from": {kind: self.shapes.user(was.login)}}}
+            payload: JSON = {
+                "action": action,
+                "changes": changes,
+                **self._common(repo, sender or new_owner.login),
+            }
+        self.deliver("repository", payload)
+        return repo
 
     def protect_branch(self, full_name: str, branch: str) -> None:
         """A branch protection rule: pushes to ``branch`` are refused (GH006)."""
@@ -700,9 +741,10 @@ class FakeGitHub:
                 }
                 for c in made
             ]
-        self.deliver("pull_request_review", review_payload)
-        for payload in comment_payloads:
-            self.deliver("pull_request_review_comment", payload)
+        self.send(
+            [("pull_request_review", review_payload)]
+            + [("pull_request_review_comment", payload) for payload in comment_payloads]
+        )
         return review.id
 
     def approve(self, full_name: str, number: int, user: str, body: str = "") -> int:
@@ -717,8 +759,7 @@ class FakeGitHub:
             parent = self.world.review_comments[comment_id]
             comment = self.add_review_reply(repo, parent, user, body)
             events = self.reply_events(repo, comment, user)
-        for event in events:
-            self.deliver(*event)
+        self.send(events)
         return comment.id
 
     def reply_events(self, repo: Repo, comment: ReviewComment, sender: str) -> list[Event]:
@@ -1030,8 +1071,7 @@ class FakeGitHub:
     def echo(self, events: list[Event]) -> None:
         """Send webhooks for changes made through the REST API, when ``echo_api_events``."""
         if self.echo_api_events:
-            for event, payload in events:
-                self.deliver(event, payload)
+            self.send(events)
 
     def _deliver_issue(
         self, repo: Repo, issue: Issue, action: str, sender: str, extra: JSON | None = None
@@ -1043,14 +1083,43 @@ class FakeGitHub:
     ) -> None:
         self.deliver(*self.issue_event(repo, issue, action, sender, extra))
 
+    def send(self, events: list[Event]) -> None:
+        """Send the webhooks of one change in :attr:`webhook_order`: as made, reversed or
+        shuffled. "GitHub does not guarantee the order of delivery" (each is its own
+        request): https://docs.github.com/en/webhooks/using-webhooks/best-practices-for-using-webhooks"""
+        ordered = list(events)
+        if self.webhook_order == "reversed":
+            ordered.reverse()
+        elif self.webhook_order == "shuffled":
+            with self.world.lock:
+                self._shuffle.shuffle(ordered)
+        for event, payload in ordered:
+            self.deliver(event, payload)
+
+    def reaches_app(self, event: str) -> bool:
+        """Whether GitHub would send ``event`` to the App: only an event it subscribed to, and
+        subscribing needs the event's permission ("Availability" of each event in
+        https://docs.github.com/en/webhooks/webhook-events-and-payloads, e.g. Pull requests
+        for ``pull_request_review``; Issues or Pull requests for ``issue_comment``). Without
+        an App the webhook is a repository's or organisation's, which the fake sends as is."""
+        with self.world.lock:
+            app = self.world.app
+            if app is None or event in UNSUBSCRIBED_EVENTS:
+                return True
+            granted = {name for name, level in app.permissions.items() if level != "none"}
+            return event in app.events and bool(granted & set(EVENT_PERMISSIONS.get(event, ())))
+
     def deliver(
         self, event: str, payload: JSON, *, guid: str | None = None, redelivery: bool = False
-    ) -> Delivery:
-        """Send one webhook, signed like GitHub (``X-Hub-Signature-256``), and record it.
+    ) -> Delivery | None:
+        """Send one webhook, signed like GitHub (``X-Hub-Signature-256``), and record it;
+        ``None``, nothing sent or logged, when the App would not receive it (:meth:`reaches_app`).
 
         https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries
         A redelivery sends the same GUID again, as a new attempt in the delivery log.
         """
+        if not self.reaches_app(event):
+            return None
         body = json.dumps(payload).encode()
         delivery_id = guid or str(uuid.uuid4())
         status: int | None = None

@@ -278,6 +278,8 @@ class World:
         self._ids = itertools.count(first_id)
         self.users: dict[str, User] = {}
         self.repos: dict[str, Repo] = {}
+        # The former names of renamed or transferred repositories (lowercase) and their ids.
+        self.moved: dict[str, int] = {}
         self.tokens: dict[str, Token] = {}
         self.installations: dict[int, Installation] = {}
         self.app: App | None = None
@@ -297,6 +299,38 @@ class World:
 
     def repo(self, owner: str, name: str) -> Repo | None:
         return self.repos.get(f"{owner}/{name}".lower())
+
+    def moved_repo(self, owner: str, name: str) -> Repo | None:
+        """The repository that was called ``owner/name`` before a rename or a transfer."""
+        repo_id = self.moved.get(f"{owner}/{name}".lower())
+        return next((r for r in self.repos.values() if r.id == repo_id), None)
+
+    def rename(self, repo: Repo, owner: str, name: str) -> None:
+        """Give ``repo`` a new owner and name. GitHub keeps the id, the issues, pull
+        requests and comments, and redirects the old name until a repository takes it:
+        https://docs.github.com/en/repositories/creating-and-managing-repositories/renaming-a-repository
+        """
+        old, new = repo.full_name, f"{owner}/{name}"
+        del self.repos[old.lower()]
+        repo.owner, repo.name = owner, name
+        self.repos[new.lower()] = repo
+        self.moved.pop(new.lower(), None)
+        self.moved[old.lower()] = repo.id
+        things: list[IssueComment | Review | ReviewComment | ReviewThread] = [
+            *self.issue_comments.values(),
+            *self.reviews.values(),
+            *self.review_comments.values(),
+            *self.threads.values(),
+        ]
+        for thing in things:
+            if thing.repo == old:
+                thing.repo = new
+        for inst in self.installations.values():
+            if inst.repositories is not None and old.lower() in inst.repositories:
+                inst.repositories = (inst.repositories - {old.lower()}) | {new.lower()}
+        for token in self.tokens.values():
+            if token.repositories is not None and old.lower() in token.repositories:
+                token.repositories = (token.repositories - {old.lower()}) | {new.lower()}
 
     def issue_comment(self, comment_id: int) -> IssueComment | None:
         return self.issue_comments.get(comment_id)

@@ -179,7 +179,7 @@ def test_a_completed_run_webhook_ends_the_waiting_job_at_once(
                     ).all()
                     return session.exec(select(Job).where(Job.delivery_id == comment.id)).one()
 
-            assert event_job().serial_key == f"{REPO}#{number}"
+            assert event_job().serial_key == f"repository:{fake.repo(REPO).id}#{number}"
             # The waiting job polled the run once when it started; the next poll is 600 s
             # away, so from here on only the webhooks can tell it anything.
             wait_for(lambda: run.reads == 1)
