@@ -40,3 +40,5 @@ class ReviewNote:
     body: str
     author: str | None
     reply_to: int | None = None  # the thread's first comment, when this one is a reply
+    start_line: int | None = None  # the first line of a multi-line comment
+    side: str | None = None  # LEFT: the lines are the base's (removed lines), RIGHT: the head's

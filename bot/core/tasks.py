@@ -116,6 +116,24 @@ class Feedback:
     line: int | None = None
     thread_id: str | None = None
     comment_id: int | None = None
+    start_line: int | None = None  # a multi-line review comment spans start_line..line
+    side: str | None = None  # "LEFT": lines of the base (what the change removed)
+
+    @property
+    def where(self) -> str:
+        """``path:line``, ``path:start-line`` for a range, marked when the lines are the
+        base's (GitHub's ``side: LEFT``); empty without a path."""
+        if self.path is None:
+            return ""
+        if self.line is None:
+            return self.path
+        span = (
+            f"{self.start_line}-{self.line}"
+            if self.start_line not in (None, self.line)
+            else str(self.line)
+        )
+        base = " (lines of the base, removed by the change)" if self.side == "LEFT" else ""
+        return f"{self.path}:{span}{base}"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -126,6 +144,8 @@ class Feedback:
             "line": self.line,
             "thread_id": self.thread_id,
             "comment_id": self.comment_id,
+            "start_line": self.start_line,
+            "side": self.side,
         }
 
     @classmethod
@@ -135,6 +155,8 @@ class Feedback:
             raise ValueError(f"unknown feedback kind {kind!r}")
         line = data.get("line")
         comment_id = data.get("comment_id")
+        start_line = data.get("start_line")
+        side = data.get("side")
         return cls(
             kind=kind,
             text=str(data.get("text", "")),
@@ -143,6 +165,8 @@ class Feedback:
             line=int(line) if line is not None else None,
             thread_id=data.get("thread_id"),
             comment_id=int(comment_id) if comment_id is not None else None,
+            start_line=int(start_line) if start_line is not None else None,
+            side=side if side in ("LEFT", "RIGHT") else None,
         )
 
 

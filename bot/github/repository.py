@@ -72,7 +72,9 @@ class GitHubRepository:
         # A reply in a thread is a review of its own (GitHub sends pull_request_review for
         # it), so a person answering the bot in a thread is feedback like a new comment.
         return [
-            ReviewNote(c.id, c.path, c.line, c.body, c.author, c.in_reply_to_id)
+            ReviewNote(
+                c.id, c.path, c.line, c.body, c.author, c.in_reply_to_id, c.start_line, c.side
+            )
             for c in self.client.review_comments(pr, review_id)
         ]
 

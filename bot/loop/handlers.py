@@ -238,6 +238,8 @@ def _feedback(env: Env, action: pol.Iterate, pr: int) -> tuple[Feedback, ...]:
                 path=note.path,
                 line=note.line,
                 comment_id=note.reply_to or note.comment_id,
+                start_line=note.start_line,
+                side=note.side,
             )
         )
     return tuple(items)

@@ -79,3 +79,31 @@ def test_feedback_kinds_include_failing_checks_once() -> None:
     )
     assert it.feedback_kinds() == ["human", "compiler"]
     assert Check.from_json(lint.to_json()) == lint
+
+
+@pytest.mark.parametrize(
+    ("feedback", "where"),
+    [
+        (Feedback("human", "x", path="calc.py", line=7), "calc.py:7"),
+        (Feedback("human", "x", path="calc.py", line=9, start_line=5), "calc.py:5-9"),
+        (Feedback("human", "x", path="calc.py", line=9, start_line=9), "calc.py:9"),
+        (
+            Feedback("human", "x", path="calc.py", line=3, side="LEFT"),
+            "calc.py:3 (lines of the base, removed by the change)",
+        ),
+        (Feedback("human", "x", path="calc.py"), "calc.py"),
+        (Feedback("human", "x"), ""),
+    ],
+)
+def test_review_feedback_says_which_lines_of_which_side(feedback: Feedback, where: str) -> None:
+    # GitHub's review comments: line (and start_line for a range) on side RIGHT (the head)
+    # or LEFT (the base), never the diff position.
+    assert feedback.where == where
+
+
+def test_feedback_keeps_its_line_range_and_side_through_the_database_json() -> None:
+    item = Feedback("human", "x", path="a.py", line=9, start_line=5, side="LEFT", comment_id=3)
+    assert Feedback.from_json(item.to_json()) == item
+    hostile = {**item.to_json(), "side": "<script>", "start_line": None}
+    back = Feedback.from_json(hostile)
+    assert (back.side, back.start_line) == (None, None)

@@ -80,7 +80,7 @@ class Brief:
 
 
 def _feedback_line(item: Feedback) -> str:
-    where = f" at {item.path}:{item.line}" if item.path else ""
+    where = f" at {item.where}" if item.path else ""
     who = f" from @{item.author}" if item.author else ""
     return f"- [{item.kind}{who}{where}] {item.text.strip()}"
 
