@@ -267,7 +267,11 @@ def test_service_runs_tasks_on_actions_and_iterations_continue_there(job: Job) -
     try:
         with serve(app) as url:
             job.model.add(fix_add())
-            first = event_job("issue_comment", comment_payload("/vibe fix add()"), "d-1")
+            opening = comment_payload("/vibe fix add()")
+            # The octokit fixture names the repository the fake serves; its id must be the
+            # fake's too, as every later delivery's is (tasks are keyed by repository id).
+            opening["repository"]["id"] = job.fake.repo(REPO).id
+            first = event_job("issue_comment", opening, "d-1")
             code, outputs, log = runner_for(url, 1)
             first.join(120)
             assert not first.is_alive()
