@@ -139,6 +139,27 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
 
+    @field_validator("webhook_secret", "webhook_secret_previous")
+    @classmethod
+    def _secret_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty key would make any body "signed": HMAC with b"" is computable by anyone.
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError(
+                "is empty: a delivery signed with an empty key would be accepted; set a "
+                "secret or unset the variable to have one generated"
+            )
+        return value
+
+    @field_validator("sandbox_uid")
+    @classmethod
+    def _sandbox_uid_not_root(cls, value: int | None) -> int | None:
+        if value is not None and value <= 0:
+            raise ValueError(
+                "must be an unprivileged uid (for example 65534): as root (0) the sandbox's "
+                "process limit is ignored"
+            )
+        return value
+
     @field_validator("github_api_url", "github_server_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
@@ -285,6 +306,11 @@ def ensure_webhook_secret(settings: Settings) -> tuple[Settings, bool]:
     generated = False
     if path.exists():
         value = path.read_text().strip()
+        if not value:
+            raise SettingsError(
+                f"the webhook secret stored in {path} is empty; delete the file to have a "
+                "new one generated, or set VIBE_WEBHOOK_SECRET"
+            )
     else:
         value = secrets.token_hex(32)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

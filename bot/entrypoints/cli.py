@@ -120,7 +120,11 @@ def serve(
     except OSError as exc:
         typer.echo(f"vibe: cannot create data directory {settings.data_dir}: {exc}", err=True)
         raise typer.Exit(2) from None
-    settings, generated = ensure_webhook_secret(settings)
+    try:
+        settings, generated = ensure_webhook_secret(settings)
+    except SettingsError as exc:
+        typer.echo(f"vibe: {exc}", err=True)
+        raise typer.Exit(2) from None
     if workers is not None:
         settings = settings.model_copy(update={"workers": max(workers, 1)})
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
