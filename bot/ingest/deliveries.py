@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, case, or_
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select, update
@@ -100,14 +100,15 @@ _KNOWN_DELIVERIES = select(Delivery.id).where(
     col(Delivery.id).in_(bindparam("ids", expanding=True))
 )
 _INSERT_DELIVERY = Delivery.__table__.insert()  # type: ignore[attr-defined]
+# The task owning PR ``pr``: by repository id first, then by name (a task stored before its
+# repository's id was kept), in one statement, as this runs for every delivery.
 _TASK_BY_PR = (
     select(Task.number)
-    .where(col(Task.repository) == bindparam("repo"), col(Task.pr_number) == bindparam("pr"))
-    .limit(1)
-)
-_TASK_BY_PR_OF_ID = (
-    select(Task.number)
-    .where(col(Task.repository_id) == bindparam("id"), col(Task.pr_number) == bindparam("pr"))
+    .where(
+        col(Task.pr_number) == bindparam("pr"),
+        or_(col(Task.repository_id) == bindparam("id"), col(Task.repository) == bindparam("repo")),
+    )
+    .order_by(case((col(Task.repository_id) == bindparam("id"), 0), else_=1))
     .limit(1)
 )
 
@@ -125,11 +126,7 @@ def task_lane(conn: Connection, key: str | None, repo_id: int | None = None) -> 
         return key
     number = int(match["number"])
     lane = match["repo"] if repo_id is None else f"repository:{repo_id}"
-    row = None
-    if repo_id is not None:
-        row = conn.execute(_TASK_BY_PR_OF_ID, {"id": repo_id, "pr": number}).first()
-    if row is None:  # a task stored before its repository's id was kept
-        row = conn.execute(_TASK_BY_PR, {"repo": match["repo"], "pr": number}).first()
+    row = conn.execute(_TASK_BY_PR, {"id": repo_id, "repo": match["repo"], "pr": number}).first()
     owner = number if row is None else row.number
     return f"{lane}#{owner}{match['suffix'] or ''}"
 

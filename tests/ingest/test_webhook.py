@@ -350,14 +350,16 @@ def test_memory_stays_bounded_by_the_cap_for_an_endless_chunked_body(live: Live)
     assert peak < cap * 1.5, f"peak {peak / 2**20:.0f} MiB for a {cap / 2**20:.0f} MiB cap"
 
 
-def test_events_on_a_task_pr_share_the_task_lane(live: Live) -> None:
-    _, payload = fixture_payload("pull_request_review.submitted")
-    repo, pr = payload["repository"]["full_name"], payload["pull_request"]["number"]
+def _store_task(
+    live: Live, repo: str, number: int, pr: int, *, repository_id: int | None = None
+) -> None:
+    """A task of issue ``number`` that owns PR ``pr``, as the loop stores it."""
     with Session(live.app.state.engine) as session:
         session.add(
             Task(
                 repository=repo,
-                number=pr - 1,
+                repository_id=repository_id,
+                number=number,
                 pr_number=pr,
                 model="conversational",
                 state="awaiting_review",
@@ -369,6 +371,12 @@ def test_events_on_a_task_pr_share_the_task_lane(live: Live) -> None:
             )
         )
         session.commit()
+
+
+def test_events_on_a_task_pr_share_the_task_lane(live: Live) -> None:
+    _, payload = fixture_payload("pull_request_review.submitted")
+    repo, pr = payload["repository"]["full_name"], payload["pull_request"]["number"]
+    _store_task(live, repo, pr - 1, pr)
     body = json.dumps(payload).encode()
     assert post(live, "pull_request_review", body).status_code == 202
     [job] = jobs(live)
@@ -383,23 +391,7 @@ def test_a_renamed_repository_keeps_its_task_lanes(live: Live) -> None:
     assert old_name["repository"]["id"] == repo_id
     old_name["repository"]["full_name"] = "Codertocat/Old-Name"
     old_name["issue"]["number"] = pr - 1
-    with Session(live.app.state.engine) as session:
-        session.add(
-            Task(
-                repository="Codertocat/Old-Name",
-                repository_id=repo_id,
-                number=pr - 1,
-                pr_number=pr,
-                model="conversational",
-                state="awaiting_review",
-                branch="vibe/issue-x",
-                base="main",
-                requester="alice",
-                title="t",
-                instruction="i",
-            )
-        )
-        session.commit()
+    _store_task(live, "Codertocat/Old-Name", pr - 1, pr, repository_id=repo_id)
     assert post(live, "issue_comment", json.dumps(old_name).encode()).status_code == 202
     assert post(live, "pull_request_review", json.dumps(review).encode()).status_code == 202
     lanes = [j.serial_key for j in jobs(live)]
