@@ -2,10 +2,11 @@
 
 It speaks enough of the real API for the ``anthropic`` SDK to use it unchanged through
 ``base_url``: ``POST /v1/messages`` (JSON and SSE streaming with the real event sequence),
-``POST /v1/messages/count_tokens`` and the API's error shapes. Each request to
-``/v1/messages`` consumes the next step of a *script* and every request is recorded (headers
-without credentials, parsed body) so a test asserts on what the bot really sent. Nothing is
-patched: the bot's own client, retries and streaming code run for real.
+``POST /v1/messages/count_tokens``, ``GET /v1/models`` (what a key check asks) and the API's
+error shapes. With an ``api_key``, any other key is answered 401 ``authentication_error``.
+Each request to ``/v1/messages`` consumes the next step of a *script* and every request is
+recorded (headers without credentials, parsed body) so a test asserts on what the bot really
+sent. Nothing is patched: the bot's own client, retries and streaming code run for real.
 
 Usage::
 
@@ -18,8 +19,8 @@ Script format (a JSON or YAML list; each item is one response)::
 
     - text: "I will read the file first."        # optional text block (comes first)
       tool_use:                                  # optional tool_use blocks, in order
-        - name: read_file
-          input: {path: src/app.py}
+        - name: str_replace_based_edit_tool
+          input: {command: view, path: src/app.py}
           id: toolu_custom                       # optional; generated when absent
       stop_reason: tool_use                      # default: tool_use if any, else end_turn
       usage:                                     # optional; any field left out is computed
@@ -35,7 +36,7 @@ Script format (a JSON or YAML list; each item is one response)::
         retry_after: 0.01                        # optional; sent as retry-after (seconds)
         error_code: enforced_spend_limit_reached # optional; error.details.error_code
     - text: "partial answer"                     # a reply whose stream breaks part-way:
-      tool_use: [{name: edit_file, input: {path: a.py, old: x, new: y}}]
+      tool_use: [{name: bash, input: {command: "python -m pytest -q"}}]
       break_stream:
         after_events: 4                          # SSE events sent before the break
         kind: error                              # "error": an `event: error` is sent;
@@ -52,10 +53,14 @@ flattened in the API's order (tools, system, messages) into blocks of about
 prefix is written to the server's cache at each breakpoint whose prefix holds at least
 ``min_cache_tokens``; a later request reads from cache the longest previously written prefix
 found at a breakpoint or up to 20 blocks before one. Tokens up to the last breakpoint that
-were not read are billed as cache writes, the rest as plain input. Requests are checked the
-way the API checks them (roles alternate, every ``tool_use`` answered by a ``tool_result``
-with its id, at most 4 breakpoints, prompt within ``context_window``) and refused with a
-400 ``invalid_request_error`` otherwise. When the script is exhausted the server answers
+were not read are billed as cache writes, the rest as plain input. An Anthropic-defined tool
+(``{"type": "text_editor_20250728", "name": "str_replace_based_edit_tool"}``, ``bash_20250124``)
+is billed the input tokens its documentation states rather than its short JSON
+(:data:`BUILTIN_TOOL_TOKENS`). Requests are checked the way the API checks them (roles
+alternate, every ``tool_use`` answered by a ``tool_result`` with its id, each tool a custom
+tool with an ``input_schema`` or an Anthropic-defined ``type`` with the one ``name`` it
+requires, at most 4 breakpoints, prompt within ``context_window``) and refused with a 400
+``invalid_request_error`` otherwise. When the script is exhausted the server answers
 500 with ``x-should-retry: false`` and a message saying so.
 """
 
@@ -70,15 +75,20 @@ import socket
 import sys
 import threading
 import time
+import typing
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
 import yaml
+from anthropic.types import ToolUnionParam
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from bot.testing.loopback import LoopbackHTTPServer
 
 MAX_BODY_BYTES = 32 * 1024 * 1024  # the API's request size limit
 MAX_BREAKPOINTS = 4
@@ -95,6 +105,52 @@ _STATUS_BY_TYPE = {
     "api_error": 500,
     "overloaded_error": 529,
 }
+
+
+# The Anthropic-defined tools the API accepts: each ``type`` with the ``name`` it requires
+# (``None``: any name), read from the SDK's request types, which are generated from the API's
+# own schema (``anthropic.types.ToolUnionParam``: ``ToolTextEditor20250728Param`` requires
+# ``name: Literal["str_replace_based_edit_tool"]``, ``ToolBash20250124Param`` ``"bash"``).
+# ``"custom"`` (or no ``type``) is a tool defined by its ``input_schema``.
+def _defined_tools() -> dict[str, str | None]:
+    def literals(hint: Any) -> list[str]:
+        options = typing.get_args(hint) if typing.get_origin(hint) is not Literal else (hint,)
+        found: list[str] = []
+        for option in options:
+            if typing.get_origin(option) is Literal:
+                found += [str(value) for value in typing.get_args(option)]
+        return found
+
+    table: dict[str, str | None] = {}
+    for member in typing.get_args(ToolUnionParam):
+        hints = typing.get_type_hints(member)
+        names = literals(hints.get("name"))
+        for tool_type in literals(hints.get("type")):
+            table[tool_type] = names[0] if len(names) == 1 else None
+    return table
+
+
+DEFINED_TOOLS = _defined_tools()
+# The input tokens an Anthropic-defined client tool adds to a request, as documented: the
+# text editor 700 (https://docs.claude.com/en/docs/agents-and-tools/tool-use/text-editor-tool,
+# "Pricing and token usage": 700 for text_editor_20250429 and text_editor_20250124;
+# text_editor_20250728 "is otherwise identical to text_editor_20250429"), bash 245
+# (https://docs.claude.com/en/docs/agents-and-tools/tool-use/bash-tool, "Pricing").
+BUILTIN_TOOL_TOKENS: dict[str, int] = {
+    "text_editor_20250728": 700,
+    "text_editor_20250429": 700,
+    "text_editor_20250124": 700,
+    "bash_20250124": 245,
+}
+
+
+# What ``GET /v1/models`` lists, newest first as the API orders them
+# (https://docs.anthropic.com/en/api/models-list).
+MODELS: tuple[tuple[str, str, str], ...] = (
+    ("claude-opus-4-6", "Claude Opus 4.6", "2026-02-05T00:00:00Z"),
+    ("claude-sonnet-4-6", "Claude Sonnet 4.6", "2026-02-05T00:00:00Z"),
+    ("claude-haiku-4-5", "Claude Haiku 4.5", "2025-10-15T00:00:00Z"),
+)
 
 
 class ScriptError(ValueError):
@@ -262,7 +318,8 @@ def flatten_request(body: dict[str, Any]) -> list[PromptBlock]:
     blocks: list[PromptBlock] = []
     for tool in body.get("tools") or []:
         text = _canonical(tool)
-        blocks.append(PromptBlock(text, _tokens(text), _has_breakpoint(tool)))
+        builtin = BUILTIN_TOOL_TOKENS.get(tool.get("type", "")) if isinstance(tool, dict) else None
+        blocks.append(PromptBlock(text, builtin or _tokens(text), _has_breakpoint(tool)))
     system = body.get("system")
     if isinstance(system, str) and system:
         blocks.append(PromptBlock(system, _tokens(system), False))
@@ -322,7 +379,7 @@ class PromptCache:
         return total - read - written, written, read
 
 
-class _Server(ThreadingHTTPServer):
+class _Server(LoopbackHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
@@ -369,8 +426,30 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """Silence the stdlib's per-request stderr line."""
 
+    def _authorized(self) -> bool:
+        """The key as ``x-api-key`` or, as the SDK sends it, ``Authorization: Bearer``."""
+        expected = self.server.owner.api_key
+        if expected is None:
+            return True
+        bearer = self.headers.get("authorization", "").removeprefix("Bearer ")
+        return expected in (self.headers.get("x-api-key"), bearer)
+
     def do_GET(self) -> None:
-        self._send_error(404, "not_found_error", f"no route for GET {self.path}", None)
+        owner = self.server.owner
+        path, _, query = self.path.partition("?")
+        headers = {
+            k.lower(): v for k, v in self.headers.items() if k.lower() not in _SECRET_HEADERS
+        }
+        record = RecordedRequest("GET", path, headers, {}, "", time.monotonic())
+        owner._record(record)
+        if not self._authorized():
+            record.status = 401
+            self._send_error(401, "authentication_error", "invalid x-api-key", None)
+        elif path == "/v1/models":
+            self._models(record, urllib.parse.parse_qs(query))
+        else:
+            record.status = 404
+            self._send_error(404, "not_found_error", f"no route for GET {path}", None)
 
     def do_POST(self) -> None:
         owner = self.server.owner
@@ -413,7 +492,7 @@ class _Handler(BaseHTTPRequestHandler):
             record.status = 400
             self._send_error(400, "invalid_request_error", problem, None)
             return
-        if owner.api_key is not None and self.headers.get("x-api-key") != owner.api_key:
+        if not self._authorized():
             record.status = 401
             self._send_error(401, "authentication_error", "invalid x-api-key", None)
             return
@@ -427,6 +506,46 @@ class _Handler(BaseHTTPRequestHandler):
         record.handled_seconds = time.monotonic() - record.received_at
 
     # -- endpoints -------------------------------------------------------------------------
+
+    def _models(self, record: RecordedRequest, query: dict[str, list[str]]) -> None:
+        """A page of models with the API's cursor fields: ``limit`` (1 to 1000, default
+        20), ``after_id`` and ``before_id``."""
+        try:
+            limit = int(query.get("limit", ["20"])[0])
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= 1000:
+            record.status = 400
+            self._send_error(400, "invalid_request_error", "limit: must be 1 to 1000", None)
+            return
+        ids = [m[0] for m in MODELS]
+        start, end = 0, len(MODELS)
+        if "after_id" in query and query["after_id"][0] in ids:
+            start = ids.index(query["after_id"][0]) + 1
+        if "before_id" in query and query["before_id"][0] in ids:
+            end = ids.index(query["before_id"][0])
+            start = max(start, end - limit)
+        page = MODELS[start:end][:limit]
+        data = [
+            {
+                "type": "model",
+                "id": model_id,
+                "display_name": name,
+                "created_at": created,
+                "lifecycle": "active",
+            }
+            for model_id, name, created in page
+        ]
+        record.status = 200
+        self._send_json(
+            200,
+            {
+                "data": data,
+                "has_more": start + len(page) < end,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+            },
+        )
 
     def _count_tokens(self, record: RecordedRequest) -> None:
         problem = validate_request(record.body, require_max_tokens=False)
@@ -632,6 +751,10 @@ def validate_request(body: dict[str, Any], *, require_max_tokens: bool) -> str |
     tools = body.get("tools") or []
     if not isinstance(tools, list):
         return "tools: Input should be a valid list"
+    for index, tool in enumerate(tools):
+        problem = _tool_problem(index, tool)
+        if problem:
+            return problem
     names = [t.get("name") for t in tools if isinstance(t, dict)]
     if len(names) != len(set(names)):
         return "tools: Tool names must be unique"
@@ -680,6 +803,35 @@ def validate_request(body: dict[str, Any], *, require_max_tokens: bool) -> str |
         if message["role"] == "user" and pending:
             return f"messages.{index}: a user message cannot contain tool_use blocks"
         expected_role = "assistant" if expected_role == "user" else "user"
+    return None
+
+
+def _tool_problem(index: int, tool: Any) -> str | None:
+    """What the API says of one entry of ``tools``, or None. A ``type`` the API does not
+    know is refused with the tagged-union message the API answers (quoted in
+    anthropics/claude-quickstarts#275: "tools.1: Input tag 'str_replace_based_edit_tool'
+    found using 'type' does not match any of the expected tags: ..."); a known type with
+    another name, or a custom tool without ``input_schema``, with that validator's message
+    for the field (``tools.N.<tag>.<field>``)."""
+    if not isinstance(tool, dict):
+        return f"tools.{index}: Input should be a valid dictionary"
+    tool_type = tool.get("type", "custom")
+    if tool_type is None:
+        tool_type = "custom"
+    if tool_type not in DEFINED_TOOLS:
+        expected = ", ".join(f"'{t}'" for t in sorted(DEFINED_TOOLS))
+        return (
+            f"tools.{index}: Input tag '{tool_type}' found using 'type' does not match any of "
+            f"the expected tags: {expected}"
+        )
+    name = tool.get("name")
+    if not isinstance(name, str) or not name:
+        return f"tools.{index}.{tool_type}.name: Field required"
+    required = DEFINED_TOOLS[tool_type]
+    if required is not None and name != required:
+        return f"tools.{index}.{tool_type}.name: Input should be '{required}'"
+    if tool_type == "custom" and not isinstance(tool.get("input_schema"), dict):
+        return f"tools.{index}.custom.input_schema: Field required"
     return None
 
 

@@ -7,13 +7,14 @@ import functools
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bot.testing.fake_github import FakeClock, FakeGitHub
+from bot.testing.loopback import LoopbackHTTPServer
 
 WEBHOOK_SECRET = "webhook-secret-for-tests"
 
@@ -55,7 +56,7 @@ def receiver() -> Iterator[Receiver]:
         def log_message(self, fmt: str, *args: object) -> None:
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = LoopbackHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:

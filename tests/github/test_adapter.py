@@ -765,3 +765,30 @@ def test_a_slow_token_request_holds_up_no_other_thread(
         assert waited < 0.5
     finally:
         hub.close()
+
+
+def test_a_thread_calling_after_close_opens_no_connection(world: FakeGitHub, hub: GitHub) -> None:
+    """A job thread that outlives the shutdown gets a clear error, not a new connection
+    that nothing would close (it was found as an "unclosed socket" in a later test)."""
+    world.add_user("stranger")
+    assert hub.repo(REPO).permission("stranger") == "read"
+    started, closed, seen = threading.Event(), threading.Event(), []
+
+    def late_job() -> None:
+        hub.repo(REPO).permission("stranger")
+        started.set()
+        closed.wait(5)
+        try:
+            hub.repo(REPO).issue_text(1)
+        except GitHubUnavailable as exc:
+            seen.append(str(exc))
+
+    thread = threading.Thread(target=late_job)
+    thread.start()
+    assert started.wait(5)
+    hub.close()
+    closed.set()
+    thread.join(5)
+    assert seen == ["the GitHub client is closed: the process is stopping"]
+    with pytest.raises(GitHubUnavailable, match="closed"):
+        hub.parallel([lambda: 1, lambda: 2])

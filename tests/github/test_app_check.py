@@ -57,8 +57,9 @@ def test_an_app_lacking_pull_requests_write_gets_one_line_naming_it(fake: FakeGi
         )
     )
     findings = hub.app_check(LOCAL).findings
-    # metadata and checks are not granted either: three gaps, one line each
-    assert len(findings) == 3
+    # metadata, checks, actions and commit statuses are not granted either: five gaps, one
+    # line each
+    assert len(findings) == 5
     pulls = [f for f in findings if f.startswith("GitHub App permission Pull requests")]
     assert pulls == [
         "GitHub App permission Pull requests: read, needs write (open and update the task's "
@@ -68,9 +69,13 @@ def test_an_app_lacking_pull_requests_write_gets_one_line_naming_it(fake: FakeGi
     ]
     assert any(f.startswith("GitHub App permission Metadata: none, needs read") for f in findings)
     assert any(f.startswith("GitHub App permission Checks: none, needs write") for f in findings)
+    assert any(f.startswith("GitHub App permission Actions: none, needs read") for f in findings)
+    assert any(
+        f.startswith("GitHub App permission Commit statuses: none, needs read") for f in findings
+    )
 
 
-def test_the_actions_executor_needs_actions_write_and_the_workflow_run_event(
+def test_the_actions_executor_needs_actions_write_and_ci_needs_its_events(
     fake: FakeGitHub,
 ) -> None:
     creds = fake.create_app(
@@ -81,20 +86,19 @@ def test_the_actions_executor_needs_actions_write_and_the_workflow_run_event(
             github_api_url=fake.api_url, github_app_id=creds.app_id, github_private_key=app_key()
         )
     )
-    local = hub.app_check(LOCAL).findings
-    assert [f.split(":")[0] for f in local] == [
+    events = [
+        "GitHub App event check_run",
+        "GitHub App event check_suite",
         "GitHub App event pull_request_review",
         "GitHub App event pull_request_review_comment",
         "GitHub App event pull_request_review_thread",
-    ]
-    on_actions = hub.app_check(needs("actions")).findings
-    assert [f.split(":")[0] for f in on_actions] == [
-        "GitHub App permission Actions",
-        "GitHub App event pull_request_review",
-        "GitHub App event pull_request_review_comment",
-        "GitHub App event pull_request_review_thread",
+        "GitHub App event status",
         "GitHub App event workflow_run",
     ]
+    local = hub.app_check(LOCAL).findings
+    assert [f.split(":")[0] for f in local] == events
+    on_actions = hub.app_check(needs("actions")).findings
+    assert [f.split(":")[0] for f in on_actions] == ["GitHub App permission Actions", *events]
 
 
 def test_an_app_id_the_key_does_not_sign_for_is_one_line(fake: FakeGitHub) -> None:

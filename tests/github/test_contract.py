@@ -30,10 +30,11 @@ from referencing.jsonschema import DRAFT7, DRAFT202012
 from bot.core.markers import marker
 from bot.github import GitHub, RequestPolicy, RetrySettings, StaticToken
 from bot.github.auth import AppTokens
-from bot.github.client import RESOLVE_MUTATION, THREADS_QUERY
+from bot.github.client import MARK_READY_MUTATION, RESOLVE_MUTATION, THREADS_QUERY
 from bot.github.hook_deliveries import AppHookDeliveries
 from bot.github.manifest import ConversionError, build_manifest, convert_code
 from bot.testing.fake_github import FakeClock, FakeGitHub, InlineComment
+from bot.testing.fake_github.ci import CiJob
 from tests.conftest import FIXTURES, require
 from tests.github.conftest import app_key
 from tests.support.web import free_port
@@ -109,9 +110,10 @@ def rest_validator(method: str, template: str, status: int) -> Draft7Validator |
     return Draft7Validator({"$ref": f"urn:rest{schema_ref}"}, registry=registry)
 
 
-def hook_validator(event: str, action: str) -> Draft202012Validator:
+def hook_validator(event: str, action: str | None) -> Draft202012Validator:
+    """The schema of a webhook; events without actions (``status``) are keyed by name."""
     spec = hooks_spec()
-    key = f"{event.replace('_', '-')}-{action}"
+    key = (event + (f"-{action}" if action else "")).replace("_", "-")
     schema = spec["webhooks"][key]["post"]["requestBody"]["content"]["application/json"]["schema"]
     registry: Registry[Any] = Registry().with_resource("urn:hooks", Resource(spec, DRAFT202012))
     return Draft202012Validator({"$ref": f"urn:hooks{schema['$ref']}"}, registry=registry)
@@ -152,8 +154,24 @@ def _exercise(fake: FakeGitHub, clock: FakeClock) -> None:
     repo.add_labels(number, ["vibe:plan"])
     repo.remove_label(number, "vibe:plan")
     repo.read_config("main")
+    # the repository's CI (bot/testing/fake_github/ci.py) runs on the PR
+    fake.set_ci(
+        REPO,
+        [
+            CiJob("lint", ["sh", "-c", "echo 'w.py:1: error: no'; exit 1"]),
+            CiJob("deploy", ["true"], via="status"),
+            CiJob("codecheck", ["false"], via="app"),
+        ],
+    )
     fake.commit(REPO, "vibe/1", {"w.py": "x = 1\n"})
     pr = repo.find_or_create_pull("vibe/1", "main", "Add w", "body")
+    fake.ci.wait(20)
+    checks = repo.head_checks(pr.head_sha)
+    lint = next(c for c in checks.checks if c.name == "lint")
+    assert lint.job_id is not None
+    assert repo.job_log_tail(lint.job_id, 4096)
+    assert not repo.rerun_job(lint.job_id)  # the App reads Actions, re-running needs write
+    repo.mark_ready_for_review(pr.number)
     repo.update_pull(pr.number, title="Add w, better")
     repo.get_pull(pr.number)
     repo.request_review(pr.number, "alice")
@@ -168,6 +186,11 @@ def _exercise(fake: FakeGitHub, clock: FakeClock) -> None:
     repo.review_comments(pr.number)
     repo.reply_in_thread(pr.number, inline.id, "because")
     repo.react(pr.number, inline.id, "eyes", review_comment=True)
+    # the bot's own review (issue 18): one COMMENT review with an inline comment
+    note = {"path": "w.py", "line": 1, "side": "RIGHT", "body": "a finding"}
+    own = repo.create_review(pr.number, pr.head_sha, "review <!-- vibe:review key=k -->", [note])
+    assert repo.find_review(pr.number, marker("review", key="k")) == own
+    assert repo.review_comment(inline.id) is not None
     run = repo.create_check_run(pr.head_sha, "vibe", title="t", summary="s")
     assert run is not None
     repo.update_check_run(run, title="t", summary="s", conclusion="success")
@@ -197,10 +220,12 @@ def _exercise(fake: FakeGitHub, clock: FakeClock) -> None:
     requester.requestJsonAndCheck("GET", f"/repos/{REPO}/check-runs/{run}")
     requester.requestJsonAndCheck("GET", f"/repos/{REPO}/contents/docs")
     requester.requestJsonAndCheck("GET", f"/repos/{REPO}/issues/{number}/comments")
+    requester.requestJsonAndCheck("GET", f"/repos/{REPO}/commits/{pr.head_sha}/check-suites")
     app_requester = tokens._github.requester
     app_requester.requestJsonAndCheck("GET", "/app")
     inst = tokens.installation_id(REPO)
     app_requester.requestJsonAndCheck("GET", f"/app/installations/{inst}")
+    fake.ci.wait(20)  # CI of the pushes above, before the webhook URL changes
     # the App webhook's delivery log, with one delivery that failed (nothing listens)
     fake.webhook_url = f"http://127.0.0.1:{free_port()}/webhook"
     fake.comment(REPO, number, "alice", "while the service was down")
@@ -217,6 +242,11 @@ def _exercise(fake: FakeGitHub, clock: FakeClock) -> None:
         "POST", f"/repos/{REPO}/issues", input={"title": "via the API", "labels": ["bug"]}
     )
     user.repo(REPO).update_pull(labelled, body="edited")
+    user_requester.requestJsonAndCheck(
+        "POST", f"/repos/{REPO}/statuses/{pr.head_sha}", input={"state": "success"}
+    )
+    user_requester.requestJsonAndCheck("POST", f"/repos/{REPO}/actions/jobs/{lint.job_id}/rerun")
+    fake.ci.wait(20)
     user_requester.requestJsonAndCheck(
         "PATCH", f"/repos/{REPO}/pulls/{labelled}", input={"state": "closed"}
     )
@@ -285,7 +315,7 @@ def test_every_webhook_matches_the_webhook_description_and_the_fixtures(
     exercised: FakeGitHub,
 ) -> None:
     _need(HOOKS)
-    kinds = {(d.event, d.payload["action"]) for d in exercised.deliveries}
+    kinds = {(d.event, d.payload.get("action")) for d in exercised.deliveries}
     assert kinds >= {
         ("issues", "opened"),
         ("issues", "labeled"),
@@ -298,15 +328,26 @@ def test_every_webhook_matches_the_webhook_description_and_the_fixtures(
         ("pull_request_review", "submitted"),
         ("pull_request_review_comment", "created"),
         ("pull_request", "edited"),
+        ("pull_request", "ready_for_review"),
+        ("check_suite", "requested"),
+        ("check_suite", "completed"),
+        ("check_run", "created"),
+        ("check_run", "completed"),
+        ("workflow_run", "requested"),
+        ("workflow_run", "in_progress"),
+        ("workflow_run", "completed"),
+        ("status", None),
     }
     api_made = [d for d in exercised.deliveries if d.payload["sender"]["login"] == "vibe-bot[bot]"]
     assert {d.event for d in api_made} >= {"issue_comment", "pull_request", "issues"}
     problems: list[str] = []
     for delivery in exercised.deliveries:
-        validator = hook_validator(delivery.event, delivery.payload["action"])
+        action = delivery.payload.get("action")
+        name = f"{delivery.event}.{action}" if action else delivery.event
+        validator = hook_validator(delivery.event, action)
         for err in _errors(validator, delivery.payload):
-            problems.append(f"{delivery.event}.{delivery.payload['action']}: {err}")
-        fixture = FIXTURES / "webhooks" / f"{delivery.event}.{delivery.payload['action']}.json"
+            problems.append(f"{name}: {err}")
+        fixture = FIXTURES / "webhooks" / f"{name}.json"
         if fixture.exists():
             real = json.loads(fixture.read_text())
             for key, value in real.items():
@@ -362,7 +403,11 @@ def test_adapter_graphql_is_valid_for_github_and_answered_by_the_fake(clock: Fak
     # deprecated on PullRequest but not on its interface Reactable); what is checked here
     # is our operations against it, so the schema is taken as GitHub serves it.
     schema = graphql.build_client_schema(json.loads(GRAPHQL.read_text()), assume_valid=True)
-    operations = {"threads": THREADS_QUERY, "resolve": RESOLVE_MUTATION}
+    operations = {
+        "threads": THREADS_QUERY,
+        "resolve": RESOLVE_MUTATION,
+        "ready": MARK_READY_MUTATION,
+    }
     for name, text in operations.items():
         errors = graphql.validate(schema, graphql.parse(text))
         assert errors == [], f"{name}: {errors}"
@@ -377,7 +422,16 @@ def test_adapter_graphql_is_valid_for_github_and_answered_by_the_fake(clock: Fak
         )
         thread_id = threads["data"]["repository"]["pullRequest"]["reviewThreads"]["nodes"][0]["id"]
         resolved = fake.graphql(token, operations["resolve"], {"threadId": thread_id})
-    for text, answer in ((operations["threads"], threads), (operations["resolve"], resolved)):
+        fake.commit(REPO, "g", {"b.py": "b\n"})
+        draft = fake.open_pull(REPO, "alice", "g", "G", draft=True)
+        pr_id = fake.shapes.pull(fake.repo(REPO), fake.issue(REPO, draft))["node_id"]
+        ready = fake.graphql(token, operations["ready"], {"pullRequestId": pr_id})
+    answers = (
+        (operations["threads"], threads),
+        (operations["resolve"], resolved),
+        (operations["ready"], ready),
+    )
+    for text, answer in answers:
         assert "errors" not in answer
         op = graphql.parse(text).definitions[0]
         assert isinstance(op, graphql.OperationDefinitionNode)

@@ -59,14 +59,20 @@ def test_the_default_manifest_asks_for_exactly_what_the_bot_uses() -> None:
         "issues": "write",
         "pull_requests": "write",
         "checks": "write",
+        "actions": "read",
+        "statuses": "read",
     }
     assert manifest["default_events"] == [
+        "check_run",
+        "check_suite",
         "issue_comment",
         "issues",
         "pull_request",
         "pull_request_review",
         "pull_request_review_comment",
         "pull_request_review_thread",
+        "status",
+        "workflow_run",
     ]
     assert manifest["hook_attributes"] == {
         "url": "https://vibe.example.org/webhook",
@@ -78,9 +84,9 @@ def test_the_default_manifest_asks_for_exactly_what_the_bot_uses() -> None:
 @pytest.mark.parametrize(
     ("executor", "workflows", "extra_permissions", "extra_events"),
     [
-        ("actions", False, {"actions": "write"}, ["workflow_run"]),
+        ("actions", False, {"actions": "write"}, []),
         ("local", True, {"workflows": "write"}, []),
-        ("actions", True, {"actions": "write", "workflows": "write"}, ["workflow_run"]),
+        ("actions", True, {"actions": "write", "workflows": "write"}, []),
     ],
 )
 def test_actions_and_workflow_changes_add_only_their_permissions(
@@ -110,7 +116,7 @@ def test_the_manifest_subscribes_to_every_event_the_bot_handles_and_no_other() -
         (lambda m: m["default_permissions"].update(contents="admin"), "cannot be 'admin'"),
         (lambda m: m["default_permissions"].update(telepathy="read"), "does not exist"),
         (lambda m: m["default_events"].append("teleport"), "not supported"),
-        (lambda m: m["default_events"].append("workflow_run"), "needs the actions permission"),
+        (lambda m: m["default_permissions"].pop("actions"), "needs the actions permission"),
     ],
 )
 def test_the_fake_refuses_a_manifest_github_refuses(change: object, problem: str) -> None:

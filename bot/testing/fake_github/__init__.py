@@ -52,6 +52,13 @@ webhook receiver talk to it exactly as they would to github.com:
   a branch (GH006), workflow files need an App token's Workflows permission, and files
   over 100 MiB are refused (GH001). Installation tokens expire on the fake's clock, and
   git over HTTP answers an expired one with 401.
+- **The repository's CI** (:mod:`bot.testing.fake_github.ci`): ``set_ci(repo, [CiJob(...)])``
+  declares commands the fake runs on every push to a pull request's head, in a checkout of
+  the pushed commit, reported as GitHub Actions check suites, check runs with annotations,
+  workflow runs with job logs (``/actions/jobs/{id}/logs``, re-runs), a third-party App's
+  check runs or commit statuses, with their webhooks; faults ``flaky``, ``always_fails``
+  and ``logs_gone``; ``hold`` for a suite that arrives late. GraphQL
+  ``markPullRequestReadyForReview`` turns a draft ready for review.
 - **Faults per route**: :meth:`FakeGitHub.inject` (method, route template such as
   ``/repos/{owner}/{repo}/pulls``, kind) for ``502``, ``timeout`` (nothing happens),
   ``timeout_after_write`` (the change happens, the answer comes too late),
@@ -79,15 +86,21 @@ alice:write`` serves a directory as a repository and prints the App's credential
 Share a :class:`FakeClock` between the fake and the code under test to check waits and
 token expiry without sleeping. Every JSON response is kept in
 :attr:`FakeGitHub.responses` (method, route template, status, body) so a test can check
-it against GitHub's OpenAPI description.
+it against GitHub's OpenAPI description; every request answered is logged in
+:attr:`FakeGitHub.requests` (method, route template, status), counted by route with
+:meth:`FakeGitHub.request_counts`. GET answers carry a weak ``ETag`` and a matching
+``If-None-Match`` is answered ``304 Not Modified``, as GitHub does. ``latency_seconds``
+delays every API answer (network latency for benchmarks).
 """
 
-from bot.testing.fake_github.api import Fault, FaultKind, Recorded
+from bot.testing.fake_github.api import Fault, FaultKind, LoggedRequest, Recorded
+from bot.testing.fake_github.ci import CiJob
 from bot.testing.fake_github.server import AppCredentials, Delivery, FakeGitHub, InlineComment
 from bot.testing.fake_github.state import Clock, FakeClock, SystemClock
 
 __all__ = [
     "AppCredentials",
+    "CiJob",
     "Clock",
     "Delivery",
     "FakeClock",
@@ -95,6 +108,7 @@ __all__ = [
     "Fault",
     "FaultKind",
     "InlineComment",
+    "LoggedRequest",
     "Recorded",
     "SystemClock",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import re
 import urllib.parse
@@ -82,6 +83,43 @@ class Fault:
 
 
 @dataclass(frozen=True)
+class LoggedRequest:
+    """One request the fake answered: method, route template (``/repos/{owner}/{repo}``),
+    status, whether it was git over HTTP rather than the API, and the path asked."""
+
+    method: str
+    route: str
+    status: int
+    git: bool = False
+    path: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.method} {self.route}"
+
+
+GIT_ROUTE_PREFIX = "/{owner}/{repo_git}/"
+
+
+def etag(body: Any) -> str:
+    """A weak entity tag of a JSON body, as GitHub's ``W/"<hex>"``."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return f'W/"{hashlib.sha256(canonical).hexdigest()[:40]}"'
+
+
+def if_none_match(header: str | None) -> set[str]:
+    """The tags an ``If-None-Match`` header lists, compared weakly (RFC 9110 section
+    13.1.2): ``"x"`` and ``W/"x"`` name the same representation."""
+    tags: set[str] = set()
+    for part in (header or "").split(","):
+        value = part.strip()
+        if value:
+            bare = value.removeprefix("W/")
+            tags.update({bare, f"W/{bare}"})
+    return tags
+
+
+@dataclass(frozen=True)
 class Recorded:
     """One JSON response the fake sent, for the contract test."""
 
@@ -96,7 +134,7 @@ class ApiError(Exception):
         self,
         status: int,
         message: str,
-        errors: list[JSON] | None = None,
+        errors: list[JSON] | list[str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
@@ -121,6 +159,18 @@ class Principal:
         return self.token.login
 
 
+@dataclass(frozen=True)
+class Kit:
+    """The route helpers of :func:`create_api` for routes added elsewhere (``ci.py``), kept
+    on ``app.state.kit``: authentication and permissions, recording, pagination, bodies."""
+
+    repo_for: Callable[..., tuple[Repo, Principal]]
+    reply: Callable[..., Response]
+    paginate: Callable[[Request, list[Any]], tuple[list[Any], dict[str, str]]]
+    body_json: Callable[[Request], Awaitable[JSON]]
+    text_field: Callable[..., str | None]
+
+
 def _template(app: FastAPI, scope: dict[str, Any]) -> str | None:
     for route in app.router.routes:
         match, _ = route.matches(scope)
@@ -140,12 +190,20 @@ def create_api(fake: FakeGitHub) -> FastAPI:
     async def faults_and_recording(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
+        route = _template(app, dict(request.scope)) or request.url.path
+        git = route.startswith(GIT_ROUTE_PREFIX)
+        if fake.latency_seconds > 0 and not git:
+            # Injected network latency of GitHub's API (git over HTTP is not delayed).
+            await asyncio.sleep(fake.latency_seconds)
         fault = fake.take_fault(request.method, request.url.path)
         if fault is not None and fault.kind != "timeout_after_write":
-            return await _fault_response(fault)
-        response = await call_next(request)
-        if fault is not None:
-            await asyncio.sleep(fake.fault_delay)
+            response = await _fault_response(fault)
+        else:
+            response = await call_next(request)
+            if fault is not None:
+                await asyncio.sleep(fake.fault_delay)
+        logged = LoggedRequest(request.method, route, response.status_code, git, request.url.path)
+        fake.log_request(logged)
         return response
 
     async def _fault_response(fault: Fault) -> Response:
@@ -209,6 +267,17 @@ def create_api(fake: FakeGitHub) -> FastAPI:
     def reply(
         request: Request, body: Any, status: int = 200, headers: dict[str, str] | None = None
     ) -> Response:
+        if request.method == "GET" and status == 200:
+            # "Most endpoints return an etag header [...] You can use the values of these
+            # headers to make conditional GET requests. If the response has not changed, you
+            # will receive a 304 Not Modified response. Making a conditional request does not
+            # count against your primary rate limit if a 304 response is returned"
+            # (https://docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api#use-conditional-requests).
+            # GitHub's tags are weak (W/"..."); a 304 carries the tag and no body.
+            tag = etag(body)
+            headers = {**(headers or {}), "ETag": tag}
+            if tag in if_none_match(request.headers.get("if-none-match")):
+                return Response(status_code=304, headers=headers)
         template = _template(app, dict(request.scope)) or request.url.path
         fake.record(Recorded(request.method, template, status, body))
         return JSONResponse(body, status_code=status, headers=headers)
@@ -583,8 +652,20 @@ def create_api(fake: FakeGitHub) -> FastAPI:
     @app.get("/repos/{owner}/{repo}")
     def get_repo(request: Request, owner: str, repo: str) -> Response:
         with world.lock:
-            found, _ = repo_for(request, owner, repo)
-            return reply(request, shapes.repository(found))
+            found, who = repo_for(request, owner, repo)
+            body = shapes.repository(found)
+            if who.token is not None and who.token.kind == "user":
+                # A user's request gets their permissions on it (@octokit/openapi,
+                # full-repository.permissions: admin, maintain, push, triage, pull).
+                role = world.role_of(found, who.login)
+                body["permissions"] = {
+                    "admin": role == "admin",
+                    "maintain": role in ("admin", "maintain"),
+                    "push": role in ("admin", "maintain", "write"),
+                    "triage": role in ("admin", "maintain", "write", "triage"),
+                    "pull": role is not None or not found.private,
+                }
+            return reply(request, body)
 
     @app.get("/repos/{owner}/{repo}/collaborators/{username}/permission")
     def collaborator_permission(request: Request, owner: str, repo: str, username: str) -> Response:
@@ -811,10 +892,14 @@ def create_api(fake: FakeGitHub) -> FastAPI:
                 if pr is None or (state != "all" and issue.state != state):
                     continue
                 if head is not None:
+                    # "Filter pulls by head user or head organization and branch name in the
+                    # format of `user:ref-name`" (@octokit/openapi, "List pull requests"): a
+                    # fork's PR has the fork's owner as its head user.
                     head_owner, _, head_ref = head.partition(":")
+                    owner_of_head = (pr.head_repo or found.full_name).partition("/")[0]
                     if (
                         not head_ref
-                        or head_owner.lower() != found.owner.lower()
+                        or head_owner.lower() != owner_of_head.lower()
                         or head_ref != pr.head_ref
                     ):
                         continue
@@ -891,6 +976,7 @@ def create_api(fake: FakeGitHub) -> FastAPI:
             response = reply(request, shapes.pull(found, issue), status=201)
             events = [fake.issue_event(found, issue, "opened", who.login)]
         fake.echo(events)
+        fake.ci.on_pull_head(found, issue, who.login, None)
         return response
 
     @app.get("/repos/{owner}/{repo}/pulls/{pull_number}")
@@ -997,6 +1083,45 @@ def create_api(fake: FakeGitHub) -> FastAPI:
             items = [shapes.review(found, world.reviews[r]) for r in issue.pull.reviews]
             chunk, headers = paginate(request, items)
             return reply(request, chunk, headers=headers)
+
+    @app.post("/repos/{owner}/{repo}/pulls/{pull_number}/reviews")
+    async def create_review(request: Request, owner: str, repo: str, pull_number: int) -> Response:
+        """ "Create a review for a pull request" (@octokit/openapi ``pulls/create-review``):
+        ``event`` APPROVE, REQUEST_CHANGES or COMMENT (blank: PENDING), ``body`` "Required
+        when using REQUEST_CHANGES or COMMENT", ``comments`` each with ``path`` and
+        ``body`` and a place (``line`` with ``side``, ``start_line``/``start_side`` for a
+        range). A comment whose line is not part of the diff fails the whole review with
+        422, and nothing is recorded (:meth:`FakeGitHub.create_review`)."""
+        data = await body_json(request)
+        event = data.get("event")
+        if event is not None and event not in ("APPROVE", "REQUEST_CHANGES", "COMMENT"):
+            raise ApiError(
+                422,
+                "Invalid request.\n\nFor 'event', "
+                + json.dumps(event)
+                + ' is not a member of ["APPROVE", "REQUEST_CHANGES", "COMMENT"].',
+            )
+        body = data.get("body")
+        if body is not None and not isinstance(body, str):
+            raise ApiError(422, "Invalid request.\n\nFor 'body', must be a string.")
+        if isinstance(body, str) and len(body) > MAX_BODY_CHARS:
+            raise ApiError(
+                422, "Unprocessable Entity", ["Body is too long (maximum is 65536 characters)"]
+            )
+        comments = data.get("comments", [])
+        if not isinstance(comments, list) or not all(isinstance(c, dict) for c in comments):
+            raise ApiError(422, "Invalid request.\n\nFor 'comments', must be an array of objects.")
+        commit_id = data.get("commit_id")
+        if commit_id is not None and not isinstance(commit_id, str):
+            raise ApiError(422, "Invalid request.\n\nFor 'commit_id', must be a string.")
+        with world.lock:
+            found, who = repo_for(request, owner, repo, write="pull_requests")
+            issue = pull_of(found, pull_number)
+            review = fake.create_review(found, issue, who.login, event, body, commit_id, comments)
+            response = reply(request, shapes.review(found, review))
+            events = fake.review_events(found, review) if review.state != "PENDING" else []
+        fake.echo(events)
+        return response
 
     @app.get("/repos/{owner}/{repo}/pulls/{pull_number}/reviews/{review_id}/comments")
     def review_comments_of(
@@ -1182,6 +1307,7 @@ def create_api(fake: FakeGitHub) -> FastAPI:
             )
             check_fields(run, data)
             found.check_runs[run.id] = run
+            fake.ci.suite_for_app_run(found, run, world.app if run.app_id is not None else None)
             return reply(request, shapes.check_run(found, run), status=201)
 
     @app.get("/repos/{owner}/{repo}/check-runs/{check_run_id}")
@@ -1204,6 +1330,7 @@ def create_api(fake: FakeGitHub) -> FastAPI:
             if run is None:
                 raise not_found()
             check_fields(run, data)
+            fake.ci.refresh_run_suite(run)
             return reply(request, shapes.check_run(found, run))
 
     # --- GraphQL subset ---------------------------------------------------------------
@@ -1226,7 +1353,9 @@ def create_api(fake: FakeGitHub) -> FastAPI:
                 },
             )
         with world.lock:
-            return reply(request, fake.graphql(who.token, query, variables))
+            response = reply(request, fake.graphql(who.token, query, variables))
+        fake.echo(fake.ci.take_events())  # a mutation's webhooks (markPullRequestReadyForReview)
+        return response
 
     # --- git smart HTTP ---------------------------------------------------------------
 
@@ -1324,4 +1453,5 @@ def create_api(fake: FakeGitHub) -> FastAPI:
             {"message": "Not Found", "documentation_url": DOCS, "status": "404"}, status_code=404
         )
 
+    app.state.kit = Kit(repo_for, reply, paginate, body_json, text_field)
     return app

@@ -315,6 +315,58 @@ def diff_place(repo: Path, base: str, head: str, path: str, line: int) -> DiffPl
 
 
 @dataclass(frozen=True)
+class DiffLine:
+    """A line a review comment may sit on: its hunk, its ``position`` and the hunk down to it."""
+
+    hunk: int
+    position: int
+    diff_hunk: str
+
+
+def diff_lines(repo: Path, base: str, head: str, path: str) -> dict[tuple[str, int], DiffLine]:
+    """The lines of ``path`` in the PR's diff ``base...head`` by (side, line): ``RIGHT``
+    added and context lines of the head, ``LEFT`` removed and context lines of the base
+    ("Use LEFT for deletions that appear in red. Use RIGHT for additions that appear in
+    green or unchanged lines that appear in white and are shown for context",
+    https://docs.github.com/en/rest/pulls/comments#create-a-review-comment-for-a-pull-request).
+    Empty when the file is not in the diff."""
+    text = git(repo, "diff", "-U3", "--no-color", f"{base}...{head}", "--", path).decode(
+        errors="replace"
+    )
+    lines = text.splitlines()
+    first = next((i for i, t in enumerate(lines) if t.startswith("@@")), None)
+    found: dict[tuple[str, int], DiffLine] = {}
+    if first is None:
+        return found
+    old = new = 0
+    hunk = -1
+    hunk_start = first
+    for index in range(first, len(lines)):
+        line = lines[index]
+        if line.startswith("@@"):
+            hunk, hunk_start = hunk + 1, index
+            header = line.split("@@")[1].split()
+            old = int(header[0][1:].split(",")[0])
+            new = int(header[1][1:].split(",")[0])
+            continue
+        if line.startswith("\\"):
+            continue
+        place = DiffLine(hunk, index - first, "\n".join(lines[hunk_start : index + 1]))
+        if line.startswith("-"):
+            found[("LEFT", old)] = place
+            old += 1
+        elif line.startswith("+"):
+            found[("RIGHT", new)] = place
+            new += 1
+        else:
+            found[("LEFT", old)] = place
+            found[("RIGHT", new)] = place
+            old += 1
+            new += 1
+    return found
+
+
+@dataclass(frozen=True)
 class CgiResponse:
     status: int
     headers: list[tuple[str, str]]

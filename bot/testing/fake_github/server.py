@@ -10,6 +10,7 @@ import socket
 import tempfile
 import threading
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -23,7 +24,15 @@ from fastapi import FastAPI
 
 from bot.github.manifest import events_of, features, permissions_of
 from bot.testing.fake_github import gitrepo
-from bot.testing.fake_github.api import ApiError, Fault, FaultKind, Recorded, create_api
+from bot.testing.fake_github.api import (
+    ApiError,
+    Fault,
+    FaultKind,
+    LoggedRequest,
+    Recorded,
+    create_api,
+)
+from bot.testing.fake_github.ci import CiJob, FakeCi, add_ci_routes
 from bot.testing.fake_github.manifests import (
     EVENT_PERMISSIONS,
     ManifestFlow,
@@ -119,8 +128,14 @@ class FakeGitHub:
         echo_api_events: bool = False,
         first_id: int = 1001,
         webhook_order: WebhookOrder = "sent",
+        latency_seconds: float = 0.0,
     ) -> None:
         self.world = World(clock or SystemClock(), first_id)
+        # Added before every API request is answered (not git over HTTP); settable while
+        # running, so one fake measures the same scenario with and without network delay.
+        self.latency_seconds = latency_seconds
+        # Every request answered, in order, by method and route template.
+        self.requests: list[LoggedRequest] = []
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
         self.token_lifetime = token_lifetime
@@ -139,8 +154,12 @@ class FakeGitHub:
         self._server: uvicorn.Server | None = None
         self.app: FastAPI | None = None
         self._thread: threading.Thread | None = None
+        # One client for every webhook delivery (a new one per request costs ~70 ms).
+        self._hooks: httpx.Client | None = None
         self.base_url = ""
         self.shapes = Shapes("http://127.0.0.1", self.world)
+        # The repositories' CI (bot/testing/fake_github/ci.py): declared with set_ci.
+        self.ci = FakeCi(self)
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -154,6 +173,7 @@ class FakeGitHub:
         # Kept so extensions (bot/testing/fake_actions.py) can add routes.
         self.app = create_api(self)
         add_manifest_routes(self.app, self)
+        add_ci_routes(self.app, self)
         config = uvicorn.Config(
             self.app,
             log_level="warning",
@@ -173,11 +193,16 @@ class FakeGitHub:
         return self
 
     def stop(self) -> None:
+        self.ci.close()
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True
             self._thread.join(timeout=10)
         self._server = None
         self._thread = None
+        with self.world.lock:
+            hooks, self._hooks = self._hooks, None
+        if hooks is not None:
+            hooks.close()
         self._tmp.cleanup()
 
     def __enter__(self) -> FakeGitHub:
@@ -237,6 +262,17 @@ class FakeGitHub:
     def record(self, recorded: Recorded) -> None:
         with self.world.lock:
             self.responses.append(recorded)
+
+    def log_request(self, logged: LoggedRequest) -> None:
+        with self.world.lock:
+            self.requests.append(logged)
+
+    def request_counts(self, since: int = 0, *, git: bool = False) -> Counter[str]:
+        """API requests answered since index ``since`` of :attr:`requests`, counted by
+        ``"METHOD /route/{template}"`` (git over HTTP only with ``git``)."""
+        with self.world.lock:
+            logged = self.requests[since:]
+        return Counter(r.key for r in logged if git or not r.git)
 
     # --- setup helpers ----------------------------------------------------------------
 
@@ -326,6 +362,45 @@ class FakeGitHub:
             }
         self.deliver("repository", payload)
         return repo
+
+    def fork(self, full_name: str, owner: str) -> Repo:
+        """``owner`` forks a repository: ``owner/<name>`` with every branch of the original
+        and ``fork: true`` ("parent" and "source" in its full shape). A pull request from it
+        is opened with ``open_pull(full_name, owner, f"{owner}:{branch}", ...)``."""
+        with self.world.lock:
+            parent = self.repo(full_name)
+            fork_name = f"{owner}/{parent.name}"
+            if fork_name.lower() in self.world.repos:
+                raise ValueError(f"{fork_name} exists")
+            self.world.user(owner)
+            path = self.git_root / owner.lower() / f"{parent.name.lower()}.git"
+            gitrepo.init_bare(path, parent.default_branch)
+            gitrepo.git(path, "fetch", "-q", str(parent.path), "+refs/heads/*:refs/heads/*")
+            repo = Repo(
+                owner=owner,
+                name=parent.name,
+                id=self.world.next_id(),
+                private=parent.private,
+                default_branch=parent.default_branch,
+                path=path,
+                created_at=self.world.clock.now(),
+                parent=parent.full_name,
+            )
+            self.world.repos[fork_name.lower()] = repo
+        return repo
+
+    def set_ci(
+        self,
+        full_name: str,
+        jobs: list[CiJob],
+        *,
+        workflow: str = "CI",
+        hold: bool = False,
+        delay: float = 0.0,
+    ) -> None:
+        """Declare a workflow of CI jobs the fake runs on every push to a pull request's
+        head (:mod:`bot.testing.fake_github.ci`); no jobs removes the workflow."""
+        self.ci.set(full_name, jobs, workflow=workflow, hold=hold, delay=delay)
 
     def protect_branch(self, full_name: str, branch: str) -> None:
         """A branch protection rule: pushes to ``branch`` are refused (GH006)."""
@@ -565,35 +640,53 @@ class FakeGitHub:
         return comment
 
     def after_push(self, repo: Repo, pusher: str) -> None:
-        """A push landed: move the heads of open pull requests (GitHub's ``synchronize``)."""
+        """A push landed: move the heads of open pull requests (GitHub's ``synchronize``);
+        a push to a fork moves the heads of the pull requests it opened on its parent."""
         with self.world.lock:
-            changed = self._sync_pull_heads(repo)
+            target = repo
+            if repo.parent is not None:
+                owner, _, name = repo.parent.partition("/")
+                target = self.world.repo(owner, name) or repo
+            changed = self._sync_pull_heads(target, repo)
         for issue, old in changed:
             self._deliver_pull(
-                repo,
+                target,
                 issue,
                 "synchronize",
                 pusher,
                 extra={"before": old, "after": issue.pull.head_sha if issue.pull else ""},
             )
+            self.ci.on_pull_head(target, issue, pusher, old)
 
-    def _sync_pull_heads(self, repo: Repo) -> list[tuple[Issue, str]]:
-        heads = gitrepo.heads(repo.path)
+    def _sync_pull_heads(self, repo: Repo, pushed: Repo) -> list[tuple[Issue, str]]:
+        """Move the heads of ``repo``'s open pull requests whose head branch is in ``pushed``
+        (``repo`` itself or a fork of it). A fork's head commit is fetched into ``repo`` as
+        ``refs/pull/N/head``, as GitHub keeps it."""
+        heads = gitrepo.heads(pushed.path)
+        fork = pushed.full_name if pushed is not repo else None
         changed = []
         with self.world.lock:
             for issue in repo.issues.values():
                 pr = issue.pull
                 if pr is None or issue.state != "open":
                     continue
+                if (pr.head_repo or "").lower() != (fork or "").lower():
+                    continue
                 new = heads.get(pr.head_ref)
                 if new is not None and new != pr.head_sha:
+                    if fork is not None:
+                        self._fetch_pull_head(repo, pushed, issue.number, new)
                     changed.append((issue, pr.head_sha))
                     pr.head_sha = new
                     issue.updated_at = self.world.clock.now()
-                base = heads.get(pr.base_ref)
+                base = heads.get(pr.base_ref) if fork is None else None
                 if base is not None:
                     pr.base_sha = base
         return changed
+
+    @staticmethod
+    def _fetch_pull_head(repo: Repo, fork: Repo, number: int, sha: str) -> None:
+        gitrepo.git(repo.path, "fetch", "-q", str(fork.path), f"+{sha}:refs/pull/{number}/head")
 
     # --- acting as a user (each sends the webhook GitHub would send) -------------------
 
@@ -623,15 +716,28 @@ class FakeGitHub:
         with self.world.lock:
             repo = self.repo(full_name)
             base = base or repo.default_branch
-            head_sha = gitrepo.branch_sha(repo.path, head)
+            # "For cross-repository pull requests in the same network, namespace head with a
+            # user like this: username:branch" (@octokit/openapi, "Create a pull request").
+            head_owner, _, branch = head.rpartition(":")
+            source = repo
+            if head_owner and head_owner.lower() != repo.owner.lower():
+                found = self.world.repo(head_owner, repo.name)
+                if found is None or (found.parent or "").lower() != repo.full_name.lower():
+                    raise ValueError(f"{head_owner} has no fork of {repo.full_name}")
+                source = found
+            head_sha = gitrepo.branch_sha(source.path, branch)
             base_sha = gitrepo.branch_sha(repo.path, base)
             if head_sha is None or base_sha is None:
                 raise ValueError(f"branch {head if head_sha is None else base} does not exist")
             if draft and not repo.drafts_allowed:
                 raise ValueError("Draft pull requests are not supported in this repository.")
             issue = self.new_issue(repo, user, title, body)
-            issue.pull = PullRequest(head, base, head_sha, base_sha, draft)
+            fork = source.full_name if source is not repo else None
+            issue.pull = PullRequest(branch, base, head_sha, base_sha, draft, head_repo=fork)
+            if fork is not None:
+                self._fetch_pull_head(repo, source, issue.number, head_sha)
         self._deliver_pull(repo, issue, "opened", user)
+        self.ci.on_pull_head(repo, issue, user, None)
         return issue.number
 
     def label(self, full_name: str, number: int, user: str, name: str) -> None:
@@ -794,6 +900,180 @@ class FakeGitHub:
                 ),
             ]
 
+    def create_review(
+        self,
+        repo: Repo,
+        issue: Issue,
+        user: str,
+        event: str | None,
+        body: str | None,
+        commit_id: str | None,
+        comments: list[JSON],
+    ) -> Review:
+        """``POST /repos/{owner}/{repo}/pulls/{n}/reviews`` under the world's lock, as strict
+        as GitHub: every comment is checked before anything is recorded, so a refused
+        review leaves no trace. Messages are GitHub's ("Unprocessable Entity" with a list of
+        strings for a review thread; the @octokit/openapi ``validation_failed_simple``
+        shape)."""
+        pr = issue.pull
+        assert pr is not None
+
+        def refuse(message: str) -> ApiError:
+            return ApiError(422, "Unprocessable Entity", [message])
+
+        if event in ("APPROVE", "REQUEST_CHANGES") and user.lower() == issue.user.lower():
+            # GitHub refuses to let a PR's author approve it or request changes on it.
+            verb = "approve" if event == "APPROVE" else "request changes on"
+            raise refuse(f"Can not {verb} your own pull request")
+        if event in ("REQUEST_CHANGES", "COMMENT") and not (body or "").strip() and not comments:
+            # "body: Required when using REQUEST_CHANGES or COMMENT for the event parameter"
+            # (@octokit/openapi pulls/create-review).
+            raise refuse("Body can't be blank")
+        head = pr.head_sha
+        if commit_id is not None:
+            if gitrepo.resolve(repo.path, commit_id) is None:
+                raise refuse(f"No commit found for SHA: {commit_id}")
+            head = commit_id
+        placed: list[tuple[JSON, gitrepo.DiffLine, gitrepo.DiffLine | None]] = []
+        for item in comments:
+            path, text = item.get("path"), item.get("body")
+            if not isinstance(path, str) or not isinstance(text, str) or not text.strip():
+                raise ApiError(
+                    422,
+                    'Invalid request.\n\nNo subschema in "anyOf" matched.\n'
+                    '"path", "body" weren\'t supplied.',
+                )
+            if len(text) > 65_536:
+                raise refuse("Body is too long (maximum is 65536 characters)")
+            line, side = item.get("line"), item.get("side", "RIGHT")
+            start, start_side = item.get("start_line"), item.get("start_side", side)
+            lines = gitrepo.diff_lines(repo.path, pr.base_sha, head, path)
+            if not lines:
+                raise refuse("Path could not be resolved")
+            position = item.get("position")
+            if line is None and isinstance(position, int):
+                # The older way to place a comment: "the number of lines down from the
+                # first '@@' hunk header in the file" (pulls/create-review).
+                found = [k for k, v in lines.items() if v.position == position]
+                if not found:
+                    raise refuse("Pull request review thread position is invalid")
+                side, line = max(found)  # a context line: its RIGHT side, as GitHub shows
+                item = {**item, "line": line, "side": side}
+            # GitHub's texts, as recorded in its 422 answers (errors joined into one string):
+            # "Pull request review thread line must be part of the diff and Pull request
+            # review thread diff hunk can't be blank" (danobi/prr#11), with a start line
+            # "... line must be part of the diff, Pull request review thread start line must
+            # be part of the same hunk as the line., and ... diff hunk can't be blank"
+            # (parkerbxyz/suggest-changes#28), "Path could not be resolved" for a file off
+            # the diff (warpdotdev/oz-for-oss#310).
+            off_diff = (
+                "Pull request review thread line must be part of the diff, Pull request review "
+                "thread start line must be part of the same hunk as the line., and Pull request "
+                "review thread diff hunk can't be blank"
+                if start is not None
+                else "Pull request review thread line must be part of the diff and Pull request "
+                "review thread diff hunk can't be blank"
+            )
+            if not isinstance(line, int) or side not in ("LEFT", "RIGHT"):
+                raise refuse(off_diff)
+            end = lines.get((side, line))
+            if end is None:
+                raise refuse(off_diff)
+            first = None
+            if start is not None:
+                same_hunk = (
+                    "Pull request review thread start line must be part of the same hunk "
+                    "as the line."
+                )
+                if not isinstance(start, int) or start_side not in ("LEFT", "RIGHT"):
+                    raise refuse(same_hunk)
+                first = lines.get((start_side, start))
+                # A multi-line comment is a selection within one hunk of the diff view
+                # (https://docs.github.com/en/pull-requests/collaborating-with-pull-requests/reviewing-changes-in-pull-requests/commenting-on-a-pull-request#adding-line-comments-to-a-pull-request).
+                if first is None or first.hunk != end.hunk or first.position >= end.position:
+                    raise refuse(same_hunk)
+            placed.append((item, end, first))
+        now = self.world.clock.now()
+        state: Literal["APPROVED", "CHANGES_REQUESTED", "COMMENTED", "PENDING"] = "PENDING"
+        if event == "APPROVE":
+            state = "APPROVED"
+        elif event == "REQUEST_CHANGES":
+            state = "CHANGES_REQUESTED"
+        elif event == "COMMENT":
+            state = "COMMENTED"
+        review = Review(
+            repo.full_name,
+            self.world.next_id(),
+            issue.number,
+            user,
+            body or "",
+            state,
+            head,
+            now,
+        )
+        self.world.reviews[review.id] = review
+        pr.reviews.append(review.id)
+        for item, end, first in placed:
+            thread = ReviewThread(
+                repo.full_name,
+                node_id("PRRT", self.world.next_id()),
+                issue.number,
+                item["path"],
+                item["line"],
+                [],
+            )
+            comment = ReviewComment(
+                repo.full_name,
+                self.world.next_id(),
+                issue.number,
+                review.id,
+                user,
+                item["body"],
+                item["path"],
+                item["line"],
+                item.get("side", "RIGHT"),
+                head,
+                now,
+                now,
+                thread.id,
+                position=end.position,
+                diff_hunk=end.diff_hunk,
+                start_line=item.get("start_line") if first is not None else None,
+                start_side=item.get("start_side", item.get("side", "RIGHT")) if first else None,
+            )
+            thread.comment_ids.append(comment.id)
+            self.world.threads[thread.id] = thread
+            self.world.review_comments[comment.id] = comment
+        return review
+
+    def review_events(self, repo: Repo, review: Review) -> list[Event]:
+        """``pull_request_review`` submitted and one ``pull_request_review_comment`` created
+        per inline comment, as GitHub sends for a review made through the API."""
+        issue = repo.issues[review.pull_number]
+        pull = self.shapes.pull(repo, issue, full=False)
+        common = self._common(repo, review.user)
+        events: list[Event] = [
+            (
+                "pull_request_review",
+                {
+                    "action": "submitted",
+                    "review": self._review_webhook(repo, review),
+                    "pull_request": pull,
+                    **common,
+                },
+            )
+        ]
+        for c in self.world.review_comments.values():
+            if c.repo == repo.full_name and c.review_id == review.id:
+                comment = self.shapes.review_comment(repo, c)
+                events.append(
+                    (
+                        "pull_request_review_comment",
+                        {"action": "created", "comment": comment, "pull_request": pull, **common},
+                    )
+                )
+        return events
+
     def merge(self, full_name: str, number: int, user: str) -> str:
         """``user`` merges the PR (a real merge in the bare repository)."""
         with self.world.lock:
@@ -829,6 +1109,23 @@ class FakeGitHub:
 
     def issue(self, full_name: str, number: int) -> Issue:
         return self.repo(full_name).issues[number]
+
+    def delete_comment(self, full_name: str, comment_id: int, user: str) -> None:
+        """``user`` deletes an issue comment: it is gone (an edit answers 404) and
+        ``issue_comment.deleted`` is sent with the comment as it was
+        (https://docs.github.com/en/webhooks/webhook-events-and-payloads#issue_comment)."""
+        with self.world.lock:
+            repo = self.repo(full_name)
+            comment = self.world.issue_comments.pop(comment_id)
+            issue = repo.issues[comment.issue_number]
+            issue.comments.remove(comment_id)
+            payload: JSON = {
+                "action": "deleted",
+                "issue": self.shapes.issue(repo, issue),
+                "comment": self.shapes.issue_comment(repo, comment),
+                **self._common(repo, user),
+            }
+        self.send([("issue_comment", payload)])
 
     def comments(self, full_name: str, number: int) -> list[IssueComment]:
         with self.world.lock:
@@ -868,6 +1165,8 @@ class FakeGitHub:
 
     def graphql(self, token: Token, query: str, variables: dict[str, Any]) -> JSON:
         """Answer the operations the adapter sends; see the package docstring."""
+        if "markPullRequestReadyForReview" in query:
+            return self.ci.mark_ready(token, variables)
         for name in ("unresolveReviewThread", "resolveReviewThread"):
             if name in query:
                 return self._graphql_resolve(token, name, variables)
@@ -876,7 +1175,10 @@ class FakeGitHub:
         return {
             "data": None,
             "errors": [
-                {"message": "fake GitHub answers only reviewThreads and (un)resolveReviewThread"}
+                {
+                    "message": "fake GitHub answers only reviewThreads, (un)resolveReviewThread "
+                    "and markPullRequestReadyForReview"
+                }
             ],
         }
 
@@ -1000,6 +1302,10 @@ class FakeGitHub:
         }
 
     # --- webhooks ---------------------------------------------------------------------
+
+    def common_payload(self, repo: Repo, sender: str) -> JSON:
+        """``repository``, ``sender`` and ``installation`` of a webhook payload."""
+        return self._common(repo, sender)
 
     def _common(self, repo: Repo, sender: str) -> JSON:
         repository = {**self.shapes.repository(repo, full=False), "custom_properties": {}}
@@ -1136,7 +1442,11 @@ class FakeGitHub:
                 digest = hmac.new(self.webhook_secret.encode(), body, hashlib.sha256).hexdigest()
                 headers["X-Hub-Signature-256"] = f"sha256={digest}"
             try:
-                response = httpx.post(self.webhook_url, content=body, headers=headers, timeout=30)
+                with self.world.lock:
+                    if self._hooks is None:
+                        self._hooks = httpx.Client(timeout=30)
+                    hooks = self._hooks
+                response = hooks.post(self.webhook_url, content=body, headers=headers)
                 status = response.status_code
             except httpx.HTTPError as exc:
                 error = f"{type(exc).__name__}: {exc}"

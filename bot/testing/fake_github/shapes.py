@@ -18,6 +18,7 @@ from bot.testing.fake_github.state import (
     Issue,
     IssueComment,
     Label,
+    PullRequest,
     Reaction,
     Repo,
     Review,
@@ -161,7 +162,7 @@ class Shapes:
             "owner": self.user(repo.owner),
             "html_url": html,
             "description": None,
-            "fork": False,
+            "fork": repo.parent is not None,
             "url": url,
             "archive_url": f"{url}/{{archive_format}}{{/ref}}",
             "assignees_url": f"{url}/assignees{{/user}}",
@@ -235,7 +236,27 @@ class Shapes:
         }
         if full:
             data.update({"network_count": 0, "subscribers_count": 0})
+            parent = self._parent(repo)
+            if parent is not None:
+                # full-repository: "parent" and "source" of a fork (@octokit/openapi); the
+                # fake forks only once, so the parent is the source.
+                data["parent"] = self.repository(parent, full=False)
+                data["source"] = self.repository(parent, full=False)
         return data
+
+    def _parent(self, repo: Repo) -> Repo | None:
+        if repo.parent is None:
+            return None
+        owner, _, name = repo.parent.partition("/")
+        return self.world.repo(owner, name)
+
+    def head_repo(self, repo: Repo, pr: PullRequest) -> Repo | None:
+        """The repository a pull request's head branch lives in: ``repo`` itself, its fork,
+        or None when the fork was deleted."""
+        if pr.head_repo is None:
+            return repo
+        owner, _, name = pr.head_repo.partition("/")
+        return self.world.repo(owner, name)
 
     def label(self, repo: Repo, label: Label) -> JSON:
         return {
@@ -389,7 +410,10 @@ class Shapes:
             "assignees": [],
             "requested_reviewers": [self.user(u) for u in pr.requested_reviewers],
             "requested_teams": [],
-            "head": self._branch(repo, pr.head_ref, pr.head_sha),
+            # head/base as octokit's pull_request.opened.json (/work/shared/fixtures/webhooks):
+            # label "owner:ref", user, repo; a fork's PR has head.repo = the fork, whose
+            # "fork" is true (pull-request.head.repo, @octokit/openapi).
+            "head": self._branch(self.head_repo(repo, pr) or repo, pr.head_ref, pr.head_sha),
             "base": self._branch(repo, pr.base_ref, pr.base_sha),
             "_links": {
                 "self": {"href": url},
@@ -477,9 +501,9 @@ class Shapes:
                 "html": {"href": html},
                 "pull_request": {"href": pr_url},
             },
-            "start_line": None,
-            "original_start_line": None,
-            "start_side": None,
+            "start_line": comment.start_line,
+            "original_start_line": comment.start_line,
+            "start_side": comment.start_side,
             "line": comment.line,
             "original_line": comment.line,
             "side": comment.side,
@@ -492,9 +516,41 @@ class Shapes:
 
     # checks and contents ----------------------------------------------------------------
 
+    def pull_minimal(self, repo: Repo, sha: str, branch: str | None) -> list[JSON]:
+        """The ``pull_requests`` of a check run or suite: the open pull requests whose head is
+        this commit on this branch ("A pull request matches a check suite if they have the
+        same head_sha and head_branch", GitHub's webhook reference). Never a pull request
+        from a fork: "The Checks API only looks for pushes in the repository where the check
+        suite or check run were created. Pushes to a branch in a forked repository are not
+        detected and return an empty `pull_requests` array" (@octokit/openapi, "Get a check
+        run"/"Get a check suite"; the ``check_suite`` webhook adds "and a `null` value for
+        `head_branch`")."""
+        api = self.repo_url(repo)
+        ref = {"id": repo.id, "url": api, "name": repo.name}
+        found = []
+        for issue in repo.issues.values():
+            pr = issue.pull
+            if pr is None or issue.state != "open" or pr.head_sha != sha:
+                continue
+            if pr.head_repo is not None:
+                continue
+            if branch is not None and pr.head_ref != branch:
+                continue
+            found.append(
+                {
+                    "url": f"{api}/pulls/{issue.number}",
+                    "id": issue.id,
+                    "number": issue.number,
+                    "head": {"ref": pr.head_ref, "sha": pr.head_sha, "repo": ref},
+                    "base": {"ref": pr.base_ref, "sha": pr.base_sha, "repo": ref},
+                }
+            )
+        return found
+
     def check_run(self, repo: Repo, run: CheckRun) -> JSON:
         url = f"{self.repo_url(repo)}/check-runs/{run.id}"
-        app = self.world.app
+        mine = self.world.app
+        app = run.other_app or (mine if mine is not None and run.app_id == mine.id else None)
         return {
             "id": run.id,
             "node_id": node_id("CR", run.id),
@@ -511,13 +567,13 @@ class Shapes:
                 "title": run.output.get("title"),
                 "summary": run.output.get("summary"),
                 "text": run.output.get("text"),
-                "annotations_count": 0,
+                "annotations_count": len(run.annotations),
                 "annotations_url": f"{url}/annotations",
             },
             "name": run.name,
-            "check_suite": {"id": run.id},
-            "app": self.app(app) if app is not None and run.app_id == app.id else None,
-            "pull_requests": [],
+            "check_suite": {"id": run.suite_id if run.suite_id is not None else run.id},
+            "app": self.app(app) if app is not None else None,
+            "pull_requests": self.pull_minimal(repo, run.head_sha, None),
         }
 
     def content_file(

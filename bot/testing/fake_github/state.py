@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 Role = Literal["admin", "maintain", "write", "triage", "read"]
 ROLES: tuple[Role, ...] = ("admin", "maintain", "write", "triage", "read")
@@ -113,6 +113,28 @@ class App:
         return f"{self.slug}[bot]"
 
 
+# Apps other than the bot's that report checks on the fake: GitHub Actions (its real id and
+# slug, https://api.github.com/apps/github-actions) and a third-party CI App.
+GITHUB_ACTIONS = App(
+    15368,
+    "github-actions",
+    "GitHub Actions",
+    "",
+    "github",
+    {"actions": "write", "checks": "write", "contents": "write", "metadata": "read"},
+    ("check_run", "check_suite", "pull_request", "push", "workflow_dispatch"),
+)
+CHECK_APP = App(
+    9426,
+    "fake-ci",
+    "Fake CI",
+    "",
+    "fake-ci-org",
+    {"checks": "write", "contents": "read", "metadata": "read", "statuses": "write"},
+    ("check_suite", "pull_request", "push"),
+)
+
+
 @dataclass
 class Reaction:
     id: int
@@ -174,6 +196,9 @@ class ReviewComment:
     # Where the line sits in the PR's diff (GitHub's ``position``), and the hunk down to it.
     position: int | None = None
     diff_hunk: str = ""
+    # A multi-line comment's first line and its side (POST .../pulls/{n}/reviews).
+    start_line: int | None = None
+    start_side: str | None = None
 
 
 @dataclass
@@ -201,6 +226,8 @@ class PullRequest:
     merge_commit_sha: str | None = None
     requested_reviewers: list[str] = field(default_factory=list)
     reviews: list[int] = field(default_factory=list)
+    # The fork the head branch lives in (its full name); None: a branch of the repository.
+    head_repo: str | None = None
 
 
 @dataclass
@@ -234,6 +261,12 @@ class CheckRun:
     details_url: str | None
     output: dict[str, str | None]
     app_id: int | None
+    # The check suite it belongs to (bot/testing/fake_github/ci.py) and its annotations, in
+    # the shape of GET .../check-runs/{id}/annotations.
+    suite_id: int | None = None
+    annotations: list[dict[str, Any]] = field(default_factory=list)
+    # The App reporting it when it is not the bot's (GitHub Actions, a third-party CI App).
+    other_app: App | None = None
 
 
 @dataclass
@@ -257,6 +290,7 @@ class Repo:
     # https://docs.github.com/en/pull-requests/collaborating-with-pull-requests/proposing-changes-to-your-work-with-pull-requests/about-pull-requests#draft-pull-requests
     plan: Literal["free", "pro", "team", "enterprise"] = "team"
     protected_branches: set[str] = field(default_factory=set)  # pushes to them are refused
+    parent: str | None = None  # a fork: the full name of the repository it was forked from
 
     @property
     def drafts_allowed(self) -> bool:
