@@ -3,38 +3,81 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import create_engine
 
 from bot.store import tables  # noqa: F401 - registers the tables on SQLModel.metadata
 
+WAL_SWITCH_TRIES = 30
+
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
+    # Switching a new file to WAL needs it alone, and SQLite answers "database is locked"
+    # at once, without its busy handler, while another connection is switching it too
+    # (processes starting together): try again for up to about 5 s.
+    for attempt in range(WAL_SWITCH_TRIES):
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == WAL_SWITCH_TRIES - 1:
+                raise
+            time.sleep(0.01 * (attempt + 1))
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
 
+# A database that is frozen (not down: it accepts and never answers) must not hold a thread
+# for ever. Each wait is bounded: a connection from the pool, connecting, a statement, a
+# lock, an idle transaction, and TCP itself (keep-alives for an idle connection, unacked data
+# for a busy one); a libpq parameter or ``options`` in the URL overrides its default here.
+# https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-PARAMKEYWORDS
+# https://www.postgresql.org/docs/current/runtime-config-client.html#GUC-STATEMENT-TIMEOUT
+# A request does not wait for all of these: it gives up after VIBE_DATABASE_WAIT_SECONDS
+# (bot/ingest/webhook.py, bot/entrypoints/readiness.py) and answers 503.
+POOL_TIMEOUT = 5.0
+POSTGRES_CONNECT: dict[str, int] = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
+POSTGRES_OPTIONS = (
+    "-c statement_timeout=60s -c lock_timeout=10s -c idle_in_transaction_session_timeout=300s"
+)
+
+
 def make_engine(url: str) -> Engine:
-    """Create the engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``)."""
+    """Create the engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``),
+    every database wait bounded (:data:`POSTGRES_CONNECT`, :data:`POSTGRES_OPTIONS`; SQLite
+    waits 30 s for a lock)."""
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
             pool_size=20,
             max_overflow=40,
+            pool_timeout=POOL_TIMEOUT,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN; emit it ourselves so that
@@ -42,7 +85,25 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _disable_pysqlite_begin)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_size=20, max_overflow=40, pool_pre_ping=True)
+    given = make_url(url).query
+    connect_args: dict[str, Any] = {k: v for k, v in POSTGRES_CONNECT.items() if k not in given}
+    options = given.get("options")
+    # Ours first: a ``-c`` of the URL's own ``options`` comes later and wins.
+    connect_args["options"] = " ".join([POSTGRES_OPTIONS, *_strings(options)])
+    return create_engine(
+        url,
+        pool_size=20,
+        max_overflow=40,
+        pool_pre_ping=True,
+        pool_timeout=POOL_TIMEOUT,
+        connect_args=connect_args,
+    )
+
+
+def _strings(value: str | tuple[str, ...] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else value
 
 
 def _disable_pysqlite_begin(dbapi_conn: Any, _record: Any) -> None:
@@ -97,5 +158,50 @@ def init_db(engine: Engine) -> None:
     """
     with write_transaction(engine) as conn:
         if engine.dialect.name == "postgresql":
+            # A migration may rewrite a large table, and waits for another process's.
+            conn.execute(text("SET LOCAL statement_timeout = 0"))
+            conn.execute(text("SET LOCAL lock_timeout = 0"))
             conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
         command.upgrade(alembic_config(conn), "head")
+
+
+@functools.cache
+def _revisions() -> tuple[frozenset[str], frozenset[str]]:
+    """The migrations this code ships: (every revision, the heads)."""
+    script = ScriptDirectory(str(MIGRATIONS))
+    every = frozenset(rev.revision for rev in script.walk_revisions())
+    return every, frozenset(script.get_heads())
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """The revisions alembic recorded in a database beside those this code ships."""
+
+    current: frozenset[str]
+    heads: frozenset[str]
+    known: bool  # every recorded revision is one of this code's migrations
+
+    @property
+    def problem(self) -> str | None:
+        """Why the schema is not the one this code expects (``None``: at head)."""
+        if self.current == self.heads:
+            return None
+        expected = ", ".join(sorted(self.heads))
+        if not self.current:
+            return f"the database has no schema (expected revision {expected})"
+        found = ", ".join(sorted(self.current))
+        if not self.known:
+            return (
+                f"the database is at revision {found}, which this version does not know "
+                f"(expected {expected}): a newer vibe-bot migrated it"
+            )
+        return f"the database is at revision {found}, not at the latest ({expected})"
+
+
+def schema_state(engine: Engine) -> SchemaState:
+    """Read the revision alembic recorded; SQLAlchemyError when the database is
+    unreachable."""
+    every, heads = _revisions()
+    with engine.connect() as conn:
+        current = frozenset(MigrationContext.configure(conn).get_current_heads())
+    return SchemaState(current, heads, current <= every)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -27,7 +27,12 @@ class Delivery(SQLModel, table=True):
     installation_id: int | None = None
     outcome: str = Field(max_length=40)
     detail: str | None = Field(default=None, sa_column=Column(Text))
-    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # Stored as received since revision 0006: ``body`` (the verified bytes) and the media
+    # type that says how to read them; the job that handles the delivery decodes them
+    # (bot/ingest/deliveries.py). ``payload`` holds deliveries stored before.
+    payload: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    body: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    content_type: str | None = Field(default=None, max_length=100)
     received_at: datetime = Field(default_factory=utcnow)
     redeliveries: int = 0
 
@@ -38,7 +43,9 @@ class Job(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     kind: str = Field(max_length=60, index=True)
     status: str = Field(default="queued", max_length=20)
-    delivery_id: str | None = Field(default=None, foreign_key="delivery.id", max_length=100)
+    delivery_id: str | None = Field(
+        default=None, foreign_key="delivery.id", max_length=100, index=True
+    )
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     serial_key: str | None = Field(default=None, max_length=400)
     attempts: int = 0
@@ -122,6 +129,8 @@ class Task(SQLModel, table=True):
     output_tokens: int = 0
     cost: float = 0.0
     stop_requested: bool = False
+    # The task's status comment on GitHub (comment ids are 64-bit), edited by id.
+    status_comment_id: int | None = Field(default=None, sa_column=Column(BigInteger))
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -156,6 +165,10 @@ class Iteration(SQLModel, table=True):
     error: str | None = Field(default=None, sa_column=Column(Text))
     started_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
+    # The context manifest (bot.context.pack.ContextPack.manifest): parts, files, left out.
+    context: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    # Best-of-N attempts, the one chosen and why (bot.core.attempts.AttemptSet.to_json).
+    attempts: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
 
     __table_args__ = (
         UniqueConstraint("task_id", "number", name="uq_iteration_number"),
@@ -193,3 +206,40 @@ class RunnerTask(SQLModel, table=True):
     finished_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class CiRound(SQLModel, table=True):
+    """The decision on one head commit of a task's PR from the repository's CI
+    (:mod:`bot.loop.ci`): written once per head, so the several events of one suite and
+    their redeliveries decide once. ``outcome`` "rerun" waits for re-run jobs and is
+    replaced by the final decision."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="task.id", index=True)
+    head_sha: str = Field(max_length=64)
+    outcome: str = Field(max_length=20)
+    signature: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    failing: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    manual: bool = False
+    note: str = Field(default="", sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    __table_args__ = (UniqueConstraint("task_id", "head_sha", name="uq_ciround_head"),)
+
+
+class ConsoleAction(SQLModel, table=True):
+    """Who did what from the console (:mod:`bot.loop.console`): the actor (how they were
+    let in), their address, the action on a task or a job, and how it ended."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow)
+    actor: str = Field(max_length=200)
+    remote: str | None = Field(default=None, max_length=100)
+    action: str = Field(max_length=20)
+    target: str = Field(max_length=10)
+    target_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    outcome: str = Field(max_length=20)
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False))
+
+    __table_args__ = (Index("ix_consoleaction_target", "target", "target_id"),)

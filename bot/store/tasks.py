@@ -24,11 +24,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, or_, select
 
+from bot.core.attempts import AttemptSet
 from bot.core.tasks import (
     MODELS,
     Begun,
     Check,
     Checkpoint,
+    CommitStat,
     Conclusion,
     DevelopmentModel,
     Feedback,
@@ -42,6 +44,7 @@ from bot.core.tasks import (
     Usage,
     WorkResult,
     allowed,
+    commit_sha,
     transition,
 )
 from bot.store.engine import write_transaction
@@ -76,7 +79,8 @@ def _iteration(row: Iteration) -> IterationRecord:
         number=row.number,
         trigger=row.trigger,
         feedback=tuple(Feedback.from_json(f) for f in row.feedback),
-        commits=tuple(str(c) for c in row.commits),
+        commits=tuple(commit_sha(c) for c in row.commits),
+        commit_stats=tuple(s for s in map(CommitStat.from_json, row.commits) if s is not None),
         checks=tuple(Check.from_json(c) for c in row.checks),
         red=Check.from_json(row.red) if row.red else None,
         green=Check.from_json(row.green) if row.green else None,
@@ -89,6 +93,8 @@ def _iteration(row: Iteration) -> IterationRecord:
         checkpoint=Checkpoint(row.checkpoint),
         started_at=row.started_at,
         base_sha=row.base_sha,
+        context=row.context if isinstance(row.context, dict) else None,
+        attempts=AttemptSet.from_json(row.attempts),
     )
 
 
@@ -115,6 +121,7 @@ def _record(row: Task, iterations: list[Iteration]) -> TaskRecord:
         usage=Usage(row.input_tokens, row.output_tokens, row.cost),
         iterations=tuple(_iteration(i) for i in sorted(iterations, key=lambda i: i.number)),
         stop_requested=row.stop_requested,
+        status_comment_id=row.status_comment_id,
     )
 
 
@@ -212,6 +219,37 @@ class SqlTaskStore:
 
     def load(self, task_id: int) -> TaskRecord:
         return load(self.engine, task_id)
+
+    def find_by_branch(
+        self, repo: str, branch: str, repo_id: int | None = None
+    ) -> TaskRecord | None:
+        """The task that opens its own PR from ``branch`` (its branch is a pure function of
+        its issue: :func:`bot.core.branches.task_branch`), by repository id first."""
+        with Session(self.engine) as session:
+            first = (
+                select(Task).where(Task.branch == branch, col(Task.owns_pr)).order_by(col(Task.id))
+            )
+            row = None
+            if repo_id is not None:
+                row = session.exec(first.where(Task.repository_id == repo_id)).first()
+            if row is None:
+                row = session.exec(first.where(Task.repository == repo)).first()
+            return _loaded(session, row)
+
+    def record_pr(self, task_id: int, pr_number: int) -> TaskRecord:
+        """The task's PR, found from its head branch before the conclusion recorded it."""
+        self._change(task_id, pr_number=pr_number)
+        return self.load(task_id)
+
+    def record_status_comment(self, task_id: int, comment_id: int) -> None:
+        self._change(task_id, status_comment_id=comment_id)
+
+    def record_context(self, iteration_id: int, manifest: dict[str, Any]) -> None:
+        with _writing(self.engine) as session:
+            row = session.get(Iteration, iteration_id)
+            if row is not None:
+                row.context = manifest
+                session.add(row)
 
     def stop_requested(self, task_id: int) -> bool:
         with Session(self.engine) as session:
@@ -343,7 +381,8 @@ class SqlTaskStore:
         with _writing(self.engine) as session:
             row = _iteration_row(session, task_id, number)
             row.outcome = result.outcome
-            row.commits = list(result.commits)
+            stats = {s.sha: s.to_json() for s in result.commit_stats}
+            row.commits = [stats.get(sha, sha) for sha in result.commits]
             row.checks = [c.to_json() for c in result.checks]
             row.red = result.red.to_json() if result.red is not None else None
             row.green = result.green.to_json() if result.green is not None else None
@@ -354,6 +393,7 @@ class SqlTaskStore:
             row.summary = result.summary
             row.error = result.reason
             row.feedback = [f.to_json() for f in result.feedback]
+            row.attempts = result.attempts.to_json() if result.attempts is not None else None
             row.checkpoint = Checkpoint.PUSHED.value
             session.add(row)
             if result.plan is not None:
@@ -392,6 +432,13 @@ class SqlTaskStore:
             found = _loaded(session, task)
         assert found is not None
         return found
+
+    def record_attempts(self, task_id: int, number: int, attempts: AttemptSet) -> None:
+        """The iteration's attempts after a ``/vibe pick`` or once their branches expired."""
+        with _writing(self.engine) as session:
+            row = _iteration_row(session, task_id, number)
+            row.attempts = attempts.to_json()
+            session.add(row)
 
     def mark_reverted(self, task_id: int, number: int) -> None:
         """``/vibe undo`` reverted the iteration's commits."""

@@ -16,14 +16,16 @@ from bot.store.engine import alembic_config, init_db, make_engine
 
 def test_migrations_match_the_models(database_url: str) -> None:
     engine = make_engine(database_url)
-    init_db(engine)
-    with engine.connect() as conn:
-        context = MigrationContext.configure(
-            conn, opts={"compare_type": True, "render_as_batch": True}
-        )
-        assert compare_metadata(context, SQLModel.metadata) == []
-        assert context.get_current_revision() is not None
-    engine.dispose()
+    try:
+        init_db(engine)
+        with engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn, opts={"compare_type": True, "render_as_batch": True}
+            )
+            assert compare_metadata(context, SQLModel.metadata) == []
+            assert context.get_current_revision() is not None
+    finally:
+        engine.dispose()  # a failed comparison must not leave a connection to a later test
 
 
 def test_downgrade_to_nothing_and_up_again(database_url: str) -> None:

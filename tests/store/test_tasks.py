@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
 
 from bot.core.tasks import (
     Check,
     Checkpoint,
+    CommitStat,
     Conclusion,
     Feedback,
     NewTask,
@@ -25,6 +27,7 @@ from bot.core.tasks import (
     WorkResult,
 )
 from bot.store.engine import init_db, make_engine
+from bot.store.tables import Iteration
 from bot.store.tasks import SqlTaskStore, TaskNotFound
 
 REPO = f"octo/demo-{uuid.uuid4().hex[:8]}"  # PostgreSQL keeps rows between runs
@@ -173,6 +176,31 @@ def test_pushed_records_the_result_and_conclude_moves_the_task_in_one_write(
     assert done.iterations[0].checkpoint is Checkpoint.CONCLUDED
     assert done.iterations[0].usage == Usage(10, 5, 0.25)
     assert store.begin_iteration(task.id, "d1", "label", ()).checkpoint is Checkpoint.CONCLUDED
+
+
+def test_commit_stats_travel_with_the_commits_and_old_bare_shas_still_load(
+    store: SqlTaskStore, engine: Engine
+) -> None:
+    task, _ = store.find_or_create(_new(22))
+    stat = CommitStat("a" * 40, 2, 10, 3, "Fix the widget")
+    first = store.begin_iteration(task.id, "d1", "label", ())
+    store.record_pushed(
+        task.id,
+        first.number,
+        replace(RESULT, commits=("a" * 40, "b" * 40), commit_stats=(stat,)),
+    )
+    # A row written before the stats were recorded: bare shas in the same JSON column.
+    old = store.begin_iteration(task.id, "d2", "label", ())
+    with Session(engine) as session:
+        row = session.exec(
+            select(Iteration).where(Iteration.task_id == task.id, Iteration.number == old.number)
+        ).one()
+        row.commits = ["c" * 40]
+        session.add(row)
+        session.commit()
+    new, older = store.load(task.id).iterations
+    assert (new.commits, new.commit_stats) == (("a" * 40, "b" * 40), (stat,))
+    assert (older.commits, older.commit_stats) == (("c" * 40,), ())
 
 
 def test_a_stop_requested_while_finishing_abandons_the_task(store: SqlTaskStore) -> None:
