@@ -70,12 +70,14 @@ AgentExit: TypeAlias = Finished | LimitReached | Refused | Errored | Stopped
 @dataclass(frozen=True)
 class AgentOutcome:
     """One agent run as the loop sees it: its exit, what it spent, how many model calls it
-    made, and the self-review it was shown on its first ``finish``."""
+    made, the self-review it was shown on its first ``finish``, and ``notes``: one line per
+    tool server that was left out of the run and why (for the status comment)."""
 
     exit: AgentExit
     usage: Usage = field(default_factory=Usage)
     steps: int = 0
     self_review: str | None = None
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -90,3 +92,4 @@ class AgentRequest:
     task_seconds_spent: float = 0.0
     iteration_dollars_spent: float = 0.0
     iteration_id: int | None = None
+    repo: str = ""  # owner/name: whose operator-provided MCP secrets the run may use

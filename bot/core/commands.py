@@ -9,8 +9,8 @@ comments (``<!-- -->``, hidden when rendered) are not commands.
 Multi-line instructions: the text of a command is the rest of its line plus every line
 after it up to the next command line (or the end of the comment), so an instruction can
 carry paragraphs and code blocks. Commands without an argument (``approve``, ``stop``,
-``retry``, ``undo``, ``status``, ``help``) must stand alone on their line; the lines after
-them are ordinary commentary.
+``retry``, ``undo``, ``status``, ``fix-ci``, ``fix``, ``help``) must stand alone on their line; the
+lines after them are ordinary commentary.
 
 An instruction is free text, but a reserved word with the wrong arguments (``/vibe stop
 now``) or a lone word within two edits of a subcommand (``/vibe halp``, ``/vibe stpo``) is
@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 
+from bot.core.attempts import MAX_ATTEMPTS
 from bot.core.events import MAX_BODY_CHARS
 
 # Only the first command is acted on; a few more are kept for callers that list them.
@@ -49,6 +50,10 @@ class Verb(StrEnum):
     RETRY = "retry"
     UNDO = "undo"
     STATUS = "status"
+    FIX_CI = "fix-ci"
+    REVIEW = "review"
+    FIX = "fix"
+    PICK = "pick"
     HELP = "help"
     UNKNOWN = "unknown"
 
@@ -61,6 +66,8 @@ class Command:
     verb: Verb
     text: str
     line: int
+    attempts: int | None = None  # ``/vibe attempts=N ...``: best-of-N for this iteration
+    error: str | None = None  # why an UNKNOWN command is wrong, when the grammar can say
 
 
 @dataclass(frozen=True)
@@ -130,18 +137,50 @@ GRAMMAR: tuple[Syntax, ...] = (
         "/vibe status",
         "reply with the task's state, iterations, cost and limits.",
     ),
+    Syntax(
+        Verb.FIX_CI,
+        _alone("fix-ci"),
+        "/vibe fix-ci",
+        "fix the failing CI checks of the pull request's head once more, past "
+        "`ci.max_fix_iterations` and `ci.auto_fix: false`.",
+    ),
+    Syntax(
+        Verb.REVIEW,
+        _with_text("review"),
+        "/vibe review [focus]",
+        "on a pull request (anyone's), post one review with inline comments on the "
+        "changed lines, each with a severity and a suggested fix; it only comments, never "
+        "approves.",
+        takes_text=True,
+    ),
+    Syntax(
+        Verb.FIX,
+        _alone("fix"),
+        "/vibe fix",
+        "in reply to one of the bot's review comments: on the bot's own pull request, "
+        "iterate with that comment as feedback; on another's, reply with a suggested change.",
+    ),
+    Syntax(
+        Verb.PICK,
+        re.compile(r"pick(?:\s+(?P<text>\S+))?\s*", re.IGNORECASE),
+        "/vibe pick <attempt>",
+        "make another of the last iteration's attempts the head of the task branch (a new "
+        "commit with that attempt's files, so the PR's history stays as it was).",
+    ),
     Syntax(Verb.HELP, _alone("help"), "/vibe help", "show this help."),
     Syntax(
         Verb.RUN,
         re.compile(r"(?P<text>.*)"),
-        "/vibe [instruction]",
+        "/vibe [attempts=N] [instruction]",
         "on an issue, start a task (the issue is the task, the instruction adds to it); on "
-        "a pull request, iterate with the instruction as feedback.",
+        "a pull request, iterate with the instruction as feedback. `attempts=N` (1 to "
+        f"{MAX_ATTEMPTS}) runs N independent attempts and the repository's checks choose one.",
         takes_text=True,
     ),
 )
 
-_RESERVED = frozenset(s.verb.value for s in GRAMMAR if s.verb is not Verb.RUN)
+# "fix" is reserved only alone: "/vibe fix the parser" stays an instruction.
+_RESERVED = frozenset(s.verb.value for s in GRAMMAR if s.verb not in (Verb.RUN, Verb.FIX))
 _LONE_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_-]{2,19}[.!?]?")
 _TYPO_DISTANCE = 2
 
@@ -160,8 +199,11 @@ def _edit_distance(a: str, b: str) -> int:
 
 
 def _mistyped(rest: str, following: str) -> bool:
-    """A reserved word with wrong arguments, or a lone word close to a subcommand."""
-    first_word = rest.split(maxsplit=1)[0].lower().rstrip(".!?:") if rest else ""
+    """A reserved word with wrong arguments, or a lone word close to a subcommand, or a
+    bare ``/vibe`` whose next line starts with a reserved word (``/vibe`` then ``stop`` on
+    the next line is not the instruction "stop")."""
+    said = rest or following
+    first_word = said.split(maxsplit=1)[0].lower().rstrip(".!?:") if said.strip() else ""
     if first_word in _RESERVED:
         return True
     if following or _LONE_WORD.fullmatch(rest) is None:
@@ -225,11 +267,52 @@ def _command_lines(lines: list[str], trigger: re.Pattern[str]) -> list[tuple[int
     return found
 
 
+_ATTEMPTS = re.compile(r"attempts\s*=\s*(?P<n>\S*)(?:\s+(?P<text>.*))?", re.IGNORECASE)
+
+
+def _number(word: str | None, limit: int) -> int | None:
+    """``word`` as a whole number from 1 to ``limit``, else None (a short digit string
+    only: ``int()`` of thousands of digits is slow and refused)."""
+    if word is None or not word.isascii() or not word.isdigit() or len(word) > 3:
+        return None
+    value = int(word)
+    return value if 1 <= value <= limit else None
+
+
+def _attempts_run(option: re.Match[str], rest: str, following: str, line: int) -> Command:
+    """``/vibe attempts=N [instruction]``: the run command with a number of attempts."""
+    count = _number(option["n"], MAX_ATTEMPTS)
+    if count is None:
+        error = (
+            f"`attempts={option['n'][:20]}` is not a number of attempts: write a whole number "
+            f"from 1 to {MAX_ATTEMPTS}, as in `/vibe attempts=3 fix the parser`."
+        )
+        return Command(Verb.UNKNOWN, rest, line, error=error)
+    text = "\n".join(part for part in ((option["text"] or "").strip(), following) if part)
+    return Command(Verb.RUN, text, line, attempts=count)
+
+
+def _pick(match: re.Match[str], rest: str, line: int) -> Command:
+    number = _number(match["text"], MAX_ATTEMPTS)
+    if number is None:
+        error = (
+            f"`/vibe pick` takes the number of an attempt, from 1 to {MAX_ATTEMPTS}, as in "
+            "`/vibe pick 2`."
+        )
+        return Command(Verb.UNKNOWN, rest, line, error=error)
+    return Command(Verb.PICK, str(number), line)
+
+
 def _interpret(rest: str, following: str, line: int) -> Command:
+    option = _ATTEMPTS.fullmatch(rest)
+    if option is not None:
+        return _attempts_run(option, rest, following, line)
     for syntax in GRAMMAR:
         match = syntax.pattern.fullmatch(rest)
         if match is None:
             continue
+        if syntax.verb is Verb.PICK:
+            return _pick(match, rest, line)
         if not syntax.takes_text:
             return Command(syntax.verb, "", line)
         text = "\n".join(part for part in ((match["text"] or "").strip(), following) if part)

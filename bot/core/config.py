@@ -7,11 +7,21 @@ the problems found, each naming the line, so the caller can comment once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
+from bot.core.attempts import MAX_ATTEMPTS
+from bot.core.ci import CiPolicy
+from bot.core.mcp import McpConfig
 from bot.core.tasks import DevelopmentModel
 
 CONFIG_PATH = ".github/vibe.yml"
@@ -60,6 +70,73 @@ class Network(_Strict):
     allow: list[str] = Field(default_factory=list)
 
 
+CheckGlob = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class CiKinds(_Strict):
+    """Which failing checks are ``compiler`` feedback and which ``execution``, by check
+    name glob (``*`` matches any text, case-insensitive); unmatched names by default words
+    (:func:`bot.core.ci.classify`)."""
+
+    compiler: list[CheckGlob] = Field(default_factory=list, max_length=50)
+    execution: list[CheckGlob] = Field(default_factory=list, max_length=50)
+
+
+class Ci(_Strict):
+    """The repository's own CI as feedback on the bot's PR (:mod:`bot.loop.ci`)."""
+
+    auto_fix: bool = True
+    max_fix_iterations: int = Field(default=3, ge=0, le=20)
+    settle_seconds: float = Field(default=30.0, ge=0, le=3600)
+    rerun_failed_jobs: bool = False
+    ready_when: Literal["checks_green", "never"] = "checks_green"
+    kinds: CiKinds = Field(default_factory=CiKinds)
+
+    def policy(self) -> CiPolicy:
+        return CiPolicy(
+            auto_fix=self.auto_fix,
+            max_fix_iterations=self.max_fix_iterations,
+            rerun_failed_jobs=self.rerun_failed_jobs,
+            ready_when=self.ready_when,
+            compiler=tuple(self.kinds.compiler),
+            execution=tuple(self.kinds.execution),
+        )
+
+
+class Status(_Strict):
+    # A task's status comment is edited at most once per this many seconds for progress
+    # within a phase (phase changes are written when they happen); the last state is
+    # always written. GitHub's secondary limits on content creation are per account and
+    # shared by every task (bot/loop/status.py).
+    min_interval: float = Field(default=15.0, ge=0.0, le=3600.0)
+
+
+ReviewTrigger = Literal["opened", "ready_for_review"]
+SeverityName = Literal["critical", "major", "minor", "nit"]
+
+
+class Review(_Strict):
+    """Reviews by the bot (:mod:`bot.loop.review`): of any PR when a ``pull_request``
+    event in ``on`` arrives, and of its own PR before a person looks (``before_ready``)."""
+
+    on: list[ReviewTrigger] = Field(default_factory=list, max_length=2)
+    forks: bool = True
+    instructions: str = Field(default="", max_length=8000)
+    max_comments: int = Field(default=20, ge=1, le=50)
+    before_ready: bool = False
+    max_rounds: int = Field(default=2, ge=0, le=5)
+    threshold: SeverityName = "major"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data: Any) -> Any:
+        """YAML 1.1 (PyYAML) reads an unquoted ``on:`` key as the boolean true, as GitHub's
+        workflow files are known for; here it can only mean ``on``."""
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if k is True else k): v for k, v in data.items()}
+        return data
+
+
 class RepoConfig(_Strict):
     trigger_label: str | None = None
     model: DevelopmentModel | None = None
@@ -71,6 +148,13 @@ class RepoConfig(_Strict):
     draft: bool = True
     resolve_threads: bool = False
     executor: Literal["local", "actions"] | None = None
+    status: Status = Field(default_factory=Status)
+    ci: Ci = Field(default_factory=Ci)
+    mcp: McpConfig = Field(default_factory=McpConfig)
+    # Best-of-N: independent agent attempts per iteration, chosen by the checks
+    # (bot/core/attempts.py); `/vibe attempts=N ...` sets it for one iteration.
+    attempts: int = Field(default=1, ge=1, le=MAX_ATTEMPTS)
+    review: Review = Field(default_factory=Review)
 
     @property
     def protected_paths(self) -> tuple[str, ...]:

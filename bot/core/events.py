@@ -33,13 +33,19 @@ KNOWN_ACTIONS: Mapping[str, frozenset[str] | None] = {
     "pull_request_review": frozenset({"submitted"}),
     "pull_request_review_comment": frozenset({"created"}),
     "pull_request_review_thread": frozenset({"resolved"}),
-    "pull_request": frozenset({"closed", "synchronize"}),
+    # opened and ready_for_review: ``review.on`` (bot.core.policy) reviews a new PR.
+    "pull_request": frozenset({"closed", "synchronize", "opened", "ready_for_review"}),
     "installation": frozenset(
         {"created", "deleted", "suspend", "unsuspend", "new_permissions_accepted"}
     ),
     "installation_repositories": frozenset({"added", "removed"}),
     "workflow_dispatch": None,
     "workflow_run": frozenset({"requested", "in_progress", "completed"}),
+    # CI on a commit (bot.loop.ci): only a conclusion can complete a suite, so the other
+    # actions are recorded without a job.
+    "check_suite": frozenset({"completed"}),
+    "check_run": frozenset({"completed"}),
+    "status": None,
     "ping": None,
 }
 
@@ -214,7 +220,8 @@ class Comment(_Common):
 
 @dataclass(frozen=True)
 class PullRequestEvent(_Common):
-    """``pull_request``: closed (merged or not) and synchronize (``before``/``after``)."""
+    """``pull_request``: closed (merged or not), synchronize (``before``/``after``), and
+    opened or ready_for_review (a review when ``review.on`` asks for one)."""
 
     repo: Repo
     pull_request: PullRequest
@@ -283,6 +290,51 @@ class WorkflowRun(_Common):
     workflow_path: str | None  # .github/workflows/<file>
     run_attempt: int | None
     html_url: str | None
+    head_sha: str | None = None
+    head_branch: str | None = None
+    head_repo: str | None = None  # full name; None when absent
+    pull_numbers: tuple[int, ...] = ()
+
+    def as_ci(self) -> CiEvent | None:
+        """A completed run of a commit as CI news (:class:`CiEvent`); None before it
+        completed or when the payload names no head commit."""
+        if self.action != "completed" or self.head_sha is None:
+            return None
+        fork = self.head_repo is not None and (
+            self.head_repo.casefold() != self.repo.full_name.casefold()
+        )
+        return CiEvent(
+            event=self.event,
+            action=self.action,
+            sender=self.sender,
+            installation_id=self.installation_id,
+            repo=self.repo,
+            head_sha=self.head_sha,
+            branches=(self.head_branch,) if self.head_branch else (),
+            pull_numbers=self.pull_numbers,
+            fork=fork,
+            name=self.title,
+            conclusion=self.conclusion,
+        )
+
+
+@dataclass(frozen=True)
+class CiEvent(_Common):
+    """CI news about a commit: ``check_suite`` or ``check_run`` completed, a ``status``,
+    or a ``workflow_run`` completed (:meth:`WorkflowRun.as_ci`). It says which commit to
+    look at again, never what to decide: the loop reads the commit's checks itself.
+
+    ``branches``: the branches the payload names for the commit; ``pull_numbers``: the PRs
+    whose head it is (GitHub lists only PRs of the same repository); ``fork``: the payload
+    says the head lives in another repository."""
+
+    repo: Repo
+    head_sha: str
+    branches: tuple[str, ...]
+    pull_numbers: tuple[int, ...]
+    fork: bool
+    name: str
+    conclusion: str | None
 
 
 @dataclass(frozen=True)
@@ -317,6 +369,7 @@ Event: TypeAlias = (
     | InstallationEvent
     | WorkflowDispatch
     | WorkflowRun
+    | CiEvent
     | Ping
     | Unsupported
     | Unparseable
@@ -617,9 +670,16 @@ def _parse_workflow_dispatch(data: Mapping[str, Any], common: _Common) -> Workfl
 
 def _parse_workflow_run(data: Mapping[str, Any], common: _Common) -> WorkflowRun:
     run = _obj(data, "workflow_run")
+    repo = _repo(data)
+    numbers, _ = _pull_heads(run, repo)
+    head_repo = _opt_obj(run, "head_repository")
     return WorkflowRun(
         **vars(common),
-        repo=_repo(data),
+        repo=repo,
+        head_sha=_opt_str(run, "head_sha"),
+        head_branch=_opt_str(run, "head_branch"),
+        head_repo=_opt_str(head_repo, "full_name") if head_repo is not None else None,
+        pull_numbers=numbers,
         run_id=_int(run, "id", "workflow_run"),
         status=_str(run, "status", "workflow_run"),
         conclusion=_opt_str(run, "conclusion"),
@@ -627,6 +687,86 @@ def _parse_workflow_run(data: Mapping[str, Any], common: _Common) -> WorkflowRun
         workflow_path=_opt_str(run, "path"),
         run_attempt=_opt_int(run, "run_attempt"),
         html_url=_opt_str(run, "html_url"),
+    )
+
+
+def _pull_heads(raw: Mapping[str, Any], repo: Repo) -> tuple[tuple[int, ...], bool]:
+    """The numbers in a ``pull_requests`` list, and whether any head is in another
+    repository (a fork: its head repository's id differs from the repository's)."""
+    items = raw.get("pull_requests")
+    numbers: list[int] = []
+    fork = False
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, Mapping) or (number := _opt_int(item, "number")) is None:
+            continue
+        numbers.append(number)
+        head_repo = _opt_obj(_opt_obj(item, "head") or {}, "repo")
+        head_id = _opt_int(head_repo, "id") if head_repo is not None else None
+        if head_id is not None and repo.id is not None and head_id != repo.id:
+            fork = True
+    return tuple(numbers), fork
+
+
+def _sha(data: Mapping[str, Any], key: str, where: str) -> str:
+    value = _str(data, key, where)
+    if len(value) != 40 or any(c not in "0123456789abcdef" for c in value.lower()):
+        raise _Missing(f"{where}.{key} is not a commit sha")
+    return value
+
+
+def _parse_check_suite(data: Mapping[str, Any], common: _Common) -> CiEvent:
+    repo = _repo(data)
+    suite = _obj(data, "check_suite")
+    numbers, fork = _pull_heads(suite, repo)
+    branch = _opt_str(suite, "head_branch")
+    app = _opt_obj(suite, "app") or {}
+    return CiEvent(
+        **vars(common),
+        repo=repo,
+        head_sha=_sha(suite, "head_sha", "check_suite"),
+        branches=(branch,) if branch else (),
+        pull_numbers=numbers,
+        fork=fork,
+        name=_opt_str(app, "slug") or _opt_str(app, "name") or "",
+        conclusion=_opt_str(suite, "conclusion"),
+    )
+
+
+def _parse_check_run(data: Mapping[str, Any], common: _Common) -> CiEvent:
+    repo = _repo(data)
+    run = _obj(data, "check_run")
+    suite = _opt_obj(run, "check_suite") or {}
+    numbers, fork = _pull_heads(run, repo)
+    branch = _opt_str(suite, "head_branch")
+    return CiEvent(
+        **vars(common),
+        repo=repo,
+        head_sha=_sha(run, "head_sha", "check_run"),
+        branches=(branch,) if branch else (),
+        pull_numbers=numbers,
+        fork=fork,
+        name=_text(run, "name"),
+        conclusion=_opt_str(run, "conclusion"),
+    )
+
+
+def _parse_status(data: Mapping[str, Any], common: _Common) -> CiEvent:
+    raw = data.get("branches")
+    branches = tuple(
+        name
+        for item in (raw if isinstance(raw, list) else [])
+        if isinstance(item, Mapping) and isinstance(name := item.get("name"), str) and name
+    )
+    state = _opt_str(data, "state")
+    return CiEvent(
+        **vars(common),
+        repo=_repo(data),
+        head_sha=_sha(data, "sha", "status"),
+        branches=branches,
+        pull_numbers=(),
+        fork=False,
+        name=_text(data, "context"),
+        conclusion=None if state == "pending" else state,
     )
 
 
@@ -651,6 +791,9 @@ _PARSERS: Mapping[str, Callable[[Mapping[str, Any], _Common], Event]] = {
     "installation_repositories": _parse_installation,
     "workflow_dispatch": _parse_workflow_dispatch,
     "workflow_run": _parse_workflow_run,
+    "check_suite": _parse_check_suite,
+    "check_run": _parse_check_run,
+    "status": _parse_status,
     "ping": _parse_ping,
 }
 

@@ -42,3 +42,20 @@ class ReviewNote:
     reply_to: int | None = None  # the thread's first comment, when this one is a reply
     start_line: int | None = None  # the first line of a multi-line comment
     side: str | None = None  # LEFT: the lines are the base's (removed lines), RIGHT: the head's
+
+
+@dataclass(frozen=True)
+class ReviewTarget:
+    """A pull request as a review needs it: the commit reviewed, where its branches are,
+    and whether it comes from a fork (whose code is reviewed read-only, never run)."""
+
+    number: int
+    title: str
+    body: str
+    head_sha: str
+    head_ref: str
+    base_ref: str
+    same_repo: bool
+    author: str | None
+    open: bool
+    draft: bool

@@ -78,6 +78,21 @@ class Glob:
         return bool(state & self._accept)
 
 
+def shadows(globs: list[Glob], path: str) -> bool:
+    """True when a symlink at ``path`` would stand where ``globs`` protect something: the
+    path is covered, or it is a directory a pattern names literally (a link placed at
+    ``.github`` or ``.github/workflows`` shadows ``.github/workflows/**``). Patterns that
+    start with a wildcard (``**/.bashrc``) protect a name, not a directory, and leave links
+    elsewhere alone."""
+    below = path + "/"
+    return covers(globs, path) or any(_literal_prefix(g.pattern).startswith(below) for g in globs)
+
+
+def _literal_prefix(pattern: str) -> str:
+    cut = min((i for i in (pattern.find("*"), pattern.find("?")) if i >= 0), default=len(pattern))
+    return pattern[:cut]
+
+
 def covers(globs: list[Glob], path: str) -> bool:
     """True when ``path`` or one of its parent directories matches one of ``globs``: a
     pattern also covers what is below its match (``.github/workflows`` covers its files)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-KINDS = frozenset({"task", "status", "reply", "plan", "config", "dispatch"})
+KINDS = frozenset({"task", "status", "reply", "plan", "config", "dispatch", "ci", "review"})
 
 _KEY = re.compile(r"^[a-z_]{1,32}$")
 _VALUE = re.compile(r"^[A-Za-z0-9_.:/#@\-]{1,200}$")

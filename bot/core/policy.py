@@ -47,6 +47,7 @@ from bot.core.commands import Command, Verb, parse_commands
 from bot.core.config import RepoConfig
 from bot.core.events import (
     Actor,
+    CiEvent,
     Comment,
     CommentPlace,
     Event,
@@ -108,6 +109,15 @@ class BotIdentity:
     def allows_bot(self, actor: Actor) -> bool:
         return _base_login(actor.login) in {_base_login(b) for b in self.allowed_bots}
 
+    def heeds(self, actor: Actor) -> bool:
+        """Whether text ``actor`` wrote (a comment, a review note) may reach the agent, its
+        write permission apart: never the bot's own, and another bot's only when the
+        operator allow-lists it. A bot cannot trigger the bot, so it cannot steer it
+        through feedback either (DESIGN.md section 4 rules 2 and 3)."""
+        if self.is_self(actor):
+            return False
+        return not actor.is_bot or self.allows_bot(actor)
+
 
 @dataclass(frozen=True)
 class TaskView:
@@ -121,6 +131,7 @@ class TaskView:
     ended: bool = False
     awaiting_approval: bool = False
     plan_comment_id: int | None = None
+    pr_number: int | None = None  # the PR the task opened or works on, once recorded
 
 
 # ------------------------------------------------------------------------ actions
@@ -146,16 +157,26 @@ class StartTask:
     instruction: str
     pull_request: int | None = None
     head_ref: str | None = None
+    attempts: int | None = None  # ``/vibe attempts=N``: best-of-N for the first iteration
 
 
 @dataclass(frozen=True)
 class Iterate(_Target):
     """Run iteration k+1 with this feedback. ``review_id`` is set for a review (the loop
-    reads its inline comments and replies to each thread); ``comment_id`` for a comment."""
+    reads its inline comments and replies to each thread); ``comment_id`` for a comment;
+    ``attempts`` for ``/vibe attempts=N <feedback>`` (best-of-N, :mod:`bot.core.attempts`)."""
 
     feedback: str
     review_id: int | None = None
     comment_id: int | None = None
+    attempts: int | None = None
+
+
+@dataclass(frozen=True)
+class Pick(_Target):
+    """``/vibe pick <attempt>``: make that attempt of the last iteration the branch's head."""
+
+    attempt: int
 
 
 @dataclass(frozen=True)
@@ -184,8 +205,31 @@ class Undo(_Target):
 
 
 @dataclass(frozen=True)
+class FixCi(_Target):
+    """``/vibe fix-ci``: one fix of the failing CI checks of the task's PR head."""
+
+
+@dataclass(frozen=True)
 class Status(_Target):
     pass
+
+
+@dataclass(frozen=True)
+class ReviewPull(_Target):
+    """Post one review of PR ``number`` (:mod:`bot.loop.review`). ``automatic``: asked by
+    ``review.on`` in the config, not by a person's ``/vibe review [focus]``."""
+
+    focus: str = ""
+    automatic: bool = False
+
+
+@dataclass(frozen=True)
+class FixFinding(_Target):
+    """``/vibe fix`` in reply to review comment ``finding_id``: iterate on it (the bot's own
+    PR) or answer with a suggested change (another's). ``comment_id``: the reply."""
+
+    finding_id: int
+    comment_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -200,7 +244,11 @@ class Accept(_Target):
 
 @dataclass(frozen=True)
 class Abandon(_Target):
+    """End the task as abandoned. ``issue_closed``: its issue was closed, which is said on
+    the issue and on the task's PR (closing the PR says enough by itself)."""
+
     reason: str
+    issue_closed: bool = False
 
 
 Action: TypeAlias = (
@@ -211,14 +259,26 @@ Action: TypeAlias = (
     | Stop
     | Retry
     | Undo
+    | FixCi
     | Status
+    | ReviewPull
+    | FixFinding
+    | Pick
     | Help
     | Accept
     | Abandon
 )
 
 # Actions that make the agent run, counted by the loop breaker.
-RUN_ACTIONS: tuple[type, ...] = (StartTask, Iterate, AddRequirement, ApprovePlan, Retry)
+RUN_ACTIONS: tuple[type, ...] = (
+    StartTask,
+    Iterate,
+    AddRequirement,
+    ApprovePlan,
+    Retry,
+    FixCi,
+    FixFinding,
+)
 
 
 class RefusalReason(StrEnum):
@@ -233,6 +293,9 @@ class RefusalReason(StrEnum):
     NOTHING_TO_APPROVE = "nothing_to_approve"
     NO_FEEDBACK = "no_feedback"
     NOT_ALLOWED_OWNER = "not_allowed_owner"
+    NOT_A_PULL = "not_a_pull"
+    NO_FINDING = "no_finding"
+    BAD_COMMAND = "bad_command"
 
 
 @dataclass(frozen=True)
@@ -294,10 +357,36 @@ def _label_model(label: str, trigger: str) -> tuple[bool, DevelopmentModel | Non
     return False, None
 
 
+def _issue_closed(
+    event: IssueEvent, task: TaskView | None, pull_request: PullRequest | None
+) -> _Intent:
+    """Closing the issue ends its task as closing its PR does (abandoned: a running
+    iteration stops and pushes nothing half-done), unless the task's PR is merged: GitHub
+    closes the issue a merged PR "Fixes", and that is the normal end (accepted).
+    https://docs.github.com/en/issues/tracking-your-work-with-issues/using-issues/linking-a-pull-request-to-an-issue"""
+    repo, number = event.repo.full_name, event.number
+    actor = event.sender.login if event.sender else ""
+    if task is None or task.ended:
+        return _Intent(Ignore("issues.closed needs no action"), False)
+    if task.pr_number is not None and pull_request is None:
+        return _Intent(NeedsPullRequest(task.pr_number), False)
+    if pull_request is not None and pull_request.merged:
+        reason = f"pull request #{pull_request.number} was merged"
+        return _Intent(Accept(repo, number, actor, reason), False)
+    reason = f"the issue was closed by @{actor}"
+    return _Intent(Abandon(repo, number, actor, reason, issue_closed=True), False)
+
+
 def _issue_intent(
-    event: IssueEvent, config: RepoConfig, bot: BotIdentity, task: TaskView | None
+    event: IssueEvent,
+    config: RepoConfig,
+    bot: BotIdentity,
+    task: TaskView | None,
+    pull_request: PullRequest | None = None,
 ) -> _Intent:
     repo, issue = event.repo.full_name, event.issue
+    if event.action == "closed":
+        return _issue_closed(event, task, pull_request)
     trigger = config.trigger_label or bot.trigger_label
     if event.action != "labeled" or event.label is None:
         return _Intent(Ignore(f"issues.{event.action} needs no action"), explicit=False)
@@ -380,7 +469,13 @@ def _command_intent(
                     else None
                 )
                 return Iterate(
-                    repo, number, requester, text, review_id=review_id, comment_id=event.comment_id
+                    repo,
+                    number,
+                    requester,
+                    text,
+                    review_id=review_id,
+                    comment_id=event.comment_id,
+                    attempts=command.attempts,
                 )
             if verb is Verb.RUN and event.is_pr:
                 return refuse(RefusalReason.NO_FEEDBACK, "Say what to change: `/vibe <feedback>`.")
@@ -392,13 +487,27 @@ def _command_intent(
         if event.target.state == "closed":
             return refuse(RefusalReason.CLOSED, "This is closed; reopen it first.")
         if not event.is_pr:
-            return StartTask(repo, number, requester, model, text)
+            return StartTask(repo, number, requester, model, text, attempts=command.attempts)
         pull = event.target if isinstance(event.target, PullRequest) else pull_request
         if pull is None:
             return NeedsPullRequest(number)
         return _start_on_pull(event, pull, model, text, requester)
+    if verb is Verb.UNKNOWN and command.error is not None:
+        return refuse(RefusalReason.BAD_COMMAND, command.error)
     if verb is Verb.HELP or verb is Verb.UNKNOWN:
         return Help(repo, number, requester, text if verb is Verb.UNKNOWN else "")
+    if verb is Verb.REVIEW:
+        if not event.is_pr:
+            return refuse(RefusalReason.NOT_A_PULL, "`/vibe review` reviews a pull request.")
+        return ReviewPull(repo, number, requester, text)
+    if verb is Verb.FIX:
+        parent = event.thread.in_reply_to if event.thread is not None else None
+        if parent is None:
+            return refuse(
+                RefusalReason.NO_FINDING,
+                "Write `/vibe fix` as a reply to one of my review comments.",
+            )
+        return FixFinding(repo, number, requester, parent, event.comment_id)
     if verb is Verb.APPROVE:
         if task is None or task.ended or not task.awaiting_approval:
             return refuse(RefusalReason.NOTHING_TO_APPROVE, "No plan here is awaiting approval.")
@@ -413,6 +522,10 @@ def _command_intent(
         return Retry(repo, number, requester)
     if verb is Verb.UNDO:
         return Undo(repo, number, requester)
+    if verb is Verb.FIX_CI:
+        return FixCi(repo, number, requester)
+    if verb is Verb.PICK:
+        return Pick(repo, number, requester, int(text))
     return Status(repo, number, requester)
 
 
@@ -459,9 +572,17 @@ def _comment_intent(
     return _Intent(Ignore("a comment without a command"), False)
 
 
-def _pull_request_intent(event: PullRequestEvent, task: TaskView | None) -> _Intent:
+def _pull_request_intent(
+    event: PullRequestEvent, task: TaskView | None, config: RepoConfig
+) -> _Intent:
     repo, number = event.repo.full_name, event.number
     actor = event.sender.login if event.sender else ""
+    if event.action in ("opened", "ready_for_review"):
+        # review.on: a draft is reviewed once it is marked ready (ready_for_review).
+        wanted = event.action in config.review.on
+        if not wanted or (event.action == "opened" and event.pull_request.draft):
+            return _Intent(Ignore(f"pull_request.{event.action}: no review asked for"), False)
+        return _Intent(ReviewPull(repo, number, actor, automatic=True), False)
     if event.action != "closed" or task is None or task.ended:
         return _Intent(Ignore(f"pull_request.{event.action} needs no action"), False)
     if event.pull_request.merged:
@@ -487,11 +608,11 @@ def _intent(
     pull_request: PullRequest | None,
 ) -> _Intent:
     if isinstance(event, IssueEvent):
-        return _issue_intent(event, config, bot, task)
+        return _issue_intent(event, config, bot, task, pull_request)
     if isinstance(event, Comment):
         return _comment_intent(event, config, bot, task, pull_request)
     if isinstance(event, PullRequestEvent):
-        return _pull_request_intent(event, task)
+        return _pull_request_intent(event, task, config)
     if isinstance(event, WorkflowDispatch):
         return _dispatch_intent(event, config, bot)
     return _Intent(Ignore(f"{type(event).__name__} needs no action"), False)
@@ -529,8 +650,9 @@ def decide(
     """
     if isinstance(event, Unsupported | Unparseable):
         return Ignore(f"{type(event).__name__.lower()} event {event.event}.{event.action}")
-    if isinstance(event, Ping | InstallationEvent | ReviewThreadEvent | WorkflowRun):
-        # A workflow run is not a person's signal: the actions executor follows it.
+    if isinstance(event, Ping | InstallationEvent | ReviewThreadEvent | WorkflowRun | CiEvent):
+        # A workflow run is not a person's signal: the actions executor follows it. CI news
+        # is not one either: bot.loop.ci reads the commit's checks.
         return Ignore(f"{event.event}.{event.action} needs no action")
     sender = event.sender
     if sender is None:
@@ -539,14 +661,19 @@ def decide(
         return Ignore("the bot's own event")
     # A merge or close GitHub already made ends the task whoever made it: merge queues
     # and merge apps are bots (https://docs.github.com/en/repositories/configuring-branches-and-merges-in-your-repository/configuring-pull-request-merges/managing-a-merge-queue).
-    if sender.is_bot and not bot.allows_bot(sender) and not isinstance(event, PullRequestEvent):
+    made = _already_made(event)
+    if sender.is_bot and not bot.allows_bot(sender) and not made:
         return Ignore(f"@{sender.login} is a bot that is not allow-listed")
     number = None if isinstance(event, WorkflowDispatch) else event.number
     intent = _intent(event, repo_config, bot, task, pull_request)
     if isinstance(intent.decision, Ignore):
         return intent.decision
-    if isinstance(event, PullRequestEvent):
+    if made:
         return intent.decision  # GitHub already applied this change; nothing to authorise
+    if isinstance(intent.decision, ReviewPull) and intent.decision.automatic:
+        # review.on: the repository's config asked for it, whoever opened the PR (a fork's
+        # author may have no access); a review writes nothing but itself.
+        return intent.decision
     if permission is None:
         return NeedsPermission(sender.login)
     if permission.casefold() not in WRITE_PERMISSIONS:
@@ -568,13 +695,30 @@ def decide(
     return decision
 
 
+def _already_made(event: Event) -> bool:
+    """A change GitHub already made (a PR merged, closed or pushed to, an issue closed):
+    GitHub let whoever made it make it, so it acts whoever made it."""
+    if isinstance(event, PullRequestEvent) and event.action in ("opened", "ready_for_review"):
+        return False  # a new PR is no change of the task's; its opener is checked
+    return isinstance(event, PullRequestEvent) or _abandons(event)
+
+
+def _abandons(event: Event) -> bool:
+    """Closing an issue or the task's PR (merged or not): its task's running iteration
+    must stop, and it holds the main lane."""
+    return isinstance(event, IssueEvent | PullRequestEvent) and event.action == "closed"
+
+
 def serial_key(event: Event, bot_login: str = "") -> str | None:
     """The lane a job runs in: ``owner/name#number``, or ``owner/name#number/control`` for a
-    comment whose first command is ``/vibe stop`` or ``/vibe status``; ``None`` for events
+    comment whose first command is ``/vibe stop`` or ``/vibe status`` and for closing the
+    issue or the PR (it stops a running iteration, which holds the main lane); ``None`` for events
     not tied to an issue or PR."""
     if not isinstance(event, IssueEvent | Comment | PullRequestEvent | ReviewThreadEvent):
         return None
     key = f"{event.repo.full_name}#{event.number}"
+    if _abandons(event):
+        return key + "/control"  # it must stop an iteration running in the main lane
     if isinstance(event, Comment):
         command = _first_command(event, bot_login)
         if command is not None and command.verb in CONTROL_VERBS:

@@ -11,9 +11,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from bot.core.attempts import attempts_table
 from bot.core.config import ConfigProblem
 from bot.core.markers import Marker, marker, with_marker
 from bot.core.redact import redact
+from bot.core.sanitize import sanitize_untrusted
 from bot.core.tasks import Check, IterationRecord, PlanStep, Requirement, TaskRecord, Usage
 
 PhaseState = Literal["pending", "running", "done", "failed", "skipped"]
@@ -97,9 +99,13 @@ def checks_line(checks: Sequence[Check]) -> str:
 
 
 def final_line(final: Final, secrets: Iterable[str] = ()) -> str:
+    # An iteration that failed before any check ran did not find "no checks configured".
+    checks = (
+        "not run" if final.outcome == "failed" and not final.checks else checks_line(final.checks)
+    )
     stats = (
         f"{seconds(final.duration)} · {final.usage.tokens:,} tokens · {money(final.usage.cost)}"
-        f" · checks: {checks_line(final.checks)}"
+        f" · checks: {checks}"
     )
     if final.outcome == "succeeded":
         return f"✅ **Done** in {stats}"
@@ -113,6 +119,18 @@ def final_line(final: Final, secrets: Iterable[str] = ()) -> str:
     return f"❌ **Failed** after {stats}: {reason}"
 
 
+def console_link(public_url: str | None, task_id: int) -> str | None:
+    """The task's page in the console (``/console/tasks/{id}``) under the service's public
+    address (``VIBE_PUBLIC_URL``); None when no address is set."""
+    if not public_url:
+        return None
+    return f"{public_url.rstrip('/')}/console/tasks/{task_id}"
+
+
+def _console_line(link: str | None) -> list[str]:
+    return [] if link is None else ["", f"[The task in the console]({link}): every step, live."]
+
+
 def render_status(
     task_id: int,
     iteration: int,
@@ -120,8 +138,10 @@ def render_status(
     phases: Sequence[Phase],
     final: Final | None = None,
     secrets: Iterable[str] = (),
+    link: str | None = None,
 ) -> str:
-    """The one live status comment of a task: a phase checklist, then the final line."""
+    """The one live status comment of a task: a phase checklist, then the final line, then
+    the task's console page when ``link`` (:func:`console_link`) is given."""
     lines = [f"### vibe-bot · iteration {iteration} · {MODEL_NAMES.get(model, model)}", ""]
     for phase in phases:
         detail = f" ({phase.detail})" if phase.detail else ""
@@ -130,6 +150,7 @@ def render_status(
         lines += ["", "_Working; this comment updates as the iteration goes._"]
     else:
         lines += ["", final_line(final, secrets)]
+    lines += _console_line(link)
     return with_marker(redact("\n".join(lines), secrets), status_marker(task_id))
 
 
@@ -173,8 +194,57 @@ def iteration_row(it: IterationRecord) -> str:
     )
 
 
-def render_pr_body(task: TaskRecord, summary: str, secrets: Iterable[str] = ()) -> str:
-    """The PR body: "Fixes #n", summary, requirement checklist, iteration log, marker."""
+MANIFEST_FILES_IN_BODY = 8
+_CELL_UNSAFE = str.maketrans({"`": "'", "|": "/", "\n": " ", "\r": " ", "<": "(", ">": ")"})
+
+
+def _cell(value: object) -> str:
+    """A name from the repository, safe inside a Markdown table's code span."""
+    return sanitize_untrusted(str(value)).translate(_CELL_UNSAFE)[:120]
+
+
+def _whole(value: object) -> int:
+    return int(value) if type(value) in (int, float) else 0  # type: ignore[call-overload]
+
+
+def context_section(it: IterationRecord) -> list[str]:
+    """The iteration's context manifest, short and collapsed: each part's tokens against
+    the budget (L_max), the best-ranked files and what was left out."""
+    m = it.context
+    if not m:
+        return []
+    budget = _whole(m.get("budget"))
+    kinds = [k for k in m.get("kinds") or [] if isinstance(k, dict)]
+    files = [f for f in m.get("files") or [] if isinstance(f, dict)]
+    left = [o for o in m.get("left_out") or [] if isinstance(o, dict)]
+    lines = [
+        f"<details><summary>Context of iteration {it.number}: "
+        f"{_whole(m.get('total_tokens')):,} of {budget:,} tokens</summary>",
+        "",
+        "| part | tokens |",
+        "|---|---|",
+        *(f"| {_cell(k.get('kind'))} | {_whole(k.get('tokens')):,} |" for k in kinds),
+    ]
+    if files:
+        shown = ", ".join(
+            f"{_whole(f.get('rank'))}. `{_cell(f.get('path'))}`"
+            + ("" if f.get("included") is True else " (not included)")
+            for f in files[:MANIFEST_FILES_IN_BODY]
+        )
+        lines += ["", f"Files by rank: {shown}."]
+    if left:
+        tokens = sum(_whole(o.get("tokens")) for o in left)
+        names = ", ".join(f"`{_cell(o.get('source'))}`" for o in left[:5])
+        more = f" and {len(left) - 5} more" if len(left) > 5 else ""
+        lines += ["", f"Left out for lack of budget: {names}{more} ({tokens:,} tokens)."]
+    return [*lines, "", "</details>"]
+
+
+def render_pr_body(
+    task: TaskRecord, summary: str, secrets: Iterable[str] = (), link: str | None = None
+) -> str:
+    """The PR body: "Fixes #n", summary, requirement checklist, iteration log (with the
+    task's console page when ``link`` is given), marker."""
     lines: list[str] = []
     if task.owns_pr:
         lines += [f"Fixes #{task.number}", ""]
@@ -214,6 +284,14 @@ def render_pr_body(task: TaskRecord, summary: str, secrets: Iterable[str] = ()) 
         f"Total: {task.usage.tokens:,} tokens, {money(task.usage.cost)}. "
         "Review this PR to request another iteration; `/vibe help` lists the commands.",
     ]
+    tried = next((it for it in reversed(task.iterations) if it.attempts), None)
+    if tried is not None and tried.attempts is not None:
+        lines += ["", f"## Attempts of iteration {tried.number}", ""]
+        lines += attempts_table(tried.attempts)
+    latest = next((it for it in reversed(task.iterations) if it.context), None)
+    if latest is not None:
+        lines += ["", *context_section(latest)]
+    lines += _console_line(link)
     return with_marker(redact("\n".join(lines), secrets), task_marker(task.id))
 
 
@@ -230,9 +308,14 @@ def render_plan(task_id: int, steps: Sequence[PlanStep], secrets: Iterable[str] 
 
 
 def render_status_reply(
-    task: TaskRecord, limits: dict[str, float | int], key: str, secrets: Iterable[str] = ()
+    task: TaskRecord,
+    limits: dict[str, float | int],
+    key: str,
+    secrets: Iterable[str] = (),
+    ci_rounds: Sequence[str] = (),
 ) -> str:
-    """The answer to `/vibe status`."""
+    """The answer to `/vibe status`; ``ci_rounds``: the task's CI rounds, one line each
+    (:func:`bot.core.ci.round_line`), oldest first."""
     last = task.iterations[-1] if task.iterations else None
     lines = [
         f"**Task state:** {task.state.value.replace('_', ' ')} · model: "
@@ -245,6 +328,8 @@ def render_status_reply(
     ]
     if task.requirements:
         lines += ["", "**Requirements:**", *_requirements(task.requirements)]
+    if ci_rounds:
+        lines += ["", "**CI rounds:**", *ci_rounds]
     return with_marker(redact("\n".join(lines), secrets), reply_marker(key))
 
 

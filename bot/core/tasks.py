@@ -8,10 +8,13 @@ through :mod:`bot.core.render`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, get_args
+
+from bot.core.attempts import AttemptSet
 
 # The five development models (survey section 8); settings, config and labels name them.
 DevelopmentModel = Literal["unconstrained", "conversational", "plan", "test", "context"]
@@ -216,6 +219,51 @@ class Check:
 
 
 @dataclass(frozen=True)
+class CommitStat:
+    """One commit of the bot with its diff stats (git's numstat against its parent),
+    recorded when the bot commits. Kept in the iteration's ``commits`` list as a mapping;
+    rows written before stats were recorded hold a bare sha, read as no stats."""
+
+    sha: str
+    files: int
+    insertions: int
+    deletions: int
+    subject: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sha": self.sha,
+            "files": self.files,
+            "insertions": self.insertions,
+            "deletions": self.deletions,
+            "subject": self.subject,
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> CommitStat | None:
+        """The stats of one ``commits`` entry; None for a bare sha or a malformed entry."""
+        if not isinstance(data, dict) or not isinstance(data.get("sha"), str):
+            return None
+        counts = [data.get(k) for k in ("files", "insertions", "deletions")]
+        if not all(type(c) is int and c >= 0 for c in counts):
+            return None
+        return cls(
+            sha=data["sha"],
+            files=int(data["files"]),
+            insertions=int(data["insertions"]),
+            deletions=int(data["deletions"]),
+            subject=str(data.get("subject", "")),
+        )
+
+
+def commit_sha(entry: object) -> str:
+    """The sha of one ``commits`` entry: a bare sha (older rows) or a :class:`CommitStat`."""
+    if isinstance(entry, dict):
+        return str(entry.get("sha", ""))
+    return str(entry)
+
+
+@dataclass(frozen=True)
 class PlanStep:
     text: str
     done: bool = False
@@ -259,6 +307,8 @@ class IterationRecord:
     trigger: str
     feedback: tuple[Feedback, ...] = ()
     commits: tuple[str, ...] = ()
+    # The diff stats of those commits that have them (none for rows older than the stats).
+    commit_stats: tuple[CommitStat, ...] = ()
     checks: tuple[Check, ...] = ()
     red: Check | None = None
     green: Check | None = None
@@ -271,6 +321,10 @@ class IterationRecord:
     checkpoint: Checkpoint = Checkpoint.BEGUN
     started_at: datetime | None = None
     base_sha: str | None = None  # the branch head when the work began (for /vibe undo)
+    # What the context builder assembled (bot.context.pack.ContextPack.manifest), if known.
+    context: Mapping[str, Any] | None = field(default=None, compare=False)
+    # Best-of-N: the attempts, the one chosen and why (bot.core.attempts); None for one.
+    attempts: AttemptSet | None = None
 
     def feedback_kinds(self) -> list[FeedbackKind]:
         seen: list[FeedbackKind] = []
@@ -302,6 +356,7 @@ class TaskRecord:
     usage: Usage = field(default_factory=Usage)
     iterations: tuple[IterationRecord, ...] = ()
     stop_requested: bool = False
+    status_comment_id: int | None = None  # the status comment's id on the code host
 
     def with_requirement(self, text: str, source: str) -> TaskRecord:
         if any(r.text == text for r in self.requirements):
@@ -351,6 +406,8 @@ class WorkResult:
     reason: str | None
     feedback: tuple[Feedback, ...]
     plan: tuple[PlanStep, ...] | None = None  # a plan the work made, kept with the result
+    commit_stats: tuple[CommitStat, ...] = ()  # the diff stats of ``commits``, by sha
+    attempts: AttemptSet | None = None  # best-of-N: every attempt and the choice
 
 
 @dataclass(frozen=True)

@@ -270,6 +270,15 @@ command_like = st.lists(
 ).map("".join)
 
 
+def test_a_bare_trigger_then_a_subcommand_on_the_next_line_is_not_an_instruction() -> None:
+    # Found by the property below: "/vibe" then "stop" ran a task whose instruction was "stop".
+    for body in ("/vibe\nstop /vibe", "/vibe\nstop", "/vibe\n  Approve."):
+        [command] = parse_commands(body, BOT)
+        assert command.verb is Verb.UNKNOWN, body
+    [run] = parse_commands("/vibe\nadd a stop button", BOT)
+    assert (run.verb, run.text) == (Verb.RUN, "add a stop button")
+
+
 @settings(max_examples=500, deadline=None)
 @given(text=command_like)
 def test_command_shaped_text_never_raises(text: str) -> None:

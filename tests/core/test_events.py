@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from bot.core.events import (
     KNOWN_ACTIONS,
+    CiEvent,
     Comment,
     CommentPlace,
     InstallationEvent,
@@ -46,7 +47,7 @@ def event_name(fixture: str) -> str:
 
 # fixture -> expected type; every JSON file in the directory must be listed here.
 EXPECTED: dict[str, type] = {
-    "check_run.completed": Unsupported,
+    "check_run.completed": CiEvent,
     "check_run.rerequested": Unsupported,
     "installation.created": InstallationEvent,
     "installation.deleted": InstallationEvent,
@@ -62,7 +63,7 @@ EXPECTED: dict[str, type] = {
     "issues.unlabeled": IssueEvent,
     "ping": Ping,
     "pull_request.closed": PullRequestEvent,
-    "pull_request.opened": Unsupported,
+    "pull_request.opened": PullRequestEvent,  # review.on (issue 18)
     "pull_request.reopened": Unsupported,
     "pull_request.synchronize": PullRequestEvent,
     "pull_request_review.submitted": Comment,

@@ -83,7 +83,15 @@ def comment(body: str, fixture: str = "issue_comment.created") -> Event:
             parse_event("pull_request_review_thread", load("pull_request_review_thread.resolved")),
             "Codertocat/Hello-World#2",
         ),
-        (parse_event("pull_request", load("pull_request.closed")), "Codertocat/Hello-World#2"),
+        # closing the PR, like closing the issue, must stop an iteration holding the lane
+        (
+            parse_event("pull_request", load("pull_request.closed")),
+            "Codertocat/Hello-World#2/control",
+        ),
+        (
+            parse_event("pull_request", load("pull_request.synchronize")),
+            "Codertocat/Hello-World#2",
+        ),
         (parse_event("installation", load("installation.created")), None),
         (parse_event("ping", load("ping")), None),
         (parse_event("workflow_dispatch", load("workflow_dispatch")), None),

@@ -104,7 +104,9 @@ def test_status_lists_phases_then_a_final_line() -> None:
         Final("failed", 75.0, Usage(10, 5, 0.5), reason=f"boom {TOKEN}"),
         secrets=["hunter22secret"],
     )
-    assert "❌ **Failed** after 1 min 15 s · 15 tokens · $0.5000" in done
+    assert "❌ **Failed** after 1 min 15 s · 15 tokens · $0.5000 · checks: not run" in done
+    succeeded = render_status(5, 2, "plan", phases, Final("succeeded", 1.0, Usage(1, 1, 0.1)))
+    assert "checks: no checks configured" in succeeded
     assert TOKEN not in done
     assert "Working" not in done
     status = find_marker(done, "status")
