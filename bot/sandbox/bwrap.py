@@ -8,8 +8,11 @@ Public API (the agent's shell tool and the loop's setup step code against this):
     result = sandbox.run("pip install -e .", workdir=ws.path, network=True,
                          allow_hosts=repo_config.network.allow)     # allow-listed egress
     result.exit_code, result.duration, result.stdout, result.stderr, result.truncated, result.limit
+    with sandbox.spawn(["python3", "server.py"], workdir=ws.path, env=...) as process:
+        ...   # a long-lived process: process.stdin / process.stdout pipes (bot/sandbox/process.py)
     run_setup(sandbox, commands, workdir=..., network=..., allow_hosts=..., cancel=...)
     network_permitted(repo_config, settings) -> bool
+    check_sandbox(settings) -> SandboxCheck(ok, detail, fix, seconds)   # start-up, /readyz
 
 What a sandboxed command sees (:class:`BwrapSandbox`):
 
@@ -26,6 +29,9 @@ What a sandboxed command sees (:class:`BwrapSandbox`):
 - no network unless ``network=True`` (see below);
 - new PID, IPC, UTS and cgroup namespaces, a new session (no terminal injection),
   ``--die-with-parent``;
+- a seccomp filter (:mod:`bot.sandbox.seccomp`): no new namespaces of any kind (so no user
+  namespace with its capabilities), no ``setns``, keyring, ``bpf``, ``perf_event_open``,
+  ``userfaultfd`` or io_uring;
 - an unprivileged uid: when the bot runs as root, commands run as ``settings.sandbox_uid``
   (default 65534, ``nobody``) through ``setpriv`` with an empty capability bounding set and
   ``no_new_privs`` (RLIMIT_NPROC does not apply to root, so this is what makes the process
@@ -35,15 +41,20 @@ What a sandboxed command sees (:class:`BwrapSandbox`):
 Limits (:class:`SandboxLimits`): wall clock (the whole process group is killed with SIGKILL,
 which takes the PID namespace and every grandchild with it), RLIMIT_AS, RLIMIT_FSIZE,
 RLIMIT_NOFILE, RLIMIT_NPROC (set by ``prlimit`` inside the sandbox), where the host allows
-it a memory cgroup bounding the whole process tree to ``memory_bytes`` (:mod:`bot.sandbox.cgroup`),
-the size of the private tmpfs mounts, and captured output: each stream keeps its first
+it a memory cgroup bounding the whole process tree to ``memory_bytes`` (:mod:`bot.sandbox.cgroup`)
+and elsewhere the watchdog's measured sum (:mod:`bot.sandbox.watchdog`), the size of the
+private tmpfs mounts, the bytes and files a command adds to the worktree and the files it
+makes in the tmpfs mounts (``disk_bytes``, ``disk_inodes``, measured by the watchdog), and
+captured output: each stream keeps its first
 and last ``output_bytes / 2`` bytes with a visible marker in between, read incrementally
 so an output flood never accumulates in memory. ``cancel`` (a :class:`threading.Event`,
 e.g. ``/vibe stop``) kills the command within about 50 ms.
 
 Which limit fired (:attr:`CommandResult.limit`): ``timeout``, ``cancelled``, ``output``,
-``file_size`` (death by SIGXFSZ) and ``memory`` through the cgroup (an OOM kill) are exact;
-otherwise ``memory``, ``processes`` and ``open_files`` are recognised from the messages that
+``file_size`` (death by SIGXFSZ), ``memory`` through the cgroup (an OOM kill) and ``disk``
+and ``memory`` from the watchdog (it killed the command and says what it measured on
+stderr) are exact; otherwise ``memory``, ``processes``, ``open_files`` and ``disk`` (a full
+tmpfs) are recognised from the messages that
 allocation, fork and open failures print (glibc, Python, shells), because the kernel does
 not report which rlimit refused a call. RLIMIT_NPROC counts every process of the sandbox
 uid on the host, so concurrent commands share that budget.
@@ -56,29 +67,47 @@ the host's network, so callers should always pass the list. The repository's lis
 only when the operator set ``VIBE_SANDBOX_ALLOW_NETWORK=true`` (:func:`network_permitted`).
 
 Without bubblewrap :meth:`BwrapSandbox.run` raises :class:`SandboxUnavailable` saying how to
-install it. ``VIBE_SANDBOX=none`` selects :class:`NoSandbox`, for development only: it keeps
+install it. When bwrap cannot set the sandbox up (a container without the capabilities it
+needs, user namespaces disabled, a masked ``/proc``) or ``prlimit``/``setpriv`` fail before the
+command runs, it raises :class:`SandboxStartFailed` with the failing tool's own line and the
+fix (:func:`diagnose`), never a :class:`CommandResult`: the loop treats both as an
+infrastructure error, not as the repository's failing command. :func:`check_sandbox` runs a
+real command the same way, for start-up and ``/readyz``. Every command is counted by outcome
+(``ok``, ``failed``, ``limit``, ``timeout``, ``cancelled``, ``start_failed``) through the
+``observe`` callback :func:`make_sandbox` wires to :mod:`bot.observability`.
+
+``VIBE_SANDBOX=none`` selects :class:`NoSandbox`, for development only: it keeps
 the limits and the cleared environment but has no isolation, and logs a loud warning on
 every command.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
+import platform
 import re
+import secrets
+import select
 import selectors
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from bot.sandbox.cgroup import MemoryGroup, memory_cgroup_base, sweep_stale
-from bot.sandbox.egress import EgressProxy, proxy_env, relay_command
+from bot.sandbox.cgroup import MemoryGroup, find_memory_cgroup, sweep_stale
+from bot.sandbox.egress import PROXY_PORT, EgressProxy, parse_private, proxy_env, relay_command
+from bot.sandbox.process import SandboxProcess
+from bot.sandbox.seccomp import program, program_fd
+from bot.sandbox.watchdog import Watchdog
 
 if TYPE_CHECKING:
     from bot.core.config import RepoConfig
@@ -113,6 +142,9 @@ SAFE_ENV: Mapping[str, str] = {
     "PAGER": "cat",
     "GIT_PAGER": "cat",
     "GIT_TERMINAL_PROMPT": "0",
+    # Checks that import the repository's Python would leave __pycache__/*.pyc in the
+    # worktree, and the commit takes every file the repository does not ignore.
+    "PYTHONDONTWRITEBYTECODE": "1",
     # The worktree and the mirror belong to another uid than the sandbox user; git would
     # refuse to read them ("dubious ownership"). Command-scope config is honoured for this.
     "GIT_CONFIG_NOSYSTEM": "1",
@@ -156,6 +188,9 @@ LIMIT_MEMORY = "memory"
 LIMIT_PROCESSES = "processes"
 LIMIT_FILE_SIZE = "file_size"
 LIMIT_OPEN_FILES = "open_files"
+LIMIT_DISK = "disk"
+# Limits the watchdog measures (bot/sandbox/watchdog.py) rather than infers.
+_WATCHED = frozenset({LIMIT_MEMORY, LIMIT_DISK})
 
 # Messages printed when an rlimit refuses a call, lower-cased (glibc strerror, Python,
 # dash/bash, coreutils). Order matters: the first match wins.
@@ -183,6 +218,8 @@ _LIMIT_MESSAGES: tuple[tuple[str, tuple[bytes, ...]], ...] = (
     ),
     (LIMIT_OPEN_FILES, (b"too many open files",)),
     (LIMIT_FILE_SIZE, (b"file too large", b"file size limit exceeded")),
+    # A full private tmpfs (its --size) says ENOSPC; a quota says EDQUOT.
+    (LIMIT_DISK, (b"no space left on device", b"disk quota exceeded")),
 )
 
 
@@ -191,7 +228,115 @@ class SandboxError(Exception):
 
 
 class SandboxUnavailable(SandboxError):
-    """The configured sandbox cannot run here (bubblewrap missing)."""
+    """The configured sandbox cannot run here (bubblewrap missing, or it cannot start). An
+    infrastructure error: the loop retries the job and never reports it as a failing check."""
+
+
+class SandboxStartFailed(SandboxUnavailable):
+    """bwrap, or a wrapper step inside the sandbox (``prlimit``, ``setpriv``), failed before
+    the command ran. ``detail`` is the failing tool's own line, ``fix`` what the operator
+    changes (:func:`diagnose`)."""
+
+    def __init__(self, detail: str, fix: str) -> None:
+        super().__init__(f"the sandbox could not start: {detail}. Fix: {fix}")
+        self.detail = detail
+        self.fix = fix
+
+
+_README = "see infra/README.md (Sandbox)"
+_CONTAINER_FIX = (
+    "bubblewrap may not create namespaces here. In a container running as root, grant "
+    "CAP_SYS_ADMIN and CAP_NET_ADMIN and an AppArmor profile that allows mount (docker: "
+    "--cap-add SYS_ADMIN --cap-add NET_ADMIN --security-opt apparmor=unconfined; Kubernetes: "
+    "securityContext.capabilities.add [SYS_ADMIN, NET_ADMIN] and appArmorProfile type "
+    "Unconfined); or run the bot as a non-root user on a host with unprivileged user "
+    f"namespaces enabled; {_README}"
+)
+_USERNS_FIX = (
+    "unprivileged user namespaces are disabled on this host: enable them "
+    "(sysctl kernel.unprivileged_userns_clone=1 on Debian kernels; user.max_user_namespaces "
+    "above 0; on Ubuntu 23.10+ kernel.apparmor_restrict_unprivileged_userns=0 or an AppArmor "
+    "profile for bwrap, which the distribution's bubblewrap package ships), or run the bot as "
+    f"root with CAP_SYS_ADMIN and CAP_NET_ADMIN; {_README}"
+)
+# What bubblewrap, setpriv and prlimit print when the sandbox cannot be set up, lower-cased,
+# with the fix; the first match wins. The texts are bubblewrap's own (containers/bubblewrap
+# bubblewrap.c: main() dies with "Creating new namespace failed" when clone() fails, and for
+# --unshare-user with "No permissions to creating new namespace" (worded "to create a new
+# namespace" since 0.11.1, "to create new namespace" by Debian's 0.8) or "...likely because
+# the kernel does not support user namespaces"; "setting up uid map" from
+# write_uid_gid_map(), "Failed to make / slave" on the first mount(); setup_newroot() "Can't
+# mount proc on %s"; network.c loopback_setup() "loopback: Failed RTM_NEWADDR"), checked
+# against the strings of the installed bwrap 0.8, and util-linux's setpriv ("setresuid
+# failed", "setresgid failed", "setgroups failed") and prlimit ("failed to set the NPROC
+# resource limit").
+_DIAGNOSES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("no permissions to creat",), _USERNS_FIX),
+    (
+        ("kernel does not support user namespaces",),
+        "the kernel has no user namespaces: run the bot as root with CAP_SYS_ADMIN and "
+        f"CAP_NET_ADMIN instead; {_README}",
+    ),
+    (
+        ("max_*_namespaces exceeded", "creating new namespace failed: no space left"),
+        "the namespace limit is reached: raise user.max_user_namespaces (and the other "
+        f"user.max_*_namespaces sysctls) above 0; {_README}",
+    ),
+    (("creating new namespace failed",), _CONTAINER_FIX),
+    (
+        ("setting up uid map", "setting up gid map"),
+        "the kernel refused the user namespace's uid map; on Ubuntu 23.10+ unprivileged user "
+        "namespaces are restricted: set kernel.apparmor_restrict_unprivileged_userns=0 or "
+        "install the distribution's bubblewrap package (it ships an AppArmor profile), or "
+        f"run the bot as root with CAP_SYS_ADMIN and CAP_NET_ADMIN; {_README}",
+    ),
+    (
+        ("failed to make / slave", "failed to mount tmpfs", "setting up newroot bind"),
+        "AppArmor (or SELinux) refuses mount inside the container: use an AppArmor profile that "
+        "allows mount (docker: --security-opt apparmor=unconfined; Kubernetes: "
+        f"securityContext.appArmorProfile type Unconfined); {_README}",
+    ),
+    (
+        ("can't mount proc on",),
+        "the container's /proc is masked, so a new /proc cannot be mounted: docker "
+        "--security-opt systempaths=unconfined; Kubernetes securityContext.procMount: "
+        f"Unmasked; {_README}",
+    ),
+    (
+        ("loopback:",),
+        "bubblewrap cannot set up the sandbox's loopback interface: grant CAP_NET_ADMIN "
+        f"(docker --cap-add NET_ADMIN; Kubernetes capabilities.add NET_ADMIN); {_README}",
+    ),
+    (
+        ("setpriv: setresuid", "setpriv: setresgid", "setpriv: setgroups"),
+        "the bot cannot switch commands to the sandbox uid: grant CAP_SETUID and CAP_SETGID "
+        f"(they are in docker's default set unless dropped); {_README}",
+    ),
+    (
+        ("prlimit: failed to set",),
+        "the bot cannot set the sandbox's resource limits: grant CAP_SYS_RESOURCE or raise the "
+        f"container's hard limits (ulimit) above the sandbox limits; {_README}",
+    ),
+    (
+        ("unknown option --json-status-fd",),
+        "this bubblewrap is too old for --json-status-fd: install a current bubblewrap "
+        "(0.8 or newer)",
+    ),
+)
+
+
+def diagnose(stderr: str) -> str:
+    """The fix for a sandbox that could not start, from what bwrap or a wrapper step printed."""
+    text = stderr.lower()
+    for needles, fix in _DIAGNOSES:
+        if any(n in text for n in needles):
+            return fix
+    last = _last_line(stderr) or "(nothing printed)"
+    return f"unrecognised sandbox failure {last[:300]!r}; {_README} for what bubblewrap needs"
+
+
+def _last_line(text: str) -> str:
+    return next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), "")
 
 
 @dataclass(frozen=True)
@@ -205,11 +350,21 @@ class SandboxLimits:
     processes: int = 256
     output_bytes: int = 64 * 1024
     tmp_bytes: int = 512 * 1024**2
+    disk_bytes: int = 2 * 1024**3
+    disk_inodes: int = 200_000
 
     def __post_init__(self) -> None:
         if not 0 < self.wall_seconds <= 24 * 3600:
             raise SandboxError("wall_seconds must be in (0, 86400]")
-        for name in ("memory_bytes", "file_bytes", "open_files", "processes", "tmp_bytes"):
+        for name in (
+            "memory_bytes",
+            "file_bytes",
+            "open_files",
+            "processes",
+            "tmp_bytes",
+            "disk_bytes",
+            "disk_inodes",
+        ):
             if getattr(self, name) < 1:
                 raise SandboxError(f"{name} must be at least 1")
         if self.output_bytes < 64:
@@ -223,6 +378,8 @@ SETUP_LIMITS = SandboxLimits(
     file_bytes=4 * 1024**3,
     processes=512,
     tmp_bytes=2 * 1024**3,
+    disk_bytes=8 * 1024**3,
+    disk_inodes=1_000_000,
 )
 
 
@@ -280,6 +437,21 @@ class Sandbox(Protocol):
         cwd: str = "",
         allow_hosts: Sequence[str] = (),
     ) -> CommandResult: ...
+
+    def spawn(
+        self,
+        argv: Sequence[str],
+        *,
+        workdir: Path,
+        limits: SandboxLimits | None = None,
+        network: bool = False,
+        cancel: threading.Event | None = None,
+        env: Mapping[str, str] | None = None,
+        allow_hosts: Sequence[str] = (),
+    ) -> SandboxProcess:
+        """Start a long-lived process with pipes to its stdin and stdout, isolated and
+        limited like :meth:`run` (:mod:`bot.sandbox.process`)."""
+        ...
 
 
 @dataclass
@@ -418,20 +590,45 @@ def _execute(
     cwd: str | None,
     limits: SandboxLimits,
     cancel: threading.Event | None,
+    stdin: int | None = None,
+    pass_fds: Sequence[int] = (),
+    watchdog: Watchdog | None = None,
 ) -> CommandResult:
-    """Start ``argv`` in its own process group and collect it under the limits."""
+    """Start ``argv`` in its own process group and collect it under the limits. ``stdin``
+    (default ``/dev/null``) and ``pass_fds`` are file descriptors the process inherits;
+    ``watchdog`` kills the group past its disk and memory limits."""
     start = time.monotonic()
     deadline = start + limits.wall_seconds
     proc = subprocess.Popen(
         argv,
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL if stdin is None else stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=dict(env),
         cwd=cwd,
         start_new_session=True,
         close_fds=True,
+        pass_fds=tuple(pass_fds),
     )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    if watchdog is not None:
+        watchdog.start(proc.pid)
+    try:
+        return _collect(proc, start, deadline, limits, cancel, watchdog)
+    finally:
+        if watchdog is not None:
+            watchdog.stop()
+
+
+def _collect(
+    proc: subprocess.Popen[bytes],
+    start: float,
+    deadline: float,
+    limits: SandboxLimits,
+    cancel: threading.Event | None,
+    watchdog: Watchdog | None,
+) -> CommandResult:
     assert proc.stdout is not None
     assert proc.stderr is not None
     out, err = _Capture(limits.output_bytes), _Capture(limits.output_bytes)
@@ -443,7 +640,9 @@ def _execute(
             sel.register(fd, selectors.EVENT_READ)
         while sel.get_map():
             if killed is None:
-                if cancel is not None and cancel.is_set():
+                if watchdog is not None and watchdog.verdict is not None:
+                    killed = watchdog.verdict.limit
+                elif cancel is not None and cancel.is_set():
                     killed = LIMIT_CANCELLED
                 elif time.monotonic() >= deadline:
                     killed = LIMIT_TIMEOUT
@@ -469,25 +668,35 @@ def _execute(
             status = proc.wait(timeout=_POLL_SECONDS)
             break
         except subprocess.TimeoutExpired:
-            if killed is None and (
+            if killed is None and watchdog is not None and watchdog.verdict is not None:
+                killed = watchdog.verdict.limit
+                _kill_group(proc)
+            elif killed is None and (
                 (cancel is not None and cancel.is_set()) or time.monotonic() >= deadline
             ):
                 cancelled = cancel is not None and cancel.is_set()
                 killed = LIMIT_CANCELLED if cancelled else LIMIT_TIMEOUT
                 _kill_group(proc)
     duration = time.monotonic() - start
+    if killed is None and watchdog is not None and watchdog.verdict is not None:
+        killed = watchdog.verdict.limit  # it killed the command between two polls
     exit_code = None if killed else (128 - status if status < 0 else status)
+    stderr = err.text()
+    if watchdog is not None and watchdog.verdict is not None:
+        stderr += f"\n[vibe sandbox: killed: {watchdog.verdict.detail}]\n"
     return CommandResult(
         exit_code=exit_code,
         duration=duration,
         stdout=out.text(),
-        stderr=err.text(),
+        stderr=stderr,
         truncated=bool(out.dropped or err.dropped),
         limit=_which_limit(killed, exit_code, out, err),
     )
 
 
 def _which_limit(killed: str | None, exit_code: int | None, *caps: _Capture) -> str | None:
+    if killed in _WATCHED:
+        return killed  # measured, not guessed from what the command printed
     hits = set().union(*(c.hits for c in caps))
     if exit_code == _SIGXFSZ_STATUS:
         hits.add(LIMIT_FILE_SIZE)
@@ -534,18 +743,158 @@ def _gitdir_mounts(workdir: Path) -> list[Path]:
     return [common] if gitdir.is_relative_to(common) else [gitdir, common]
 
 
+START_BYTE = b"S"
+# The last step before the command, inside the sandbox and as the sandbox user: one byte to
+# its stdin (the write end of a pipe the host reads) says bwrap, prlimit and setpriv all
+# succeeded; the command then gets /dev/null as stdin, so it never holds that pipe.
+START_WRAPPER = ("/bin/sh", "-c", 'printf S >&0 && exec "$@" </dev/null', "vibe-sandbox")
+
+
+def _read_available(fd: int) -> bytes:
+    """What a pipe holds now, without waiting for its writers to close it."""
+    os.set_blocking(fd, False)
+    data = b""
+    while len(data) < 65536:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+class _StartWatch:
+    """Tells "the sandbox never started" apart from "the command ran and failed".
+
+    Neither the exit code (bwrap, setpriv and a failing test all exit non-zero) nor stderr
+    (the command writes there too) can. Two pipes can, and no command can forge either:
+
+    - bwrap writes ``{ "child-pid": N, ... }`` to ``--json-status-fd`` once clone() has made
+      the namespaces (containers/bubblewrap ``bubblewrap.c``, ``main()``); bwrap closes that
+      descriptor inside the sandbox. Without it bwrap died before, as with the EPERM a
+      container without CAP_SYS_ADMIN gives.
+    - :data:`START_WRAPPER` writes :data:`START_BYTE` after every wrapper step succeeded and
+      before the command runs, so a command can neither write nor withhold it.
+    """
+
+    def __init__(self) -> None:
+        self._status_read, self.status_fd = os.pipe()
+        self._marker_read, self.marker_fd = os.pipe()
+
+    def namespaces_created(self) -> bool:
+        return b'"child-pid"' in _read_available(self._status_read)
+
+    def command_started(self) -> bool:
+        return _read_available(self._marker_read) == START_BYTE
+
+    def close(self) -> None:
+        for fd in (self._status_read, self.status_fd, self._marker_read, self.marker_fd):
+            os.close(fd)
+
+
+def _start_failure(result: CommandResult, namespaces: bool) -> SandboxStartFailed:
+    stage = "set-up inside the sandbox failed" if namespaces else "bwrap made no namespaces"
+    line = _last_line(result.stderr)[:500] or (
+        f"bwrap exited with code {result.exit_code} before the command ran ({stage}) "
+        "and printed nothing"
+    )
+    log.error("the sandbox could not start (%s): %s", stage, line)
+    return SandboxStartFailed(line, diagnose(result.stderr))
+
+
+_HARD_LIMITS = frozenset(
+    {LIMIT_MEMORY, LIMIT_PROCESSES, LIMIT_FILE_SIZE, LIMIT_OPEN_FILES, LIMIT_DISK}
+)
+# Told each command's outcome ("ok", "failed", "limit", "timeout", "cancelled",
+# "start_failed") and its seconds; make_sandbox passes bot.observability's counter.
+Observer = Callable[[str, float], None]
+
+
+def _ignore(outcome: str, seconds: float) -> None:
+    del outcome, seconds
+
+
+def outcome_of(result: CommandResult) -> str:
+    """How a command that ran ended, as ``vibe_sandbox_command_seconds`` counts it (truncated
+    output is no limit hit: the command still ended as it ended)."""
+    if result.limit in (LIMIT_TIMEOUT, LIMIT_CANCELLED):
+        return result.limit
+    if result.limit in _HARD_LIMITS:
+        return "limit"
+    return "ok" if result.ok else "failed"
+
+
+@functools.cache
+def _warn_no_cgroup(reason: str) -> None:
+    """Said once per process and reason, at start: what memory bound remains and how to
+    get the exact one."""
+    log.warning(
+        "no memory cgroup for sandboxed commands: %s. Each command's memory is measured "
+        "instead (the sum of its processes' anonymous memory, checked every 50 ms, with "
+        "RLIMIT_AS per process at the memory limit): a fast allocator can overshoot briefly "
+        "and kernel memory is not counted. For an exact bound give the bot a delegated "
+        "cgroup: cgroup v2 with the memory controller (systemd Delegate=yes, e.g. "
+        "systemd-run --user --scope -p Delegate=yes vibe worker) or a writable cgroup v1 "
+        "memory hierarchy; see infra/README.md (Sandbox)",
+        reason,
+    )
+
+
+def _joining(group: MemoryGroup | None, full: list[str]) -> list[str]:
+    """``full`` started by a shell that joins the memory cgroup and becomes bwrap, so
+    nothing starts outside the group."""
+    if group is None:
+        return full
+    return ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(group.procs), *full]
+
+
+def _watchdog(cmd: _Prepared, group: MemoryGroup | None) -> Watchdog:
+    """What watches a sandboxed process from outside: its disk use in the worktree and its
+    tmpfs mounts, and its memory when no cgroup bounds it."""
+    limits = cmd.limits
+    return Watchdog(
+        cmd.workdir,
+        disk_bytes=limits.disk_bytes,
+        disk_inodes=limits.disk_inodes,
+        tmpfs=(SANDBOX_TMP, SANDBOX_HOME, SANDBOX_SHM),
+        memory_bytes=None if group is not None else limits.memory_bytes,
+    )
+
+
 class BwrapSandbox:
     """The real sandbox: bubblewrap plus ``prlimit`` and, as root, ``setpriv``."""
 
     def __init__(
-        self, *, uid: int | None = None, bwrap: str | None = None, memory_cgroup: bool = True
+        self,
+        *,
+        uid: int | None = None,
+        bwrap: str | None = None,
+        memory_cgroup: bool = True,
+        observe: Observer = _ignore,
+        allow_private_hosts: Sequence[str] = (),
     ) -> None:
         self._bwrap = bwrap if bwrap is not None else shutil.which("bwrap")
+        self._observe = observe
+        parse_private(allow_private_hosts)  # a malformed entry fails here, not per command
+        self._allow_private = tuple(allow_private_hosts)
+        self._seccomp = program()
+        if self._seccomp is None:
+            log.warning(
+                "no seccomp filter for %s: sandboxed commands can create user namespaces "
+                "(bot/sandbox/seccomp.py knows x86_64 and aarch64)",
+                platform.machine(),
+            )
         self._root = os.geteuid() == 0
         self._uid = (uid if uid is not None else NOBODY_UID) if self._root else None
         if self._uid == 0:
             raise SandboxError("the sandbox uid must not be 0")
-        self._memory_base = memory_cgroup_base() if memory_cgroup else None
+        self._memory_base: Path | None = None
+        if memory_cgroup:
+            self._memory_base, reason = find_memory_cgroup()
+            if self._memory_base is None:
+                _warn_no_cgroup(reason)
         if self._memory_base is not None:
             sweep_stale(self._memory_base)
 
@@ -571,21 +920,60 @@ class BwrapSandbox:
         allow_hosts: Sequence[str] = (),
     ) -> CommandResult:
         if self._bwrap is None or not Path(self._bwrap).is_file():
+            self._observe("start_failed", 0.0)
             raise SandboxUnavailable(INSTALL_HINT)
         cmd = _prepare(command, workdir=workdir, limits=limits, env=env, cwd=cwd, home=SANDBOX_HOME)
         if not (network and allow_hosts):
             if network:
                 log.warning("sandbox command with the host's network: no allow-list was given")
             return self._run(cmd, cmd.argv, network, cmd.environment, cancel, [])
+        with self._egress(allow_hosts) as proxy:
+            wrapped, environment, mounts = self._through(proxy, cmd)
+            return self._run(cmd, wrapped, False, environment, cancel, mounts)
+
+    def _egress(self, allow_hosts: Sequence[str]) -> EgressProxy:
+        """The egress proxy for an allow-listed command; its relay inside needs python3."""
         if shutil.which("python3", path=SAFE_ENV["PATH"]) is None:
             raise SandboxError("allow-listed network needs python3 under /usr for its relay")
-        with EgressProxy(allow_hosts) as proxy:
-            proxy.open_to(self._uid)
-            mounts = ["--perms", "0755", "--dir", "/run", "--ro-bind"]
-            mounts += [str(proxy.directory), EGRESS_MOUNT]
-            environment = {**cmd.environment, **proxy_env()}
-            wrapped = relay_command(EGRESS_MOUNT, cmd.argv)
-            return self._run(cmd, wrapped, False, environment, cancel, mounts)
+        return EgressProxy(allow_hosts, self._allow_private)
+
+    def _through(
+        self, proxy: EgressProxy, cmd: _Prepared
+    ) -> tuple[list[str], dict[str, str], list[str]]:
+        """``cmd`` behind the running ``proxy``: its argv under the relay, its environment
+        with the proxy's variables, and the mounts that show the proxy's socket."""
+        proxy.open_to(self._uid)
+        mounts = ["--perms", "0755", "--dir", "/run", "--ro-bind"]
+        mounts += [str(proxy.directory), EGRESS_MOUNT]
+        environment = {**cmd.environment, **proxy_env()}
+        return relay_command(EGRESS_MOUNT, cmd.argv), environment, mounts
+
+    def _command_line(
+        self,
+        cmd: _Prepared,
+        argv: list[str],
+        network: bool,
+        environment: dict[str, str],
+        mounts: list[str],
+        watch: _StartWatch,
+        filter_fds: list[int],
+        wrapper: Sequence[str],
+    ) -> list[str]:
+        """bwrap's whole command line for ``argv``: the sandbox, the start watch, the
+        seccomp filter, the rlimits and the uid drop (it may refuse what it is given: build
+        it before anything that must be released, such as a memory cgroup)."""
+        return [
+            *self._bwrap_argv(cmd.workdir, cmd.limits, network, environment, cmd.cwd),
+            "--json-status-fd",
+            str(watch.status_fd),
+            *(arg for fd in filter_fds for arg in ("--seccomp", str(fd))),
+            *mounts,
+            "--",
+            *_rlimit_argv(cmd.limits),
+            *self._drop_privileges(),
+            *wrapper,
+            *argv,
+        ]
 
     def _run(
         self,
@@ -597,29 +985,139 @@ class BwrapSandbox:
         mounts: list[str],
     ) -> CommandResult:
         limits = cmd.limits
-        full = [
-            *self._bwrap_argv(cmd.workdir, limits, network, environment, cmd.cwd),
-            *mounts,
-            "--",
-            *_rlimit_argv(limits),
-            *self._drop_privileges(),
-            *argv,
-        ]
+        watch = _StartWatch()
+        filter_fds = [program_fd(self._seccomp)] if self._seccomp is not None else []
+        try:
+            full = self._command_line(
+                cmd, argv, network, environment, mounts, watch, filter_fds, START_WRAPPER
+            )
+            group = self._memory_group(limits)
+            full = _joining(group, full)
+            watchdog = _watchdog(cmd, group)
+            try:
+                # bwrap stays in the namespace as its init; give it nothing worth reading either.
+                result = _execute(
+                    full,
+                    env={"PATH": SAFE_ENV["PATH"]},
+                    cwd=None,
+                    limits=limits,
+                    cancel=cancel,
+                    stdin=watch.marker_fd,
+                    pass_fds=(watch.status_fd, *filter_fds),
+                    watchdog=watchdog,
+                )
+                if group is not None and group.oom_kills() > 0:
+                    result = replace(result, limit=LIMIT_MEMORY)
+            finally:
+                if group is not None:
+                    group.close()
+            started = watch.command_started()
+            namespaces = watch.namespaces_created()
+        finally:
+            watch.close()
+            for fd in filter_fds:
+                os.close(fd)
+        # Killed (timeout, cancel) before it started: that is how it ended, not a failure
+        # to start.
+        if not started and result.exit_code is not None:
+            self._observe("start_failed", result.duration)
+            raise _start_failure(result, namespaces)
+        self._observe(outcome_of(result), result.duration)
+        return result
+
+    def spawn(
+        self,
+        argv: Sequence[str],
+        *,
+        workdir: Path,
+        limits: SandboxLimits | None = None,
+        network: bool = False,
+        cancel: threading.Event | None = None,
+        env: Mapping[str, str] | None = None,
+        allow_hosts: Sequence[str] = (),
+    ) -> SandboxProcess:
+        """Like :meth:`run` (same mounts, namespaces, seccomp filter, uid, rlimits, memory
+        cgroup or watchdog, egress proxy), but the process keeps running: its stdin and
+        stdout are pipes to the host instead of ``/dev/null`` and a captured stream. It
+        returns once the command has started (:data:`SPAWN_START_SECONDS` at most);
+        ``limits.wall_seconds`` bounds its whole life."""
+        if self._bwrap is None or not Path(self._bwrap).is_file():
+            raise SandboxUnavailable(INSTALL_HINT)
+        cmd = _prepare(argv, workdir=workdir, limits=limits, env=env, cwd="", home=SANDBOX_HOME)
+        with contextlib.ExitStack() as stack:
+            command, environment = cmd.argv, cmd.environment
+            mounts: list[str] = []
+            if network and allow_hosts:
+                proxy = stack.enter_context(self._egress(allow_hosts))
+                command, environment, mounts = self._through(proxy, cmd)
+                network = False
+            elif network:
+                log.warning("sandbox process with the host's network: no allow-list was given")
+            process = self._spawn(cmd, command, network, environment, cancel, mounts, stack)
+            stack.pop_all()
+            return process
+
+    def _spawn(
+        self,
+        cmd: _Prepared,
+        argv: list[str],
+        network: bool,
+        environment: dict[str, str],
+        cancel: threading.Event | None,
+        mounts: list[str],
+        stack: contextlib.ExitStack,
+    ) -> SandboxProcess:
+        limits = cmd.limits
+        watch = _StartWatch()
+        stack.callback(watch.close)
+        filter_fds = [program_fd(self._seccomp)] if self._seccomp is not None else []
+        for fd in filter_fds:
+            stack.callback(os.close, fd)
+        to_child, to_server = os.pipe()
+        from_server, from_child = os.pipe()
+        full = self._command_line(
+            cmd, argv, network, environment, mounts, watch, filter_fds, SPAWN_WRAPPER
+        )
         group = self._memory_group(limits)
         if group is not None:
-            # The shell joins the group and becomes bwrap, so nothing starts outside it.
-            full = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(group.procs), *full]
+            stack.callback(group.close)
+        full = _joining(group, full)
+        watchdog = _watchdog(cmd, group)
         try:
-            # bwrap stays in the namespace as its init; give it nothing worth reading either.
-            result = _execute(
-                full, env={"PATH": SAFE_ENV["PATH"]}, cwd=None, limits=limits, cancel=cancel
+            proc = subprocess.Popen(
+                full,
+                stdin=to_child,
+                stdout=from_child,
+                stderr=subprocess.PIPE,
+                env={"PATH": SAFE_ENV["PATH"]},
+                start_new_session=True,
+                close_fds=True,
+                pass_fds=(watch.status_fd, *filter_fds),
             )
-            if group is not None and group.oom_kills() > 0:
-                result = replace(result, limit=LIMIT_MEMORY)
-            return result
-        finally:
-            if group is not None:
-                group.close()
+        except BaseException:
+            for fd in (to_child, to_server, from_server, from_child):
+                os.close(fd)
+            raise
+        os.close(to_child)
+        os.close(from_child)
+        watchdog.start(proc.pid)
+        stack.callback(watchdog.stop)
+        process = SandboxProcess(
+            proc,
+            stdin=to_server,
+            stdout=from_server,
+            wall_seconds=limits.wall_seconds,
+            cancel=cancel,
+            watchdog=watchdog,
+            release=stack.pop_all().close,
+        )
+        started = _wait_started(process)
+        if not started:
+            namespaces = watch.namespaces_created()
+            process.close()
+            failed = CommandResult(proc.returncode, 0.0, "", process.stderr(), False, None)
+            raise _start_failure(failed, namespaces)
+        return process
 
     def _memory_group(self, limits: SandboxLimits) -> MemoryGroup | None:
         if self._memory_base is None:
@@ -733,10 +1231,27 @@ class BwrapSandbox:
         ]
 
 
+SPAWN_START_SECONDS = 30.0
+# For a spawned process the start byte is the first byte of its stdout, written by the last
+# step before the command (so, as with START_WRAPPER, no command can write or withhold it):
+# its stdin is the host's pipe, which a one-digit-only ``>&N`` of dash could not move aside.
+SPAWN_WRAPPER = ("/bin/sh", "-c", 'printf S && exec "$@"', "vibe-sandbox")
+
+
+def _wait_started(process: SandboxProcess) -> bool:
+    """Read the start byte off a spawned process's stdout: True once it came, False when
+    stdout ended or :data:`SPAWN_START_SECONDS` passed first."""
+    ready, _, _ = select.select([process.stdout], [], [], SPAWN_START_SECONDS)
+    return bool(ready) and os.read(process.stdout, 1) == START_BYTE
+
+
 class NoSandbox:
     """Development only: limits and a cleared environment, but no isolation at all."""
 
     uid: int | None = None
+
+    def __init__(self, *, observe: Observer = _ignore) -> None:
+        self._observe = observe
 
     def run(
         self,
@@ -756,21 +1271,168 @@ class NoSandbox:
             "of the host are reachable); use this for development only",
             cmd.argv[:3],
         )
-        return _execute(
+        result = _execute(
             [*_rlimit_argv(cmd.limits), *cmd.argv],
             env=cmd.environment,
             cwd=str(cmd.workdir / cmd.cwd),
             limits=cmd.limits,
             cancel=cancel,
         )
+        self._observe(outcome_of(result), result.duration)
+        return result
+
+    def spawn(
+        self,
+        argv: Sequence[str],
+        *,
+        workdir: Path,
+        limits: SandboxLimits | None = None,
+        network: bool = False,
+        cancel: threading.Event | None = None,
+        env: Mapping[str, str] | None = None,
+        allow_hosts: Sequence[str] = (),
+    ) -> SandboxProcess:
+        cmd = _prepare(argv, workdir=workdir, limits=limits, env=env, cwd="", home=None)
+        log.warning(
+            "VIBE_SANDBOX=none: starting %r WITHOUT ISOLATION; use this for development only",
+            cmd.argv[:3],
+        )
+        to_child, to_server = os.pipe()
+        from_server, from_child = os.pipe()
+        try:
+            proc = subprocess.Popen(
+                [*_rlimit_argv(cmd.limits), *cmd.argv],
+                stdin=to_child,
+                stdout=from_child,
+                stderr=subprocess.PIPE,
+                env=cmd.environment,
+                cwd=str(cmd.workdir),
+                start_new_session=True,
+                close_fds=True,
+            )
+        except BaseException:
+            os.close(to_server)
+            os.close(from_server)
+            raise
+        finally:
+            os.close(to_child)
+            os.close(from_child)
+        return SandboxProcess(
+            proc,
+            stdin=to_server,
+            stdout=from_server,
+            wall_seconds=cmd.limits.wall_seconds,
+            cancel=cancel,
+            watchdog=None,
+            release=lambda: None,
+        )
 
 
 def make_sandbox(settings: Settings) -> Sandbox:
-    """The sandbox the settings ask for (``VIBE_SANDBOX``: ``bwrap`` or ``none``)."""
+    """The sandbox the settings ask for (``VIBE_SANDBOX``: ``bwrap`` or ``none``), counting
+    every command in ``vibe_sandbox_command_seconds``."""
+    # Imported here: the sandbox classes need only the standard library, so a bare python3
+    # can drive them (tests/sandbox/test_sandbox.py runs them as an unprivileged user so).
+    from bot.observability import sandbox_command
+
     if settings.sandbox == "none":
         log.warning("VIBE_SANDBOX=none: commands will run WITHOUT ISOLATION (development only)")
-        return NoSandbox()
-    return BwrapSandbox(uid=settings.sandbox_uid, memory_cgroup=settings.sandbox_memory_cgroup)
+        return NoSandbox(observe=sandbox_command)
+    return BwrapSandbox(
+        uid=settings.sandbox_uid,
+        memory_cgroup=settings.sandbox_memory_cgroup,
+        observe=sandbox_command,
+        allow_private_hosts=settings.sandbox_allow_private_hosts,
+    )
+
+
+@dataclass(frozen=True)
+class SandboxCheck:
+    """What :func:`check_sandbox` found: ``fix`` says what to change when ``ok`` is False."""
+
+    ok: bool
+    detail: str
+    fix: str | None
+    seconds: float
+
+
+PROBE_LIMITS = replace(DEFAULT_LIMITS, wall_seconds=30.0)
+PROBE_REFUSED_HOST = "probe.invalid"
+# Through the relay to the host's egress proxy, which must refuse a host off the list: the
+# whole allow-listed path answers without any traffic leaving the machine.
+_EGRESS_PROBE = (
+    "import socket, sys\n"
+    "s = socket.create_connection(('127.0.0.1', int(sys.argv[2])), timeout=10)\n"
+    "s.sendall(b'CONNECT ' + sys.argv[3].encode() + b':443 HTTP/1.1\\r\\n\\r\\n')\n"
+    "print(sys.argv[1], s.recv(200).decode('latin-1').splitlines()[0])\n"
+)
+
+
+def check_sandbox(settings: Settings) -> SandboxCheck:
+    """Run a real command through the configured sandbox, as a job would: start-up,
+    ``vibe check`` and ``/readyz`` report what this finds (DESIGN.md section 5: ready means
+    able). The command runs under the default limits with no network, and, when
+    ``VIBE_SANDBOX_ALLOW_NETWORK`` is on, once more through the allow-listed egress relay.
+    It must print a fresh nonce. Never raises."""
+    started = time.monotonic()
+    if settings.sandbox == "none":
+        return SandboxCheck(
+            True,
+            "VIBE_SANDBOX=none: commands run WITHOUT ISOLATION (development only)",
+            None,
+            0.0,
+        )
+    try:
+        detail, fix = _probe(settings)
+    except SandboxStartFailed as exc:
+        detail, fix = exc.detail, exc.fix
+    except SandboxUnavailable as exc:
+        detail, fix = "bubblewrap (bwrap) is not installed", str(exc)
+    except Exception as exc:  # noqa: BLE001 - a probe reports what failed; it never raises
+        # One line, not a traceback: the detail below is what the operator acts on.
+        log.warning("sandbox probe failed: %s: %s", type(exc).__name__, exc)
+        detail = f"the sandbox probe failed: {type(exc).__name__}: {exc}"
+        fix = _README
+    return SandboxCheck(fix is None, detail, fix, time.monotonic() - started)
+
+
+def _probe(settings: Settings) -> tuple[str, str | None]:
+    """(what the probe saw, the fix or None when the sandbox works)."""
+    sandbox = make_sandbox(settings)
+    with tempfile.TemporaryDirectory(prefix="vibe-probe-") as tmp:
+        workdir = Path(tmp)
+        if sandbox.uid is not None:
+            os.chown(workdir, sandbox.uid, sandbox.uid)
+        nonce = secrets.token_hex(8)
+        # Writing into the workdir proves the sandbox uid can, as a worktree needs.
+        write = f"printf %s {nonce} > probe && cat probe"
+        result = sandbox.run(write, workdir=workdir, limits=PROBE_LIMITS)
+        problem = _probe_problem(result, nonce)
+        if problem is not None:
+            return problem, _README
+        done = f"a sandboxed command ran in {result.duration:.2f} s (no network)"
+        if not settings.sandbox_allow_network:
+            return done, None
+        nonce = secrets.token_hex(8)
+        argv = ["python3", "-c", _EGRESS_PROBE, nonce, str(PROXY_PORT), PROBE_REFUSED_HOST]
+        result = sandbox.run(
+            argv,
+            workdir=workdir,
+            limits=PROBE_LIMITS,
+            network=True,
+            allow_hosts=("allowed.invalid",),
+        )
+        problem = _probe_problem(result, f"{nonce} HTTP/1.1 403")
+        if problem is not None:
+            return f"allow-listed egress: {problem}", _README
+        return f"{done} and through the allow-listed egress proxy", None
+
+
+def _probe_problem(result: CommandResult, expected: str) -> str | None:
+    if result.ok and expected in result.stdout:
+        return None
+    said = _last_line(result.stderr) or _last_line(result.stdout) or "no output"
+    return f"the probe command did not print its nonce ({result.describe()}): {said[:300]}"
 
 
 def network_permitted(repo_config: RepoConfig, settings: Settings) -> bool:

@@ -12,10 +12,17 @@ A sandboxed command never gets the host's network for an allow-list. Instead:
   git, curl and most HTTP clients honour. Anything that ignores the proxy finds no route.
 
 Allow-list entries are host names (``pypi.org``), wildcard suffixes (``*.github.com``,
-which also matches ``github.com``) or literal IP addresses. A name that resolves to a
-loopback, private, link-local or otherwise non-global address is refused (no reaching the
-host's own services or a cloud metadata endpoint through DNS), unless the entry is that
-literal address.
+which also matches ``github.com``) or literal IP addresses. The proxy resolves a host once,
+checks every address of the answer and connects to one of exactly those addresses, so a
+second, rebinding DNS answer is never asked for. Every address must be public
+(:func:`is_public`): loopback, ``0.0.0.0``, private (RFC 1918, ``fc00::/7``), shared
+(CGNAT ``100.64.0.0/10``), link-local (cloud metadata ``169.254.169.254``), multicast,
+reserved and documentation ranges are refused, also when written as a literal
+(``127.0.0.1.``, ``[::1]``, ``::ffff:127.0.0.1``, ``0x7f000001``, ``2130706433``, ``127.1``:
+the resolver turns them all into the same address) or embedded in an IPv6 address
+(IPv4-mapped, 6to4, Teredo, NAT64). Only the operator opens a non-public destination:
+:attr:`EgressProxy.private` (``VIBE_SANDBOX_ALLOW_PRIVATE_HOSTS``) lists the addresses,
+networks (CIDR) and host names that may be non-public; a repository's allow-list never can.
 """
 
 from __future__ import annotations
@@ -97,10 +104,56 @@ class EgressError(Exception):
     """The allow-list is malformed."""
 
 
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# RFC 6052's well-known NAT64 prefix: the last 32 bits are the IPv4 destination.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """IPv4 destinations an IPv6 address carries (IPv4-mapped, 6to4, Teredo, NAT64)."""
+    out = [a for a in (address.ipv4_mapped, address.sixtofour) if a is not None]
+    if address.teredo is not None:
+        out += list(address.teredo)
+    if address in _NAT64:
+        out.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return out
+
+
+def is_public(address: Address) -> bool:
+    """Whether ``address`` is a public unicast destination, and so is every IPv4 address it
+    embeds. ``is_global`` alone is not enough: Python counts multicast and some reserved
+    IPv6 ranges (``::7f00:1``, IPv4-compatible) as global
+    (https://docs.python.org/3/library/ipaddress.html, IANA special-purpose registries)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded:
+            return all(is_public(a) for a in embedded)
+    return address.is_global and not (address.is_multicast or address.is_reserved)
+
+
+def parse_private(entries: Sequence[str]) -> tuple[list[Network], list[str]]:
+    """The operator's non-public destinations: networks (an address is a /32 or /128) and
+    exact host names. Raises :class:`EgressError` naming a malformed entry."""
+    networks: list[Network] = []
+    names: list[str] = []
+    for raw in entries:
+        entry = raw.strip().lower().rstrip(".").removeprefix("[").removesuffix("]")
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+            continue
+        except ValueError:
+            pass
+        if not entry or len(entry) > 253 or any(c in entry for c in "/:@ *[]\\\0"):
+            raise EgressError(f"not a host name, IP address or network: {raw[:100]!r}")
+        names.append(entry)
+    return networks, names
+
+
 def _parse_allow(entries: Sequence[str]) -> list[str]:
     out = []
     for raw in entries:
-        entry = raw.strip().lower().rstrip(".")
+        entry = raw.strip().lower().rstrip(".").removeprefix("[").removesuffix("]")
         body = entry.removeprefix("*.")
         if not body or len(entry) > 253 or any(c in body for c in "/:@ *\\\0"):
             with contextlib.suppress(ValueError):
@@ -123,19 +176,23 @@ def host_allowed(host: str, allow: Sequence[str]) -> bool:
     return False
 
 
-def _is_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
+def resolve(host: str, port: int) -> list[tuple[int, Address]]:
+    """Every (address family, address) ``host`` resolves to, literals included (the system
+    resolver reads ``127.1`` and ``0x7f000001`` as 127.0.0.1). The proxy asks once per
+    connection and connects only to what this returned."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [(int(info[0]), ipaddress.ip_address(str(info[4][0]))) for info in infos]
 
 
 class EgressProxy:
-    """An allow-listing HTTP proxy on a Unix socket, for one sandboxed command."""
+    """An allow-listing HTTP proxy on a Unix socket, for one sandboxed command.
 
-    def __init__(self, allow: Sequence[str]) -> None:
+    ``private`` is the operator's list of non-public destinations that may be reached
+    (addresses, CIDR networks, host names); everything else must be public."""
+
+    def __init__(self, allow: Sequence[str], private: Sequence[str] = ()) -> None:
         self.allow = _parse_allow(allow)
+        self.private_networks, self.private_names = parse_private(private)
         self.directory = Path(tempfile.mkdtemp(prefix="vibe-egress-"))
         self.socket_path = self.directory / SOCKET_NAME
         (self.directory / RELAY_NAME).write_text(RELAY)
@@ -209,14 +266,15 @@ class EgressProxy:
             else:
                 self._deny(client, 400, "only CONNECT and http:// requests go through this proxy")
                 return
-            reason = self._refusal(host, port)
-            if reason is not None:
+            checked = self._check(host, port)
+            if isinstance(checked, str):
                 self.refused.append(host)
-                log.info("sandbox egress refused: %s", reason)
-                self._deny(client, 403, reason)
+                log.info("sandbox egress refused: %s", checked)
+                self._deny(client, 403, checked)
                 return
+            assert port is not None
             try:
-                upstream = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT)
+                upstream = _connect(checked, port)
             except OSError as exc:
                 self._deny(client, 502, f"cannot connect to {host}:{port}: {exc.strerror or exc}")
                 return
@@ -229,22 +287,35 @@ class EgressProxy:
                 upstream.sendall(first)
             _pipe(client, upstream)
 
-    def _refusal(self, host: str, port: int | None) -> str | None:
+    def _check(self, host: str, port: int | None) -> str | list[tuple[int, Address]]:
+        """The refusal, or the checked addresses to connect to (resolved once: connecting
+        by name would resolve again, and a rebinding answer would then be unchecked)."""
         if port is None or not host:
             return "malformed host or port"
         if not host_allowed(host, self.allow):
             return f"host {host} is not in the repository's network allow-list"
-        if _is_literal(host):
-            return None
+        name = host.strip().lower().rstrip(".").strip("[]")
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError:
+            addresses = resolve(name, port)
+        except (OSError, UnicodeError, ValueError):
             return f"cannot resolve {host}"
-        for info in infos:
-            address = ipaddress.ip_address(info[4][0])
-            if not address.is_global:
-                return f"{host} resolves to the non-public address {address}"
-        return None
+        if not addresses:
+            return f"cannot resolve {host}"
+        for _, address in addresses:
+            if not (is_public(address) or self._operator_allows(name, address)):
+                return (
+                    f"{host} resolves to the non-public address {address}, which only the "
+                    "operator can open (VIBE_SANDBOX_ALLOW_PRIVATE_HOSTS)"
+                )
+        return addresses
+
+    def _operator_allows(self, name: str, address: Address) -> bool:
+        if name in self.private_names:
+            return True
+        plain: Address = address
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            plain = address.ipv4_mapped
+        return any(plain.version == n.version and plain in n for n in self.private_networks)
 
     @staticmethod
     def _deny(client: socket.socket, status: int, reason: str) -> None:
@@ -252,6 +323,23 @@ class EgressProxy:
         head = f"HTTP/1.1 {status} Refused\r\nContent-Length: {len(body)}\r\nConnection: close"
         with contextlib.suppress(OSError):
             client.sendall(head.encode() + b"\r\n\r\n" + body)
+
+
+def _connect(addresses: Sequence[tuple[int, Address]], port: int) -> socket.socket:
+    """A connection to the first of the checked ``addresses`` that answers (by address:
+    nothing is resolved again)."""
+    error: OSError = OSError("no address")
+    for family, address in addresses:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.settimeout(CONNECT_TIMEOUT)
+        try:
+            sock.connect((str(address), port))
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        return sock
+    raise error
 
 
 def _split_host_port(authority: str, default: int) -> tuple[str, int | None]:

@@ -84,8 +84,9 @@ from urllib.parse import urlsplit
 import git
 
 from bot.core.branches import BRANCH_PREFIX, valid_branch
-from bot.core.globs import Glob, covers
+from bot.core.globs import Glob, covers, shadows
 from bot.core.redact import redact
+from bot.core.tasks import CommitStat
 
 if TYPE_CHECKING:
     from io import TextIOWrapper
@@ -191,13 +192,23 @@ class GitCredentials:
 
 
 def protected_paths_hit(
-    paths: Iterable[str], protected: Sequence[str], allowed: Sequence[str] = ()
+    paths: Iterable[str],
+    protected: Sequence[str],
+    allowed: Sequence[str] = (),
+    links: Iterable[str] = (),
 ) -> list[str]:
-    """Paths matching a protected pattern and no allowed pattern."""
+    """Paths matching a protected pattern and no allowed pattern, and symlinks (``links``,
+    among ``paths``) placed at or above something protected (issue 14: the rules hold for
+    the path itself, not only for what is below it)."""
     # Globs come from repository config and paths from the agent: match in linear time.
     deny = [Glob(g) for g in (p.strip().strip("/") for p in protected) if g]
     allow = [Glob(g) for g in (p.strip().strip("/") for p in allowed) if g]
-    return [p for p in paths if covers(deny, p) and not covers(allow, p)]
+    symlinks = set(links)
+    return [
+        p
+        for p in paths
+        if (shadows(deny, p) if p in symlinks else covers(deny, p)) and not covers(allow, p)
+    ]
 
 
 def _repo_key(repo: str) -> str:
@@ -369,8 +380,11 @@ class WorkspaceCache:
         sandbox_uid: int | None = None,
         lock_timeout: float = 600.0,
         git_timeout: float = 900.0,
+        secrets: Sequence[str] = (),
     ) -> None:
         self.root = root
+        # Configured secret values: no commit message or pushed branch name carries one.
+        self.secrets = tuple(secrets)
         self.max_bytes = max_bytes
         self.sandbox_uid = sandbox_uid
         self.lock_timeout = lock_timeout
@@ -384,6 +398,7 @@ class WorkspaceCache:
             settings.workspace_dir,
             max_bytes=settings.workspace_cache_bytes,
             sandbox_uid=sandbox.uid,
+            secrets=settings.secret_values,
         )
 
     def mirror_path(self, repo: str) -> Path:
@@ -443,11 +458,14 @@ class WorkspaceCache:
         credentials: GitCredentials | None = None,
         pr_number: int | None = None,
         shared_branch: bool = False,
+        start: str | None = None,
     ) -> Workspace:
         """Fetch, then check out ``branch`` in a worktree of its own.
 
         ``shared_branch`` must be set when ``branch`` is a same-repository PR's head branch
-        (outside ``vibe/``); otherwise only ``vibe/`` branches are accepted.
+        (outside ``vibe/``); otherwise only ``vibe/`` branches are accepted. ``start`` (a
+        commit id) starts ``branch`` there whatever the remote has under that name: a
+        best-of-N attempt starts from the task branch's head (:mod:`bot.core.attempts`).
         """
         key = _repo_key(repo)
         _check_url(url)
@@ -464,12 +482,15 @@ class WorkspaceCache:
             held.append(branch_lock.acquire(self.lock_timeout))
             with self._mirror_lock(key).held(self.lock_timeout):
                 mirror = self._fetch_locked(key, url, credentials, pr_number)
-                start, base = self._start_point(mirror, branch, default_branch, pr_number)
+                if start is None:
+                    begin, base = self._start_point(mirror, branch, default_branch, pr_number)
+                else:
+                    begin = base = _commit_of(mirror, start)
                 slot, slot_lock = self._claim_slot(key, branch)
                 held.append(slot_lock)
                 path = self.root / "worktrees" / key / slot
-                if not self._reuse_worktree(mirror, path, branch, start):
-                    self._add_worktree(mirror, path, branch, start)
+                if not self._reuse_worktree(mirror, path, branch, begin):
+                    self._add_worktree(mirror, path, branch, begin)
                 (self._locks(key) / f"{slot}.branch").write_text(branch)
             ws = Workspace(
                 cache=self,
@@ -491,6 +512,78 @@ class WorkspaceCache:
 
     def _locks(self, key: str) -> Path:
         return self.root / "locks" / key
+
+    def delete_branches(
+        self,
+        repo: str,
+        url: str,
+        names: Sequence[str],
+        *,
+        credentials: GitCredentials | None = None,
+        default_branch: str | None = None,
+        author: Identity | None = None,
+    ) -> list[str]:
+        """Delete the bot's ``vibe/`` branches ``names`` on the remote, each with a lease
+        on the head the fetch just saw (a push meanwhile makes it fail); with ``author``,
+        a branch whose head commit is someone else's is left alone (a person built on it:
+        deleting it would drop their commit). A name the remote no longer has is skipped.
+        Returns the names deleted. Works on the mirror alone, so no task's worktree or
+        branch lock is needed."""
+        key = _repo_key(repo)
+        _check_url(url)
+        for name in names:
+            if not valid_branch(name) or not name.startswith(BRANCH_PREFIX):
+                raise PushRefused(f"the bot only deletes its own {BRANCH_PREFIX}* branches")
+            if name == default_branch:
+                raise PushRefused("refusing to delete the default branch")
+        deleted: list[str] = []
+        with self._mirror_lock(key).held(self.lock_timeout):
+            mirror = self._fetch_locked(key, url, credentials, None)
+            for name in dict.fromkeys(names):
+                tracking = f"refs/remotes/origin/{name}"
+                status, sha, _ = run_git(
+                    ["rev-parse", "--verify", "--quiet", tracking],
+                    cwd=mirror,
+                    git_dir=mirror,
+                    check=False,
+                )
+                if status != 0:
+                    continue
+                if author is not None:
+                    _, email, _ = run_git(
+                        ["log", "-1", "--format=%ae", tracking], cwd=mirror, git_dir=mirror
+                    )
+                    if email.strip().lower() != author.email.lower():
+                        log.info("kept the branch %s: its head is %s's", name, email.strip())
+                        continue
+                ref = f"refs/heads/{name}"
+                status, out, err = run_git(
+                    [
+                        "push",
+                        "--quiet",
+                        "--porcelain",
+                        "--no-verify",
+                        f"--force-with-lease={ref}:{sha.strip()}",
+                        "--",
+                        url,
+                        f":{ref}",
+                    ],
+                    cwd=mirror,
+                    git_dir=mirror,
+                    credentials=credentials,
+                    check=False,
+                    timeout=self.git_timeout,
+                )
+                if status != 0:
+                    if credentials is not None and _AUTH_FAILED.search(err):
+                        raise AuthenticationFailed("the remote refused the credentials")
+                    secrets = credentials.secrets() if credentials else []
+                    detail = redact((out + "\n" + err).strip()[-500:], secrets)
+                    log.warning("could not delete the branch %s: %s", name, detail)
+                    continue
+                run_git(["update-ref", "-d", tracking], cwd=mirror, git_dir=mirror)
+                deleted.append(name)
+        return deleted
 
     def _claim_slot(self, key: str, branch: str) -> tuple[str, _FileLock]:
         """An idle worktree slot, preferring the one this branch used last (its files are
@@ -677,6 +770,21 @@ class WorkspaceCache:
         return evicted
 
 
+def _commit_of(mirror: Path, rev: str) -> str:
+    """The commit id ``rev`` (a commit id) names in the mirror."""
+    if not re.fullmatch(r"[0-9a-f]{7,64}", rev):
+        raise WorkspaceError(f"not a commit id: {rev[:80]!r}")
+    status, sha, _ = run_git(
+        ["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+        cwd=mirror,
+        git_dir=mirror,
+        check=False,
+    )
+    if status != 0:
+        raise WorkspaceError(f"the mirror has no commit {rev[:12]}")
+    return sha.strip()
+
+
 def _remove_stale_locks(mirror: Path, older_than: float = 60.0, extra: Sequence[Path] = ()) -> None:
     """Lock files a killed git left behind: by default in the namespaces only fetches
     write, plus ``extra`` (a branch's ref, a worktree's index) whose owner lock the caller
@@ -765,6 +873,18 @@ class Workspace:
         out = self.git("diff", "--name-only", "--no-renames", "-z", against, "HEAD", "--")
         return [p for p in out.split("\0") if p]
 
+    def _symlinks_added(self) -> list[str]:
+        """Paths that are symlinks in HEAD and were not the same symlink before (git's raw
+        diff: ``:oldmode newmode oldsha newsha status``, then the path)."""
+        against = self._remote_tip() or self.base_sha
+        out = self.git("diff", "--raw", "-z", "--no-renames", "--no-abbrev", against, "HEAD", "--")
+        fields = out.split("\0")
+        return [
+            path
+            for meta, path in zip(fields[::2], fields[1::2], strict=False)
+            if meta.split(" ")[1:2] == ["120000"]
+        ]
+
     def dirty(self) -> bool:
         return bool(self.git("status", "--porcelain", "--untracked-files=all").strip())
 
@@ -791,9 +911,33 @@ class Workspace:
         self._commit(text, author)
         return self.head()
 
+    def commit_stat(self, sha: str) -> CommitStat:
+        """``sha``'s diff stats against its parent (``git diff-tree --numstat``; a root
+        commit against the empty tree) and its subject. A binary file counts as changed,
+        with no lines (git prints ``-`` for its counts)."""
+        if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", sha):
+            raise WorkspaceError(f"not a commit id: {sha[:80]!r}")
+        out = self.git(
+            "diff-tree", "-r", "--root", "--no-commit-id", "--no-renames", "--numstat", "-z", sha
+        )
+        files = insertions = deletions = 0
+        for entry in out.split("\0"):
+            added, _, rest = entry.partition("\t")
+            removed, _, path = rest.partition("\t")
+            if not path:
+                continue
+            files += 1
+            insertions += int(added) if added.isdigit() else 0
+            deletions += int(removed) if removed.isdigit() else 0
+        subject = self.git("show", "-s", "--format=%s", sha).strip()
+        return CommitStat(sha, files, insertions, deletions, subject)
+
     def _commit(self, message: str, author: Identity) -> None:
+        """Every commit of the bot, its message (trailers included) redacted: the one way a
+        message reaches a pushed commit (DESIGN.md section 4 rule 8)."""
+        text = redact(message, self.cache.secrets)
         run_git(
-            ["commit", "--quiet", "--no-verify", "--allow-empty-message", "-m", message],
+            ["commit", "--quiet", "--no-verify", "--allow-empty-message", "-m", text],
             cwd=self.mirror,
             git_dir=self.gitdir,
             work_tree=self.path,
@@ -803,7 +947,10 @@ class Workspace:
     def check_protected(self, repo_config: RepoConfig) -> None:
         """Raise :class:`ProtectedPathError` if the unpushed changes touch protected paths."""
         hits = protected_paths_hit(
-            self.changed_paths(), repo_config.protected_paths, repo_config.paths.allowed
+            self.changed_paths(),
+            repo_config.protected_paths,
+            repo_config.paths.allowed,
+            links=self._symlinks_added(),
         )
         if hits:
             raise ProtectedPathError(hits)
@@ -815,6 +962,8 @@ class Workspace:
             raise PushRefused(f"the worktree is not on the task branch {self.branch!r}")
         if self.branch == self.default_branch:
             raise PushRefused("refusing to push to the default branch")
+        if redact(self.branch, self.cache.secrets) != self.branch:
+            raise PushRefused("refusing to push a branch whose name carries a secret")
         self.check_protected(repo_config)
         head = self.head()
         ref = f"refs/heads/{self.branch}"
@@ -896,6 +1045,47 @@ class Workspace:
                 text += "\n\n" + "\n".join(dict.fromkeys(trailers))
             self.git("read-tree", "--reset", "-u", since)
             self._commit(text, author)
+        self.settle()
+        return self.head()
+
+    def adopt(self, sha: str) -> str:
+        """Fast-forward the branch to ``sha`` (a best-of-N attempt's commit, made on a
+        branch that started at this head); refused unless HEAD is an ancestor of it, so no
+        commit of the branch is ever dropped."""
+        target = _commit_of(self.mirror, sha)
+        status, _, _ = run_git(
+            ["merge-base", "--is-ancestor", "HEAD", target],
+            cwd=self.mirror,
+            git_dir=self.gitdir,
+            work_tree=self.path,
+            check=False,
+        )
+        if status != 0:
+            raise PushRefused(f"{target[:12]} does not follow the head of {self.branch}")
+        self.git("reset", "--quiet", "--hard", target)
+        self.settle()
+        return self.head()
+
+    def take_tree(
+        self,
+        sha: str,
+        message: str,
+        *,
+        author: Identity,
+        co_authors: Sequence[Identity] = (),
+    ) -> str | None:
+        """One new commit whose files are ``sha``'s (``/vibe pick``): the branch's history
+        stays as it was and the change reads as one commit. None when the files are the
+        same already."""
+        target = _commit_of(self.mirror, sha)
+        if self.git("rev-parse", f"{target}^{{tree}}") == self.git("rev-parse", "HEAD^{tree}"):
+            return None
+        text = message
+        trailers = [c.trailer for c in co_authors if c.email.lower() != author.email.lower()]
+        if trailers:
+            text += "\n\n" + "\n".join(dict.fromkeys(trailers))
+        self.git("read-tree", "--reset", "-u", target)
+        self._commit(text, author)
         self.settle()
         return self.head()
 

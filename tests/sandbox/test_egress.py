@@ -13,6 +13,7 @@ import pytest
 
 from bot.sandbox.bwrap import BwrapSandbox
 from bot.sandbox.egress import EgressError, EgressProxy, host_allowed
+from bot.testing.loopback import LoopbackHTTPServer
 
 pytestmark = pytest.mark.bwrap
 
@@ -59,7 +60,7 @@ class Hello(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server() -> Iterator[int]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    httpd = LoopbackHTTPServer(("127.0.0.1", 0), Hello)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield httpd.server_address[1]
@@ -79,7 +80,9 @@ def probe(sandbox: BwrapSandbox, workdir: Path, port: int, allow: list[str]) -> 
 def test_listed_host_is_reachable_only_through_the_proxy(
     sandbox: BwrapSandbox, workdir: Path, server: int
 ) -> None:
-    report = probe(sandbox, workdir, server, ["127.0.0.1"])
+    # The test server is on loopback, which only the operator can open (issue 14).
+    opened = BwrapSandbox(allow_private_hosts=["127.0.0.1"])
+    report = probe(opened, workdir, server, ["127.0.0.1"])
     assert report["proxy"] == "http://127.0.0.1:3128"
     assert report["via_proxy"] == "hello from /hello"
     assert report["connect"] == "HTTP/1.1 200 Connection established"

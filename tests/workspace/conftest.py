@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from bot.sandbox.bwrap import BwrapSandbox
+from bot.testing.loopback import LoopbackHTTPServer
 from bot.workspace.git import GitCredentials, Identity, WorkspaceCache
 
 TOKEN = "ghs_workspaceTestToken0123456789abcdef"
@@ -153,7 +154,7 @@ def git_server(tmp_path: Path) -> Iterator[GitServer]:
     """Serve ``o/r``: a repository with a README and a source file on ``main``."""
     root = tmp_path / "remote"
     state = GitServer(root=root, url="")
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    httpd = LoopbackHTTPServer(("127.0.0.1", 0), _handler(state))
     state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
     seed = tmp_path / "seed"
     seed.mkdir()

@@ -96,6 +96,26 @@ def test_prepare_commit_push_with_credentials_only_at_push(
     ws.close()
 
 
+def test_commit_stat_counts_files_and_lines_as_git_does(
+    cache: WorkspaceCache, git_server: GitServer
+) -> None:
+    ws = cache.prepare("o/r", git_server.repo_url(), branch=BRANCH, default_branch="main")
+    (ws.path / "README.md").write_text("# r\n\nMore.\nAnd more.\n")  # +3
+    (ws.path / "src" / "app.py").unlink()  # -1
+    (ws.path / "logo.bin").write_bytes(b"\0\1\2")  # binary: a file, no lines
+    (ws.path / "a\tb.txt").write_text("x\n")  # +1, a name git quotes without -z
+    sha = ws.commit("Add a logo\n\nWith a body.", author=BOT, co_authors=[ANN])
+    assert sha is not None
+    stat = ws.commit_stat(sha)
+    assert (stat.sha, stat.files, stat.insertions, stat.deletions) == (sha, 4, 4, 1)
+    assert stat.subject == "Add a logo"
+    shortstat = ws.git("show", "--shortstat", "--format=", sha).strip()
+    assert shortstat == "4 files changed, 4 insertions(+), 1 deletion(-)"
+    with pytest.raises(WorkspaceError, match="not a commit id"):
+        ws.commit_stat("HEAD --output=/tmp/x")
+    ws.close()
+
+
 def test_push_refusals(cache: WorkspaceCache, git_server: GitServer) -> None:
     url = git_server.repo_url()
     with pytest.raises(PushRefused, match="default branch"):
@@ -139,6 +159,47 @@ def test_protected_path_refusal(
         assert problems == []
         ws.push(creds, allowing)
         assert git_server.tip(BRANCH) == ws.head()
+
+
+@pytest.mark.parametrize(
+    ("link", "target"),
+    [
+        (".github", "elsewhere"),  # a symlink placed above the protected directory
+        (".github/workflows", "../docs"),  # at the protected directory itself
+        ("ci", ".github/workflows"),  # an alias elsewhere is not protected: it is a link
+    ],
+)
+def test_a_symlink_at_or_above_a_protected_path_is_refused(
+    cache: WorkspaceCache, git_server: GitServer, creds: GitCredentials, link: str, target: str
+) -> None:
+    with cache.prepare("o/r", git_server.repo_url(), branch=BRANCH, default_branch="main") as ws:
+        (ws.path / link).parent.mkdir(parents=True, exist_ok=True)
+        (ws.path / link).symlink_to(target)
+        assert ws.commit("a link", author=BOT) is not None
+        if link == "ci":
+            # A link's own path decides: ci is not protected, and git stores only its text.
+            ws.push(creds, CONFIG)
+            assert git_server.tip(BRANCH) == ws.head()
+            return
+        with pytest.raises(ProtectedPathError) as info:
+            ws.push(creds, CONFIG)
+        assert info.value.paths == [link]
+        assert git_server.tip(BRANCH) is None
+
+
+def test_protected_path_globs_reach_below_a_directory() -> None:
+    assert protected_paths_hit([".github"], [".github/workflows/**"], links=[".github"]) == [
+        ".github"
+    ]
+    # A plain file named .github is not a link: nothing below it can exist.
+    assert protected_paths_hit([".github"], [".github/workflows/**"]) == []
+    assert protected_paths_hit(["src"], [".github/workflows/**"], links=["src"]) == []
+    # A pattern of a name anywhere protects that name, not every directory.
+    assert protected_paths_hit(["a/b"], ["**/.bashrc"], links=["a/b"]) == []
+    assert protected_paths_hit(["a/.bashrc"], ["**/.bashrc"], links=["a/.bashrc"]) == ["a/.bashrc"]
+    assert protected_paths_hit(["deploy"], ["deploy/*/keys"], links=["deploy"]) == ["deploy"]
+    allowed = protected_paths_hit([".github"], [".github/**"], [".github"], links=[".github"])
+    assert allowed == []
 
 
 def test_undo_reverts_the_last_iteration(
