@@ -8,12 +8,18 @@ walking it with its ``.gitignore`` files applied).
 
 The filter drops vendored, generated, lock, binary and oversize files before anything is
 parsed, so they never reach an index, a ranking or a prompt.
+
+A work tree is read after sandboxed commands ran in it: every file is opened beneath its root
+with no symlink at any component (:mod:`bot.workspace.files`), by type and size before its
+content, and a build reads at most :data:`MAX_SNAPSHOT_BYTES` in all and
+:data:`MAX_UNTRACKED_FILES` / :data:`MAX_UNTRACKED_BYTES` of untracked files.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import subprocess
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -21,7 +27,16 @@ from pathlib import Path, PurePosixPath
 
 import pathspec
 
+from bot.workspace.files import open_beneath, open_root, read_beneath, read_fd, walk_beneath
+
 MAX_FILE_BYTES = 1024 * 1024
+# What one build of a work tree reads at most: setup commands may leave any number of large
+# untracked files, and each one read is hashed, parsed and ranked.
+MAX_SNAPSHOT_BYTES = 128 * 1024 * 1024
+MAX_UNTRACKED_FILES = 200
+MAX_UNTRACKED_BYTES = 4 * 1024 * 1024
+MAX_WALK_FILES = 100_000
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY
 _HEADER_BYTES = 400
 
 VENDOR_DIRS = frozenset(
@@ -135,6 +150,10 @@ def blob_id(content: bytes) -> str:
 
 def path_excluded(path: str) -> str | None:
     """Why ``path`` is never indexed (judged on the name alone), or None."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # surrogate-escaped bytes: they could not reach a prompt
+        return "name is not UTF-8"
     parts = PurePosixPath(path).parts
     name = parts[-1].lower()
     for part in parts[:-1]:
@@ -182,8 +201,10 @@ class SnapshotError(Exception):
 def _git(repo: Path, *args: str, data: bytes | None = None) -> bytes:
     # A task's worktree belongs to the sandbox's uid; naming it as safe lets the host read
     # it (plumbing commands only: no hooks, no checkout).
+    # No fsmonitor: a configured one would run a command on the host.
+    config = ["-c", f"safe.directory={repo}", "-c", "core.fsmonitor=false"]
     proc = subprocess.run(
-        ["git", "-c", f"safe.directory={repo}", "-C", str(repo), *args],
+        ["git", *config, "-C", str(repo), *args],
         input=data,
         capture_output=True,
         check=False,
@@ -208,11 +229,25 @@ def is_git_worktree(path: Path) -> bool:
     return bool(top) and Path(top).resolve() == path.resolve()
 
 
+def repository_dir(path: Path) -> Path | None:
+    """The git directory shared by all work trees of the repository ``path`` is the top of
+    (or is, when bare); None when ``path`` is not such a top (a plain folder, or a folder
+    inside some other repository)."""
+    out = _git(path, "rev-parse", "--path-format=absolute", "--is-bare-repository", "--git-dir",
+               "--git-common-dir")  # fmt: skip
+    bare, git_dir, common = out.decode("utf-8", "surrogateescape").splitlines()[:3]
+    if bare == "true":
+        return Path(common).resolve() if Path(git_dir).resolve() == path.resolve() else None
+    top = _git(path, "rev-parse", "--show-toplevel").decode("utf-8", "surrogateescape").strip()
+    return Path(common).resolve() if Path(top).resolve() == path.resolve() else None
+
+
 class Snapshot(ABC):
     """One state of a repository: its indexable files and their contents."""
 
     root: Path
     commit: str | None
+    skipped: dict[str, str]  # path -> why a cap left it out
 
     @abstractmethod
     def list_files(self) -> list[ListedFile]:
@@ -231,12 +266,14 @@ class GitCommitSnapshot(Snapshot):
         resolved = _git(repo, "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}")
         self.commit = resolved.decode().strip()
         self._commit: str = self.commit
+        self.skipped = {}
         self._blobs: dict[str, str] = {}
         self._contents: dict[str, bytes] = {}
 
     def list_files(self) -> list[ListedFile]:
         out = _git(self.root, "ls-tree", "-r", "-z", "--long", "--full-tree", self._commit)
         files: list[ListedFile] = []
+        total = 0
         for record in out.split(b"\0"):
             if not record:
                 continue
@@ -248,6 +285,11 @@ class GitCommitSnapshot(Snapshot):
                 continue
             if int(size) > MAX_FILE_BYTES:
                 continue
+            if total + int(size) > MAX_SNAPSHOT_BYTES:
+                # A hostile repository may commit gigabytes of small files: read no more.
+                self.skipped[path] = f"over the {MAX_SNAPSHOT_BYTES} byte cap of one snapshot"
+                continue
+            total += int(size)
             self._blobs[path] = sha.decode()
             files.append(ListedFile(path, sha.decode(), int(size)))
         return files
@@ -272,7 +314,15 @@ class GitCommitSnapshot(Snapshot):
 
 
 class DirectorySnapshot(Snapshot):
-    """Files on disk: a git work tree (tracked plus untracked, minus ignored) or a plain folder."""
+    """Files on disk: a git work tree (tracked plus untracked, minus ignored) or a plain folder.
+
+    Sandboxed commands ran in this tree, so every name is read beneath the root with no
+    symlink followed at any component (:func:`bot.workspace.files.read_beneath`), by type
+    and size before content: a directory swapped for a symlink, a FIFO or a loop is skipped,
+    never read outside or waited on. Tracked files come first; untracked ones (what setup
+    commands made) are read only up to :data:`MAX_UNTRACKED_FILES` and
+    :data:`MAX_UNTRACKED_BYTES`, and everything up to :data:`MAX_SNAPSHOT_BYTES`; what the
+    caps leave out is listed in :attr:`skipped`."""
 
     def __init__(self, root: Path) -> None:
         if not root.is_dir():
@@ -280,75 +330,109 @@ class DirectorySnapshot(Snapshot):
         self.root = root.resolve()
         self.commit = None
         self._cache: dict[str, bytes] = {}
+        self.skipped: dict[str, str] = {}
 
-    def _candidates(self) -> list[str]:
+    def _candidates(self, root_fd: int) -> list[tuple[str, bool]]:
+        """(path, tracked) pairs: tracked files first, each group sorted."""
         if is_git_worktree(self.root):
-            out = _git(self.root, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
-            names = {p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p}
-            return sorted(names)
-        return _walk_with_gitignore(self.root)
+            tracked = _git(self.root, "ls-files", "-z", "--cached")
+            others = _git(self.root, "ls-files", "-z", "--others", "--exclude-standard")
+            known = {p.decode("utf-8", "surrogateescape") for p in tracked.split(b"\0") if p}
+            new = {p.decode("utf-8", "surrogateescape") for p in others.split(b"\0") if p}
+            return [(p, True) for p in sorted(known)] + [(p, False) for p in sorted(new - known)]
+        return [(p, True) for p in _walk_with_gitignore(root_fd)]
 
     def list_files(self) -> list[ListedFile]:
         files: list[ListedFile] = []
-        for path in self._candidates():
-            if path_excluded(path):
-                continue
-            full = self.root / path
-            if full.is_symlink() or not full.is_file():
-                continue
-            size = full.stat().st_size
-            if size > MAX_FILE_BYTES:
-                continue
-            content = full.read_bytes()
-            self._cache[path] = content
-            files.append(ListedFile(path, blob_id(content), len(content)))
-        return files
+        self.skipped = {}
+        total = untracked_bytes = untracked_files = 0
+        with open_root(self.root) as root:
+            for path, tracked in self._candidates(root.fd):
+                if path_excluded(path):
+                    continue
+                try:
+                    fd = open_beneath(root.fd, path, _READ_FLAGS, follow=False)
+                except OSError:
+                    continue  # a symlink, swapped, gone or unreadable: never followed
+                try:
+                    info = os.fstat(fd)
+                    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_FILE_BYTES:
+                        continue
+                    reason = None
+                    if total + info.st_size > MAX_SNAPSHOT_BYTES:
+                        reason = f"over the {MAX_SNAPSHOT_BYTES} byte cap of one snapshot"
+                    elif not tracked and untracked_files >= MAX_UNTRACKED_FILES:
+                        reason = f"over the cap of {MAX_UNTRACKED_FILES} untracked files"
+                    elif not tracked and untracked_bytes + info.st_size > MAX_UNTRACKED_BYTES:
+                        reason = f"over the {MAX_UNTRACKED_BYTES} byte cap of untracked files"
+                    if reason is not None:
+                        self.skipped[path] = reason
+                        continue
+                    content = read_fd(fd, path, MAX_FILE_BYTES)
+                except OSError:
+                    continue
+                finally:
+                    os.close(fd)
+                total += len(content)
+                if not tracked:
+                    untracked_files += 1
+                    untracked_bytes += len(content)
+                self._cache[path] = content
+                files.append(ListedFile(path, blob_id(content), len(content)))
+        return sorted(files, key=lambda f: f.path)
 
     def read_many(self, paths: list[str]) -> dict[str, bytes]:
+        """Contents of listed files; one that can no longer be read beneath the root (gone,
+        or swapped for a symlink) is left out."""
         result: dict[str, bytes] = {}
-        for path in paths:
-            content = self._cache.get(path)
-            if content is None:
-                full = (self.root / path).resolve()
-                if not full.is_relative_to(self.root):
-                    raise SnapshotError(f"{path} is outside the repository")
-                content = full.read_bytes()
-            result[path] = content
+        with open_root(self.root) as root:
+            for path in paths:
+                content = self._cache.get(path)
+                if content is None:
+                    try:
+                        content = read_beneath(root.fd, path, MAX_FILE_BYTES, follow=False)
+                    except OSError:
+                        continue
+                result[path] = content
         return result
 
 
-def _walk_with_gitignore(root: Path) -> list[str]:
-    """Relative paths under ``root`` that no ``.gitignore`` on their way excludes."""
-    found: list[str] = []
+def _walk_with_gitignore(root: int) -> list[str]:
+    """Relative paths of regular files under ``root`` that no ``.gitignore`` on their way
+    excludes; walked beneath the root, symlinks neither followed nor listed, capped."""
     specs: dict[str, pathspec.GitIgnoreSpec] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel_dir = Path(dirpath).relative_to(root).as_posix()
-        rel_dir = "" if rel_dir == "." else rel_dir
-        ignore_file = Path(dirpath) / ".gitignore"
-        if ignore_file.is_file():
-            lines = ignore_file.read_text("utf-8", "replace").splitlines()
-            specs[rel_dir] = pathspec.GitIgnoreSpec.from_lines(lines)
 
-        def ignored(rel: str, is_dir: bool) -> bool:
-            for base, spec in specs.items():
-                if base and not rel.startswith(base + "/"):
-                    continue
-                sub = rel[len(base) + 1 :] if base else rel
-                if spec.match_file(sub + "/" if is_dir else sub):
-                    return True
-            return False
-
-        keep = []
-        for name in sorted(dirnames):
-            rel = f"{rel_dir}/{name}" if rel_dir else name
-            if name in VENDOR_DIRS or name == ".git" or ignored(rel, True):
+    def ignored(rel: str, is_dir: bool) -> bool:
+        for base, spec in specs.items():
+            if base and not rel.startswith(base + "/"):
                 continue
-            keep.append(name)
-        dirnames[:] = keep
-        for name in sorted(filenames):
-            rel = f"{rel_dir}/{name}" if rel_dir else name
-            if not ignored(rel, False):
-                found.append(rel)
+            sub = rel[len(base) + 1 :] if base else rel
+            if spec.match_file(sub + "/" if is_dir else sub):
+                return True
+        return False
+
+    def load(rel_dir: str) -> None:
+        name = f"{rel_dir}/.gitignore" if rel_dir else ".gitignore"
+        try:
+            raw = read_beneath(root, name, MAX_FILE_BYTES, follow=False)
+        except OSError:
+            return
+        lines = raw.decode("utf-8", "replace").splitlines()
+        specs[rel_dir] = pathspec.GitIgnoreSpec.from_lines(lines)
+
+    def prune(rel: str, name: str) -> bool:
+        if name in VENDOR_DIRS or ignored(rel, True):
+            return True
+        load(rel)
+        return False
+
+    load("")
+    found: list[str] = []
+    for entry in walk_beneath(root, prune=prune):
+        if entry.kind == "file" and not ignored(entry.path, False):
+            found.append(entry.path)
+            if len(found) >= MAX_WALK_FILES:
+                break
     return sorted(found)
 
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from bot.context.budget import DEFAULT_SHARES, PART_ORDER, ContextPart, Item, allocate, capped
-from bot.context.index import KNOWLEDGE_FILES, RepoIndex
+from bot.context.index import KNOWLEDGE_FILES, FileEntry, RepoIndex
 from bot.context.rank import RankedFile, rank_files
-from bot.context.terms import text_terms
+from bot.context.terms import estimate_tokens, text_terms
 from bot.core.sanitize import DATA_FRAMING_RULE, frame_untrusted, sanitize_untrusted
 
 MAP_FILES = 60
@@ -30,10 +31,62 @@ MAP_SHARE = 0.3
 ITEM_SHARE = 0.5
 
 
+MANIFEST_FILES = 20  # ranked files listed in a manifest
+MANIFEST_SIGNALS = 3  # and each one's strongest retrieval signals
+
+
+@dataclass(frozen=True)
+class Omission:
+    """An item the budget left out of its part entirely: which, and its size."""
+
+    kind: str
+    source: str
+    tokens: int
+
+
 @dataclass(frozen=True)
 class ContextPack:
     parts: tuple[ContextPart, ...]
     budget: int
+    ranked: tuple[RankedFile, ...] = ()
+    left_out: tuple[Omission, ...] = ()
+
+    def manifest(self) -> dict[str, Any]:
+        """What went in and why (survey Eq. 2-3 made visible): each part kind's tokens
+        against the budget L_max, each item with its tokens, the best-ranked files with
+        their rank, score and strongest signals (the reason), and what was left out."""
+        kinds: dict[str, int] = {}
+        for part in self.parts:
+            kinds[part.kind] = kinds.get(part.kind, 0) + part.tokens
+        included = {p.source for p in self.parts}
+        return {
+            "budget": self.budget,
+            "total_tokens": self.total_tokens,
+            "kinds": [{"kind": k, "tokens": kinds[k]} for k in PART_ORDER if k in kinds],
+            "items": [
+                {"kind": p.kind, "source": p.source, "tokens": p.tokens, "truncated": p.truncated}
+                for p in self.parts
+            ],
+            "files": [
+                {
+                    "rank": rank,
+                    "path": r.path,
+                    "score": round(r.score, 4),
+                    "included": r.path in included,
+                    "signals": {
+                        name: round(value, 3)
+                        for name, value in sorted(
+                            r.signals.items(), key=lambda kv: kv[1], reverse=True
+                        )[:MANIFEST_SIGNALS]
+                        if value > 0
+                    },
+                }
+                for rank, r in enumerate(self.ranked[:MANIFEST_FILES], start=1)
+            ],
+            "left_out": [
+                {"kind": o.kind, "source": o.source, "tokens": o.tokens} for o in self.left_out
+            ],
+        }
 
     @property
     def total_tokens(self) -> int:
@@ -57,6 +110,17 @@ def _block(title: str, body: str) -> str:
     return f"## {title}\n{body.rstrip()}\n\n"
 
 
+def file_outline(entry: FileEntry) -> list[str]:
+    """One line per class, function, method and module constant: line number and signature."""
+    lines = []
+    for d in entry.defs:
+        if d.kind == "variable" and (d.parent or not d.name.isupper()):
+            continue
+        indent = "    " if d.parent else "  "
+        lines.append(f"{indent}{d.line}: {sanitize_untrusted(d.signature)}")
+    return lines
+
+
 def repository_map(index: RepoIndex, ranked: Sequence[RankedFile], limit: int = MAP_FILES) -> str:
     """Outline of the best-ranked files: their classes, functions and methods, in rank order
     (aider's repository map: the ranking decides what is shown, signatures say what is there)."""
@@ -67,11 +131,7 @@ def repository_map(index: RepoIndex, ranked: Sequence[RankedFile], limit: int = 
         if entry is None or entry.kind not in {"code", "test"}:
             continue
         lines.append(f"{entry.path}:")
-        for d in entry.defs:
-            if d.kind == "variable" and (d.parent or not d.name.isupper()):
-                continue
-            indent = "    " if d.parent else "  "
-            lines.append(f"{indent}{d.line}: {sanitize_untrusted(d.signature)}")
+        lines.extend(file_outline(entry))
         shown += 1
         if shown >= limit:
             break
@@ -106,9 +166,22 @@ def knowledge_items(index: RepoIndex, ranked: Sequence[RankedFile], cap: int) ->
 def _code_items(
     index: RepoIndex, ranked: Sequence[RankedFile], kinds: set[str], limit: int, cap: int
 ) -> list[Item]:
+    """Ranked files, whole where they fit within ``cap``; a larger one is given as its outline
+    (every signature with its line number) rather than its first lines, so that the parts of
+    it the task needs can be read with the tools, and the files after it still fit."""
     paths = [r.path for r in ranked if r.score > 0 and index.files[r.path].kind in kinds][:limit]
     texts = index.texts(paths)
-    return [capped(p, _block(f"file: {p}", frame_untrusted(texts[p], p)), cap) for p in paths]
+    items = []
+    for p in paths:
+        whole = _block(f"file: {p}", frame_untrusted(texts[p], p))
+        outline = file_outline(index.files[p])
+        if estimate_tokens(whole) <= cap or not outline:
+            items.append(capped(p, whole, cap))
+            continue
+        title = f"file: {p} (outline; {index.files[p].tokens} tokens in full)"
+        body = frame_untrusted("\n".join(outline), p)
+        items.append(Item(p, capped(p, _block(title, body), cap).text, truncated=True))
+    return items
 
 
 def assemble_context(
@@ -175,7 +248,15 @@ def assemble_context(
             Item(source, _block(f"earlier iteration {number}", frame_untrusted(note, source)))
         )
     present = {kind: values for kind, values in items.items() if values}
-    return ContextPack(tuple(allocate(present, budget, shares)), budget)
+    parts = tuple(allocate(present, budget, shares))
+    kept = {(p.kind, p.source) for p in parts}
+    left_out = tuple(
+        Omission(kind, item.source, estimate_tokens(item.text))
+        for kind, values in present.items()
+        for item in values
+        if (kind, item.source) not in kept
+    )
+    return ContextPack(parts, budget, tuple(ranked), left_out)
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ _FROM_IMPORT_RE = re.compile(
     r"^[ \t]*from[ \t]+([\w.]+)[ \t]+import[ \t]+\(?([\w \t,]+?)\)?[ \t]*$", re.MULTILINE
 )
 _OPTION_RE = re.compile(r"(?<![\w-])(--[a-z][\w-]{2,})")
+_OPTION_WORDS_RE = re.compile(r"(?<![\w-])-{0,2}([a-z][a-z0-9]*(?:-[a-z0-9]+){1,4})(?![\w-])")
 _CODE_SUFFIX_RE = re.compile(
     r"\.(?:py|pyi|pyx|js|jsx|ts|tsx|go|rs|java|c|h|cc|cpp|rb|cfg|toml|ini|yml|yaml|json|txt|rst|md)$"
 )
@@ -67,6 +68,9 @@ class IssueQuery:
     frame_functions: Counter[str] = field(default_factory=Counter)
     phrases: list[str] = field(default_factory=list)
     qualified: Counter[str] = field(default_factory=Counter)
+    # Hyphenated option and setting names as code spells them (``ignore-paths`` ->
+    # ``ignore_paths``).
+    options: Counter[str] = field(default_factory=Counter)
 
 
 def _split_fences(text: str) -> tuple[list[str], str]:
@@ -192,6 +196,10 @@ def parse_issue(raw: str) -> IssueQuery:
     for span in spans:
         phrases.extend(m.group(0) for m in _HYPHENATED_RE.finditer(span))
     query.phrases = list(dict.fromkeys(phrases))[:40]
+    for match in _OPTION_WORDS_RE.finditer(_without_noise(text)):
+        words = match.group(1).split("-")
+        if not any(w.isdigit() for w in words):
+            query.options["_".join(words)] += 1
     query.qualified = _qualified_names(text, query.dotted)
     return query
 

@@ -13,6 +13,9 @@ Each signal scores every indexed file for an :class:`~bot.context.query.IssueQue
 - ``symbols``: files defining identifiers the issue mentions, weighted by how specific the
   name is (defined in one file or in forty) and where it was mentioned;
 - ``phrases``: files containing error messages or command-line options quoted in the issue;
+- ``options``: files using a setting the issue spells with hyphens (``ignore-paths`` is
+  ``ignore_paths`` in code);
+- ``summary``: BM25 over module docstrings, what a file is for in its authors' words;
 - ``resolved``: names the issue's code uses through its own imports (``import xarray as xr``
   then ``xr.where``), followed through package re-exports to the defining file;
 - ``graph``: a repository-map PageRank over the definition/reference and import graph,
@@ -35,6 +38,7 @@ from bot.context.query import IssueQuery
 K1 = 1.2
 B = 0.75
 MAX_PHRASE_FILES = 12
+MAX_OPTION_FILES = 12
 # A mention of one of these names alone (or a traceback frame matching only the name) says
 # nothing about which of the repository's files it is.
 GENERIC_FILENAMES = frozenset(
@@ -100,9 +104,11 @@ class Retriever:
         self.paths = sorted(index.files)
         self.pos = {p: i for i, p in enumerate(self.paths)}
         entries = [index.files[p] for p in self.paths]
+        self.entries = entries
         self.kinds = [e.kind for e in entries]
         self.bm25 = BM25([e.terms for e in entries])
         self.outline = BM25([e.outline for e in entries])
+        self.summary = BM25([e.summary for e in entries])
 
         self.definers: dict[str, set[int]] = defaultdict(set)
         self.class_members: dict[str, set[int]] = defaultdict(set)
@@ -256,6 +262,19 @@ class Retriever:
                         out[i] += 1.0 / len(targets)
         return out
 
+    def option_scores(self, query: IssueQuery) -> np.ndarray:
+        """Files that use a setting the issue names with hyphens (``ignore-paths`` is read as
+        ``ignore_paths`` in code), weighted by how few files use it."""
+        out = np.zeros(len(self.paths))
+        n = max(len(self.paths), 1)
+        for name, weight in query.options.items():
+            users = set(self.definers.get(name, ()))
+            users.update(i for i, e in enumerate(self.entries) if name in e.refs)
+            if 0 < len(users) <= MAX_OPTION_FILES:
+                for i in users:
+                    out[i] += math.log1p(weight) * math.log(1 + n / len(users)) / len(users)
+        return out
+
     def phrase_scores(self, query: IssueQuery) -> np.ndarray:
         out = np.zeros(len(self.paths))
         if not query.phrases:
@@ -290,11 +309,13 @@ class Retriever:
             "outline": self.outline.scores(query.terms),
             "title": self.bm25.scores(query.title_terms),
             "title_outline": self.outline.scores(query.title_terms),
+            "summary": self.summary.scores(query.terms),
             "paths": self.path_scores(query),
             "modules": self.module_scores(query),
             "symbols": self.symbol_scores(query),
             "phrases": self.phrase_scores(query),
             "resolved": self.resolved_scores(query),
+            "options": self.option_scores(query),
         }
         personal = _saturate(values["paths"]) + _saturate(values["modules"])
         personal = personal + _saturate(values["resolved"])

@@ -1,21 +1,19 @@
 """Definitions, references and imports of one source file.
 
-Python is parsed with tree-sitter (error-tolerant, so a half-written file still yields its
-symbols). Other languages get a lexical fallback: definitions from the common keyword forms
-(``function f``, ``class C``, ``fn f``, ``func f`` ...) and every identifier as a reference.
+Python is read lexically (:func:`python_symbols`; error-tolerant, so a half-written file
+still yields its symbols). Other languages get a simpler fallback: definitions from the
+common keyword forms (``function f``, ``class C``, ``fn f``, ``func f`` ...) and every
+identifier as a reference.
 The result feeds the symbol index, the reference graph behind the repository map, and the
 outline lines shown in it.
 """
 
 from __future__ import annotations
 
+import keyword
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import cache
-
-import tree_sitter
-import tree_sitter_python
 
 from bot.context.terms import IDENT_RE
 
@@ -51,36 +49,59 @@ class FileSymbols:
     names: dict[str, str] = field(default_factory=dict)
 
 
-_PY_QUERY = """
-(class_definition name: (identifier) @class)
-(function_definition name: (identifier) @function)
-(module (expression_statement (assignment left: (identifier) @variable)))
-(class_definition body: (block (expression_statement (assignment left: (identifier) @attribute))))
-(import_statement name: (dotted_name) @import)
-(import_statement name: (aliased_import name: (dotted_name) @import))
-(import_from_statement module_name: (_) @from_module)
-(import_from_statement) @from_statement
-(identifier) @ref
-"""
+# Python is read lexically: string literals and comments are blanked out first (line and
+# column numbers kept), then the lines that can open a scope or define a name are found by one
+# pattern and walked with an indentation stack. Error-tolerant like a parser, and several
+# times faster than a full parse on large trees (tests/benchmarks/bench_context_speed.py).
+_MASK_RE = re.compile(
+    r'"""[^"\\]*(?:(?:\\[\s\S]|"(?!""))[^"\\]*)*(?:"""|\Z)'
+    r"|'''[^'\\]*(?:(?:\\[\s\S]|'(?!''))[^'\\]*)*(?:'''|\Z)"
+    r'|"[^"\\\n]*(?:\\[\s\S][^"\\\n]*)*"'
+    r"|'[^'\\\n]*(?:\\[\s\S][^'\\\n]*)*'"
+    r"|#[^\n]*"
+)
+# Blocks and assignments are looked at only up to three levels deep: deeper ones can neither
+# define a module variable or class attribute nor sit between a class and its methods
+# (except in classes nested deeper still), and skipping them skips most lines of a body.
+# The line patterns start with the newline before the line, not ``^``, and are matched in
+# "\n" + code: a pattern that starts with a literal is searched for that character, one
+# starting with ``^`` is tried at every position (twice as slow, four times for imports).
+_LINE_RE = re.compile(
+    r"\n([ \t]*+)(?:async[ \t]+)?(def|class)[ \t]+([A-Za-z_]\w*)"
+    r"|\n([ \t]{0,12}+)(?:"
+    r"(if|elif|else|for|while|with|try|except|finally|async)\b"
+    r"|([A-Za-z_]\w*)[ \t]*(?::(?!=)[^=\n]*(?:=(?!=)|$)|=(?!=))"
+    r")",
+    re.MULTILINE,
+)
+# ``\b`` before a word character is ``(?<!\w)``, found faster.
+_REF_RE = re.compile(r"\b[A-Za-z_]\w*")
+_IMPORT_RE = re.compile(r"\n[ \t]*import[ \t]+([^\n;\\]+(?:\\\n[^\n;\\]*)*)")
+_FROM_RE = re.compile(
+    r"\n[ \t]*from[ \t]+([.\w]+)[ \t]+import[ \t]+(\([^)]{0,4000}\)|[^\n;\\]*(?:\\\n[^\n;\\]*)*)"
+)
+_KEYWORDS = frozenset(keyword.kwlist)
 
 
-@cache
-def _python() -> tuple[tree_sitter.Parser, tree_sitter.Query]:
-    language = tree_sitter.Language(tree_sitter_python.language())
-    return tree_sitter.Parser(language), tree_sitter.Query(language, _PY_QUERY)
+def _blank(match: re.Match[str]) -> str:
+    text = match.group()
+    newlines = text.count("\n")
+    if not newlines:
+        return " " * len(text)
+    return "\n" * newlines + " " * (len(text) - text.rfind("\n") - 1)
 
 
-def _enclosing_class(node: tree_sitter.Node) -> str:
-    """Name of the class whose body holds ``node`` directly (not inside a function)."""
-    parent = node.parent
-    while parent is not None:
-        if parent.type == "class_definition":
-            name = parent.child_by_field_name("name")
-            return name.text.decode("utf-8", "replace") if name and name.text else ""
-        if parent.type == "function_definition":
-            return ""
-        parent = parent.parent
-    return ""
+def mask_python(text: str) -> str:
+    """``text`` with string literals and comments blanked, line and column numbers kept."""
+    return _MASK_RE.sub(_blank, text)
+
+
+@dataclass(slots=True)
+class _Scope:
+    indent: int
+    kind: str  # "class", "def" or "block"
+    name: str
+    body: int = -1  # indentation of the scope's statements, once one is seen
 
 
 def _signature(lines: list[str], line: int) -> str:
@@ -98,55 +119,77 @@ def _resolve_relative(module: str, path: str) -> str:
     return ".".join([*package, rest] if rest else package)
 
 
-def python_symbols(source: bytes, path: str) -> FileSymbols:
-    parser, query = _python()
-    tree = parser.parse(source)
-    lines = source.decode("utf-8", "replace").splitlines()
-    captures = tree_sitter.QueryCursor(query).captures(tree.root_node)
-    result = FileSymbols()
-    def_positions: set[int] = set()
-    for kind in ("class", "function", "variable", "attribute"):
-        for node in captures.get(kind, []):
-            name = node.text.decode("utf-8", "replace") if node.text else ""
-            parent = _enclosing_class(node.parent) if node.parent is not None else ""
-            if kind == "function" and parent:
-                kind_name = "method"
-            elif kind == "attribute":
-                kind_name = "variable"
-            else:
-                kind_name = kind
-            row = node.start_point[0]
-            result.defs.append(Definition(name, kind_name, row + 1, parent, _signature(lines, row)))
-            def_positions.add(node.start_byte)
-    for node in captures.get("ref", []):
-        if node.start_byte not in def_positions and node.text:
-            result.refs[node.text.decode("utf-8", "replace")] += 1
+def _python_imports(code: str, path: str, result: FileSymbols) -> None:
+    """``code``: the masked text after a newline (see :data:`_LINE_RE`)."""
     imports: list[str] = []
-    for node in captures.get("import", []):
-        if node.text:
-            imports.append(node.text.decode("utf-8", "replace"))
-    for node in captures.get("from_module", []):
-        if node.text:
-            module = node.text.decode("utf-8", "replace")
-            imports.append(_resolve_relative(module, path) if module.startswith(".") else module)
-    result.imports = sorted(set(imports))
-    for statement in captures.get("from_statement", []):
-        module_node = statement.child_by_field_name("module_name")
-        if module_node is None or not module_node.text:
+    for match in _IMPORT_RE.finditer(code):
+        for item in match.group(1).split(","):
+            words = item.split()
+            if words:
+                imports.append(words[0])
+    for match in _FROM_RE.finditer(code):
+        module = match.group(1)
+        if module == "__future__":
             continue
-        module = module_node.text.decode("utf-8", "replace")
-        if module.startswith("."):
-            module = _resolve_relative(module, path)
-        for name_node in statement.children_by_field_name("name"):
-            target = name_node
-            alias = name_node
-            if name_node.type == "aliased_import":
-                target = name_node.child_by_field_name("name") or name_node
-                alias = name_node.child_by_field_name("alias") or target
-            if target.text and alias.text:
-                name = target.text.decode("utf-8", "replace")
-                result.names[alias.text.decode("utf-8", "replace")] = f"{module}.{name}"
+        absolute = _resolve_relative(module, path) if module.startswith(".") else module
+        imports.append(absolute)
+        for item in match.group(2).strip("()\\ \t\n").split(","):
+            words = item.replace("\\", " ").split()
+            if not words or words[0] == "*":
+                continue
+            alias = words[2] if len(words) >= 3 and words[1] == "as" else words[0]
+            result.names[alias] = f"{absolute}.{words[0]}"
+    result.imports = sorted(set(imports))
     result.names = dict(sorted(result.names.items()))
+
+
+def python_symbols(source: bytes, path: str) -> FileSymbols:
+    text = source.decode("utf-8", "replace")
+    code = "\n" + mask_python(text)
+    lines = text.splitlines()
+    result = FileSymbols()
+    stack: list[_Scope] = []
+    defined: Counter[str] = Counter()
+    row, last = -1, 0
+    for match in _LINE_RE.finditer(code):
+        # The match starts at the newline that ends the line before: ``row`` is 0-based.
+        start = match.start() + 1
+        row += code.count("\n", last, start)
+        last = start
+        space, head, name, block_space, block, target = match.groups()
+        space = space if head else block_space
+        indent = len(space.expandtabs(8)) if "\t" in space else len(space)
+        while stack and stack[-1].indent >= indent:
+            stack.pop()
+        top = stack[-1] if stack else None
+        if top is not None and top.body < 0:
+            top.body = indent
+        if head:
+            parent = ""
+            for scope in reversed(stack):
+                if scope.kind != "block":
+                    parent = scope.name if scope.kind == "class" else ""
+                    break
+            kind = "class" if head == "class" else ("method" if parent else "function")
+            result.defs.append(Definition(name, kind, row + 1, parent, _signature(lines, row)))
+            defined[name] += 1
+            stack.append(_Scope(indent, "class" if head == "class" else "def", name))
+        elif block:
+            stack.append(_Scope(indent, "block", block))
+        else:
+            at_module = top is None and indent == 0
+            in_class = top is not None and top.kind == "class" and indent == top.body
+            if (at_module or in_class) and target not in _KEYWORDS:
+                parent = top.name if top is not None else ""
+                signature = _signature(lines, row)
+                result.defs.append(Definition(target, "variable", row + 1, parent, signature))
+                defined[target] += 1
+    refs = Counter(_REF_RE.findall(code))
+    for word in _KEYWORDS.intersection(refs):
+        del refs[word]
+    refs.subtract(defined)
+    result.refs = Counter({k: v for k, v in refs.items() if v > 0})
+    _python_imports(code, path, result)
     result.defs.sort(key=lambda d: (d.line, d.name))
     return result
 
@@ -227,6 +270,23 @@ CODE_SUFFIXES = frozenset(
         "svelte",
     ]
 )
+
+
+_DOCSTRING_RE = re.compile(
+    r"\A(?:[ \t]*(?:#[^\n]*)?\n)*[ \t]*[rRuU]?"
+    r"""(?:\"\"\"([\s\S]*?)\"\"\"|'\'\'([\s\S]*?)'\'\'|"([^"\n]*)")"""
+)
+MAX_DOCSTRING_CHARS = 4000
+
+
+def module_docstring(text: str, path: str) -> str:
+    """The docstring of a Python module (what it is for, in its authors' words), or ""."""
+    if not path.endswith((".py", ".pyi")):
+        return ""
+    match = _DOCSTRING_RE.match(text[: 2 * MAX_DOCSTRING_CHARS])
+    if not match:
+        return ""
+    return next(g for g in match.groups() if g is not None)[:MAX_DOCSTRING_CHARS]
 
 
 def extract_symbols(source: bytes, path: str) -> FileSymbols:
