@@ -10,16 +10,18 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 from sqlalchemy.engine import Engine
 
 from bot.agent.record import SqlStepRecorder, StepRecord
-from bot.agent.tool_loop import AgentLimits, AgentTask, run_agent, worktree_review
-from bot.agent.tools import ToolSet
 from bot.core.agent import AgentOutcome, AgentRequest
-from bot.sandbox.bwrap import Sandbox
+from bot.sandbox.bwrap import Sandbox, SandboxLimits
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.agent.mcp import McpTools
 
 log = structlog.get_logger(__name__)
 
@@ -48,6 +50,8 @@ class ClaudeAgent:
         self.engine = engine
         self.run_key = run_key
         self.runs = 0
+        # Best-of-N runs attempts on threads: each run takes its own number for its steps.
+        self._runs_lock = threading.Lock()
 
     def run(
         self,
@@ -56,10 +60,53 @@ class ClaudeAgent:
         cancel: threading.Event,
         on_step: Callable[[int], None],
     ) -> AgentOutcome:
-        self.runs += 1
+        with self._runs_lock:
+            self.runs += 1
+            number = self.runs
+        if not request.config.mcp.servers:
+            return self._run(request, number, None, cancel, on_step)
+        # The MCP SDK (about a second of imports) loads only for a repository that names servers.
+        from bot.agent.mcp import McpStart, start_servers
+
+        start = McpStart(
+            self.sandbox,
+            request.workdir,
+            request.network,
+            tuple(request.config.network.allow),
+            SandboxLimits(
+                wall_seconds=min(86_400.0, self.settings.limits.minutes_per_iteration * 60)
+            ),
+            cancel,
+        )
+        # Started for this run and stopped when it ends, whatever way it ends.
+        with start_servers(
+            request.config.mcp,
+            self.settings,
+            repo=request.repo,
+            start=start,
+            read_only=request.read_only,
+        ) as mcp:
+            report = self._run(request, number, mcp, cancel, on_step)
+            return replace(report, notes=tuple(mcp.problems))
+
+    def _run(
+        self,
+        request: AgentRequest,
+        number: int,
+        mcp: McpTools | None,
+        cancel: threading.Event,
+        on_step: Callable[[int], None],
+    ) -> AgentOutcome:
+        # The tool loop brings the anthropic SDK (about three seconds of imports): a service
+        # process loads it with its first agent run, not before it answers /healthz.
+        from bot.agent.tool_loop import AgentLimits, AgentTask, run_agent, worktree_review
+        from bot.agent.tools import ToolSet
+
         secrets = self.settings.secret_values
         if request.read_only:
-            tools = ToolSet.read_only(request.workdir, self.sandbox, secrets=secrets, cancel=cancel)
+            tools = ToolSet.read_only(
+                request.workdir, self.sandbox, secrets=secrets, cancel=cancel, mcp=mcp
+            )
         else:
             tools = ToolSet.full(
                 request.workdir,
@@ -70,6 +117,7 @@ class ClaudeAgent:
                 network=request.network,
                 allow_hosts=tuple(request.config.network.allow),
                 cancel=cancel,
+                mcp=mcp,
             )
         limits = AgentLimits.from_settings(
             self.settings,
@@ -87,7 +135,7 @@ class ClaudeAgent:
             limits = replace(limits, dollars=min(limits.dollars, left))
         recorder = _StepCounter(
             SqlStepRecorder(
-                self.engine, f"{self.run_key}/{self.runs}", iteration_id=request.iteration_id
+                self.engine, f"{self.run_key}/{number}", iteration_id=request.iteration_id
             )
             if self.engine is not None
             else None,

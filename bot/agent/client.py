@@ -12,8 +12,9 @@ becomes a :class:`ModelError` the caller can act on:
 - ``stream_broken``: the stream ended early (an ``error`` event, a cut connection, no
   ``message_stop``); nothing of the turn is used and the loop retries the turn.
 - ``unavailable``: overload, rate limit, server errors or no connection after the SDK's
-  retries, or a ``retry-after`` longer than :data:`MAX_INLINE_WAIT` (not slept through:
-  ``retry_after`` carries it to the job level); retryable later at the job level.
+  retries, or a wait longer than :data:`MAX_INLINE_WAIT` (not slept through); retryable
+  later at the job level. ``retry_after`` carries the wait the API asked for (the last
+  answer's, in any form :func:`retry_after` reads) to the job's retry time.
 - ``fatal``: any other 4xx (bad key, permission, invalid request); not retryable.
 - ``cancelled``: the run was stopped while a turn was streaming.
 """
@@ -25,6 +26,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 import anthropic
@@ -32,6 +34,8 @@ import httpx2
 from anthropic import Anthropic, APIRequest, APIResponse, CallNext, Middleware
 
 from bot.agent.cost import TokenUsage
+from bot.core.waits import delay_seconds
+from bot.observability import model_error, model_request
 from bot.settings import Settings
 
 ErrorKind = Literal[
@@ -109,17 +113,45 @@ class RetryLater(anthropic.AnthropicError):
         self.seconds = seconds
 
 
-def _retry_after(headers: Any) -> float | None:
-    """``retry-after-ms`` or ``retry-after`` in seconds (RFC 9110 section 10.2.3 allows an
-    HTTP date too; the API sends seconds)."""
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is not None:
-            try:
-                return float(value) * scale
-            except ValueError:
-                return None
-    return None
+RESET_HEADERS = ("requests", "tokens", "input-tokens", "output-tokens")
+
+
+def _reset_wait(headers: Any, now: float) -> float | None:
+    """The wait until the spent limit resets: the latest ``anthropic-ratelimit-<limit>-reset``
+    (RFC 3339) among the limits whose ``-remaining`` is 0
+    (https://docs.anthropic.com/en/api/rate-limits#response-headers)."""
+    waits: list[float] = []
+    for limit in RESET_HEADERS:
+        prefix = f"anthropic-ratelimit-{limit}"
+        reset = headers.get(f"{prefix}-reset")
+        if headers.get(f"{prefix}-remaining") != "0" or reset is None:
+            continue
+        try:
+            when = datetime.fromisoformat(reset.replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        if when.tzinfo is not None:
+            waits.append(max(0.0, when.timestamp() - now))
+    return max(waits) if waits else None
+
+
+def retry_after(headers: Any, now: float | None = None) -> float | None:
+    """The wait the API asked for, in seconds: ``retry-after-ms``, else ``retry-after``
+    (seconds or an HTTP date), else the reset time of a spent rate limit."""
+    now = time.time() if now is None else now
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            return max(0.0, float(millis) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    wait = delay_seconds(value, now) if value is not None else None
+    return wait if wait is not None else _reset_wait(headers, now)
+
+
+def _retryable_status(status: int) -> bool:
+    return status in (408, 409, 429) or status >= 500
 
 
 class _ApiPolicy(Middleware):
@@ -128,8 +160,17 @@ class _ApiPolicy(Middleware):
     should back off and free its worker rather than sleep holding it)."""
 
     def handle(self, request: APIRequest, call_next: CallNext) -> APIResponse[Any]:
-        response = call_next(request)
+        # Called once per HTTP attempt, inside the SDK's retries: each attempt is counted.
+        body = request.json
+        model = str(body.get("model", "-")) if isinstance(body, dict) else "-"
+        try:
+            response = call_next(request)
+        except anthropic.APIConnectionError as exc:
+            timeout = isinstance(exc, anthropic.APITimeoutError)
+            model_request(model, "timeout" if timeout else "connection_error")
+            raise
         http = response.http_response
+        model_request(model, str(http.status_code))
         if http.status_code in (402, 429):
             http.read()
             try:
@@ -139,8 +180,8 @@ class _ApiPolicy(Middleware):
             error_type, message, code = _error_fields(body)
             if _is_spend_limit(http.status_code, error_type, code, message):
                 raise SpendLimitReached(message or f"spend limit reached ({code or error_type})")
-        if http.status_code in (429, 503, 529):
-            wait = _retry_after(http.headers)
+        if _retryable_status(http.status_code):
+            wait = retry_after(http.headers)
             if wait is not None and wait > MAX_INLINE_WAIT:
                 raise RetryLater(
                     wait, f"the API asked to retry after {wait:.0f} s ({http.status_code})"
@@ -211,9 +252,12 @@ def classify(exc: BaseException) -> ModelError:
             return ModelError("spend_limit", f"the API spending limit was reached: {detail}")
         if status == 413 or (status == 400 and "prompt is too long" in detail):
             return ModelError("too_large", f"the request is too large: {detail}")
-        if status in (408, 409, 429) or status >= 500:
+        if _retryable_status(status):
+            # The SDK's retries are spent: the wait the last answer asked for is the job's.
             return ModelError(
-                "unavailable", f"the API is unavailable ({status} {error_type}): {detail}"
+                "unavailable",
+                f"the API is unavailable ({status} {error_type}): {detail}",
+                retry_after=retry_after(exc.response.headers),
             )
         if status == 401:
             return ModelError(
@@ -252,10 +296,13 @@ def stream_turn(
                 raise ModelError("stream_broken", "the stream ended before message_stop")
             message = stream.get_final_message()
             request_id = stream.request_id
-    except ModelError:
+    except ModelError as exc:
+        model_error(str(request.get("model", "-")), exc.kind)
         raise
     except (anthropic.AnthropicError, httpx2.TransportError) as exc:
-        raise classify(exc) from exc
+        error = classify(exc)
+        model_error(str(request.get("model", "-")), error.kind)
+        raise error from exc
     content = [p for p in (_block_param(b) for b in message.content) if p is not None]
     return Turn(
         content=content,

@@ -4,7 +4,9 @@ Small on purpose, with typed exits (STYLE.md item 7; mini-swe-agent ``agents/def
 :class:`Finished`, :class:`LimitReached`, :class:`Refused`, :class:`Errored` and
 :class:`Stopped`, defined in :mod:`bot.core.agent` so that the loop matches on the
 same values. It is synchronous (it runs in a worker thread) and never raises for anything
-the model, the tools or the API do.
+the model, the tools or the API do, with one exception: a sandbox that cannot start
+(:class:`bot.sandbox.bwrap.SandboxUnavailable`) is the operator's to fix, and passes through
+as the infrastructure error it is.
 
 Public API::
 
@@ -28,6 +30,7 @@ https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching).
 
 from __future__ import annotations
 
+import os
 import stat
 import subprocess
 import threading
@@ -36,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from anthropic import Anthropic
@@ -51,7 +55,7 @@ from bot.agent.record import (
     clip,
     tool_input_text,
 )
-from bot.agent.tools import ToolResult, ToolSet, truncate
+from bot.agent.tools import ToolResult, ToolSet, display, truncate
 from bot.core.agent import (
     AgentExit,
     AgentOutcome,
@@ -63,7 +67,9 @@ from bot.core.agent import (
 )
 from bot.core.config import RepoLimits
 from bot.core.redact import redact
+from bot.observability import model_usage
 from bot.settings import Settings
+from bot.workspace.files import open_root, read_beneath, readlink_beneath
 
 EPHEMERAL: dict[str, str] = {"type": "ephemeral"}
 MAX_STREAM_RETRIES = 2
@@ -145,6 +151,8 @@ class Conversation:
         rules = prompts.SYSTEM_RULES
         if not tools.writable:
             rules += "\n" + prompts.READ_ONLY_RULES
+        if tools.mcp is not None and tools.mcp.definitions(read_only=not tools.writable):
+            rules += "\n" + prompts.MCP_RULES
         if task.rules:
             rules += "\n" + task.rules
         self.rules = rules
@@ -321,6 +329,16 @@ def run_agent(
             run.usage += turn.usage
             step_cost = cost(turn.usage, price)
             run.dollars += step_cost
+            model_usage(
+                model,
+                {
+                    "input": turn.usage.input_tokens,
+                    "output": turn.usage.output_tokens,
+                    "cache_write": turn.usage.cache_write_tokens,
+                    "cache_read": turn.usage.cache_read_tokens,
+                },
+                float(step_cost),
+            )
             conversation.add("assistant", turn.content or [{"type": "text", "text": "(no output)"}])
 
             if turn.stop_reason == "refusal":
@@ -456,40 +474,122 @@ def _record(
     )
 
 
+# The self-review shows at most this much (the text is cut to 14,000 characters anyway):
+# the tracked diff is read from git as a stream and git is stopped past the cap; new files
+# are read by the host beneath the worktree, smallest first, each and all together capped.
+MAX_REVIEW_DIFF_BYTES = 64 * 1024
+MAX_REVIEW_FILE_BYTES = 16 * 1024
+MAX_REVIEW_NEW_BYTES = 32 * 1024
+MAX_REVIEW_NEW_FILES = 20
+MAX_REVIEW_LISTING_BYTES = 1024 * 1024
+MAX_REVIEW_SKIPPED_NAMED = 50
+REVIEW_GIT_SECONDS = 60.0
+
+
+def _git_head(root: Path, args: list[str], limit: int) -> tuple[bytes, bool]:
+    """At most ``limit`` bytes of a git command's output, and whether more was cut: git is
+    stopped rather than read to the end, so a huge diff never enters the bot's memory."""
+    argv = ["git", "-c", f"safe.directory={root}", "-c", "core.fsmonitor=false", "-C", str(root)]
+    with subprocess.Popen(
+        [*argv, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    ) as proc:
+        timer = threading.Timer(REVIEW_GIT_SECONDS, proc.kill)
+        timer.start()
+        try:
+            out = proc.stdout.read(limit + 1) if proc.stdout else b""
+        finally:
+            timer.cancel()
+            proc.kill()
+    return out[:limit], len(out) > limit
+
+
+def _new_file_diff(name: str, data: bytes) -> str:
+    """``data`` as git shows an added file."""
+    shown = display(name)
+    head = f"diff --git a/{shown} b/{shown}\nnew file mode 100644\n"
+    if not data:
+        return head
+    if b"\0" in data[:8192]:
+        return head + f"Binary file b/{shown} added\n"
+    lines = data.decode("utf-8", "replace").split("\n")
+    end = "" if data.endswith(b"\n") else "\n\\ No newline at end of file"
+    if not end:
+        lines.pop()
+    body = "\n".join("+" + line for line in lines)
+    return f"{head}--- /dev/null\n+++ b/{shown}\n@@ -0,0 +1,{len(lines)} @@\n{body}{end}\n"
+
+
+def _new_files(root: Path) -> str:
+    """Untracked files as added-file diffs within the caps, each read beneath the worktree
+    with no symlink followed (a symlink shows as its target text, as git shows it), and a
+    line naming what the caps left out."""
+    listing, cut = _git_head(
+        root, ["ls-files", "--others", "--exclude-standard", "-z"], MAX_REVIEW_LISTING_BYTES
+    )
+    names = [n.decode("utf-8", "surrogateescape") for n in listing.split(b"\0") if n]
+    if cut:
+        names.pop()  # the last name may be cut short
+    sized: list[tuple[int, str, os.stat_result]] = []
+    with open_root(root) as top:
+        for name in names:
+            try:
+                info = os.stat(name, dir_fd=top.fd, follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode) or stat.S_ISLNK(info.st_mode):
+                sized.append((info.st_size, name, info))
+        sized.sort()
+        parts: list[str] = []
+        skipped: list[str] = []
+        total = 0
+        for size, name, info in sized:
+            if size > MAX_REVIEW_FILE_BYTES:
+                skipped.append(f"{display(name)} ({size} bytes, over the per-file cap)")
+                continue
+            if total + size > MAX_REVIEW_NEW_BYTES or len(parts) >= MAX_REVIEW_NEW_FILES:
+                skipped.append(f"{display(name)} ({size} bytes, over the cap for new files)")
+                continue
+            try:
+                if stat.S_ISLNK(info.st_mode):
+                    target = readlink_beneath(top.fd, name)
+                    shown = display(name)
+                    parts.append(
+                        f"diff --git a/{shown} b/{shown}\nnew file mode 120000\n"
+                        f"+{display(target)}\n"
+                    )
+                    continue
+                data = read_beneath(top.fd, name, MAX_REVIEW_FILE_BYTES, follow=False)
+            except OSError:
+                continue  # swapped, grown or removed since the listing
+            total += len(data)
+            parts.append(_new_file_diff(name, data))
+    if cut:
+        skipped.append(f"more untracked files than a listing of {MAX_REVIEW_LISTING_BYTES} bytes")
+    if skipped:
+        named = "; ".join(skipped[:MAX_REVIEW_SKIPPED_NAMED])
+        more = len(skipped) - MAX_REVIEW_SKIPPED_NAMED
+        parts.append(
+            f"[new files not shown: {named}" + (f"; and {more} more" if more > 0 else "") + "]\n"
+        )
+    return "".join(parts)
+
+
 def worktree_review(tools: ToolSet, base: str, checks: Callable[[], str] | None = None) -> Review:
-    """The self-review text: the worktree's diff against ``base`` (new files included) and
-    the latest check results (``checks()`` if given, else the agent's last command)."""
+    """The self-review text: the worktree's diff against ``base`` (new files included, within
+    the ``MAX_REVIEW_*`` caps, naming what they leave out) and the latest check results
+    (``checks()`` if given, else the agent's last command)."""
     root = tools.root
 
-    def git(*args: str) -> str:
-        try:
-            proc = subprocess.run(
-                ["git", "-c", f"safe.directory={root}", "-C", str(root), *args],
-                capture_output=True,
-                text=True,
-                errors="replace",
-                timeout=60,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            return f"[git {args[0]} timed out]\n"
-        return proc.stdout
-
-    def plain(name: str) -> bool:
-        """Regular files and symlinks only (git cannot diff FIFOs, sockets or devices)."""
-        try:
-            mode = (root / name).lstat().st_mode
-        except OSError:
-            return False
-        return stat.S_ISREG(mode) or stat.S_ISLNK(mode)
-
     def review() -> str:
-        diff = git("diff", "--no-ext-diff", "--no-textconv", "--no-color", base, "--")
-        new_files = git("ls-files", "--others", "--exclude-standard", "-z").split("\0")
-        for name in [n for n in new_files if n and plain(n)][:20]:
-            diff += git(
-                "diff", "--no-index", "--no-ext-diff", "--no-color", "--", "/dev/null", name
-            )
+        raw, cut = _git_head(
+            root,
+            ["diff", "--no-ext-diff", "--no-textconv", "--no-color", base, "--"],
+            MAX_REVIEW_DIFF_BYTES,
+        )
+        diff = raw.decode("utf-8", "replace")
+        if cut:
+            diff += f"\n[the diff of tracked files is cut at {MAX_REVIEW_DIFF_BYTES} bytes]\n"
+        diff += _new_files(root)
         if checks is not None:
             latest = checks()
         elif tools.commands:

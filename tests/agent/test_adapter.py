@@ -26,7 +26,7 @@ def test_progress_reports_the_one_based_step_numbers_that_are_stored(tmp_path: P
     repo = make_repo(tmp_path / "calc")
     engine = make_engine(f"sqlite:///{tmp_path / 'vibe.db'}")
     init_db(engine)
-    read = {"name": "read_file", "input": {"path": "calc.py"}}
+    read = {"name": "str_replace_based_edit_tool", "input": {"command": "view", "path": "calc.py"}}
     with ScriptedModelServer([]) as server:
         server.add([{"tool_use": [read]}, {"tool_use": [read]}, *finish("Read it.")])
         settings = load_settings(
@@ -90,7 +90,11 @@ def test_agent_steps_are_linked_to_their_iteration(tmp_path: Path, bwrap_availab
     assert len(steps) == len(per_iteration[1]) + len(per_iteration[2])
 
 
-READ = {"tool_use": [{"name": "read_file", "input": {"path": "calc.py"}}]}
+READ = {
+    "tool_use": [
+        {"name": "str_replace_based_edit_tool", "input": {"command": "view", "path": "calc.py"}}
+    ]
+}
 
 
 @pytest.mark.parametrize(

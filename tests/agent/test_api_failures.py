@@ -14,7 +14,11 @@ from .conftest import limits, make_settings
 
 TASK = AgentTask(instruction="do the thing")
 FINISH = {"tool_use": [{"name": "finish", "input": {"summary": "done"}}]}
-READ = {"tool_use": [{"name": "read_file", "input": {"path": "README.md"}}]}
+READ = {
+    "tool_use": [
+        {"name": "str_replace_based_edit_tool", "input": {"command": "view", "path": "README.md"}}
+    ]
+}
 
 
 def overloaded(retry_after: float = 0.01) -> dict[str, Any]:
@@ -139,7 +143,7 @@ def test_billing_error_stops_at_once(
 def _appending(name: str) -> dict[str, Any]:
     return {
         "text": "Recording.",
-        "tool_use": [{"name": "run_command", "input": {"command": f"echo ran >> {name}"}}],
+        "tool_use": [{"name": "bash", "input": {"command": f"echo ran >> {name}"}}],
     }
 
 
@@ -168,10 +172,10 @@ def test_cut_connection_mid_tool_input_retries_the_turn(
 ) -> None:
     long_command = "echo ran >> cut.txt # " + "x" * 300
     broken = {
-        "tool_use": [{"name": "run_command", "input": {"command": long_command}}],
+        "tool_use": [{"name": "bash", "input": {"command": long_command}}],
         "break_stream": {"after_events": 5, "kind": "disconnect"},
     }
-    complete = {"tool_use": [{"name": "run_command", "input": {"command": long_command}}]}
+    complete = {"tool_use": [{"name": "bash", "input": {"command": long_command}}]}
     server = server_factory([broken, complete, FINISH])
     outcome = run(server, sandboxed_repo, sandbox, tmp_path)
     assert outcome.exit == Finished("done")
@@ -197,7 +201,14 @@ def test_request_too_large_trims_old_tool_output_and_retries_once(
     too_large = {"error": {"status": 413, "type": "request_too_large"}}
     server = server_factory(
         [
-            {"tool_use": [{"name": "read_file", "input": {"path": "big.txt"}}]},
+            {
+                "tool_use": [
+                    {
+                        "name": "str_replace_based_edit_tool",
+                        "input": {"command": "view", "path": "big.txt"},
+                    }
+                ]
+            },
             READ,
             too_large,
             FINISH,

@@ -9,16 +9,23 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bot.agent import AgentTask, MemoryRecorder, TokenUsage, ToolSet, cost, run_agent
 from bot.agent.cost import price_for
 from bot.core.agent import Finished
 from bot.core.tasks import Usage
+from bot.observability import PROCESS_REGISTRY
 from bot.sandbox.bwrap import BwrapSandbox
 from bot.settings import ModelPrice
 
 from .conftest import limits, make_settings
 
-READ = {"tool_use": [{"name": "read_file", "input": {"path": "calc.py"}}]}
+READ = {
+    "tool_use": [
+        {"name": "str_replace_based_edit_tool", "input": {"command": "view", "path": "calc.py"}}
+    ]
+}
 FINISH = {"tool_use": [{"name": "finish", "input": {"summary": "done"}}]}
 USAGE = {
     "input_tokens": 1000,
@@ -33,6 +40,7 @@ def test_cost_is_exact_from_usage_including_cache_tokens(
 ) -> None:
     server = server_factory([dict(READ, usage=USAGE, repeat=2), dict(FINISH, usage=USAGE)])
     recorder = MemoryRecorder()
+    before = _counted("claude-sonnet-4-6")
     outcome = run_agent(
         make_settings(server, tmp_path, model="claude-sonnet-4-6"),
         tools=ToolSet.full(repo, sandbox),
@@ -48,6 +56,21 @@ def test_cost_is_exact_from_usage_including_cache_tokens(
     assert outcome.tokens == TokenUsage(3000, 1500, 6000, 90000)
     assert outcome.tokens.total_input == 99000
     assert outcome.usage == Usage(99000, 1500, 0.081)  # what the task records
+    # The process's Prometheus counters grew by exactly the same amounts.
+    after = _counted("claude-sonnet-4-6")
+    grown = {k: after[k] - before[k] for k in after}
+    assert grown == pytest.approx(
+        {"input": 3000, "output": 1500, "cache_write": 6000, "cache_read": 90000, "$": 0.081}
+    )
+
+
+def _counted(model: str) -> dict[str, float]:
+    def value(name: str, **labels: str) -> float:
+        return PROCESS_REGISTRY.get_sample_value(name, {"model": model, **labels}) or 0.0
+
+    kinds = ("input", "output", "cache_write", "cache_read")
+    counted = {k: value("vibe_model_tokens_total", kind=k) for k in kinds}
+    return {**counted, "$": value("vibe_model_cost_dollars_total")}
 
 
 def test_cost_uses_operator_prices_and_dated_model_names(
@@ -102,6 +125,21 @@ def test_cache_breakpoints_are_present_and_stable_across_steps(
     assert outcome.exit == Finished("done")
     requests = [r.body for r in server.message_requests]
     assert len(requests) == 6
+    # The Anthropic-defined tools head the prefix, in a fixed order, type and name only.
+    assert requests[0]["tools"][:2] == [
+        {
+            "type": "text_editor_20250728",
+            "name": "str_replace_based_edit_tool",
+            "max_characters": 25000,
+        },
+        {"type": "bash_20250124", "name": "bash"},
+    ]
+    assert [t["name"] for t in requests[0]["tools"]] == [
+        "str_replace_based_edit_tool",
+        "bash",
+        "search",
+        "finish",
+    ]
     head = json.dumps([requests[0]["tools"], requests[0]["system"]], sort_keys=True)
     for k, body in enumerate(requests):
         # Stable head: tools and system byte-identical, breakpoints at the same places.
@@ -123,6 +161,8 @@ def test_cache_breakpoints_are_present_and_stable_across_steps(
     assert usages[0]["cache_creation_input_tokens"] > 0
     reads = [u["cache_read_input_tokens"] for u in usages if u is not None]
     assert all(b > a for a, b in itertools.pairwise(reads))
+    # The built-in tools' documented 700 + 245 tokens are inside what each later step reads.
+    assert reads[1] > 700 + 245
     for earlier, later in itertools.pairwise(usages):
         assert earlier is not None
         assert later is not None

@@ -16,25 +16,35 @@ from bot.testing.model_server import Step
 from .conftest import limits, make_settings
 
 TASK = AgentTask(instruction="add() subtracts; make it add and keep the tests green.")
+EDITOR = "str_replace_based_edit_tool"
+
+
+def view(path: str) -> dict[str, Any]:
+    return {"name": EDITOR, "input": {"command": "view", "path": path}}
+
+
+def replace(path: str, old: str, new: str) -> dict[str, Any]:
+    call = {"command": "str_replace", "path": path, "old_str": old, "new_str": new}
+    return {"name": EDITOR, "input": call}
+
+
+def create(path: str, text: str) -> dict[str, Any]:
+    return {"name": EDITOR, "input": {"command": "create", "path": path, "file_text": text}}
+
+
+def bash(command: str) -> dict[str, Any]:
+    return {"name": "bash", "input": {"command": command}}
+
 
 FIX_SCRIPT: list[dict[str, Any]] = [
-    {"text": "Let me look around.", "tool_use": [{"name": "list_files", "input": {}}]},
-    {"tool_use": [{"name": "read_file", "input": {"path": "calc.py"}}]},
-    {"tool_use": [{"name": "run_command", "input": {"command": "python3 -m unittest -q"}}]},
+    {"text": "Let me look around.", "tool_use": [view(".")]},
+    {"tool_use": [view("calc.py")]},
+    {"tool_use": [bash("python3 -m unittest -q")]},
     {
         "text": "The operator is wrong.",
-        "tool_use": [
-            {
-                "name": "edit_file",
-                "input": {
-                    "path": "calc.py",
-                    "old_text": "return a - b",
-                    "new_text": "return a + b",
-                },
-            }
-        ],
+        "tool_use": [replace("calc.py", "return a - b", "return a + b")],
     },
-    {"tool_use": [{"name": "run_command", "input": {"command": "python3 -m unittest -q"}}]},
+    {"tool_use": [bash("python3 -m unittest -q")]},
     {"tool_use": [{"name": "finish", "input": {"summary": "Fixed add() to add."}}]},
 ]
 
@@ -76,7 +86,7 @@ def test_scripted_run_reads_edits_tests_and_finishes(
     assert passing["is_error"] is False
     assert "exit code 0" in passing["content"]
     assert [s.index for s in recorder.steps] == [1, 2, 3, 4, 5, 6]
-    assert recorder.steps[3].tool_calls[0].name == "edit_file"
+    assert recorder.steps[3].tool_calls[0].name == EDITOR
     assert recorder.steps[-1].stop_reason == "tool_use"
     assert sum(s.usage.output_tokens for s in recorder.steps) == outcome.usage.output_tokens
     assert all(r.stream for r in requests)
@@ -87,25 +97,11 @@ def test_tool_error_is_data_and_the_agent_recovers(
 ) -> None:
     server = server_factory(
         [
-            {"tool_use": [{"name": "read_file", "input": {"path": "nope.py"}}]},
-            {
-                "tool_use": [
-                    {
-                        "name": "edit_file",
-                        "input": {"path": "calc.py", "old_text": "a-b", "new_text": "a+b"},
-                    }
-                ]
-            },
-            {"tool_use": [{"name": "edit_file", "input": {"path": "calc.py"}}]},
+            {"tool_use": [view("nope.py")]},
+            {"tool_use": [replace("calc.py", "a-b", "a+b")]},
+            {"tool_use": [{"name": EDITOR, "input": {"path": "calc.py"}}]},
             {"tool_use": [{"name": "no_such_tool", "input": {}}]},
-            {
-                "tool_use": [
-                    {
-                        "name": "edit_file",
-                        "input": {"path": "calc.py", "old_text": "a - b", "new_text": "a + b"},
-                    }
-                ]
-            },
+            {"tool_use": [replace("calc.py", "a - b", "a + b")]},
             {"tool_use": [{"name": "finish", "input": {"summary": "done"}}]},
         ]
     )
@@ -116,14 +112,14 @@ def test_tool_error_is_data_and_the_agent_recovers(
     errors = [tool_results(r)[0] for r in server.message_requests[1:5]]
     assert all(e["is_error"] for e in errors)
     assert "no such file" in errors[0]["content"]
-    assert "old_text was not found" in errors[1]["content"]
-    assert "invalid input for edit_file" in errors[2]["content"]
+    assert "did not appear verbatim" in errors[1]["content"]
+    assert "invalid input for str_replace_based_edit_tool: command" in errors[2]["content"]
     assert "unknown tool 'no_such_tool'" in errors[3]["content"]
     assert tool_results(server.message_requests[5])[0]["is_error"] is False
     assert "a + b" in (repo / "calc.py").read_text()
 
 
-LOOPING = [{"tool_use": [{"name": "read_file", "input": {"path": "README.md"}}]}]
+LOOPING = [{"tool_use": [view("README.md")]}]
 NO_CACHE = {"cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
 
 
@@ -191,10 +187,7 @@ def test_wall_time_limit(
 def test_a_turn_of_many_commands_stops_at_the_wall_time_limit(
     server_factory: Any, sandboxed_repo: Path, sandbox: BwrapSandbox, tmp_path: Path
 ) -> None:
-    calls = [
-        {"name": "run_command", "input": {"command": f"sleep 1; touch ran{n}.txt"}}
-        for n in range(1, 5)
-    ]
+    calls = [bash(f"sleep 1; touch ran{n}.txt") for n in range(1, 5)]
     server = server_factory([{"tool_use": calls}])
     outcome = run_agent(
         make_settings(server, tmp_path),
@@ -247,8 +240,8 @@ def test_stop_during_a_command_kills_it_and_skips_the_rest_of_the_turn(
         [
             {
                 "tool_use": [
-                    {"name": "run_command", "input": {"command": "sleep 30"}},
-                    {"name": "create_file", "input": {"path": "late.txt", "content": "x"}},
+                    bash("sleep 30"),
+                    create("late.txt", "x"),
                 ]
             },
             {"tool_use": [{"name": "finish", "input": {"summary": "never"}}]},
@@ -285,13 +278,10 @@ def test_self_review_shows_the_diff_once_and_is_recorded(
         [
             {
                 "tool_use": [
-                    {
-                        "name": "edit_file",
-                        "input": {"path": "calc.py", "old_text": "a - b", "new_text": "a + b"},
-                    },
-                    {"name": "create_file", "input": {"path": "NOTES.md", "content": "new\n"}},
-                    {"name": "run_command", "input": {"command": "mkfifo trap"}},
-                    {"name": "run_command", "input": {"command": "python3 -m unittest -q"}},
+                    replace("calc.py", "a - b", "a + b"),
+                    create("NOTES.md", "new\n"),
+                    bash("mkfifo trap"),
+                    bash("python3 -m unittest -q"),
                 ]
             },
             {"tool_use": [{"name": "finish", "input": {"summary": "first try"}}]},
@@ -350,9 +340,7 @@ def test_cut_off_tool_call_is_never_executed(
     server = server_factory(
         [
             {
-                "tool_use": [
-                    {"name": "create_file", "input": {"path": "half.py", "content": "x = "}}
-                ],
+                "tool_use": [create("half.py", "x = ")],
                 "stop_reason": "max_tokens",
             },
             {"tool_use": [{"name": "finish", "input": {"summary": "ok"}}]},
@@ -413,3 +401,51 @@ def test_missing_api_key_is_a_clear_error_without_a_request(
     )
     assert outcome.exit == Errored("no model access: set VIBE_ANTHROPIC_API_KEY")
     assert server.requests == []
+
+
+def test_a_planning_run_can_view_but_never_edit(
+    server_factory: Any, repo: Path, sandbox: BwrapSandbox, tmp_path: Path
+) -> None:
+    """The planning set offers the editor for view only (no bash): the model may still
+    call str_replace, create or insert, and gets an is_error result instead of a change."""
+    server = server_factory(
+        [
+            {
+                "tool_use": [
+                    view("calc.py"),
+                    replace("calc.py", "a - b", "a + b"),
+                    create("PLAN.md", "x"),
+                    {
+                        "name": EDITOR,
+                        "input": {
+                            "command": "insert",
+                            "path": "calc.py",
+                            "insert_line": 0,
+                            "insert_text": "x",
+                        },
+                    },
+                    bash("touch hacked"),
+                ]
+            },
+            {"tool_use": [{"name": "finish", "input": {"summary": "1. change calc.py"}}]},
+        ]
+    )
+    outcome = run_agent(
+        make_settings(server, tmp_path),
+        tools=ToolSet.read_only(repo, sandbox),
+        task=TASK,
+        limits=limits(),
+    )
+    assert outcome.exit == Finished("1. change calc.py")
+    first = server.message_requests[0].body
+    assert [t["name"] for t in first["tools"]] == [EDITOR, "search", "run_command", "finish"]
+    assert "the editor answers only view" in first["system"][0]["text"]
+    viewed, *refused, unknown = tool_results(server.message_requests[1])
+    assert viewed["is_error"] is False
+    assert "return a - b" in viewed["content"]
+    assert [r["is_error"] for r in refused] == [True, True, True]
+    assert all("is refused: this is a planning run" in r["content"] for r in refused)
+    assert unknown["content"].startswith("unknown tool 'bash'")
+    assert (repo / "calc.py").read_text() == "def add(a, b):\n    return a - b\n"
+    assert not (repo / "PLAN.md").exists()
+    assert not (repo / "hacked").exists()

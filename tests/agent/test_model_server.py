@@ -32,6 +32,7 @@ from .conftest import API_KEY
 
 MODEL = "claude-sonnet-4-6"
 HELLO = [{"role": "user", "content": "hello"}]
+OBJECT = {"type": "object", "properties": {}}
 
 
 _clients: list[anthropic.Anthropic] = []
@@ -123,10 +124,9 @@ def test_json_reply_shape_and_recording() -> None:
 
 
 def test_stream_has_the_real_event_sequence() -> None:
-    long_input = {"path": "x" * 150}
-    with scripted_model_server(
-        [{"text": "a" * 100, "tool_use": [{"name": "read_file", "input": long_input}]}]
-    ) as server:
+    long_input = {"command": "view", "path": "x" * 150}
+    call = {"name": "str_replace_based_edit_tool", "input": long_input}
+    with scripted_model_server([{"text": "a" * 100, "tool_use": [call]}]) as server:
         events = sse_events(server, {"model": MODEL, "max_tokens": 10, "messages": HELLO})
     names = [n for n, _ in events]
     assert names[:2] == ["message_start", "ping"]
@@ -241,9 +241,47 @@ def test_mid_stream_error_event_and_http_errors() -> None:
                 "model": MODEL,
                 "max_tokens": 5,
                 "messages": HELLO,
-                "tools": [{"name": "a"}, {"name": "a"}],
+                "tools": [
+                    {"name": "a", "input_schema": OBJECT},
+                    {"name": "a", "input_schema": OBJECT},
+                ],
             },
             "Tool names must be unique",
+        ),
+        (
+            {"model": MODEL, "max_tokens": 5, "messages": HELLO, "tools": [{"name": "a"}]},
+            "tools.0.custom.input_schema: Field required",
+        ),
+        (
+            {
+                "model": MODEL,
+                "max_tokens": 5,
+                "messages": HELLO,
+                "tools": [{"type": "text_editor_20250728", "name": "str_replace_editor"}],
+            },
+            "tools.0.text_editor_20250728.name: Input should be 'str_replace_based_edit_tool'",
+        ),
+        (
+            {
+                "model": MODEL,
+                "max_tokens": 5,
+                "messages": HELLO,
+                "tools": [
+                    {"type": "bash_20250124", "name": "bash"},
+                    {"type": "bash_20250124", "name": "shell"},
+                ],
+            },
+            "tools.1.bash_20250124.name: Input should be 'bash'",
+        ),
+        (
+            {
+                "model": MODEL,
+                "max_tokens": 5,
+                "messages": HELLO,
+                "tools": [{"type": "str_replace_based_edit_tool", "name": "x"}],
+            },
+            "tools.0: Input tag 'str_replace_based_edit_tool' found using 'type' does not match "
+            "any of the expected tags: ",
         ),
     ],
 )
@@ -413,3 +451,31 @@ def test_any_script_parses_or_fails_with_a_script_error(data: Any) -> None:
         assert problem.startswith("step ")
     else:
         assert all(isinstance(s, Step) for s in steps)
+
+
+def test_anthropic_defined_tools_are_accepted_recorded_and_billed_as_documented() -> None:
+    """The built-in tools go through the SDK's own request types, are recorded as sent, a
+    scripted turn calls them by name, and the prompt is billed their documented tokens
+    (700 for the text editor, 245 for bash) rather than the length of their short JSON."""
+    from anthropic.types import ToolBash20250124Param, ToolTextEditor20250728Param
+
+    editor = ToolTextEditor20250728Param(
+        type="text_editor_20250728", name="str_replace_based_edit_tool", max_characters=1000
+    )
+    bash = ToolBash20250124Param(type="bash_20250124", name="bash")
+    call = {"command": "view", "path": "calc.py", "view_range": [1, -1]}
+    script = [{"tool_use": [{"name": "str_replace_based_edit_tool", "input": call}]}]
+    with scripted_model_server(script) as server:
+        sdk = client(server)
+        counted = sdk.messages.count_tokens(model=MODEL, messages=HELLO, tools=[editor, bash])
+        bare = sdk.messages.count_tokens(model=MODEL, messages=HELLO)
+        assert counted.input_tokens - bare.input_tokens == 700 + 245
+        message = sdk.messages.create(
+            model=MODEL, max_tokens=100, messages=HELLO, tools=[editor, bash]
+        )
+    assert message.content[0].type == "tool_use"
+    assert message.content[0].name == "str_replace_based_edit_tool"
+    assert message.content[0].input == call
+    recorded = server.message_requests[0].body["tools"]
+    assert recorded == [dict(editor), dict(bash)]
+    assert message.usage.input_tokens == counted.input_tokens

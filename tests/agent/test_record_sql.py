@@ -16,7 +16,15 @@ from bot.store.engine import init_db, make_engine
 from .conftest import limits, make_settings
 
 SCRIPT = [
-    {"text": "Reading.", "tool_use": [{"name": "read_file", "input": {"path": "x" * 3000}}]},
+    {
+        "text": "Reading.",
+        "tool_use": [
+            {
+                "name": "str_replace_based_edit_tool",
+                "input": {"command": "view", "path": "x" * 3000},
+            }
+        ],
+    },
     {"tool_use": [{"name": "finish", "input": {"summary": "done"}}]},
 ]
 
@@ -42,7 +50,7 @@ def _run_and_load(
     assert first.text == "Reading."
     assert first.stop_reason == "tool_use"
     call = first.tool_calls[0]
-    assert call["name"] == "read_file"
+    assert call["name"] == "str_replace_based_edit_tool"
     assert call["is_error"] is True
     assert "not recorded" in call["input"]  # the long input was truncated for storage
     assert first.input_tokens + first.cache_write_tokens + first.cache_read_tokens > 0
@@ -51,7 +59,7 @@ def _run_and_load(
     assert first.request["messages"] == 1
     assert first.request["request_id"].startswith("req_")
     memory = render_memory(rows).splitlines()
-    assert memory[0].startswith("1. read_file {")
+    assert memory[0].startswith("1. str_replace_based_edit_tool {")
     assert "-> error: " in memory[0]
     assert memory[1].startswith("2. finish ")
     assert memory[1].endswith("-> ok: finished")
