@@ -2,30 +2,42 @@
 (one repository, with its own installation token).
 
 Every call is synchronous and blocking; the worker runs handlers in threads, so this never
-runs on an event loop. Every text posted is redacted first (DESIGN.md section 4 rule 8),
-and every request goes through :class:`~bot.github.policy.RequestPolicy`.
+runs on an event loop. Every request goes through :class:`~bot.github.policy.RequestPolicy`.
+
+Nothing leaves unredacted (DESIGN.md section 4 rule 8): every write, REST or GraphQL, passes
+:meth:`RepoClient._request` or :meth:`RepoClient._graphql`, which redact every string of the
+payload (configured secrets, live tokens, token patterns) and replace the host's directories
+(data directory, workspaces, home) with a label before it is sent. A caller cannot forget it.
 """
 
 from __future__ import annotations
 
 import base64
+import contextvars
+import copy
+import functools
 import re
+import tempfile
 import threading
 import urllib.parse
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import requests
 import structlog
 from github import Github
-from github.Repository import Repository
 
+from bot.core.ci import Annotation, HeadChecks
 from bot.core.config import CONFIG_PATH
-from bot.core.events import MAX_BODY_CHARS
+from bot.core.events import MAX_BODY_CHARS, Actor
 from bot.core.forge import IssueText, PullInfo
 from bot.core.markers import Marker, carries
-from bot.core.policy import WRITE_PERMISSIONS
-from bot.core.redact import redact
+from bot.core.policy import WRITE_PERMISSIONS, BotIdentity
+from bot.core.redact import hide_paths, redact
 from bot.github.access import AppCheck, Needs, gaps
 from bot.github.auth import (
     AppTokens,
@@ -34,6 +46,15 @@ from bot.github.auth import (
     SystemClock,
     TokenSource,
     whole_seconds,
+)
+from bot.github.checks import (
+    MAX_ANNOTATIONS,
+    NEEDS_DETAIL,
+    annotation,
+    check_result,
+    job_ids,
+    log_tail,
+    status_result,
 )
 from bot.github.retry import (
     AmbiguousWrite,
@@ -47,6 +68,7 @@ from bot.settings import Settings
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+U = TypeVar("U")
 
 Permission = Literal["admin", "maintain", "write", "triage", "read", "none"]
 Reaction = Literal["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"]
@@ -65,6 +87,8 @@ _LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?$")
 _BRANCH = re.compile(r"^(?!/)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/\-]{1,255}(?<!/)(?<!\.lock)$")
 _TRUNCATED = "\n\n…(truncated)"
 APP_CHECK_SECONDS = 60.0  # how long GitHub's answer about the App is reused (/readyz)
+MAX_CONDITIONAL_ENTRIES = 2048  # GET answers kept for conditional requests, per process
+PARALLEL_CALLS = 4  # threads for independent calls of one operation
 
 
 @dataclass(frozen=True)
@@ -73,6 +97,7 @@ class Comment:
     author: str
     body: str
     created_at: str
+    author_is_bot: bool = False
 
 
 @dataclass(frozen=True)
@@ -121,6 +146,7 @@ class ReviewComment:
     in_reply_to_id: int | None
     start_line: int | None = None
     side: str | None = None
+    author_is_bot: bool = False
 
 
 @dataclass(frozen=True)
@@ -193,6 +219,14 @@ RESOLVE_MUTATION = """
 mutation($threadId: ID!) {
   resolveReviewThread(input: {threadId: $threadId}) { thread { id isResolved } }
 }"""
+MARK_READY_MUTATION = """
+mutation($pullRequestId: ID!) {
+  markPullRequestReadyForReview(input: {pullRequestId: $pullRequestId}) {
+    pullRequest { id isDraft }
+  }
+}"""
+_SHA = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
+MAX_LOG_DOWNLOAD = 64 * 1024 * 1024  # read no further into a job log that ignores Range
 
 
 # "Draft pull requests are available in public repositories with GitHub Free [...] GitHub
@@ -205,6 +239,30 @@ WIP_NOTE = (
     "\n\n---\nWork in progress: this repository's plan has no draft pull requests, so this "
     "one is open for review only; a person decides when it is ready to merge."
 )
+
+
+def _failing(run: dict[str, Any]) -> bool:
+    return run.get("status") == "completed" and run.get("conclusion") in NEEDS_DETAIL
+
+
+def _review_comment(d: dict[str, Any]) -> ReviewComment:
+    """A review comment as the REST API gives it (one, or an item of the PR's listing);
+    an outdated comment keeps its place in ``original_line`` and ``original_start_line``."""
+    return ReviewComment(
+        id=int(d["id"]),
+        author=(d.get("user") or {}).get("login", ""),
+        body=str(d.get("body") or ""),
+        path=str(d.get("path") or ""),
+        line=d.get("line") if d.get("line") is not None else d.get("original_line"),
+        review_id=d.get("pull_request_review_id"),
+        in_reply_to_id=d.get("in_reply_to_id"),
+        start_line=(
+            d.get("start_line") if d.get("start_line") is not None else d.get("original_start_line")
+        ),
+        side=d.get("side"),
+        # https://docs.github.com/en/rest/pulls/comments: ``user.type`` is "Bot" for Apps.
+        author_is_bot=(d.get("user") or {}).get("type") == "Bot",
+    )
 
 
 def _truncate(text: str, limit: int = MAX_BODY_CHARS) -> str:
@@ -223,6 +281,57 @@ def check_branch(name: str) -> str:
     if not _BRANCH.match(name) or name.startswith("-"):
         raise ValueError(f"not a branch name: {name!r}")
     return name
+
+
+def host_paths(settings: Settings) -> tuple[tuple[str, str], ...]:
+    """The host's directories that posted text must not show, with what stands instead."""
+    return (
+        (str(settings.workspace_dir), "<workspaces>"),
+        (str(settings.data_dir), "<data>"),
+        (str(Path.home()), "~"),
+        (tempfile.gettempdir(), "<tmp>"),
+    )
+
+
+class ConditionalCache:
+    """The last answer and ``ETag`` of the GET requests the bot repeats (the config, the
+    repository, permissions, an issue and its comments, across the jobs of a task), sent
+    back as ``If-None-Match``: "Making a conditional request does not count against your
+    primary rate limit if a 304 response is returned and the request was made while
+    correctly authorized with an Authorization header"
+    (https://docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api#use-conditional-requests).
+    Bounded: the least recently used of :data:`MAX_CONDITIONAL_ENTRIES` go first."""
+
+    def __init__(self, size: int = 0) -> None:
+        self.size = size or MAX_CONDITIONAL_ENTRIES
+        self._entries: OrderedDict[str, tuple[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+
+    def tag(self, key: str) -> str | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            return entry[0] if entry else None
+
+    def hit(self, key: str) -> Any:
+        """The kept answer after a 304 (a copy: callers may change theirs)."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                raise GitHubUnavailable(f"GitHub answered 304 for {key} with nothing kept")
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return copy.deepcopy(entry[1])
+
+    def keep(self, key: str, tag: str | None, data: Any) -> None:
+        with self._lock:
+            if not tag:
+                self._entries.pop(key, None)
+                return
+            self._entries[key] = (tag, copy.deepcopy(data))
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
 
 
 @dataclass(frozen=True)
@@ -250,6 +359,8 @@ class GitHub:
         graphql_url: str | None = None,
         bot_login: str | None = None,
         secrets: Sequence[str] = (),
+        host_paths: Sequence[tuple[str, str]] = (),
+        allowed_bots: Sequence[str] = (),
         timeout: float = 30.0,
         clock: Clock | None = None,
         retry: RetrySettings | None = None,
@@ -261,6 +372,8 @@ class GitHub:
         self._bot_login = bot_login
         self.expected_login: str | None = None
         self.secrets = tuple(secrets)
+        self.host_paths = tuple(host_paths)
+        self.allowed_bots = frozenset(allowed_bots)
         self.timeout = timeout
         self.clock = clock or SystemClock()
         self.policy = policy or RequestPolicy(self.clock, retry or RetrySettings())
@@ -268,11 +381,16 @@ class GitHub:
         self._local = threading.local()
         self._all_clients: list[Github] = []
         self._clients_lock = threading.Lock()
+        self._closed = False
         self._whoami_lock = threading.Lock()
         self._whoami: tuple[float, _WhoAmI] | None = None
         # Repositories that refused a draft PR (private ones on Free and Pro plans): their
         # PRs open as work in progress from then on, for the life of the process.
         self.no_drafts: set[str] = set()
+        self.etags = ConditionalCache()
+        # Independent calls of one operation run here, each thread with its own clients;
+        # made when first needed, and again after :meth:`close`.
+        self._pool: ThreadPoolExecutor | None = None
 
     @classmethod
     def from_settings(
@@ -314,6 +432,8 @@ class GitHub:
             graphql_url=settings.github_graphql_url,
             bot_login=None,
             secrets=settings.secret_values,
+            host_paths=host_paths(settings),
+            allowed_bots=settings.allowed_bots,
             timeout=settings.github_timeout,
             clock=clock,
             policy=policy,
@@ -402,6 +522,7 @@ class GitHub:
         return self.tokens.kind in ("app", "actions")
 
     def client(self, repo: str) -> Github:
+        self._check_open()
         clients: dict[str, Github] | None = getattr(self._local, "clients", None)
         if clients is None:
             clients = self._local.clients = {}
@@ -418,16 +539,76 @@ class GitHub:
                 lazy=True,
             )
             with self._clients_lock:
+                try:
+                    self._check_open()
+                except GitHubUnavailable:
+                    clients.pop(key).close()
+                    raise
                 self._all_clients.append(clients[key])
         return clients[key]
 
     def repo(self, repo: str) -> RepoClient:
         return RepoClient(self, check_repo_name(repo))
 
+    def heeds(self, login: str, is_bot: bool) -> bool:
+        """Whether a comment by ``login`` may reach the agent, write permission apart
+        (:meth:`bot.core.policy.BotIdentity.heeds`): not the bot's, not another bot's
+        unless allow-listed (``VIBE_ALLOWED_BOTS``)."""
+        identity = BotIdentity(self.bot_login, allowed_bots=self.allowed_bots)
+        return identity.heeds(Actor(login, None, is_bot or login.lower().endswith("[bot]")))
+
     def redact(self, text: str) -> str:
-        return redact(text, [*self.secrets, *self.tokens.live_tokens()])
+        """``text`` as it may leave the host: no secret, token or host directory."""
+        return hide_paths(
+            redact(text, [*self.secrets, *self.tokens.live_tokens()]), self.host_paths
+        )
+
+    def redact_payload(self, value: Any) -> Any:
+        """Every string of a JSON payload (keys too) through :meth:`redact`."""
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, dict):
+            return {self.redact_payload(k): self.redact_payload(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.redact_payload(v) for v in value]
+        return value
+
+    def parallel(self, calls: Sequence[Callable[[], T]]) -> list[T]:
+        """Run independent calls at once (PyGithub clients are per thread, so each pool
+        thread talks through its own); the results in order, the first failure raised."""
+        if len(calls) < 2:
+            return [call() for call in calls]
+        pool = self._executor()
+        futures = [pool.submit(contextvars.copy_context().run, call) for call in calls]
+        return [future.result() for future in futures]
+
+    def both(self, first: Callable[[], T], second: Callable[[], U]) -> tuple[T, U]:
+        """Two independent calls at once (:meth:`parallel`)."""
+        later = self._executor().submit(contextvars.copy_context().run, second)
+        return first(), later.result()
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._clients_lock:
+            self._check_open()
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=PARALLEL_CALLS, thread_name_prefix="vibe-github"
+                )
+            return self._pool
+
+    def _check_open(self) -> None:
+        # A job thread outliving the shutdown would otherwise open a connection that nothing
+        # closes any more.
+        if self._closed:
+            raise GitHubUnavailable("the GitHub client is closed: the process is stopping")
 
     def close(self) -> None:
+        """Close every connection; later calls fail with :class:`GitHubUnavailable`."""
+        with self._clients_lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
         with self._clients_lock:
             for client in self._all_clients:
                 client.close()
@@ -445,16 +626,13 @@ class RepoClient:
         self.repo = repo
         self.owner, self.name = repo.split("/", 1)
         self._permissions: dict[str, Permission] = {}
-        self._clone_url: str | None = None
+        self._repo_data: dict[str, Any] | None = None
 
     # --- plumbing ---------------------------------------------------------------------
 
     @property
     def _gh(self) -> Github:
         return self.hub.client(self.repo)
-
-    def _repository(self) -> Repository:
-        return self._gh.get_repo(self.repo)
 
     def _run(
         self, what: str, call: Callable[[], T], *, write: bool = False, idempotent: bool = True
@@ -474,8 +652,37 @@ class RepoClient:
         body: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
     ) -> Any:
-        _, data = self._gh.requester.requestJsonAndCheck(verb, path, parameters=params, input=body)
+        """One REST call; the body of every write is redacted here, the one way out. A GET
+        is conditional when an earlier answer is kept (:class:`ConditionalCache`)."""
+        if body is not None:
+            body = self.hub.redact_payload(body)
+        if verb != "GET":
+            _, data = self._gh.requester.requestJsonAndCheck(
+                verb, path, parameters=params, input=body
+            )
+            return data
+        key = path + ("?" + urllib.parse.urlencode(sorted(params.items())) if params else "")
+        tag = self.hub.etags.tag(key)
+        headers, data = self._gh.requester.requestJsonAndCheck(
+            verb, path, parameters=params, headers={"If-None-Match": tag} if tag else None
+        )
+        if data is None and tag is not None:
+            return self.hub.etags.hit(key)  # 304 Not Modified: an empty body
+        self.hub.etags.keep(key, headers.get("etag"), data)
         return data
+
+    def _pages(self, path: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Every item of a listing, 100 a page (each page a conditional GET)."""
+        out: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            batch = self._request(
+                "GET", path, params={**(params or {}), "per_page": 100, "page": page}
+            )
+            out.extend(d for d in batch if isinstance(d, dict))
+            if len(batch) < 100:
+                return out
+            page += 1
 
     def _poster(self, path: str, body: dict[str, Any]) -> Callable[[], Any]:
         return lambda: self._request("POST", path, body)
@@ -487,7 +694,7 @@ class RepoClient:
             requester = self._gh.requester
             url = self.hub.graphql_url or requester.graphql_url
             _, data = requester.requestJsonAndCheck(
-                "POST", url, input={"query": query, "variables": variables}
+                "POST", url, input={"query": query, "variables": self.hub.redact_payload(variables)}
             )
             errors = data.get("errors")
             if errors:
@@ -510,9 +717,16 @@ class RepoClient:
 
     # --- repository -------------------------------------------------------------------
 
+    def repository(self, fresh: bool = False) -> dict[str, Any]:
+        """``GET /repos/{owner}/{repo}``, read once per client (one job) unless ``fresh``."""
+        if self._repo_data is None or fresh:
+            self._repo_data = self._run(
+                "read the repository", lambda: self._request("GET", f"/repos/{self.repo}")
+            )
+        return self._repo_data
+
     def default_branch(self) -> str:
-        data = self._run("read the repository", lambda: self._request("GET", f"/repos/{self.repo}"))
-        return str(data["default_branch"])
+        return str(self.repository(fresh=True)["default_branch"])
 
     def permission(self, login: str) -> Permission:
         """The live collaborator role of ``login`` (admin, maintain, write, triage, read or
@@ -596,8 +810,8 @@ class RepoClient:
         text = self._clean(body)
 
         def create() -> int:
-            issue = self._repository().get_issue(number)
-            return int(issue.create_comment(text).id)
+            path = f"/repos/{self.repo}/issues/{number}/comments"
+            return int(self._request("POST", path, {"body": text})["id"])
 
         try:
             return self._run(f"comment on #{number}", create, write=True, idempotent=False)
@@ -607,16 +821,17 @@ class RepoClient:
                 return found
             return self._run(f"comment on #{number}", create, write=True, idempotent=False)
 
-    def _bot_comments(self, number: int) -> list[tuple[int, str]]:
-        def call() -> list[tuple[int, str]]:
-            issue = self._repository().get_issue(number)
-            return [
-                (int(c.id), c.body or "")
-                for c in issue.get_comments()
-                if c.user is not None and c.user.login.lower() == self.hub.bot_login.lower()
-            ]
+    def _comments(self, number: int) -> list[dict[str, Any]]:
+        path = f"/repos/{self.repo}/issues/{number}/comments"
+        return self._run(f"list the comments of #{number}", lambda: self._pages(path))
 
-        return self._run(f"list the comments of #{number}", call)
+    def _bot_comments(self, number: int) -> list[tuple[int, str]]:
+        bot = self.hub.bot_login.lower()
+        return [
+            (int(c["id"]), str(c.get("body") or ""))
+            for c in self._comments(number)
+            if str((c.get("user") or {}).get("login") or "").lower() == bot
+        ]
 
     def _find_comment(self, number: int, match: Callable[[str], bool]) -> int | None:
         for comment_id, body in self._bot_comments(number):
@@ -631,16 +846,33 @@ class RepoClient:
         redaction and truncation. Comments by anyone but the bot are never matched, so a
         pasted marker cannot hijack the status comment.
         """
-        marker = mark.render() if isinstance(mark, Marker) else mark
-        if not marker.startswith("<!--") or not marker.endswith("-->") or len(marker) > 1000:
-            raise ValueError(f"not a hidden marker: {marker!r}")
-        visible = self.hub.redact(body.replace(marker, "").rstrip())
-        text = f"{_truncate(visible, MAX_BODY_CHARS - len(marker) - 2)}\n\n{marker}"
+        marker, text = self._marked(mark, body)
         existing = self._find_comment(number, lambda b: marker in b)
         if existing is not None:
             self._edit_comment(existing, text)
             return existing
         return self.post_comment(number, text)
+
+    def edit_comment(self, number: int, comment_id: int, mark: Marker | str, body: str) -> bool:
+        """Edit the bot's comment ``comment_id`` (on ``number``) by its id, as
+        :meth:`upsert_comment` would; False when it no longer exists (404)."""
+        _, text = self._marked(mark, body)
+        try:
+            self._edit_comment(comment_id, text)
+        except GitHubRequestError as exc:
+            if exc.status != 404:
+                raise
+            log.info("github.comment_gone", repo=self.repo, number=number, comment=comment_id)
+            return False
+        return True
+
+    def _marked(self, mark: Marker | str, body: str) -> tuple[str, str]:
+        """The marker and the body as posted: redacted, truncated, the marker at its end."""
+        marker = mark.render() if isinstance(mark, Marker) else mark
+        if not marker.startswith("<!--") or not marker.endswith("-->") or len(marker) > 1000:
+            raise ValueError(f"not a hidden marker: {marker!r}")
+        visible = self.hub.redact(body.replace(marker, "").rstrip())
+        return marker, f"{_truncate(visible, MAX_BODY_CHARS - len(marker) - 2)}\n\n{marker}"
 
     def _edit_comment(self, comment_id: int, text: str) -> None:
         self._run(
@@ -656,41 +888,47 @@ class RepoClient:
     def issue_thread(self, number: int) -> IssueThread:
         """The issue or PR with the comments of writers only; the rest are counted."""
 
-        def read_issue() -> IssueThread:
-            # PyGithub objects are lazy here: touch every field inside the retried call.
-            issue = self._repository().get_issue(number)
-            return IssueThread(
-                number=number,
-                title=issue.title or "",
-                body=issue.body or "",
-                author=issue.user.login if issue.user is not None else "",
-                state=issue.state,
-                is_pull_request=issue.pull_request is not None,
-                labels=tuple(label.name for label in issue.labels),
-                comments=(),
-                dropped_comments=0,
+        def read_issue() -> dict[str, Any]:
+            path = f"/repos/{self.repo}/issues/{number}"
+            return dict(self._run(f"read #{number}", lambda: self._request("GET", path)))
+
+        # The issue and its comments are independent reads: both at once.
+        issue, listed = self.hub.both(read_issue, lambda: self._comments(number))
+        user = issue.get("user") or {}
+        comments = [
+            Comment(
+                int(c["id"]),
+                str((c.get("user") or {}).get("login") or ""),
+                str(c.get("body") or ""),
+                str(c.get("created_at") or ""),
+                (c.get("user") or {}).get("type") == "Bot",
             )
-
-        def read_comments() -> list[Comment]:
-            issue = self._repository().get_issue(number)
-            return [
-                Comment(
-                    int(c.id),
-                    c.user.login if c.user is not None else "",
-                    c.body or "",
-                    c.created_at.isoformat(),
-                )
-                for c in issue.get_comments()
-            ]
-
-        thread = self._run(f"read #{number}", read_issue)
-        comments = self._run(f"read the comments of #{number}", read_comments)
-        kept = tuple(
-            c
-            for c in comments
-            if c.author.lower() != self.hub.bot_login.lower() and self.is_writer(c.author)
+            for c in listed
+        ]
+        # A bot's comment never counts (an App installed with write access is a writer),
+        # unless the operator allow-lists it; nor does the bot's own. The permissions of
+        # the distinct authors are independent reads too.
+        heard = [c for c in comments if self.hub.heeds(c.author, c.author_is_bot)]
+        authors = list(dict.fromkeys(c.author for c in heard))
+        writers = dict(
+            zip(
+                authors,
+                self.hub.parallel([functools.partial(self.is_writer, a) for a in authors]),
+                strict=True,
+            )
         )
-        return replace(thread, comments=kept, dropped_comments=len(comments) - len(kept))
+        kept = tuple(c for c in heard if writers[c.author])
+        return IssueThread(
+            number=number,
+            title=str(issue.get("title") or ""),
+            body=str(issue.get("body") or ""),
+            author=str(user.get("login") or ""),
+            state=str(issue.get("state") or ""),
+            is_pull_request=issue.get("pull_request") is not None,
+            labels=tuple(str(label.get("name")) for label in issue.get("labels") or ()),
+            comments=kept,
+            dropped_comments=len(comments) - len(kept),
+        )
 
     def issue_text(self, number: int) -> IssueText:
         thread = self.issue_thread(number)
@@ -902,6 +1140,51 @@ class RepoClient:
             )["id"]
         )
 
+    def find_review(self, pr: int, mark: Marker) -> int | None:
+        """The id of the bot's review of ``pr`` that carries ``mark`` (a review posted
+        before a crash is not posted again)."""
+        reviews = self._run(
+            f"list reviews of #{pr}", lambda: self._pages(f"/repos/{self.repo}/pulls/{pr}/reviews")
+        )
+        login = self.hub.bot_login.casefold()
+        for review in reviews:
+            author = str((review.get("user") or {}).get("login", "")).casefold()
+            if author == login and carries(str(review.get("body") or ""), mark):
+                return int(review["id"])
+        return None
+
+    def create_review(
+        self, pr: int, commit_id: str, body: str, comments: Sequence[dict[str, Any]]
+    ) -> int:
+        """Post one review, event ``COMMENT`` (the bot never approves or requests changes):
+        https://docs.github.com/en/rest/pulls/reviews#create-a-review-for-a-pull-request.
+        Every text is redacted on the way out (:meth:`_request`)."""
+        payload = {
+            "commit_id": commit_id,
+            "body": self._clean(body),
+            "event": "COMMENT",
+            "comments": [{**c, "body": self._clean(str(c["body"]))} for c in comments],
+        }
+        return int(
+            self._run(
+                f"review #{pr}",
+                lambda: self._request("POST", f"/repos/{self.repo}/pulls/{pr}/reviews", payload),
+                write=True,
+                idempotent=False,
+            )["id"]
+        )
+
+    def review_comment(self, comment_id: int) -> ReviewComment | None:
+        """One inline comment by its id, or None when it is gone."""
+        path = f"/repos/{self.repo}/pulls/comments/{comment_id}"
+        try:
+            d = self._run(f"read review comment {comment_id}", lambda: self._request("GET", path))
+        except GitHubRequestError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return _review_comment(d)
+
     def review_comments(self, pr: int, review_id: int | None = None) -> list[ReviewComment]:
         """Inline comments of one review, or of the whole PR.
 
@@ -922,21 +1205,7 @@ class RepoClient:
                 page += 1
 
         return [
-            ReviewComment(
-                id=int(d["id"]),
-                author=(d.get("user") or {}).get("login", ""),
-                body=str(d.get("body") or ""),
-                path=str(d.get("path") or ""),
-                line=d.get("line") if d.get("line") is not None else d.get("original_line"),
-                review_id=d.get("pull_request_review_id"),
-                in_reply_to_id=d.get("in_reply_to_id"),
-                start_line=(
-                    d.get("start_line")
-                    if d.get("start_line") is not None
-                    else d.get("original_start_line")
-                ),
-                side=d.get("side"),
-            )
+            _review_comment(d)
             for d in self._run(f"list review comments of #{pr}", call)
             if review_id is None or d.get("pull_request_review_id") == review_id
         ]
@@ -1058,6 +1327,155 @@ class RepoClient:
             write=True,
         )
 
+    # --- the repository's CI on a head commit ---------------------------------------
+
+    def head_checks(self, sha: str) -> HeadChecks:
+        """Every check of commit ``sha``: its check runs (the newest of each name, so a
+        re-run replaces its first attempt), with annotations and the job's attempt for the
+        failing ones, and the latest commit status of each context. Calls: one per 100
+        check runs, one per failing run with annotations, one per workflow run with a
+        failing job, one for the combined status."""
+        if not _SHA.fullmatch(sha):
+            raise ValueError(f"not a commit sha: {sha[:80]!r}")
+        runs = self._listing(
+            f"list check runs of {sha[:12]}",
+            f"/repos/{self.repo}/commits/{sha}/check-runs",
+            "check_runs",
+        )
+        attempts: dict[int, int] = {}
+        for run_id in sorted({ids[0] for r in runs if _failing(r) and (ids := job_ids(r))}):
+            jobs = self._listing(
+                f"list jobs of workflow run {run_id}",
+                f"/repos/{self.repo}/actions/runs/{run_id}/jobs",
+                "jobs",
+            )
+            attempts.update(
+                {int(j["id"]): int(j["run_attempt"]) for j in jobs if j.get("run_attempt")}
+            )
+        results = []
+        for run in runs:
+            notes: tuple[Annotation, ...] = ()
+            if _failing(run) and (run.get("output") or {}).get("annotations_count"):
+                notes = self._annotations(int(run["id"]))
+            ids = job_ids(run)
+            results.append(check_result(run, notes, attempts.get(ids[1]) if ids else None))
+        combined = self._run(
+            f"read the combined status of {sha[:12]}",
+            lambda: self._request(
+                "GET", f"/repos/{self.repo}/commits/{sha}/status", params={"per_page": 100}
+            ),
+        )
+        results += [status_result(s) for s in combined.get("statuses") or [] if isinstance(s, dict)]
+        return HeadChecks(sha, tuple(results))
+
+    def _annotations(self, check_run_id: int) -> tuple[Annotation, ...]:
+        path = f"/repos/{self.repo}/check-runs/{check_run_id}/annotations"
+        data = self._run(
+            f"read annotations of check run {check_run_id}",
+            lambda: self._request("GET", path, params={"per_page": MAX_ANNOTATIONS}),
+        )
+        return tuple(annotation(a) for a in data if isinstance(a, dict))
+
+    def _listing(self, what: str, path: str, key: str) -> list[dict[str, Any]]:
+        """Every item of a ``{"total_count": n, key: [...]}`` listing (at most 10 pages)."""
+
+        def call() -> list[dict[str, Any]]:
+            items: list[dict[str, Any]] = []
+            for page in range(1, 11):
+                data = self._request("GET", path, params={"per_page": 100, "page": page})
+                batch = [i for i in data.get(key) or [] if isinstance(i, dict)]
+                items += batch
+                if len(batch) < 100 or len(items) >= int(data.get("total_count") or 0):
+                    break
+            return items
+
+        return self._run(what, call)
+
+    def job_log_tail(self, job_id: int, max_bytes: int) -> str | None:
+        """The end of an Actions job's log, at most ``max_bytes`` (redacted, timestamps
+        dropped); None when GitHub has none to give (404, or 410 for logs past their
+        retention). GitHub answers 302 with a download URL valid for a minute ("Look for
+        ``Location:`` in the response header", the endpoint's description); the download
+        asks only for the tail (``Range: bytes=-N``) and carries no credentials."""
+        path = f"/repos/{self.repo}/actions/jobs/{job_id}/logs"
+        limit = max(int(max_bytes), 1)
+
+        def call() -> str | None:
+            headers, _ = self._gh.requester.requestBlobAndCheck("GET", path)
+            location = headers.get("location")
+            if not location:
+                raise GitHubRequestError(200, f"the logs of job {job_id}: no download address")
+            with requests.get(
+                location,
+                headers={"Range": f"bytes=-{limit}"},
+                timeout=self.hub.timeout,
+                stream=True,
+                allow_redirects=False,
+            ) as answer:
+                if answer.status_code in (403, 404, 410):
+                    return None  # the link expired or the blob is gone
+                if answer.status_code not in (200, 206):
+                    raise GitHubUnavailable(
+                        f"the logs of job {job_id}: download answered {answer.status_code}"
+                    )
+                tail = bytearray()
+                read = 0
+                for chunk in answer.iter_content(64 * 1024):
+                    read += len(chunk)
+                    tail += chunk
+                    del tail[: max(len(tail) - limit, 0)]
+                    if read > MAX_LOG_DOWNLOAD:
+                        break
+                whole = answer.status_code == 200 and read <= limit
+                if answer.status_code == 206:
+                    total = answer.headers.get("content-range", "").rpartition("/")[2]
+                    whole = total.isdigit() and int(total) <= limit
+            return self.hub.redact(log_tail(bytes(tail), limit, whole))
+
+        try:
+            return self._run(f"read the log of job {job_id}", call)
+        except GitHubRequestError as exc:
+            if exc.status in (404, 410):
+                return None
+            raise
+
+    def rerun_job(self, job_id: int) -> bool:
+        """Re-run one Actions job (``POST .../actions/jobs/{job_id}/rerun``, 201). False when
+        GitHub refuses: no Actions: write permission, the run still going (403), or no such
+        job (404)."""
+        try:
+            self._run(
+                f"re-run job {job_id}",
+                lambda: self._request(
+                    "POST", f"/repos/{self.repo}/actions/jobs/{job_id}/rerun", {}
+                ),
+                write=True,
+                idempotent=False,
+            )
+        except GitHubRequestError as exc:
+            if exc.status not in (403, 404, 422):
+                raise
+            log.info("github.rerun_refused", repo=self.repo, job=job_id, reason=exc.message)
+            return False
+        return True
+
+    def mark_ready_for_review(self, pr_number: int) -> None:
+        """Turn a draft PR into one ready for review (GraphQL
+        ``markPullRequestReadyForReview`` with the PR's node id; REST cannot do it).
+        Nothing to do for a PR that is not a draft."""
+        data = self._run(
+            f"read PR #{pr_number}",
+            lambda: self._request("GET", f"/repos/{self.repo}/pulls/{pr_number}"),
+        )
+        if not data.get("draft"):
+            return
+        self._graphql(
+            f"mark #{pr_number} ready for review",
+            MARK_READY_MUTATION,
+            {"pullRequestId": str(data["node_id"])},
+            write=True,
+        )
+
     # --- labels -----------------------------------------------------------------------
 
     def add_labels(self, number: int, labels: Sequence[str]) -> None:
@@ -1144,12 +1562,8 @@ class RepoClient:
     def git_credentials(self, fresh: bool = False) -> GitCredentials:
         """The clone URL and a short-lived token for git, asked for as each fetch or push
         starts; ``fresh`` after the remote refused the last one drops the cached token."""
-        if self._clone_url is None:
-            data = self._run(
-                "read the repository", lambda: self._request("GET", f"/repos/{self.repo}")
-            )
-            self._clone_url = str(data["clone_url"])
+        clone_url = str(self.repository()["clone_url"])
         if fresh:
             self.hub.tokens.invalidate(self.repo)
         issued = self.hub.tokens.token(self.repo)
-        return GitCredentials(self._clone_url, "x-access-token", issued.value, issued.expires_at)
+        return GitCredentials(clone_url, "x-access-token", issued.value, issued.expires_at)

@@ -36,6 +36,7 @@ PERMISSION_TITLES: Mapping[str, str] = {
     "pull_requests": "Pull requests",
     "checks": "Checks",
     "actions": "Actions",
+    "statuses": "Commit statuses",
     "workflows": "Workflows",
 }
 
@@ -85,6 +86,14 @@ FEATURES: tuple[Feature, ...] = (
         "Check runs",
         "one check run per iteration shows its feedback on the pull request",
         {"checks": "write"},
+    ),
+    Feature(
+        "Repository CI as feedback",
+        "failed check runs, job logs and commit statuses of the bot's pull requests start a fix "
+        "iteration; all green marks the draft ready for review (re-running a failed job "
+        "needs Actions: write, which the Actions executor grants)",
+        {"checks": "read", "actions": "read", "statuses": "read"},
+        ("check_run", "check_suite", "status", "workflow_run"),
     ),
     Feature(
         "Actions executor",
@@ -205,8 +214,9 @@ def render_doc() -> str:
         "",
         "`VIBE_GITHUB_TOKEN` with a fine-grained personal access token instead of an App: "
         "repository access to the chosen repositories and the same repository permissions "
-        "as above (Contents, Issues, Pull requests: read and write; Metadata: read; Actions: "
-        "read and write with the Actions executor; Workflows: read and write only if "
+        "as above (Contents, Issues, Pull requests: read and write; Metadata, Checks and "
+        "Commit statuses: read; Actions: read, and write with the Actions executor; "
+        "Workflows: read and write only if "
         "workflow changes are allowed). Check runs need an App, so the bot skips them. "
         "Webhooks come from a repository or organisation webhook (Settings > Webhooks, "
         "content type `application/json`, the same secret as `VIBE_WEBHOOK_SECRET`) with "

@@ -26,6 +26,9 @@ import requests
 import structlog
 from github import GithubException
 
+from bot.core.waits import delay_seconds
+from bot.observability import github_rate_limit_wait, github_request
+
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
@@ -102,10 +105,8 @@ def rate_limit_wait(
         return None
     retry_after = _header(exc.headers, "retry-after")
     if retry_after is not None:
-        try:
-            return max(0.0, float(retry_after))
-        except ValueError:
-            return cfg.secondary_wait
+        wait = delay_seconds(retry_after, now)
+        return cfg.secondary_wait if wait is None else wait
     remaining = _header(exc.headers, "x-ratelimit-remaining")
     reset = _header(exc.headers, "x-ratelimit-reset")
     if remaining == "0" and reset is not None:
@@ -119,6 +120,15 @@ def rate_limit_wait(
     if "rate limit" in message:
         return cfg.secondary_wait
     return None
+
+
+def _limit_kind(exc: GithubException) -> str:
+    """Which rate limit a refusal is (the kinds of ``vibe_github_rate_limit_waits_total``)."""
+    if _header(exc.headers, "retry-after") is not None:
+        return "retry_after"
+    if _header(exc.headers, "x-ratelimit-remaining") == "0":
+        return "primary"
+    return "secondary"
 
 
 def _refuse_event_loop(what: str) -> None:
@@ -176,14 +186,13 @@ class RequestPolicy:
             if write:
                 self._pace_write()
             try:
-                return call()
+                result = call()
             except GithubException as exc:
+                github_request(str(exc.status))
                 wait = rate_limit_wait(exc, self.clock.now(), secondary, cfg)
                 if wait is not None:
-                    if (
-                        _header(exc.headers, "retry-after") is None
-                        and _header(exc.headers, "x-ratelimit-remaining") != "0"
-                    ):
+                    kind = _limit_kind(exc)
+                    if kind == "secondary":
                         secondary += 1
                     limited += 1
                     if limited > cfg.rate_limit_waits or wait > cfg.max_wait:
@@ -191,6 +200,7 @@ class RequestPolicy:
                             f"{what}: rate limited by GitHub", self.clock.now() + wait
                         ) from None
                     log.info("github.rate_limited", what=what, wait=wait, status=exc.status)
+                    github_rate_limit_wait(kind, wait)
                     self.clock.sleep(wait)
                     continue
                 if exc.status == 401 and on_unauthorized is not None and not refreshed:
@@ -202,17 +212,33 @@ class RequestPolicy:
                     if not idempotent:
                         raise AmbiguousWrite(f"{what}: GitHub answered {exc.status}") from None
                     if failures >= cfg.attempts:
-                        raise GitHubUnavailable(f"{what}: GitHub answered {exc.status}") from None
+                        # A 503 may say when to come back; the job waits that long.
+                        after = _header(exc.headers, "retry-after")
+                        wait = None if after is None else delay_seconds(after, self.clock.now())
+                        raise GitHubUnavailable(
+                            f"{what}: GitHub answered {exc.status}",
+                            None if wait is None else self.clock.now() + wait,
+                        ) from None
                     self._backoff(what, failures, exc.status)
                     continue
                 raise GitHubRequestError(exc.status, f"{what}: {error_message(exc)}") from None
             except (requests.Timeout, requests.ConnectionError) as exc:
+                github_request(
+                    "timeout" if isinstance(exc, requests.Timeout) else "connection_error"
+                )
                 failures += 1
                 if not idempotent:
                     raise AmbiguousWrite(f"{what}: {type(exc).__name__}") from None
                 if failures >= cfg.attempts:
                     raise GitHubUnavailable(f"{what}: {type(exc).__name__}") from None
                 self._backoff(what, failures, None)
+            except (GitHubRequestError, GitHubUnavailable):
+                # GitHub answered, with something unusable (GraphQL errors, another shape).
+                github_request("2xx")
+                raise
+            else:
+                github_request("2xx")
+                return result
 
     def _backoff(self, what: str, failures: int, status: int | None) -> None:
         wait = self.settings.backoff * (2 ** (failures - 1))

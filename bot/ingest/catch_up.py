@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Protocol
 
 import structlog
@@ -27,9 +26,8 @@ from sqlalchemy import bindparam
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from bot.jobs.queue import enqueue
-from bot.store.engine import write_transaction
-from bot.store.tables import Delivery, Job, utcnow
+from bot.jobs.queue import schedule_single
+from bot.store.tables import Delivery
 
 log = structlog.get_logger(__name__)
 
@@ -101,18 +99,4 @@ def catch_up(engine: Engine, deliveries: DeliveryLog, now: float) -> CaughtUp:
 def schedule(engine: Engine, delay: float = EVERY_SECONDS) -> bool:
     """Queue the next catch-up in ``delay`` seconds unless one is already waiting; True if
     this call queued it."""
-    with write_transaction(engine) as conn:
-        waiting = conn.execute(
-            select(Job.id).where(col(Job.kind) == KIND, col(Job.status) == "queued").limit(1)
-        ).first()
-        if waiting is not None:
-            return False
-        enqueue(
-            conn,
-            KIND,
-            {},
-            serial_key=LANE,
-            max_attempts=1,
-            run_after=utcnow() + timedelta(seconds=delay),
-        )
-    return True
+    return schedule_single(engine, KIND, LANE, delay)

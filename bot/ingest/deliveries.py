@@ -7,8 +7,14 @@ writer of job rows. A repeated delivery id stores nothing new, unless its job en
 GitHub redelivers on request (an operator, or the bot's own catch-up), so the job is queued
 again with fresh attempts.
 
-:class:`DeliveryWriter` is the group commit of the webhook path; :func:`stored_delivery` is
-how an ``event`` job finds the delivery it was queued for.
+A delivery is stored as received (its verified body and media type) with the few columns
+ingest read from it; the ``event`` job decodes the body (:func:`stored_delivery`), and a
+body that is no JSON object the bot can store is refused there, for good, with the reason
+recorded on the delivery (outcome ``refused``).
+
+:class:`DeliveryWriter` is the group commit of the webhook path, on SQLite and PostgreSQL
+alike (one transaction for the deliveries waiting, with one look-up of the lanes of the
+batch); :func:`stored_delivery` is how an ``event`` job finds the delivery it was queued for.
 """
 
 from __future__ import annotations
@@ -22,14 +28,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import bindparam, case, or_
+import structlog
+from sqlalchemy import and_, bindparam, or_
+from sqlalchemy import select as sql_select
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session, col, select, update
 
+from bot.ingest.payload import BadPayload, decode_payload
 from bot.jobs.queue import NewJob, enqueue_many, requeue_dead
 from bot.store.engine import write_transaction
 from bot.store.tables import Delivery, Task, utcnow
+
+log = structlog.get_logger(__name__)
+
+# The database is away (down, frozen past a timeout, the pool exhausted): no delivery of the
+# batch can be stored now, and the request answers 503.
+AWAY = (OperationalError, PoolTimeout)
 
 LANE_RE = re.compile(r"(?P<repo>[^#]+)#(?P<number>\d+)(?P<suffix>/control)?")
 
@@ -48,12 +64,16 @@ class Ingested:
 
 @dataclass(frozen=True)
 class Incoming:
-    """A verified, parsed delivery on its way to the database."""
+    """A verified delivery on its way to the database: the body as received and its media
+    type are stored; ``payload``, what ingest read of it (empty when it read nothing), gives
+    the few columns ingest fills and the job's lane."""
 
     delivery_id: str
     event_name: str
     payload: dict[str, Any]
     ingested: Ingested
+    body: bytes
+    content_type: str
 
 
 @dataclass(frozen=True)
@@ -65,18 +85,50 @@ class StoredDelivery:
     payload: dict[str, Any]
 
 
+class Unstorable(Exception):
+    """The database refused this one delivery's values; the others of its batch are stored."""
+
+
 class UnknownDelivery(LookupError):
     """A job names no stored delivery: there is nothing to handle, now or later."""
 
 
+class RefusedDelivery(UnknownDelivery):
+    """The stored body is no JSON object the bot can read: the delivery records why
+    (outcome ``refused``) and there is nothing to handle, now or later."""
+
+
+REFUSED = "refused"
+
+
 def stored_delivery(engine: Engine, delivery_id: str | None) -> StoredDelivery:
-    """The stored delivery ``delivery_id``; :class:`UnknownDelivery` if there is none."""
+    """The stored delivery ``delivery_id``, its body decoded here, in the job that handles
+    it; :class:`UnknownDelivery` if there is none, :class:`RefusedDelivery` (recorded on the
+    delivery, with the reason) if its body cannot be read."""
     if delivery_id is not None:
         with Session(engine) as session:
             delivery = session.get(Delivery, delivery_id)
-            if delivery is not None:
-                return StoredDelivery(delivery.id, delivery.event, dict(delivery.payload))
+        if delivery is not None:
+            if delivery.body is None:  # stored before revision 0006
+                return StoredDelivery(delivery.id, delivery.event, dict(delivery.payload or {}))
+            try:
+                payload = decode_payload(delivery.body, delivery.content_type or "")
+            except BadPayload as exc:
+                reason = f"body is not a JSON object the bot can store: {exc}"
+                _record_refusal(engine, delivery.id, reason)
+                raise RefusedDelivery(f"delivery {delivery.id} refused: {reason}") from None
+            return StoredDelivery(delivery.id, delivery.event, payload)
     raise UnknownDelivery(f"the job has no stored delivery ({delivery_id or 'none named'})")
+
+
+def _record_refusal(engine: Engine, delivery_id: str, reason: str) -> None:
+    with write_transaction(engine) as conn:
+        conn.execute(
+            update(Delivery)
+            .where(col(Delivery.id) == delivery_id)
+            .values(outcome=REFUSED, detail=reason)
+        )
+    log.warning("delivery.refused", delivery=delivery_id, reason=reason)
 
 
 def _repository(payload: dict[str, Any]) -> str | None:
@@ -85,14 +137,26 @@ def _repository(payload: dict[str, Any]) -> str | None:
     return name[:300] if isinstance(name, str) else None
 
 
-def _id_of(payload: dict[str, Any], key: str) -> int | None:
+# The integer columns' ranges: a number past them is no GitHub id, and stored it would fail
+# the insert (PostgreSQL "integer out of range", SQLite OverflowError).
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+
+
+def _id_of(payload: dict[str, Any], key: str, largest: int = INT64_MAX) -> int | None:
     obj = payload.get(key)
     value = obj.get("id") if isinstance(obj, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if 0 <= value <= largest else None
 
 
 def _installation(payload: dict[str, Any]) -> int | None:
-    return _id_of(payload, "installation")
+    return _id_of(payload, "installation", INT32_MAX)
+
+
+def _fit(text: str | None, length: int) -> str | None:
+    return None if text is None else text[:length]
 
 
 # Built once, with bound parameters, so each delivery reuses the compiled statements.
@@ -100,20 +164,51 @@ _KNOWN_DELIVERIES = select(Delivery.id).where(
     col(Delivery.id).in_(bindparam("ids", expanding=True))
 )
 _INSERT_DELIVERY = Delivery.__table__.insert()  # type: ignore[attr-defined]
-# The task owning PR ``pr``: by repository id first, then by name (a task stored before its
-# repository's id was kept), in one statement, as this runs for every delivery.
-_TASK_BY_PR = (
-    select(Task.number)
-    .where(
-        col(Task.pr_number) == bindparam("pr"),
-        or_(col(Task.repository_id) == bindparam("id"), col(Task.repository) == bindparam("repo")),
-    )
-    .order_by(case((col(Task.repository_id) == bindparam("id"), 0), else_=1))
-    .limit(1)
+# The tasks that may own the PRs of a batch: by PR number or by a head branch the task
+# opened its PR from, in the repository by id or by name (a task stored before its
+# repository's id was kept). One statement per batch; :func:`task_lanes` picks per delivery.
+_TASKS_BY_PR = sql_select(
+    col(Task.number),
+    col(Task.pr_number),
+    col(Task.branch),
+    col(Task.owns_pr),
+    col(Task.repository_id),
+    col(Task.repository),
+).where(
+    or_(
+        col(Task.pr_number).in_(bindparam("prs", expanding=True)),
+        and_(col(Task.branch).in_(bindparam("heads", expanding=True)), col(Task.owns_pr)),
+    ),
+    or_(
+        col(Task.repository_id).in_(bindparam("ids", expanding=True)),
+        col(Task.repository).in_(bindparam("repos", expanding=True)),
+    ),
 )
 
 
-def task_lane(conn: Connection, key: str | None, repo_id: int | None = None) -> str | None:
+def _head_branch(payload: dict[str, Any]) -> str | None:
+    """The head branch of the PR a delivery is about, when it lives in the repository."""
+    pull = payload.get("pull_request")
+    head = pull.get("head") if isinstance(pull, dict) else None
+    if not isinstance(head, dict) or not isinstance(head.get("ref"), str):
+        return None
+    head_repo = head.get("repo")
+    name = head_repo.get("full_name") if isinstance(head_repo, dict) else None
+    return head["ref"] if name is not None and name == _repository(payload) else None
+
+
+@dataclass(frozen=True)
+class LaneQuery:
+    """What routes one delivery: its serial key, its repository's id, its PR's head branch."""
+
+    key: str | None
+    repo_id: int | None = None
+    head: str | None = None
+
+
+def task_lane(
+    conn: Connection, key: str | None, repo_id: int | None = None, head: str | None = None
+) -> str | None:
     """Route a PR's events to the lane of the task that owns the PR.
 
     A task started from issue #7 opens PR #8; reviews on #8 and commands on #7 must never run
@@ -121,14 +216,54 @@ def task_lane(conn: Connection, key: str | None, repo_id: int | None = None) -> 
     ``repository:<id>#7``: a renamed or transferred repository keeps its id, so events sent
     under the old name and under the new one share the lane.
     """
-    match = LANE_RE.fullmatch(key or "")
-    if match is None:
-        return key
-    number = int(match["number"])
-    lane = match["repo"] if repo_id is None else f"repository:{repo_id}"
-    row = conn.execute(_TASK_BY_PR, {"id": repo_id, "repo": match["repo"], "pr": number}).first()
-    owner = number if row is None else row.number
-    return f"{lane}#{owner}{match['suffix'] or ''}"
+    return task_lanes(conn, [LaneQuery(key, repo_id, head)])[0]
+
+
+def task_lanes(conn: Connection, queries: Sequence[LaneQuery]) -> list[str | None]:
+    """:func:`task_lane` of each query, with one statement for all of them (a batch)."""
+    parsed = [(q, LANE_RE.fullmatch(q.key or "")) for q in queries]
+    # A number past INT32_MAX is no pull request's, and no column's: nothing to look up.
+    wanted = [(q, m) for q, m in parsed if m is not None and int(m["number"]) <= INT32_MAX]
+    rows: list[Any] = []
+    if wanted:
+        rows = list(
+            conn.execute(
+                _TASKS_BY_PR,
+                {
+                    "prs": sorted({int(m["number"]) for _, m in wanted}),
+                    "heads": sorted({q.head for q, _ in wanted if q.head is not None}),
+                    "ids": sorted({q.repo_id for q, _ in wanted if q.repo_id is not None}),
+                    "repos": sorted({m["repo"] for _, m in wanted}),
+                },
+            )
+        )
+    lanes: list[str | None] = []
+    for query, match in parsed:
+        if match is None:
+            lanes.append(query.key)
+            continue
+        number = int(match["number"])
+        lane = match["repo"] if query.repo_id is None else f"repository:{query.repo_id}"
+        owner = _owner(rows, match["repo"], number, query) if number <= INT32_MAX else None
+        lanes.append(f"{lane}#{number if owner is None else owner}{match['suffix'] or ''}")
+    return lanes
+
+
+def _owner(rows: Sequence[Any], repo: str, pr: int, query: LaneQuery) -> int | None:
+    """The number of the task owning PR ``pr``, or opening its own PR from the branch
+    ``query.head``, in the repository (by id, else by name): a task by PR number before one
+    by branch, one matched by repository id before one matched by name."""
+    best: tuple[int, int, int] | None = None
+    for row in rows:
+        by_pr = row.pr_number == pr
+        by_branch = query.head is not None and row.branch == query.head and bool(row.owns_pr)
+        by_id = query.repo_id is not None and row.repository_id == query.repo_id
+        if not (by_pr or by_branch) or not (by_id or row.repository == repo):
+            continue
+        rank = (0 if by_pr else 1, 0 if by_id else 1, row.number)
+        if best is None or rank < best:
+            best = rank
+    return None if best is None else best[2]
 
 
 def _store_batch(
@@ -157,16 +292,30 @@ def _store_batch(
             {
                 "id": item.delivery_id,
                 "event": item.event_name,
-                "action": item.ingested.action,
+                "action": _fit(item.ingested.action, 100),
                 "repository": _repository(item.payload),
                 "installation_id": _installation(item.payload),
                 "outcome": item.ingested.outcome,
                 "detail": item.ingested.detail,
-                "payload": item.payload,
+                "payload": None,
+                "body": item.body,
+                "content_type": item.content_type,
                 "received_at": now,
                 "redeliveries": 0,
             }
             for item in fresh
+        ],
+    )
+    queued = [item for item in fresh if item.ingested.outcome == "queued"]
+    lanes = task_lanes(
+        conn,
+        [
+            LaneQuery(
+                item.ingested.serial_key,
+                _id_of(item.payload, "repository"),
+                _head_branch(item.payload),
+            )
+            for item in queued
         ],
     )
     enqueue_many(
@@ -175,14 +324,11 @@ def _store_batch(
             NewJob(
                 "event",
                 {"event": item.event_name, "action": item.ingested.action},
-                serial_key=task_lane(
-                    conn, item.ingested.serial_key, _id_of(item.payload, "repository")
-                ),
+                serial_key=lane,
                 delivery_id=item.delivery_id,
                 max_attempts=max_attempts,
             )
-            for item in fresh
-            if item.ingested.outcome == "queued"
+            for item, lane in zip(queued, lanes, strict=True)
         ],
     )
     return results
@@ -199,20 +345,30 @@ def _redeliver(conn: Connection, delivery_id: str) -> StoreResult:
 
 def store_deliveries(
     engine: Engine, items: Sequence[Incoming], max_attempts: int
-) -> list[StoreResult]:
+) -> list[StoreResult | Unstorable]:
     """Store deliveries (each with its job) in one transaction; deduplicate on the id.
 
-    If the batch collides with a concurrent writer in another process (PostgreSQL unique
-    violation), each delivery is stored on its own so that only the duplicate is refused.
+    One bad delivery affects only itself: when the batch fails for anything but the
+    database being away, each delivery is stored on its own, so a delivery whose values the
+    database refuses gets :class:`Unstorable` and the others are stored; a unique violation
+    of one alone is a concurrent writer in another process storing the same id (PostgreSQL)
+    and means "duplicate". A database that is away (:data:`AWAY`) fails them all, as
+    retrying each would only multiply the wait.
     """
     try:
         with write_transaction(engine) as conn:
-            return _store_batch(conn, items, max_attempts)
+            return list(_store_batch(conn, items, max_attempts))
+    except AWAY:
+        raise
     except IntegrityError:
         if len(items) == 1:
-            # Two deliveries with one id raced (PostgreSQL): the other one won.
             return ["duplicate"]
-        return [store_deliveries(engine, [item], max_attempts)[0] for item in items]
+    except (SQLAlchemyError, ValueError, OverflowError) as exc:
+        if len(items) == 1:
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            log.warning("delivery.unstorable", delivery=items[0].delivery_id, error=reason)
+            return [Unstorable(reason[:300])]
+    return [store_deliveries(engine, [item], max_attempts)[0] for item in items]
 
 
 class DeliveryWriter:
@@ -276,12 +432,12 @@ class DeliveryWriter:
         self,
         batch: list[tuple[Incoming, asyncio.AbstractEventLoop, asyncio.Future[StoreResult]]],
     ) -> None:
-        outcome: list[StoreResult] | BaseException
+        outcome: list[StoreResult | Unstorable] | BaseException
         try:
             outcome = store_deliveries(
                 self.engine, [item for item, _, _ in batch], self.max_attempts
             )
-        except Exception as exc:  # noqa: BLE001 - handed to every waiting request as a 500
+        except Exception as exc:  # noqa: BLE001 - handed to every waiting request (503 or 500)
             outcome = exc
         by_loop: dict[asyncio.AbstractEventLoop, list[Callable[[], None]]] = {}
         for n, (_, loop, future) in enumerate(batch):
@@ -292,15 +448,18 @@ class DeliveryWriter:
 
 
 def _resolver(
-    future: asyncio.Future[StoreResult], outcome: list[StoreResult] | BaseException, n: int
+    future: asyncio.Future[StoreResult],
+    outcome: list[StoreResult | Unstorable] | BaseException,
+    n: int,
 ) -> Callable[[], None]:
     def resolve() -> None:
-        if future.done():
+        if future.done():  # its request stopped waiting (bot/ingest/webhook.py)
             return
-        if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
+        mine = outcome if isinstance(outcome, BaseException) else outcome[n]
+        if isinstance(mine, BaseException):
+            future.set_exception(mine)
         else:
-            future.set_result(outcome[n])
+            future.set_result(mine)
 
     return resolve
 

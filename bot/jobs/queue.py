@@ -9,9 +9,10 @@ order.
   under ``pg_try_advisory_xact_lock`` so two workers cannot both start jobs of one key.
 - SQLite: the claim runs in ``BEGIN IMMEDIATE``, which makes claims one writer at a time.
 
-Others queue work inside their own transaction through :func:`enqueue`, :func:`enqueue_many`
-and :func:`requeue_dead` (ingest stores a delivery and its job together); everything else
-about a job row (claim, heartbeat, settle, release) happens in :class:`Queue`.
+Others queue work inside their own transaction through :func:`enqueue`, :func:`enqueue_many`,
+:func:`requeue_dead` and :func:`requeue_dead_job` (ingest stores a delivery and its job
+together; the console requeues a dead job); everything else about a job row (claim,
+heartbeat, settle, release) happens in :class:`Queue`.
 
 Handlers run synchronously in worker threads: ``handler(ctx: JobContext) -> None``.
 Returning ends the job done. An exception is turned into a value at the job boundary by the
@@ -24,6 +25,7 @@ nothing of GitHub, the loop or the settings.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import random
 import socket
@@ -35,7 +37,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, func, text
+from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select, update
 
@@ -146,18 +148,24 @@ def _row(job: NewJob, now: datetime) -> dict[str, Any]:
 _JOB = Job.__table__  # type: ignore[attr-defined]
 _INSERT_JOB = _JOB.insert().returning(_JOB.c.id)
 _INSERT_JOBS = _JOB.insert()
+_REQUEUE_VALUES = {
+    "status": "queued",
+    "attempts": 0,
+    "run_after": bindparam("now", type_=_JOB.c.run_after.type),
+    "updated_at": bindparam("now", type_=_JOB.c.updated_at.type),
+    "finished_at": None,
+    "lease_owner": None,
+    "lease_expires": None,
+}
 _REQUEUE_DEAD = (
     _JOB.update()
     .where(_JOB.c.delivery_id == bindparam("delivery"), _JOB.c.status == "dead")
-    .values(
-        status="queued",
-        attempts=0,
-        run_after=bindparam("now", type_=_JOB.c.run_after.type),
-        updated_at=bindparam("now", type_=_JOB.c.updated_at.type),
-        finished_at=None,
-        lease_owner=None,
-        lease_expires=None,
-    )
+    .values(_REQUEUE_VALUES)
+)
+_REQUEUE_DEAD_JOB = (
+    _JOB.update()
+    .where(_JOB.c.id == bindparam("job"), _JOB.c.status == "dead")
+    .values(_REQUEUE_VALUES)
 )
 
 
@@ -183,11 +191,43 @@ def enqueue_many(conn: Connection, jobs: Sequence[NewJob]) -> None:
         conn.execute(_INSERT_JOBS, [_row(job, now) for job in jobs])
 
 
+def schedule_single(engine: Engine, kind: str, lane: str, delay: float) -> bool:
+    """Queue a periodic job of ``kind`` in ``lane`` to run in ``delay`` seconds unless one is
+    already waiting; True if this call queued it. Processes starting together queue one:
+    PostgreSQL serialises the check with an advisory lock on the lane, SQLite's write
+    transaction holds the database's write lock."""
+    with write_transaction(engine) as conn:
+        if engine.dialect.name == "postgresql":
+            key = f"schedule:{lane}"
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": key})
+        waiting = conn.execute(
+            select(Job.id).where(col(Job.kind) == kind, col(Job.status) == "queued").limit(1)
+        ).first()
+        if waiting is not None:
+            return False
+        enqueue(
+            conn,
+            kind,
+            {},
+            serial_key=lane,
+            max_attempts=1,
+            run_after=utcnow() + timedelta(seconds=delay),
+        )
+    return True
+
+
 def requeue_dead(conn: Connection, delivery_id: str) -> bool:
     """Queue the dead job of ``delivery_id`` again with fresh attempts, inside the caller's
     transaction (someone asked for the delivery again). False when it has none."""
     now = utcnow()
     return bool(conn.execute(_REQUEUE_DEAD, {"delivery": delivery_id, "now": now}).rowcount)
+
+
+def requeue_dead_job(conn: Connection, job_id: int) -> bool:
+    """Queue dead job ``job_id`` again with fresh attempts, inside the caller's transaction
+    (an operator asked for it). False when it is not dead (or not there)."""
+    now = utcnow()
+    return bool(conn.execute(_REQUEUE_DEAD_JOB, {"job": job_id, "now": now}).rowcount)
 
 
 @dataclass
@@ -436,12 +476,6 @@ class Queue:
             .values(finished_at=now, outcome=outcome, error=error)
         )
 
-    def depth(self) -> dict[str, int]:
-        """Number of jobs per status."""
-        with Session(self.engine) as session:
-            rows = session.exec(select(Job.status, func.count()).group_by(Job.status)).all()
-        return {status: int(count) for status, count in rows}
-
     def jobs(self, limit: int = 100) -> list[Job]:
         with Session(self.engine) as session:
             return list(session.exec(select(Job).order_by(col(Job.id).desc()).limit(limit)))
@@ -456,9 +490,11 @@ class Worker:
 
     ``judge`` turns a handler's exception into a :data:`Verdict` (the job boundary). The
     heartbeat renews the lease every ``heartbeat_seconds`` (a quarter of the lease unless
-    told). ``stop()`` stops claiming at once; running handlers get ``grace`` seconds to
-    finish, then their cancel event is set and, if they still run, the job is released for
-    another worker.
+    told). A claim that fails (the database full, read-only or away) is tried again after
+    ``claim_backoff`` (first delay, longest delay) doubling with jitter, one log line per
+    try, until a claim succeeds; wake-ups do not cut such a wait short. ``stop()`` stops
+    claiming at once; running handlers get ``grace`` seconds to finish, then their cancel
+    event is set and, if they still run, the job is released for another worker.
     """
 
     def __init__(
@@ -472,6 +508,7 @@ class Worker:
         heartbeat_seconds: float | None = None,
         name: str | None = None,
         on_finished: Callable[[str, str, float], None] | None = None,
+        claim_backoff: tuple[float, float] = (0.5, 30.0),
     ) -> None:
         self.queue = queue
         self.handlers = dict(handlers)
@@ -481,6 +518,7 @@ class Worker:
         self.heartbeat_seconds = heartbeat_seconds or queue.lease_seconds / 4
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.on_finished = on_finished
+        self.claim_backoff = claim_backoff
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -517,18 +555,52 @@ class Worker:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
+    @property
+    def alive(self) -> bool:
+        """Started, and every worker thread still runs (the worker's ``/healthz``)."""
+        return bool(self._threads) and all(thread.is_alive() for thread in self._threads)
+
+    def claim_delay(self, failures: int) -> float:
+        """Seconds to wait after ``failures`` claims in a row failed: the first delay
+        doubling up to the longest, times a random 0.5 to 1 so that the threads of every
+        worker do not retry in step ("equal jitter",
+        https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/)."""
+        first, longest = self.claim_backoff
+        delay = min(first * 2.0 ** min(failures - 1, 32), longest)
+        return delay * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not security
+
     def _loop(self, worker_id: str) -> None:
         kinds = sorted(self.handlers)
+        failures = 0
         while not self._stopping.is_set():
             try:
                 job = self.queue.claim(worker_id, kinds)
             except Exception as exc:  # noqa: BLE001 - a database hiccup must not kill the thread
-                log.warning("worker.claim_failed", error=str(exc))
-                job = None
+                failures += 1
+                delay = self.claim_delay(failures)
+                log.warning(
+                    "worker.claim_failed",
+                    error=redact(str(exc), self.queue.secrets)[:MAX_ERROR_CHARS],
+                    failures=failures,
+                    retry_in=round(delay, 3),
+                )
+                # Only a stop ends the wait: the wake-ups of arriving deliveries would
+                # turn the backoff back into a busy loop.
+                self._stopping.wait(delay)
+                continue
+            if failures:
+                log.info("worker.claim_recovered", failures=failures)
+                failures = 0
             if job is None:
                 self._wake.wait(self.poll_interval)
                 self._wake.clear()
                 continue
+            # Every line logged while the job runs carries it (the handlers add the
+            # repository, the issue or PR, the task and the iteration); none after it.
+            structlog.contextvars.clear_contextvars()
+            structlog.contextvars.bind_contextvars(
+                job_id=job.id, kind=job.kind, attempt=job.attempt, delivery_id=job.delivery_id
+            )
             try:
                 self._run(worker_id, job)
             except Exception:
@@ -536,6 +608,8 @@ class Worker:
                 # failed (database unreachable, an exception that cannot be printed): the
                 # lease lapses and the job is claimed again.
                 log.exception("worker.job_outcome_not_recorded", job=job.id)
+            finally:
+                structlog.contextvars.clear_contextvars()
 
     def _run(self, worker_id: str, job: ClaimedJob) -> None:
         cancel = threading.Event()
@@ -562,19 +636,30 @@ class Worker:
                         cancel.set()
                         return
 
-        beater = threading.Thread(target=beat, name=f"vibe-heartbeat-{job.id}", daemon=True)
+        # The heartbeat's lines carry the job's context too.
+        beater = threading.Thread(
+            target=contextvars.copy_context().run,
+            args=(beat,),
+            name=f"vibe-heartbeat-{job.id}",
+            daemon=True,
+        )
         beater.start()
         started = time.monotonic()
-        bound = log.bind(job=job.id, kind=job.kind, attempt=job.attempt, delivery=job.delivery_id)
         verdict: Verdict = Done()
         try:
-            bound.info("job.started")
+            log.info("job.started")
             try:
                 self.handlers[job.kind](
                     JobContext(job.id, job.kind, job.payload, job.attempt, cancel, job.delivery_id)
                 )
             except Exception as exc:  # noqa: BLE001 - any handler failure is judged, not raised
                 verdict = self.judge(exc)
+                if not isinstance(verdict, Done):
+                    log.error(
+                        "job.failed",
+                        error=redact(describe(exc), self.queue.secrets)[:MAX_ERROR_CHARS],
+                        verdict="retry" if isinstance(verdict, Retry) else "dead",
+                    )
             shut_down = self._stopping.is_set() and cancel.is_set() and not lost.is_set()
             if shut_down and not isinstance(verdict, Dead):
                 # Cut short by the shutdown: the job goes back without counting the attempt.
@@ -588,6 +673,6 @@ class Worker:
             with self._lock:
                 self._running.pop(job.id, None)
         elapsed = time.monotonic() - started
-        bound.info("job.finished", outcome=outcome, seconds=round(elapsed, 3))
+        log.info("job.finished", outcome=outcome, seconds=round(elapsed, 3))
         if self.on_finished is not None:
             self.on_finished(job.kind, outcome, elapsed)

@@ -13,11 +13,14 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from bot.bootstrap import event_job
 from bot.entrypoints.app import create_app
 from bot.github.retry import GitHubRequestError
 from bot.ingest.deliveries import UnknownDelivery, stored_delivery
 from bot.jobs.queue import JobContext
-from bot.store.tables import Job, JobRun
+from bot.loop.handlers import EventJob
+from bot.store.engine import make_engine
+from bot.store.tables import Delivery, Job, JobRun
 from tests.support.actions import serve
 from tests.support.web import Live, fixture_payload, make_settings, post
 
@@ -86,3 +89,32 @@ def test_the_stored_delivery_of_a_job(live: Live) -> None:
         stored_delivery(engine, "no-such-delivery")
     with pytest.raises(UnknownDelivery):
         stored_delivery(engine, None)
+
+
+def test_a_malformed_body_is_refused_by_the_event_job_and_recorded(
+    tmp_path: Path, database_url: str
+) -> None:
+    """The real ``event`` job reads the stored body: one that is no JSON object ends the job
+    dead at once with the reason, recorded on the delivery too; the loop never sees it."""
+    settings = make_settings(tmp_path, database_url, heartbeat_seconds=0.05)
+    engine = make_engine(database_url)
+    ran: list[EventJob] = []
+    handler = event_job(lambda: settings, engine, ran.append)
+    app = create_app(settings, engine=engine, handlers={"event": handler}, run_workers=True)
+    delivery = str(uuid.uuid4())
+    with serve(app, lifespan="on") as url:
+        live = Live(app=app, url=url, settings=settings)
+        body = b'{"action": "opened", "a": NaN}'
+        sent = post(live, "issues", body, **{"X-GitHub-Delivery": delivery})
+        assert sent.status_code == 202
+        dead = wait_until(engine, "dead", runs=1)
+    assert dead.attempts == 1
+    assert dead.last_error is not None
+    assert "NaN is not JSON" in dead.last_error
+    with Session(engine) as session:
+        stored = session.exec(select(Delivery)).one()
+    assert (stored.id, stored.outcome) == (delivery, "refused")
+    why = "body is not a JSON object the bot can store: NaN is not JSON (RFC 8259 section 6)"
+    assert stored.detail == why
+    assert ran == []
+    engine.dispose()

@@ -1,0 +1,81 @@
+"""The reading of a delivery's body (bot/ingest/payload.py): orjson's fast reading gives what
+the careful reading (the standard library with its checks and repairs) gives, and hands
+over to it whatever it cannot vouch for."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from bot.ingest import payload
+from bot.ingest.payload import BadPayload, decode_payload
+from tests.support.web import WEBHOOKS
+
+
+def careful(body: bytes) -> dict[str, Any]:
+    data = json.loads(body)
+    payload._clean(data)
+    return data
+
+
+@pytest.mark.parametrize("path", sorted(WEBHOOKS.glob("*.json")), ids=lambda p: p.stem)
+def test_every_fixture_is_read_the_fast_way_and_the_same(path: Any) -> None:
+    body = path.read_bytes()
+    fast = payload._fast_decode(body)
+    assert fast is not None
+    assert fast == careful(body)
+    assert decode_payload(body, "application/json; charset=utf-8") == fast
+
+
+@pytest.mark.parametrize(
+    ("body", "expected", "fast"),
+    [
+        (b'{"a": "x\\u0000y"}', {"a": "x\ufffdy"}, False),  # NUL: replaced, not kept
+        (b'{"a": "\\ud800"}', {"a": "\ufffd"}, False),  # a lone surrogate: replaced
+        (b'{"a": 123456789012345678901234567890}', {"a": 123456789012345678901234567890}, False),
+        (b'{"a": -9223372036854775809}', {"a": -9223372036854775809}, False),
+        (b'{"a": 1, "a": 2}', {"a": 2}, True),  # the last of a repeated key, in both readings
+    ],
+)
+def test_what_orjson_would_read_otherwise_goes_the_careful_way(
+    body: bytes, expected: dict[str, Any], fast: bool
+) -> None:
+    assert (payload._fast_decode(body) is not None) == fast
+    read = decode_payload(body, "application/json")
+    assert read == expected
+    assert [type(v) for v in read.values()] == [type(v) for v in expected.values()]
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b'{"a": ' * 65 + b"1" + b"}" * 65, "nested deeper than 64 levels"),
+        # Past orjson's own limit (and past what crashed orjson 3.8): never handed to it.
+        (b'{"a": ' * 100_000 + b"1" + b"}" * 100_000, "nested deeper than 64 levels"),
+        (b'{"a": NaN}', "NaN is not JSON"),
+        (b'{"a": 1e400}', "does not fit a double"),
+        (b"[1]", "a JSON list, not an object"),
+        (b'{"a": "\xff"}', "not UTF-8"),
+    ],
+)
+def test_what_no_reading_accepts_is_refused_saying_why(body: bytes, why: str) -> None:
+    with pytest.raises(BadPayload) as refused:
+        decode_payload(body, "application/json")
+    assert why in str(refused.value)
+
+
+def test_up_to_64_levels_is_read_the_fast_way() -> None:
+    body = b'{"a": ' + b"[" * 63 + b"]" * 63 + b"}"
+    assert payload._fast_decode(body) == json.loads(body)
+
+
+def test_the_form_encoded_variant_is_read_from_its_payload_field() -> None:
+    from urllib.parse import urlencode
+
+    body = urlencode({"payload": json.dumps({"action": "opened"})}).encode()
+    form = "application/x-www-form-urlencoded"
+    assert decode_payload(body, form) == {"action": "opened"}
+    with pytest.raises(BadPayload, match="no payload field"):
+        decode_payload(b"other=1", form)

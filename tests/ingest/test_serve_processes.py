@@ -1,0 +1,149 @@
+"""``vibe serve --processes N``: one line and exit 2 for a bad value or SQLite; on
+PostgreSQL, N real ingest processes share the port and the job workers run once, in the
+supervising process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlmodel import Session, select
+from typer.testing import CliRunner
+
+from bot.entrypoints.cli import app as cli
+from bot.store.engine import make_engine
+from bot.store.tables import Delivery, Job
+from tests.support.web import SECRET, fixture_payload, free_port, headers_for
+
+VIBE = [sys.executable, "-m", "bot"]
+
+
+def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIBE_")}
+    env.update(HOME=str(tmp_path / "home"), VIBE_DATA_DIR=str(tmp_path / "data"))
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def no_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No VIBE_* settings but a fresh data directory (SQLite, the default)."""
+    for name in list(os.environ):
+        if name.startswith("VIBE_") and not name.startswith("VIBE_TEST"):
+            monkeypatch.delenv(name)
+    data = tmp_path / "data"
+    monkeypatch.setenv("VIBE_DATA_DIR", str(data))
+    return data
+
+
+@pytest.mark.parametrize("value", ["0", "65", "two", "-1", "1.5", ""])
+def test_a_bad_number_of_processes_is_one_line_and_exit_2(no_settings: Path, value: str) -> None:
+    result = CliRunner().invoke(cli, ["serve", "--port", str(free_port()), "--processes", value])
+    assert result.exit_code == 2
+    assert (
+        result.output == f"vibe: --processes: expected a whole number from 1 to 64, not {value!r}\n"
+    )
+
+
+def test_more_than_one_process_on_sqlite_is_refused_saying_why(no_settings: Path) -> None:
+    result = CliRunner().invoke(cli, ["serve", "--port", str(free_port()), "--processes", "2"])
+    assert result.exit_code == 2
+    [line] = result.output.splitlines()
+    assert line.startswith("vibe: --processes 2 needs PostgreSQL: SQLite takes one writer")
+    assert not (no_settings / "vibe.db").exists()  # refused before anything started
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_two_ingest_processes_on_postgresql_accept_deliveries(
+    tmp_path: Path, pg_database_url: str
+) -> None:
+    port = free_port()
+    env = env_for(
+        tmp_path,
+        VIBE_DATABASE_URL=pg_database_url,
+        VIBE_WEBHOOK_SECRET=SECRET,
+        VIBE_LOG_LEVEL="WARNING",
+    )
+    proc = subprocess.Popen(
+        [*VIBE, "serve", "--port", str(port), "--processes", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    engine = make_engine(pg_database_url)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert time.monotonic() < deadline, "the service did not start"
+            time.sleep(0.2)
+        # Two ingest processes under the supervisor, each a separate server of the port.
+        servers = [p for p in _children(proc.pid) if "spawn" in _cmdline(p)]
+        assert len(servers) == 2, [_cmdline(p) for p in _children(proc.pid)]
+        body = json.dumps(fixture_payload("issues.labeled")[1]).encode()
+        sent = [str(uuid.uuid4()) for _ in range(40)]
+        with httpx.Client(timeout=30) as client:
+            codes = [
+                client.post(
+                    f"{url}/webhook", content=body, headers=headers_for("issues", body, d)
+                ).status_code
+                for d in sent
+            ]
+            again = client.post(
+                f"{url}/webhook", content=body, headers=headers_for("issues", body, sent[0])
+            )
+        assert codes == [202] * len(sent)
+        assert (again.status_code, again.json()["status"]) == (200, "duplicate")
+        with Session(engine) as session:
+            stored = {d.id: d for d in session.exec(select(Delivery))}
+            jobs = [j for j in session.exec(select(Job)) if j.kind == "event"]
+        assert set(stored) == set(sent)
+        assert all(stored[d].body == body for d in sent)
+        assert sorted(j.delivery_id or "" for j in jobs) == sorted(sent)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            out, _ = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        engine.dispose()
+    assert proc.returncode == 0, out
+    assert "Ingest processes: 2" in out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
