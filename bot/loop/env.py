@@ -14,7 +14,16 @@ from bot.core.render import (
     render_config_problems,
 )
 from bot.loop.ports import Agent as AgentPort
-from bot.loop.ports import ContextBuilder, Forge, PullRequests, TaskStore, Workspaces
+from bot.loop.ports import (
+    CiChecks,
+    CiRounds,
+    ContextBuilder,
+    Forge,
+    PullRequests,
+    Reviews,
+    TaskStore,
+    Workspaces,
+)
 from bot.sandbox.bwrap import Sandbox
 from bot.settings import Settings
 
@@ -39,6 +48,9 @@ class Env:
     max_attempts: int = 1
     timeline: Callable[[str], None] | None = None
     configs: dict[str, RepoConfig] = field(default_factory=dict)
+    ci: CiChecks | None = None  # the repository's own CI (absent in local mode)
+    ci_rounds: CiRounds | None = None
+    reviews: Reviews | None = None  # reviewing pull requests (absent in local mode)
 
     @property
     def secrets(self) -> list[str]:

@@ -3,19 +3,22 @@ checkpoints pushed and concluded."""
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, get_args
 
 import structlog
 
+from bot.core.attempts import attempt_branch
 from bot.core.config import RepoConfig
 from bot.core.errors import Declined
-from bot.core.redact import redact
+from bot.core.redact import hide_paths, redact
 from bot.core.render import (
     Final,
+    console_link,
     plan_marker,
     render_plan,
     render_pr_body,
@@ -23,6 +26,7 @@ from bot.core.render import (
 )
 from bot.core.tasks import (
     Checkpoint,
+    CommitStat,
     Conclusion,
     Feedback,
     IterationRecord,
@@ -34,15 +38,24 @@ from bot.core.tasks import (
     allowed,
     transition,
 )
+from bot.github.client import host_paths
 from bot.github.retry import GitHubRequestError, GitHubUnavailable
+from bot.loop.attempts import Chosen, expire_attempts, planned, run_attempts
 from bot.loop.env import Env, repo_config
 from bot.loop.errors import AgentUnavailable, Interrupted, StopRequested
 from bot.loop.ports import Checkout
-from bot.loop.run import LoopRun
+from bot.loop.run import LoopRun, Spend
 from bot.loop.status import StatusBoard
 from bot.loop.strategies import PlanDriven, strategy_for
 from bot.loop.strategies.base import Brief, Result
-from bot.sandbox.bwrap import network_permitted, run_setup
+from bot.sandbox.bwrap import SandboxUnavailable, network_permitted, run_setup
+from bot.workspace.git import (
+    AuthenticationFailed,
+    PushRefused,
+    PushRejected,
+    WorkspaceBusy,
+    WorkspaceError,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -81,9 +94,72 @@ def _named_files(text: str) -> list[str]:
     return out[:20]
 
 
-def _commit_message(task: TaskRecord, number: int, summary: str) -> str:
-    first = summary.strip().splitlines()[0][:60] if summary.strip() else "work on the task"
-    return f"vibe: {first} (#{task.number}, iteration {number})"
+def _commit_message(
+    task: TaskRecord,
+    number: int,
+    summary: str,
+    secrets: Sequence[str],
+    attempt: int | None = None,
+) -> str:
+    """The commit's subject: the summary's first line, redacted before it is cut, so a cut
+    cannot leave half a token that no pattern matches (the commit redacts again)."""
+    clean = redact(summary, secrets).strip()
+    first = clean.splitlines()[0][:60] if clean else "work on the task"
+    which = f", attempt {attempt}" if attempt is not None else ""
+    return f"vibe: {first} (#{task.number}, iteration {number}{which})"
+
+
+class SetupFailed(Exception):
+    """A command of the repository's ``commands.setup`` failed; the message says how."""
+
+
+def error_reference(task_id: int, number: int) -> str:
+    """The reference a failure's reader quotes to the operator: the log line of the
+    failure carries it as ``error_ref``."""
+    return f"vibe-{task_id}-{number}"
+
+
+def reader_reason(exc: BaseException, reference: str) -> str:
+    """What the issue's readers are told about ``exc``: a plain sentence for a known
+    failure, a generic one with ``reference`` for the rest. An exception's own text may
+    hold host paths, URLs or a traceback's file names; only messages written for the reader
+    are shown, and the full detail goes to the log under ``reference`` (issue 14)."""
+    see_logs = f"the operator finds the details in the logs under `{reference}`"
+    if isinstance(exc, SetupFailed | PushRefused | SandboxUnavailable):
+        # Written for the reader: a command's exit, repository paths, what to fix on the host.
+        return str(exc)
+    if isinstance(exc, AgentUnavailable):
+        return f"the model API kept failing; {see_logs}"
+    if isinstance(exc, GitHubUnavailable):
+        return f"GitHub kept failing; {see_logs}"
+    if isinstance(exc, GitHubRequestError):
+        return f"GitHub refused a request (HTTP {exc.status}); {see_logs}"
+    if isinstance(exc, AuthenticationFailed):
+        return f"GitHub refused the bot's git credentials; {see_logs}"
+    if isinstance(exc, PushRejected):
+        return f"GitHub rejected the push to the task's branch; {see_logs}"
+    if _disk_full(exc):
+        return f"the bot's host ran out of disk space; {see_logs}"
+    if isinstance(exc, WorkspaceBusy):
+        return "another job holds this task's workspace; `/vibe retry` runs it again"
+    if isinstance(exc, WorkspaceError):
+        return f"the task's git workspace failed; {see_logs}"
+    return f"an unexpected error stopped this iteration; {see_logs}"
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """The host's disk is full: ENOSPC or EDQUOT from the file system, or the database's own
+    words for it (SQLite "database or disk is full", PostgreSQL's DiskFull "could not
+    extend file"), wherever in the chain of causes."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(seen)
+        if "database or disk is full" in text or "No space left on device" in text:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _watch(
@@ -120,15 +196,24 @@ class Outcome:
     reason: str | None = None
 
 
-def _board(env: Env, task: TaskRecord, number: int, where: int) -> StatusBoard:
+def _board(
+    env: Env, task: TaskRecord, number: int, where: int, config: RepoConfig | None
+) -> StatusBoard:
+    """The status board of iteration ``number``: progress written at most once per the
+    repository's ``status.min_interval`` (never more often than the operator's interval),
+    by the comment id kept with the task."""
+    interval = max(env.status_interval, config.status.min_interval if config else 0.0)
     return StatusBoard(
         env.forge,
         task,
         number,
         where,
-        interval=env.status_interval,
+        interval=interval,
         secrets=env.secrets,
         note=env.note,
+        comment_id=task.status_comment_id,
+        on_comment=lambda comment_id: env.tasks.record_status_comment(task.id, comment_id),
+        link=console_link(env.settings.public_url, task.id),
     )
 
 
@@ -153,8 +238,10 @@ def run_iteration(
     key: str,
     feedback: tuple[Feedback, ...] = (),
     mode: str = "work",
+    attempts: int | None = None,
 ) -> Outcome:
-    """Run one iteration of ``task`` (idempotent per ``key``).
+    """Run one iteration of ``task`` (idempotent per ``key``). ``attempts`` (else the
+    repository's ``attempts:``) runs best-of-N attempts of the work (:mod:`bot.loop.attempts`).
 
     It is written at three checkpoints (:class:`bot.core.tasks.Checkpoint`): begun, pushed
     (the work's result recorded, its commits on the branch) and concluded (the PR found or
@@ -165,6 +252,7 @@ def run_iteration(
     where = task.number  # the task's one status comment lives on its issue (or borrowed PR)
     begun = env.tasks.begin_iteration(task.id, key, trigger, feedback)
     number = begun.number
+    structlog.contextvars.bind_contextvars(task_id=task.id, iteration_id=begun.id)
     if begun.checkpoint is not Checkpoint.BEGUN:
         return _resume(env, task.id, number, where, key)
     step = {"work": Step.WORK, "plan": Step.PLAN, "execute": Step.APPROVE}[mode]
@@ -184,7 +272,7 @@ def run_iteration(
         task = replace(task, state=state)
     config = repo_config(env, task.base, where)
     strategy = strategy_for(task.model)
-    board = _board(env, task, number, where)
+    board = _board(env, task, number, where, config)
     env.note(f"iteration {number} ({trigger}, {task.model} model) on {task.branch}")
     board.phase("Workspace", "running")
     started = time.monotonic()
@@ -200,6 +288,8 @@ def run_iteration(
     watcher.start()
     checkout: Checkout | None = None
     run: LoopRun | None = None
+    chosen: Chosen | None = None
+    spend = Spend()  # every run of this iteration, all its attempts
     try:
         checkout = env.workspaces.open(
             task.branch,
@@ -209,6 +299,13 @@ def run_iteration(
         )
         env.tasks.record_base(task.id, number, checkout.head())
         board.phase("Workspace", "done", task.branch)
+        wanted = (attempts or config.attempts) if mode == "work" else 1
+        count, fewer = planned(env, task, config, wanted)
+        if task.owns_pr:
+            branches = tuple(attempt_branch(task.branch, k) for k in range(1, count + 1))
+            expire_attempts(env, task, branches if count > 1 else ())
+        if fewer is not None and count == 1:
+            board.phase("Attempts", "skipped", fewer)
         if config.commands.setup:
             board.phase("Setup", "running")
             results = run_setup(
@@ -222,7 +319,7 @@ def run_iteration(
             failed = next((r for r in results if not r.ok), None)
             if failed is not None:
                 board.phase("Setup", "failed", failed.describe())
-                raise RuntimeError(f"repository setup failed: {failed.describe()}")
+                raise SetupFailed(f"repository setup failed: {failed.describe()}")
             board.phase("Setup", "done", f"{len(results)} commands")
         board.phase("Context", "running")
         issue_text = task.instruction + "\n" + "\n".join(f.text for f in feedback)
@@ -234,7 +331,9 @@ def run_iteration(
             knowledge_ref=task.base,
         )
         board.phase("Context", "done", f"{pack.tokens:,} tokens")
-        run = LoopRun(env, task, config, checkout, board, pack.text, stop, started, begun.id)
+        if pack.manifest is not None:
+            env.tasks.record_context(begun.id, pack.manifest)
+        run = LoopRun(env, task, config, checkout, board, pack.text, stop, started, begun.id, spend)
         brief = Brief(
             task.title,
             task.instruction,
@@ -251,15 +350,35 @@ def run_iteration(
             if not isinstance(strategy, PlanDriven):
                 raise Declined(f"the {task.model} model has no plan to approve")
             result = strategy.execute_plan(run, brief)
+        elif count > 1:
+            context = pack.text
+            chosen = run_attempts(
+                env,
+                task,
+                count=count,
+                wanted=wanted,
+                note=fewer,
+                start=checkout.head(),
+                make_run=lambda co, view: LoopRun(
+                    env, task, config, co, view, context, stop, started, begun.id, spend
+                ),
+                strategy=strategy,
+                brief=brief,
+                board=board,
+                message=lambda k, summary: _commit_message(
+                    task, number, summary, env.secrets, attempt=k
+                ),
+            )
+            result = chosen.result
         else:
             result = strategy.iterate(run, brief)
         if stop.is_set():
             raise StopRequested("stopped")
-        _push(env, task, number, result, run, checkout, board, feedback, started)
+        _push(env, task, number, result, run, checkout, board, feedback, started, chosen)
     except StopRequested:
         if checkout is not None:
             checkout.discard()
-        usage = run.usage if run is not None else Usage()
+        usage = spend.usage
         if interrupted.is_set():
             # Not /vibe stop: the worker is shutting down or lost its lease. Leave the
             # iteration begun so the job, claimed again, resumes it (DESIGN.md section 2).
@@ -268,34 +387,42 @@ def run_iteration(
             raise Interrupted("interrupted: the worker stopped or lost its lease") from None
         reason = "Stopped on request; nothing from this iteration was pushed."
         duration = time.monotonic() - started
-        current = env.tasks.conclude(
+        final = Final("stopped", duration, usage, reason=reason)
+        current = _conclude_visibly(
+            env,
+            board,
             task.id,
             number,
             Conclusion("stopped", Step.ABANDON, usage=usage, duration=duration, error=reason),
+            lambda: final,
         )
-        board.finish(Final("stopped", duration, usage, reason=reason))
+        board.finish(final)
         env.note(f"iteration {number} stopped; nothing pushed")
         return Outcome(current, number, "stopped", reason=reason)
-    except (AgentUnavailable, GitHubUnavailable) as exc:
-        usage = run.usage if run is not None else Usage()
+    except (AgentUnavailable, GitHubUnavailable, SandboxUnavailable) as exc:
+        # Infrastructure, not the work: retried with the job, nothing pushed, and on the last
+        # attempt the reason names the broken part (a sandbox that cannot start is never
+        # reported as failing checks).
+        usage = spend.usage
         if checkout is not None:
             checkout.discard()
-        what = "the model API" if isinstance(exc, AgentUnavailable) else "GitHub"
+        what = _unavailable_part(exc)
         if env.attempt < env.max_attempts:
-            env.tasks.add_usage(task.id, usage)  # spent, even though it is retried
-            _say_retrying(env, board, what)
+            try:
+                _say_retrying(env, board, what)  # seen first, whatever the bookkeeping does
+            finally:
+                env.tasks.add_usage(task.id, usage)  # spent, even though it is retried
             raise
         duration = time.monotonic() - started
-        return _fail(env, task.id, number, board, f"{what} kept failing: {exc}", usage, duration)
+        return _fail(env, task.id, number, board, exc, usage, duration)
     except Declined:
         raise
-    except Exception as exc:  # every failure ends with a visible reason
-        usage = run.usage if run is not None else Usage()
+    except Exception as exc:  # noqa: BLE001 - every failure ends with a visible reason; _fail logs it
+        usage = spend.usage
         if checkout is not None:
             checkout.discard()
-        log.exception("iteration.failed", task=task.id, iteration=number)
         duration = time.monotonic() - started
-        return _fail(env, task.id, number, board, f"{type(exc).__name__}: {exc}", usage, duration)
+        return _fail(env, task.id, number, board, exc, usage, duration)
     finally:
         done.set()
         watcher.join()
@@ -310,7 +437,7 @@ def _resume(env: Env, task_id: int, number: int, where: int, key: str) -> Outcom
     run may have ended before it did) unless a later iteration owns the comment by now."""
     task = env.tasks.load(task_id)
     it = _iteration_of(task, number)
-    board = _board(env, task, number, where)
+    board = _board(env, task, number, where, None)
     if it.commits:
         board.restore("Push", "done", it.commits[-1][:7])
     if it.checkpoint is Checkpoint.PUSHED:
@@ -322,6 +449,14 @@ def _resume(env: Env, task_id: int, number: int, where: int, key: str) -> Outcom
     if final is not None and worked and task.iterations[-1].number == number:
         board.finish(Final(final, it.duration, it.usage, it.checks, reason=it.error))
     return Outcome(task, number, it.outcome, it.commits, task.pr_number, it.error)
+
+
+def _unavailable_part(exc: Exception) -> str:
+    if isinstance(exc, AgentUnavailable):
+        return "the model API"
+    if isinstance(exc, SandboxUnavailable):
+        return "the sandbox"
+    return "GitHub"
 
 
 def _say_retrying(env: Env, board: StatusBoard, what: str) -> None:
@@ -338,19 +473,67 @@ def _fail(
     task_id: int,
     number: int,
     board: StatusBoard,
-    reason: str,
+    exc: BaseException,
     usage: Usage | None = None,
     duration: float | None = None,
 ) -> Outcome:
-    """Conclude the iteration as failed and say why. ``usage`` and ``duration`` left None
-    keep what the pushed checkpoint recorded."""
-    reason = redact(reason, env.secrets)
+    """Conclude the iteration as failed and say why, in words for the issue's readers
+    (:func:`reader_reason`); the full error goes to the log under the same reference.
+    ``usage`` and ``duration`` left None keep what the pushed checkpoint recorded."""
+    reference = error_reference(task_id, number)
+    log.error(
+        "iteration.failed",
+        task=task_id,
+        iteration=number,
+        error_ref=reference,
+        error=redact(f"{type(exc).__name__}: {exc}", env.secrets),
+        exc_info=exc,
+    )
+    reason = hide_paths(
+        redact(reader_reason(exc, reference), env.secrets), host_paths(env.settings)
+    )
     end = Conclusion("failed", Step.FAIL, usage=usage, duration=duration, error=reason)
-    current = env.tasks.conclude(task_id, number, end)
+
+    def failed() -> Final:
+        shown_usage, shown_duration = _spent(env, task_id, number, usage, duration)
+        return Final("failed", shown_duration, shown_usage, reason=reason)
+
+    current = _conclude_visibly(env, board, task_id, number, end, failed)
     it = _iteration_of(current, number)
     board.finish(Final("failed", it.duration, it.usage, reason=reason))
     env.note(f"iteration {number} failed: {reason}")
     return Outcome(current, number, "failed", reason=reason)
+
+
+def _conclude_visibly(
+    env: Env,
+    board: StatusBoard,
+    task_id: int,
+    number: int,
+    end: Conclusion,
+    final: Callable[[], Final],
+) -> TaskRecord:
+    """Conclude the iteration; when that write fails (a full disk, the database away), the
+    status comment's ``final`` line is posted regardless before the error goes on to the
+    job: no comment is left saying "working" (DESIGN.md section 5). The stored state is
+    written first otherwise, so what the comment says is what ``/vibe status`` finds."""
+    try:
+        return env.tasks.conclude(task_id, number, end)
+    except Exception:
+        log.exception("iteration.conclusion_not_recorded", task=task_id, iteration=number)
+        board.finish(final())
+        raise
+
+
+def _spent(
+    env: Env, task_id: int, number: int, usage: Usage | None, duration: float | None
+) -> tuple[Usage, float]:
+    """What the iteration spent, for its final status line: as given, else as the pushed
+    checkpoint recorded it (a read, which a full disk still allows)."""
+    if usage is not None and duration is not None:
+        return usage, duration
+    it = _iteration_of(env.tasks.load(task_id), number)
+    return (it.usage if usage is None else usage, it.duration if duration is None else duration)
 
 
 def _push(
@@ -363,32 +546,41 @@ def _push(
     board: StatusBoard,
     feedback: tuple[Feedback, ...],
     started: float,
+    chosen: Chosen | None = None,
 ) -> None:
-    """Commit and push the work, then record the pushed checkpoint with its result."""
+    """Commit and push the work (or fast-forward to the chosen attempt's commit), then
+    record the pushed checkpoint with its result."""
     commits: list[str] = []
-    if result.writes and result.outcome != "failed":
-        sha = checkout.commit(_commit_message(task, number, result.summary))
-        if sha is not None:
-            board.phase("Push", "running")
-            checkout.publish()
-            commits.append(sha)
-            board.phase("Push", "done", sha[:7])
-            env.note(f"pushed {sha[:7]} to {task.branch}")
+    stats: list[CommitStat] = []
+    sha: str | None = None
+    if chosen is not None:
+        sha = checkout.adopt(chosen.sha) if chosen.sha is not None else None
+    elif result.writes and result.outcome != "failed":
+        sha = checkout.commit(_commit_message(task, number, result.summary, env.secrets))
+    if sha is not None:
+        stats.append(checkout.commit_stat(sha))
+        board.phase("Push", "running")
+        checkout.publish()
+        commits.append(sha)
+        board.phase("Push", "done", sha[:7])
+        env.note(f"pushed {sha[:7]} to {task.branch}")
     env.tasks.record_pushed(
         task.id,
         number,
         WorkResult(
             outcome=result.outcome,
             commits=tuple(commits),
+            commit_stats=tuple(stats),
             checks=tuple(result.checks),
             red=result.red,
             green=result.green,
-            usage=run.usage,
+            usage=run.spend.usage,
             duration=time.monotonic() - started,
             summary=redact(result.summary, env.secrets),
             reason=result.reason,
             feedback=(*feedback, *result.feedback),
             plan=tuple(result.plan) if result.outcome == "planned" else None,
+            attempts=chosen.attempts if chosen is not None else None,
         ),
     )
 
@@ -405,11 +597,10 @@ def _conclude(
         if env.attempt < env.max_attempts:
             _say_retrying(env, board, "GitHub")
             raise
-        reason = f"GitHub kept failing: {exc}"
-    except Exception as exc:  # every failure ends with a visible reason
-        log.exception("iteration.conclude_failed", task=task_id, iteration=number)
-        reason = f"{type(exc).__name__}: {exc}"
-    return _fail(env, task_id, number, board, reason)
+        failure: Exception = exc
+    except Exception as exc:  # noqa: BLE001 - every failure ends with a visible reason; _fail logs it
+        failure = exc
+    return _fail(env, task_id, number, board, failure)
 
 
 def _finish(
@@ -450,13 +641,13 @@ def _publish_pr(env: Env, task: TaskRecord, summary: str, config: RepoConfig) ->
     conclusion records its number."""
     has_commits = any(it.commits for it in task.iterations)
     latest = next((it.summary for it in reversed(task.iterations) if it.summary), summary)
-    body = render_pr_body(task, latest, env.secrets)
+    body = render_pr_body(task, latest, env.secrets, console_link(env.settings.public_url, task.id))
     if env.prs is None:
         return None
     if not task.owns_pr:
         return task.pr_number  # a person's PR: its body stays theirs; the status comment reports
-    if task.pr_number is None and not has_commits:
-        return None
+    if task.pr_number is None and (not has_commits or task.state.terminal):
+        return None  # nothing to propose, or abandoned meanwhile (the issue was closed)
     pushed_now = bool(task.iterations and task.iterations[-1].commits)
     if task.pr_number is not None and not pushed_now:
         env.prs.update_pr_body(task.pr_number, body)  # nothing new to propose

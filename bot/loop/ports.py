@@ -11,17 +11,20 @@ for ``vibe run`` on a local checkout.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from bot.core.agent import AgentOutcome, AgentRequest
+from bot.core.attempts import AttemptSet
+from bot.core.ci import HeadChecks, PullHead, Round
 from bot.core.context import ContextPack
-from bot.core.forge import IssueText, PullInfo, ReviewNote
+from bot.core.forge import IssueText, PullInfo, ReviewNote, ReviewTarget
 from bot.core.markers import Marker
 from bot.core.tasks import (
     Begun,
+    CommitStat,
     Conclusion,
     DevelopmentModel,
     Feedback,
@@ -54,6 +57,16 @@ class Forge(Protocol):
     def upsert_comment(self, number: int, mark: Marker, body: str) -> int: ...
 
 
+@runtime_checkable
+class EditsComments(Protocol):
+    """A forge that edits a comment by its id (GitHub): the status comment's id is kept
+    with the task, so an update is one request instead of a listing and an edit."""
+
+    def edit_comment(self, number: int, comment_id: int, mark: Marker, body: str) -> bool:
+        """Replace the comment's body (ending with ``mark``); False when the comment no
+        longer exists."""
+
+
 class PullRequests(Protocol):
     """Pull requests on the code host; absent in local mode."""
 
@@ -72,6 +85,60 @@ class PullRequests(Protocol):
     def review_notes(self, pr: int, review_id: int) -> list[ReviewNote]: ...
 
 
+class Reviews(Protocol):
+    """Reviewing a pull request (:mod:`bot.loop.review`); absent in local mode."""
+
+    def review_target(self, number: int) -> ReviewTarget | None: ...
+
+    def find_review(self, pr: int, mark: Marker) -> int | None:
+        """The bot's review of ``pr`` carrying ``mark``, if one was posted."""
+        ...
+
+    def create_review(
+        self, pr: int, commit_id: str, body: str, comments: Sequence[dict[str, object]]
+    ) -> int:
+        """Post one review with event COMMENT; returns its id."""
+        ...
+
+    def review_comment(self, comment_id: int) -> ReviewNote | None: ...
+
+
+class CiChecks(Protocol):
+    """The repository's own CI on a commit, and moving the bot's draft PR to review
+    (:mod:`bot.loop.ci`); absent in local mode."""
+
+    def head_checks(self, sha: str) -> HeadChecks: ...
+
+    def pull_head(self, pr_number: int) -> PullHead | None: ...
+
+    def job_log_tail(self, job_id: int, max_bytes: int) -> str | None:
+        """The end of an Actions job's log; ``None`` when GitHub has no log to give."""
+        ...
+
+    def rerun_job(self, job_id: int) -> bool:
+        """Re-run one Actions job; False when GitHub refused."""
+        ...
+
+    def mark_ready_for_review(self, pr_number: int) -> None: ...
+
+    def threads_waiting(self, pr_number: int) -> int:
+        """Unresolved review threads whose last word is the bot's: a person is to answer."""
+        ...
+
+
+class CiRounds(Protocol):
+    """The decision per head commit of a task's PR (:class:`bot.core.ci.Round`)."""
+
+    def rounds(self, task_id: int) -> tuple[Round, ...]: ...
+
+    def record(self, task_id: int, decided: Round, *, over: Collection[str] = ("rerun",)) -> bool:
+        """Write the round unless its head has one whose outcome is not in ``over``; True
+        if this call wrote it."""
+        ...
+
+    def annotate(self, task_id: int, sha: str, note: str) -> None: ...
+
+
 class Checkout(Protocol):
     """One task's working tree on its branch."""
 
@@ -81,17 +148,59 @@ class Checkout(Protocol):
 
     def commit(self, message: str) -> str | None: ...
 
+    def commit_stat(self, sha: str) -> CommitStat: ...
+
     def discard(self) -> None: ...
 
     def publish(self) -> None: ...
 
     def revert_since(self, sha: str, message: str) -> str | None: ...
 
+    def changed_paths(self, since: str) -> list[str]:
+        """Paths that differ between commit ``since`` and the head."""
+        ...
+
+    def adopt(self, sha: str) -> str:
+        """Fast-forward to ``sha`` (a best-of-N attempt made from this head)."""
+        ...
+
+    def take_tree(self, sha: str, message: str) -> str | None:
+        """One new commit with ``sha``'s files (``/vibe pick``); None when unchanged."""
+        ...
+
     def close(self) -> None: ...
 
 
 class Workspaces(Protocol):
-    def open(self, branch: str, base: str, *, shared: bool, requester: str) -> Checkout: ...
+    def open(
+        self, branch: str, base: str, *, shared: bool, requester: str, start: str | None = None
+    ) -> Checkout:
+        """A checkout of ``branch``; ``start`` (a commit id) starts it there instead of at
+        the remote's head of that name (a best-of-N attempt)."""
+        ...
+
+    def drop_branches(self, names: Sequence[str], base: str) -> list[str]:
+        """Delete the bot's own branches ``names`` on the remote; returns those deleted."""
+        ...
+
+    def open_pull(self, number: int, base: str, head_ref: str | None) -> PullCheckout:
+        """PR ``number``'s head to read (a review): its branch ``head_ref`` here, or
+        (``None``, a fork's PR) GitHub's ``refs/pull/<number>/head``."""
+        ...
+
+
+class PullCheckout(Protocol):
+    """A pull request's head, checked out to be read: never committed to or pushed."""
+
+    path: Path
+
+    def head(self) -> str: ...
+
+    def diff(self) -> str:
+        """The PR's diff as GitHub shows it: from the merge base with the base branch."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class Agent(Protocol):
@@ -131,6 +240,18 @@ class TaskStore(Protocol):
 
     def stop_requested(self, task_id: int) -> bool: ...
 
+    def find_by_branch(
+        self, repo: str, branch: str, repo_id: int | None = None
+    ) -> TaskRecord | None: ...
+
+    def record_pr(self, task_id: int, pr_number: int) -> TaskRecord: ...
+
+    def record_status_comment(self, task_id: int, comment_id: int) -> None:
+        """Keep the id of the task's status comment (:class:`bot.loop.status.StatusBoard`)."""
+
+    def record_context(self, iteration_id: int, manifest: dict[str, Any]) -> None:
+        """Keep what the context builder assembled for the iteration (its manifest)."""
+
     def find_or_create(self, new: NewTask) -> tuple[TaskRecord, bool]: ...
 
     def reopen(self, task_id: int) -> TaskRecord: ...
@@ -160,6 +281,9 @@ class TaskStore(Protocol):
     def conclude(self, task_id: int, number: int, end: Conclusion) -> TaskRecord: ...
 
     def mark_reverted(self, task_id: int, number: int) -> None: ...
+
+    def record_attempts(self, task_id: int, number: int, attempts: AttemptSet) -> None:
+        """The iteration's best-of-N attempts after a pick, or once they expired."""
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import replace
+from typing import Protocol
 
 import structlog
 
@@ -12,6 +13,7 @@ from bot.core.agent import AgentOutcome, AgentRequest, Errored, Stopped
 from bot.core.config import RepoConfig
 from bot.core.redact import redact
 from bot.core.render import (
+    Phase,
     PhaseState,
     plan_marker,
     render_plan,
@@ -26,16 +28,45 @@ from bot.core.tasks import (
 from bot.loop.env import Env
 from bot.loop.errors import AgentUnavailable, StopRequested
 from bot.loop.ports import Checkout
-from bot.loop.status import StatusBoard
 from bot.sandbox.bwrap import SandboxLimits, network_permitted
 
 log = structlog.get_logger(__name__)
 
 
 CHECK_LIMITS = SandboxLimits(wall_seconds=600.0)
+MCP_PHASE = "MCP servers"
 
 
 MAX_CHECK_OUTPUT = 4000
+
+
+class Board(Protocol):
+    """Where a run shows its phases: the task's status comment
+    (:class:`bot.loop.status.StatusBoard`), or one best-of-N attempt's line on it."""
+
+    number: int  # the issue or PR the status comment is on
+    phases: dict[str, Phase]
+
+    def phase(self, name: str, state: PhaseState, detail: str = "") -> None: ...
+
+
+class Spend:
+    """What every run of one iteration spent so far, shared by its best-of-N attempts
+    running in parallel, so each agent run is bounded by what the task has left after all
+    of them (DESIGN.md section 4 rule 10)."""
+
+    def __init__(self) -> None:
+        self._usage = Usage()
+        self._lock = threading.Lock()
+
+    def add(self, usage: Usage) -> None:
+        with self._lock:
+            self._usage = self._usage + usage
+
+    @property
+    def usage(self) -> Usage:
+        with self._lock:
+            return self._usage
 
 
 class LoopRun:
@@ -48,11 +79,12 @@ class LoopRun:
         task: TaskRecord,
         config: RepoConfig,
         checkout: Checkout,
-        board: StatusBoard,
+        board: Board,
         context: str,
         stop: threading.Event,
         started: float,
         iteration_id: int,
+        spend: Spend | None = None,
     ) -> None:
         self.started = started
         self.iteration_id = iteration_id  # the agent's recorded steps point to it
@@ -63,7 +95,8 @@ class LoopRun:
         self.board = board
         self.context = context
         self.stop = stop
-        self.usage = Usage()
+        self.usage = Usage()  # this run's own
+        self.spend = spend if spend is not None else Spend()  # the iteration's, all attempts
         self.plan: list[PlanStep] = list(task.plan)
         self.network = network_permitted(config, env.settings)
 
@@ -85,10 +118,11 @@ class LoopRun:
             read_only=read_only,
             config=self.config,
             network=self.network,
-            task_dollars_spent=self.task.usage.cost + self.usage.cost,
+            task_dollars_spent=self.task.usage.cost + self.spend.usage.cost,
             task_seconds_spent=earlier + time.monotonic() - self.started,
             iteration_dollars_spent=self.usage.cost,
             iteration_id=self.iteration_id,
+            repo=self.task.repo,
         )
         name = next(
             (n for n, p in reversed(self.board.phases.items()) if p.state == "running"),
@@ -100,6 +134,10 @@ class LoopRun:
 
         outcome = self.env.agent.run(request, cancel=self.stop, on_step=on_step)
         self.usage = self.usage + outcome.usage
+        if outcome.notes:
+            # A tool server left out is the repository's to fix; the run went on without it.
+            self.board.phase(MCP_PHASE, "failed", "; ".join(outcome.notes))
+        self.spend.add(outcome.usage)
         self._check_stop()
         match outcome.exit:
             case Stopped(reason):

@@ -246,7 +246,14 @@ def test_plan_model_writes_nothing_until_approved(world: World) -> None:
     st, _ = world
     st.model.add(
         [
-            {"tool_use": [{"name": "read_file", "input": {"path": "calc.py"}}]},
+            {
+                "tool_use": [
+                    {
+                        "name": "str_replace_based_edit_tool",
+                        "input": {"command": "view", "path": "calc.py"},
+                    }
+                ]
+            },
             {"tool_use": [{"name": "finish", "input": {"summary": "1. Fix add"}}]},
             {"tool_use": [{"name": "finish", "input": {"summary": "1. Fix add\n2. Document add"}}]},
         ]
@@ -268,8 +275,8 @@ def test_plan_model_writes_nothing_until_approved(world: World) -> None:
     branch = f"vibe/issue-{number}-plan-the-add-fix"
     assert st.fake.branch_sha(REPO, branch) is None
     tools = [t["name"] for t in st.model.message_requests[start].body["tools"]]
-    assert "edit_file" not in tools
-    assert "create_file" not in tools
+    # Planning: the editor answers only view there, and there is no bash.
+    assert tools == ["str_replace_based_edit_tool", "search", "run_command", "finish"]
     st.model.add([*fix_add(), *docstring()])
     st.fake.comment(REPO, number, WRITER, "/vibe approve")
     final_status(st, number, 3)

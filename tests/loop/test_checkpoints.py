@@ -9,6 +9,7 @@ the scripted model server; the assertions read the fake's records and the bot's 
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +22,7 @@ from bot.entrypoints.demo import REPO, WRITER, Stage, fix_add, stage, wait_for
 from bot.store.engine import make_engine
 from bot.store.tables import Job
 from bot.store.tasks import find
+from bot.testing.fake_github import gitrepo
 from tests.conftest import require
 from tests.e2e.conftest import Bot
 
@@ -124,6 +126,22 @@ def test_worker_killed_between_push_and_conclude_finishes_once(world: World) -> 
         (Checkpoint.CONCLUDED, "succeeded")
     ]
     assert task.iterations[0].commits == pushed.iterations[0].commits
+    # The commit's diff stats, read from git when the bot committed, as git on the
+    # remote counts the pushed commit.
+    [stat] = task.iterations[0].commit_stats
+    assert stat.sha == task.iterations[0].commits[0]
+    bare = st.fake.git_root / f"{REPO.lower()}.git"
+    shown = gitrepo.git(bare, "show", "--shortstat", "--format=%s", stat.sha).decode()
+    subject, shortstat = shown.strip().split("\n\n")
+    assert subject == stat.subject
+    assert "Fixed add() to add." in subject
+    counted = re.fullmatch(
+        r"(\d+) files? changed, (\d+) insertions?\(\+\), (\d+) deletions?\(-\)", shortstat.strip()
+    )
+    assert counted is not None, shortstat
+    assert (stat.files, stat.insertions, stat.deletions) == tuple(map(int, counted.groups()))
+    assert stat.insertions >= 1  # the edit of calc.py
+    assert stat.deletions >= 1
     assert f"Push ({task.iterations[0].commits[0][:7]})" in status.body
     assert len(st.model.message_requests) == requests  # the agent's work was not redone
     assert task.usage == task.iterations[0].usage

@@ -161,10 +161,13 @@ def test_a_permanent_failure_before_any_iteration_gets_a_redacted_reply(
     with pytest.raises(GitHubRequestError):
         handle(job, Wired(settings, repo, IN_PROCESS))
     (body,) = repo.comments.values()
+    # Issue 14: a sentence for the reader and a reference to the logged detail.
     assert (
-        "vibe-bot failed: GitHubRequestError: GitHub answered 403: GET issue 1: with token" in body
+        "vibe-bot failed: GitHub refused a request (HTTP 403); the operator finds the details "
+        "in the logs under `d-1`" in body
     )
     assert TOKEN not in body
+    assert "GitHubRequestError" not in body
     assert (1, None, "eyes") in repo.reactions
 
 

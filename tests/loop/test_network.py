@@ -14,6 +14,7 @@ import pytest
 
 from bot.entrypoints.local import run_local
 from bot.settings import load_settings
+from bot.testing.loopback import LoopbackHTTPServer
 from bot.testing.model_server import ScriptedModelServer
 from tests.loop.sample import finish, git, make_repo
 
@@ -53,7 +54,7 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
 def host() -> Iterator[tuple[int, list[str]]]:
     seen: ClassVar[list[str]] = []
     handler = type("Handler", (_Recorder,), {"seen": seen})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd = LoopbackHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield httpd.server_address[1], seen
@@ -74,7 +75,7 @@ def test_network_allow_list_reaches_setup_checks_and_agent(
     (repo / "probe.py").write_text(PROBE)
     git(repo, "add", "probe.py")
     git(repo, "-c", "user.name=Ann", "-c", "user.email=a@example.com", "commit", "-qm", "probe")
-    command = {"name": "run_command", "input": {"command": f"python3 probe.py {port} agent"}}
+    command = {"name": "bash", "input": {"command": f"python3 probe.py {port} agent"}}
     with ScriptedModelServer([]) as server:
         server.add([{"tool_use": [command]}, *finish("Probed.")])
         settings = load_settings(
@@ -83,6 +84,8 @@ def test_network_allow_list_reaches_setup_checks_and_agent(
             anthropic_api_key="sk-test-local-key-0000",
             anthropic_max_retries=0,
             sandbox_allow_network=True,
+            # The test's server is on loopback, which only the operator can open.
+            sandbox_allow_private_hosts=["127.0.0.1"],
         )
         run = run_local(
             settings,
@@ -108,7 +111,7 @@ def test_without_operator_permission_the_allow_list_gives_no_network(
     (repo / "probe.py").write_text(PROBE)
     git(repo, "add", "probe.py")
     git(repo, "-c", "user.name=Ann", "-c", "user.email=a@example.com", "commit", "-qm", "probe")
-    command = {"name": "run_command", "input": {"command": f"python3 probe.py {port} agent"}}
+    command = {"name": "bash", "input": {"command": f"python3 probe.py {port} agent"}}
     with ScriptedModelServer([]) as server:
         server.add([{"tool_use": [command]}, *finish("Probed.")])
         settings = load_settings(

@@ -10,7 +10,7 @@ comment; the strategy itself does no I/O. An agent run comes back with its typed
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Protocol, assert_never
 
 from bot.core.agent import (
@@ -55,6 +55,7 @@ class Brief:
     feedback: Sequence[Feedback]
     memory: str = ""
     plan: Sequence[PlanStep] = ()
+    attempt: tuple[int, int] | None = None  # best-of-N: (this attempt, of how many)
 
     def text(self) -> str:
         parts = [
@@ -75,6 +76,12 @@ class Brief:
             )
             parts.append(
                 "Address exactly this feedback on the existing branch; keep other work as is."
+            )
+        if self.attempt is not None:
+            k, n = self.attempt
+            parts.append(
+                f"This is attempt {k} of {n}: {n} attempts work on this independently and "
+                "the repository's checks choose one. Work as if yours were the only one."
             )
         return "\n\n".join(parts)
 
@@ -167,9 +174,7 @@ def agent_and_checks(run: Run, brief: Brief, fix_rounds: int) -> Result:
         if not failing or round_no == fix_rounds:
             break
         learned.extend(failing)
-        text = Brief(
-            brief.title, brief.instruction, brief.requirements, failing, brief.memory
-        ).text()
+        text = replace(brief, feedback=failing, plan=()).text()
     return Result("succeeded", usage_summary, tuple(checks), feedback=tuple(learned))
 
 
