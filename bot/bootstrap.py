@@ -4,6 +4,9 @@ Which handler runs which job kind (both ``vibe serve`` and ``vibe worker`` use t
 the job boundary (:func:`job_verdict`: every layer's error as retry-at, dead or done), the
 worker that runs them, and the loop's environment per job.
 
+``prune`` deletes what is older than the retention (:mod:`bot.store.prune`); like the
+catch-up it queues its next run first, one waiting at a time.
+
 ``probe`` is an operator's liveness check of the pipeline (``vibe jobs probe``): it waits the
 requested seconds, watching its cancel event, and succeeds.
 
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
@@ -54,13 +57,27 @@ from bot.jobs.queue import (
     Verdict,
     Worker,
     describe,
+    schedule_single,
 )
+from bot.loop.ci import CI_JOB
+from bot.loop.console import CONSOLE_JOB
 from bot.loop.env import Env
 from bot.loop.errors import AgentUnavailable
-from bot.loop.handlers import IN_PROCESS, EventJob, Repository, event_handler
-from bot.loop.ports import Executor, Forge, PullRequests, TaskStore
+from bot.loop.handlers import (
+    IN_PROCESS,
+    EventJob,
+    Repository,
+    ci_handler,
+    console_handler,
+    event_handler,
+)
+from bot.loop.ports import CiChecks, Executor, Forge, PullRequests, Reviews, TaskStore
+from bot.observability import job_finished
 from bot.sandbox.bwrap import Sandbox, make_sandbox
 from bot.settings import Settings
+from bot.store import prune
+from bot.store.ci import SqlCiRounds
+from bot.store.tables import utcnow
 from bot.store.tasks import SqlTaskStore
 from bot.workspace.checkout import Credentials, GitWorkspaces
 from bot.workspace.git import WorkspaceCache
@@ -186,14 +203,45 @@ def event_job(
     return handler
 
 
+def loop_job(
+    kind: str,
+    use_case: Callable[[EventJob], None],
+    settings: Callable[[], Settings],
+    engine: Engine,
+) -> Handler:
+    """A job the bot queued for itself (``ci``: :mod:`bot.loop.ci`, the bot's PR head
+    decided from its CI; ``console``: :mod:`bot.loop.console`, a retry asked for in the
+    console), run by ``use_case`` as an event without a delivery."""
+
+    def handler(ctx: JobContext) -> None:
+        use_case(
+            EventJob(
+                event_name=kind,
+                event_payload=ctx.payload,
+                delivery_id=None,
+                job_id=ctx.job_id,
+                attempt=ctx.attempt,
+                cancel=ctx.cancel,
+                settings=settings(),
+                engine=engine,
+            )
+        )
+
+    return handler
+
+
 def build_handlers(
     settings: Settings, engine: Engine, setup: GitHubSetup | None = None
 ) -> dict[str, Handler]:
     setup = setup or GitHubSetup(settings)
-    handlers: dict[str, Handler] = {"probe": probe}
+    handlers: dict[str, Handler] = {"probe": probe, PRUNE_KIND: prune_job(settings, engine)}
     if settings.has_github_credentials and setup.credentials_problem() is None:
         wiring = ServiceWiring(settings, setup)
         handlers["event"] = event_job(setup.identified, engine, event_handler(wiring))
+        handlers[CI_JOB] = loop_job(CI_JOB, ci_handler(wiring), setup.identified, engine)
+        handlers[CONSOLE_JOB] = loop_job(
+            CONSOLE_JOB, console_handler(wiring), setup.identified, engine
+        )
         tokens = setup.hub().tokens
         if isinstance(tokens, AppTokens):  # only an App has a delivery log to read
             handlers[catch_up.KIND] = catch_up_job(engine, setup.hub(), tokens)
@@ -212,6 +260,30 @@ def catch_up_job(engine: Engine, hub: GitHub, tokens: AppTokens) -> Handler:
     return handler
 
 
+PRUNE_KIND = "prune"
+PRUNE_LANE = "store:prune"
+
+
+def prune_job(settings: Settings, engine: Engine) -> Handler:
+    """The ``prune`` job: queue the next run, then delete what is older than the retention
+    (``VIBE_RETENTION_DAYS``), never less than the catch-up's window: a delivery pruned
+    while GitHub's log still shows it would be asked for again and run twice."""
+    keep = max(timedelta(days=settings.retention_days), timedelta(seconds=catch_up.WINDOW_SECONDS))
+
+    def handler(ctx: JobContext) -> None:
+        schedule_prune(engine, settings.prune_interval_seconds)
+        prune.prune(engine, utcnow() - keep, cancel=ctx.cancel)
+
+    return handler
+
+
+def schedule_prune(engine: Engine, delay: float) -> bool:
+    """Queue the next ``prune`` in ``delay`` seconds unless one is already waiting; True if
+    this call queued it. On PostgreSQL an advisory lock makes the check and the insert one
+    step (SQLite's ``BEGIN IMMEDIATE`` does), so processes starting together queue one."""
+    return schedule_single(engine, PRUNE_KIND, PRUNE_LANE, delay)
+
+
 def build_queue(settings: Settings, engine: Engine) -> Queue:
     return Queue(engine, lease_seconds=settings.lease_seconds, secrets=settings.secret_values)
 
@@ -222,23 +294,27 @@ def build_worker(
     *,
     handlers: Mapping[str, Handler] | None = None,
     concurrency: int | None = None,
-    on_finished: Callable[[str, str, float], None] | None = None,
     setup: GitHubSetup | None = None,
 ) -> Worker:
     """The worker pool of ``vibe serve`` and ``vibe worker``: the handler map (unless a
     test replaces it) behind the job boundary. A pool that runs the catch-up of missed
     deliveries queues its first run now (a no-op when one is waiting): what GitHub could
-    not deliver while no worker ran is asked for at start."""
+    not deliver while no worker ran is asked for at start. Pruning is not urgent: its
+    first run is queued an interval on (a no-op when one is waiting). Every job's run time
+    is counted in the process's metrics (``vibe_job_duration_seconds``), in ``vibe serve``
+    and ``vibe worker`` alike."""
     handlers = build_handlers(settings, queue.engine, setup) if handlers is None else handlers
     if catch_up.KIND in handlers:
         catch_up.schedule(queue.engine, delay=0.0)
+    if PRUNE_KIND in handlers:
+        schedule_prune(queue.engine, settings.prune_interval_seconds)
     return Worker(
         queue,
         handlers,
         judge=job_verdict,
         concurrency=concurrency or settings.workers,
         heartbeat_seconds=settings.heartbeat_seconds,
-        on_finished=on_finished,
+        on_finished=job_finished,
     )
 
 
@@ -293,6 +369,8 @@ class ServiceWiring:
             cache=self.cache,
             cancel=ctx.cancel,
             attempt=ctx.attempt,
+            ci=repository if isinstance(repository, GitHubRepository) else None,
+            reviews=repository if isinstance(repository, GitHubRepository) else None,
         )
 
 
@@ -311,6 +389,8 @@ def loop_env(
     attempt: int = 1,
     status_interval: float | None = None,
     timeline: Callable[[str], None] | None = None,
+    ci: CiChecks | None = None,
+    reviews: Reviews | None = None,
 ) -> Env:
     """The loop's environment, the one place that says which adapter stands behind each of
     its ports. The service's jobs (:meth:`ServiceWiring.env`), ``vibe action`` and ``vibe
@@ -337,4 +417,7 @@ def loop_env(
         max_attempts=settings.max_attempts,
         timeline=timeline,
         configs=configs,
+        ci=ci,
+        ci_rounds=SqlCiRounds(engine),
+        reviews=reviews,
     )

@@ -41,10 +41,12 @@ from bot.core import policy as pol
 from bot.core.config import RepoConfig
 from bot.core.events import WorkflowDispatch, WorkflowRun
 from bot.core.markers import Marker, marker
-from bot.core.redact import redact
+from bot.core.redact import hide_paths, redact
+from bot.github.client import host_paths
 from bot.loop import handlers as dispatch
 from bot.loop.env import Env
 from bot.loop.handlers import IN_PROCESS, EventJob, Repository
+from bot.loop.iteration import reader_reason
 from bot.loop.ports import Executor
 from bot.settings import Settings, SettingsError, load_settings
 from bot.store import tasks as taskdb
@@ -446,8 +448,16 @@ def _start_from_prompt(
 
 
 def _failure(settings: Settings, exc: BaseException) -> ActionResult:
-    text = redact(f"{type(exc).__name__}: {exc}", settings.secret_values)[:2000]
-    return ActionResult("failed", detail=text)
+    """The failure as its readers see it (the job summary, the service, the step's
+    outputs): a sentence written for them; the exception, redacted, goes to the job's log
+    only (issue 14: no host paths or tracebacks in what is shown)."""
+    log.error(
+        "action.failed",
+        error=hide_paths(
+            redact(f"{type(exc).__name__}: {exc}", settings.secret_values), host_paths(settings)
+        )[:2000],
+    )
+    return ActionResult("failed", detail=reader_reason(exc, "this job's log (action.failed)"))
 
 
 class _Progress:

@@ -1,34 +1,57 @@
-"""The ``vibe`` command line: serve, worker, jobs, run, action, setup, demo, context.
+"""The ``vibe`` command line: serve, worker, check, jobs, run, action, setup, demo, context,
+settings.
 
-The subcommands that run the bot (serve, worker, run, action, demo) and setup import the
-service, the composition root and uvicorn inside their functions, on purpose: those take
-seconds to load (the agent, the model SDK, the context engine), and ``vibe --help``,
-``vibe version`` and ``vibe jobs`` should answer without them.
+The subcommands that run the bot (serve, worker, check, run, action, demo) and setup import
+the service, the composition root and uvicorn inside their functions, on purpose: those
+take seconds to load (the agent, the model SDK, the context engine), and ``vibe --help``,
+``vibe version`` and ``vibe jobs`` should answer without them. The settings, the database
+and the logging set-up are imported where they are used too: ``vibe context rank``, run
+cold by operators and benchmarks, needs none of them (a second of its start-up).
+
+Every error is one line on stderr, ``vibe: ...``, never a traceback: invalid configuration
+exits 2, a worker or check that finds the bot unable to run tasks exits 1, Ctrl-C exits
+130 quietly.
 """
+
+# ruff: noqa: E402 - the SIGINT handler below must be in place before the imports run
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import threading
+
+# Ctrl-C during the second the imports below take exits quietly (130, as main() does
+# later) instead of printing a KeyboardInterrupt traceback; the handler is put back after.
+_QUIET_IMPORTS = (
+    threading.current_thread() is threading.main_thread()
+    and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+)
+if _QUIET_IMPORTS:
+    signal.signal(signal.SIGINT, lambda _signum, _frame: sys.exit(130))
+
+import json
+import os
+import socket
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session
 
 from bot import __version__
 from bot.core.tasks import MODELS
 from bot.entrypoints.context_cli import app as context_app
-from bot.jobs.queue import Queue, enqueue
-from bot.observability import configure_logging
-from bot.settings import Settings, SettingsError, ensure_webhook_secret, load_settings
-from bot.store.engine import init_db, make_engine, write_transaction
-from bot.store.tables import Job
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from sqlalchemy.engine import Engine
+
+    from bot.settings import Settings
+
+if _QUIET_IMPORTS:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 app = typer.Typer(
     name="vibe",
@@ -42,16 +65,42 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(context_app, name="context")
 
 
+def _fail(*lines: str, code: int = 2) -> typer.Exit:
+    """Each line on stderr as ``vibe: <line>``; the exit to raise."""
+    for line in lines:
+        typer.echo(f"vibe: {line}", err=True)
+    return typer.Exit(code)
+
+
 def _settings(**overrides: object) -> Settings:
+    """The settings, or one line per invalid value and exit code 2. ``VIBE_*`` variables
+    that are no setting are named first, with the nearest setting (a warning)."""
+    from bot.settings import SettingsError, load_settings, misspelt_variables
+
+    for line in misspelt_variables():
+        typer.echo(f"vibe: warning: {line}", err=True)
     try:
         return load_settings(**overrides)
     except SettingsError as exc:
-        typer.echo(f"vibe: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise _fail(*exc.lines) from None
+
+
+def _writable_data_dir(settings: Settings) -> None:
+    """Exit 2 with the path named when the data directory cannot be written."""
+    from bot.settings import data_dir_problem
+
+    problem = data_dir_problem(settings)
+    if problem is not None:
+        raise _fail(problem)
 
 
 def _engine(settings: Settings) -> Engine:
-    """The configured database with its schema, or a clear error and exit code 2."""
+    """The configured database with its schema, or a clear error: exit code 2 when it
+    cannot be opened, 1 when its schema is one this version does not know."""
+    from alembic.util.exc import CommandError  # alembic loads in 0.4 s: only where needed
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bot.store.engine import init_db, make_engine, schema_state
 
     try:
         if settings.database_url is None:
@@ -59,39 +108,45 @@ def _engine(settings: Settings) -> Engine:
         engine = make_engine(settings.effective_database_url)
         init_db(engine)
     except (OSError, SQLAlchemyError) as exc:
-        typer.echo(f"vibe: cannot open the database: {exc}", err=True)
-        raise typer.Exit(2) from None
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise _fail(f"cannot open the database: {reason}; check VIBE_DATABASE_URL") from None
+    except CommandError:
+        raise _fail(f"database: {schema_state(engine).problem}", code=1) from None
     return engine
 
 
-def startup_missing(settings: Settings, wait: float = 10.0) -> list[str]:
-    """What tasks still need: the settings' missing list and GitHub's findings on the
-    credentials (:meth:`bot.bootstrap.GitHubSetup.check`: the key, ``GET /app`` and the App's
-    permissions and events). GitHub is waited for at most ``wait`` seconds: an unreachable
-    GitHub is retried with backoff and must not hold up the start."""
-    from bot.bootstrap import GitHubSetup  # the composition root: see the module docstring
-
-    found: list[list[str]] = []
-
-    def ask() -> None:
-        check = GitHubSetup(settings).check()
-        found.append(list(check.findings) if check else [])
-
-    asking = threading.Thread(target=ask, name="github-check", daemon=True)
-    asking.start()
-    asking.join(wait)
-    if not found:
-        github = [
-            f"GitHub did not answer within {wait:.0f} s; the service's GET / shows what it finds"
-        ]
-    else:
-        github = found[0]
-    return settings.missing() + github
-
-
 def _logging(settings: Settings) -> None:
+    from bot.observability import configure_logging
 
     configure_logging(settings.log_level, json=settings.log_json, secrets=settings.secret_values)
+
+
+def _announce(settings: Settings) -> Callable[[str], None]:
+    """How start-up messages are told: console lines, or log events in JSON mode (where
+    every line on the stream is JSON)."""
+    if settings.log_json:
+        import structlog
+
+        log = structlog.get_logger(__name__)
+        return lambda message: log.info("startup", message=message)
+    return typer.echo
+
+
+def _port_free(host: str, port: int) -> None:
+    """Exit 2 when ``host:port`` cannot be bound, before any worker starts (uvicorn binds
+    only after its start-up). SO_REUSEADDR as uvicorn sets it: a port whose old connections
+    are in TIME_WAIT is free."""
+    if port == 0:
+        return
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        raise _fail(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; stop what uses the "
+            "port or pick another with --port"
+        ) from None
 
 
 @app.command()
@@ -107,60 +162,194 @@ def serve(
     workers: Annotated[
         int | None, typer.Option(help="Worker threads in this process.", min=0, max=64)
     ] = None,
+    processes: Annotated[
+        str,
+        typer.Option(
+            metavar="N",
+            help="Ingest processes sharing the port (PostgreSQL only); the job workers "
+            "still run once, in this process.",
+        ),
+    ] = "1",
 ) -> None:
     """Run the webhook service with an in-process worker pool (embedded SQLite by default)."""
+    settings = _settings()
+    count = _processes(processes, settings)
+    _logging(settings)
+    _writable_data_dir(settings)
+    _port_free(host, port)
     import uvicorn
+    from sqlalchemy.engine import make_url
 
     from bot.entrypoints.app import create_app
+    from bot.entrypoints.ingest_process import settle_collector
+    from bot.entrypoints.readiness import problems, render
+    from bot.settings import SettingsError, ensure_webhook_secret
+    from bot.store.engine import make_engine, schema_state
 
-    settings = _settings()
-    _logging(settings)
-    try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        typer.echo(f"vibe: cannot create data directory {settings.data_dir}: {exc}", err=True)
-        raise typer.Exit(2) from None
     try:
         settings, generated = ensure_webhook_secret(settings)
     except SettingsError as exc:
-        typer.echo(f"vibe: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise _fail(*exc.lines) from None
     if workers is not None:
         settings = settings.model_copy(update={"workers": max(workers, 1)})
-    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
-    if generated:
-        typer.echo(
-            "Generated a webhook secret (saved in "
-            f"{settings.data_dir / 'webhook-secret'}); enter it in your GitHub App or "
-            f"repository webhook settings:\n\n    {secret}\n"
+    say = _announce(settings)
+    secret_file = settings.data_dir / "webhook-secret"
+    if generated and settings.log_json:
+        # A secret in a log line would end up in the log store: say where it is instead.
+        say(
+            f"Generated a webhook secret, stored in {secret_file} (mode 0600); enter it in "
+            "your GitHub App or repository webhook settings"
+        )
+    elif generated and settings.webhook_secret is not None:
+        say(
+            f"Generated a webhook secret (saved in {secret_file}); enter it in your GitHub "
+            f"App or repository webhook settings:\n\n    "
+            f"{settings.webhook_secret.get_secret_value()}\n"
         )
     database = make_url(settings.effective_database_url).render_as_string(hide_password=True)
-    typer.echo(f"Database: {database}")
-    typer.echo(f"Webhook URL: http://{host}:{port}/webhook (put a public URL in front of it)")
-    missing = startup_missing(settings)
-    if missing:
-        typer.echo("Deliveries are accepted, but tasks cannot run until you configure:")
-        for item in missing:
-            typer.echo(f"  - {item}")
+    say(f"Database: {database}")
+    say(f"Webhook URL: http://{host}:{port}/webhook (put a public URL in front of it)")
+    engine = make_engine(settings.effective_database_url)
+    from alembic.util.exc import CommandError  # alembic loads in 0.4 s: only where needed
+
     try:
-        application = create_app(settings, run_workers=workers != 0)
+        application = create_app(
+            settings, engine=engine, run_workers=workers != 0, runs_jobs=workers != 0
+        )
+    except CommandError:
+        raise _fail(f"database: {schema_state(engine).problem}", code=1) from None
     except Exception as exc:  # noqa: BLE001 - report any start-up failure plainly
-        typer.echo(f"vibe: cannot start: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(1) from None
-    uvicorn.run(application, host=host, port=port, log_level=settings.log_level.lower())
+        raise _fail(f"cannot start: {type(exc).__name__}: {exc}", code=1) from None
+    checks = application.state.readiness.run()
+    say(
+        "Checks:"
+        if not problems(checks)
+        else "Checks (deliveries are accepted, but tasks cannot run until the failed ones "
+        "are fixed):"
+    )
+    for line in render(checks):
+        say(line)
+    if count > 1:
+        say(f"Ingest processes: {count}; job workers run in this process only")
+        _serve_processes(application, count, run_workers=workers != 0, host=host, port=port)
+        return
+    settle_collector()
+    uvicorn.run(application, **_uvicorn_options(settings, host, port))
+
+
+MAX_PROCESSES = 64
+
+
+def _processes(value: str, settings: Settings) -> int:
+    """``--processes``: a whole number from 1 to :data:`MAX_PROCESSES`, above 1 on
+    PostgreSQL only; else one line and exit 2."""
+    from sqlalchemy.engine import make_url
+
+    if not value.isdigit() or not 1 <= int(value) <= MAX_PROCESSES:
+        raise _fail(
+            f"--processes: expected a whole number from 1 to {MAX_PROCESSES}, not {value!r}"
+        )
+    count = int(value)
+    if count > 1 and make_url(settings.effective_database_url).get_backend_name() != "postgresql":
+        raise _fail(
+            f"--processes {count} needs PostgreSQL: SQLite takes one writer at a time, so more "
+            "ingest processes would only wait on its lock (set VIBE_DATABASE_URL)"
+        )
+    return count
+
+
+def _serve_processes(
+    application: FastAPI, count: int, *, run_workers: bool, host: str, port: int
+) -> None:
+    """Supervise ``count`` ingest processes on one socket (bot/entrypoints/ingest_process.py)
+    while this process runs the one job worker pool."""
+    import uvicorn
+
+    settings: Settings = application.state.settings
+    worker = application.state.worker
+    if run_workers:
+        worker.start()
+    try:
+        uvicorn.run(
+            "bot.entrypoints.ingest_process:create",
+            factory=True,
+            workers=count,
+            **_uvicorn_options(settings, host, port),
+        )
+    finally:
+        if run_workers:
+            worker.stop()
+
+
+def _uvicorn_options(settings: Settings, host: str, port: int) -> dict[str, Any]:
+    return {
+        "host": host,
+        "port": port,
+        "log_level": settings.log_level.lower(),
+        # uvicorn's lines go through the root logger (bot/observability.py)
+        "log_config": None,
+        # h11 whichever extras are installed, so its cap on a request head holds.
+        "http": "h11",
+        "h11_max_incomplete_event_size": 16 * 1024,
+        "limit_concurrency": settings.http_max_connections,  # past it: 503
+        "timeout_keep_alive": 5,
+        # The peer address stays the socket's: nothing here trusts X-Forwarded-For, and a
+        # forwarded address must never make a remote client look local (the dashboard).
+        "proxy_headers": False,
+        # uvicorn has no timeout for a request head that never completes: the fronting
+        # proxy bounds it (nginx client_header_timeout, HAProxy timeout http-request).
+    }
 
 
 @app.command()
 def worker(
     concurrency: Annotated[int | None, typer.Option(help="Worker threads.", min=1, max=64)] = None,
     grace: Annotated[float, typer.Option(help="Seconds to let running jobs finish.")] = 30.0,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve /healthz and /metrics on this port (for Kubernetes probes); off "
+            "by default.",
+            min=0,
+            max=65535,
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address of the --port listener.")] = "127.0.0.1",
 ) -> None:
-    """Run workers alone against the configured database (any number, any machine)."""
-    from bot.bootstrap import build_queue, build_worker
+    """Run workers alone against the configured database (any number, any machine).
 
+    Refuses to start (exit 1, one line per problem) when a job could never run: GitHub
+    credentials or the model key missing or rejected, a sandbox that cannot start, a
+    database this version cannot use."""
     settings = _settings()
     _logging(settings)
-    pool = build_worker(settings, build_queue(settings, _engine(settings)), concurrency=concurrency)
+    _writable_data_dir(settings)
+    from bot.bootstrap import GitHubSetup, build_queue, build_worker
+    from bot.entrypoints.metrics import start_worker_http
+    from bot.entrypoints.readiness import Readiness, fatal, render
+
+    engine = _engine(settings)
+    setup = GitHubSetup(settings)
+    say = _announce(settings)
+    checks = Readiness(settings, engine, setup).run()
+    say("Checks:")
+    for line in render(checks):
+        say(line)
+    never = fatal(checks)
+    if never:
+        raise _fail(*never, code=1)
+    pool = build_worker(
+        settings, build_queue(settings, engine), concurrency=concurrency, setup=setup
+    )
+    stop_http: Callable[[], None] | None = None
+    if port is not None:
+        try:
+            stop_http = start_worker_http(host, port, engine=engine, worker=pool)
+        except OSError as exc:
+            raise _fail(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}; stop what uses the "
+                "port or pick another with --port"
+            ) from None
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
@@ -169,14 +358,49 @@ def worker(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     pool.start()
-    typer.echo(f"worker {pool.name} running ({pool.concurrency} threads); SIGTERM stops it")
-    missing = startup_missing(settings)
-    if missing:
-        typer.echo("Tasks cannot run until you configure:")
-        for item in missing:
-            typer.echo(f"  - {item}")
+    say(f"worker {pool.name} running ({pool.concurrency} threads); SIGTERM stops it")
     stop.wait()
     pool.stop(grace)
+    if stop_http is not None:
+        stop_http()
+
+
+@app.command()
+def check() -> None:
+    """Run every readiness check once and print it with its fix; exit 0 when tasks can
+    run, 1 otherwise. Changes nothing (the database is not migrated)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bot.entrypoints.readiness import Readiness, problems, render
+    from bot.observability import configure_logging
+    from bot.store.engine import make_engine
+
+    settings = _settings()
+    configure_logging("ERROR", json=settings.log_json, secrets=settings.secret_values)
+    try:
+        engine = make_engine(settings.effective_database_url)
+    except (OSError, SQLAlchemyError) as exc:
+        raise _fail(f"cannot open the database: {exc}; check VIBE_DATABASE_URL") from None
+    checks = Readiness(settings, engine, migrated=False).run()
+    engine.dispose()
+    failed = problems(checks)
+    typer.echo(
+        "vibe-bot can run tasks."
+        if not failed
+        else f"vibe-bot cannot run tasks: {len(failed)} problem(s) to fix."
+    )
+    for line in render(checks):
+        typer.echo(line)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("settings")
+def settings_table() -> None:
+    """Print every setting as a Markdown table (docs/settings.md is this output)."""
+    from bot.settings import settings_markdown
+
+    typer.echo(settings_markdown(), nl=False)
 
 
 @jobs_app.callback()
@@ -188,6 +412,7 @@ def jobs(
     """List jobs: id, kind, status, delivery id, attempts, last error."""
     if ctx.invoked_subcommand is not None:
         return
+    from bot.jobs.queue import Queue
 
     engine = _engine(_settings())
     rows = Queue(engine).jobs(limit)
@@ -223,6 +448,11 @@ def jobs_probe(
     seconds: Annotated[float, typer.Option(help="How long the probe job runs.", min=0)] = 0.0,
 ) -> None:
     """Queue a probe job to check that workers are claiming and finishing jobs."""
+    from sqlmodel import Session
+
+    from bot.jobs.queue import enqueue
+    from bot.store.engine import write_transaction
+    from bot.store.tables import Job
 
     settings = _settings()
     engine = _engine(settings)
@@ -379,15 +609,25 @@ def demo(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a machine-readable timeline instead.")
     ] = False,
+    keep: Annotated[
+        bool,
+        typer.Option("--keep", help="Keep the service up afterwards, until Ctrl-C."),
+    ] = False,
 ) -> None:
-    """Show the whole loop on loopback stand-ins for GitHub and the model (no credentials)."""
+    """Show the whole loop on loopback stand-ins for GitHub and the model (no credentials),
+    then the task's page in the console."""
     from bot.entrypoints.demo import main as run_demo
 
-    raise typer.Exit(run_demo(as_json))
+    raise typer.Exit(run_demo(as_json, keep))
 
 
 def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        sys.exit(130)
+        # The stack has unwound (every finally ran), but a Ctrl-C that lands while the
+        # service starts can leave a thread it had just started (the delivery writer, the
+        # worker pool) that nothing will stop: the interpreter would wait for it for good.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)

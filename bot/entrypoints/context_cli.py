@@ -20,7 +20,6 @@ from bot.context.files import SnapshotError, open_snapshot
 from bot.context.index import RepoIndex, build_index
 from bot.context.pack import assemble_context, pack_summary
 from bot.context.rank import rank_files
-from bot.settings import SettingsError, load_settings
 
 MAX_ISSUE_BYTES = 1024 * 1024
 
@@ -62,6 +61,9 @@ def read_issue(path: Path) -> str:
 def _cache_dir(option: Path | None) -> Path:
     if option is not None:
         return option
+    # The settings (pydantic, SQLAlchemy: a second of start-up) only when they are needed.
+    from bot.settings import SettingsError, load_settings
+
     try:
         return load_settings().data_dir / "context-index"
     except SettingsError as exc:

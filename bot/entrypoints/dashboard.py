@@ -4,7 +4,15 @@
 token patterns and configured secrets (DESIGN.md section 4 rule 8) and HTML-escaped. Access:
 with ``VIBE_DASHBOARD_TOKEN`` set, a request must carry ``Authorization: Bearer <token>``;
 without it, only clients on the loopback interface that ask for a loopback host name are
-served, since the webhook port is often public.
+served, since the webhook port is often public. A refusal says how to get access, in the
+same words whether or not a token is configured (:data:`ACCESS_HELP`).
+
+The loopback rule reads the request as it arrived, never ``request.url`` (Starlette builds
+that from the Host header and falls back to the server's own address when the header is
+empty or malformed): exactly one raw ``Host`` header, parsed strictly (:func:`parse_host`),
+naming ``localhost``, ``127.0.0.0/8`` or ``[::1]``; a socket peer on loopback; and no
+forwarding header, since a request that carries one came through a proxy, from someone
+else's machine.
 """
 
 from __future__ import annotations
@@ -12,7 +20,9 @@ from __future__ import annotations
 import hmac
 import html
 import ipaddress
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
@@ -25,17 +35,132 @@ from bot.store.tables import Iteration, Job, Task
 
 MAX_TASKS = 100
 
+# One text for every refusal: it covers both set-ups, so it does not tell a stranger whether
+# a token is configured (and so whether guessing one could ever work).
+ACCESS_HELP = (
+    "The vibe-bot dashboard refused this request. "
+    "To get access, send the header 'Authorization: Bearer <token>', where <token> is the "
+    "value of VIBE_DASHBOARD_TOKEN on the bot's host, for example "
+    'curl -H "Authorization: Bearer $VIBE_DASHBOARD_TOKEN" <bot URL>/dashboard. '
+    "While VIBE_DASHBOARD_TOKEN is not set, only loopback clients are served: open "
+    "http://127.0.0.1:<port>/dashboard or http://localhost:<port>/dashboard on the bot's own "
+    "machine (or through an SSH tunnel); to serve others, set VIBE_DASHBOARD_TOKEN, restart "
+    "the bot and send the header."
+)
 
-def _is_loopback(host: str | None) -> bool:
-    if host == "localhost":
-        return True
+
+# RFC 3986 section 3.2.2 host and 3.2.3 port, as RFC 9110 section 7.2 uses them for Host,
+# narrowed to what names a server: an IPv6 literal in brackets (no zone, no IPvFuture), a
+# dotted-decimal IPv4 address (dec-octet: no leading zeros, no short or hex forms), or a DNS
+# name in the preferred syntax of RFC 1123 section 2.1 (labels of letters, digits and
+# inner hyphens; no trailing dot), and a port of 1 to 65535 without leading zeros.
+_DEC_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOST = re.compile(
+    rf"(?:\[(?P<ipv6>[0-9a-f:.]+)\]|(?P<ipv4>{_DEC_OCTET}(?:\.{_DEC_OCTET}){{3}})"
+    rf"|(?P<name>{_LABEL}(?:\.{_LABEL})*))(?::(?P<port>[1-9][0-9]{{0,4}}))?"
+)
+MAX_NAME = 253  # RFC 1035 section 2.3.4, without the root's trailing dot
+# A last label that is a number makes the name an IPv4 address in other readers' eyes
+# (``127.1``, ``0x7f.1``; https://url.spec.whatwg.org/#ends-in-a-number-checker), and no
+# top-level domain is all-numeric (RFC 3696 section 2).
+_NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
+LOOPBACK_NAME = "localhost"
+# Headers that proxies add (RFC 7239 Forwarded, RFC 9110 section 7.6.3 Via and the de-facto
+# X-Forwarded-* family). uvicorn replaces the ASGI client with X-Forwarded-For's value for a
+# peer on loopback (its ``proxy_headers`` default), so refusing them also keeps the client
+# the socket's peer.
+_FORWARDING = frozenset(
+    {
+        b"forwarded",
+        b"via",
+        b"x-real-ip",
+        b"x-client-ip",
+        b"true-client-ip",
+        b"cf-connecting-ip",
+        b"fastly-client-ip",
+        b"x-cluster-client-ip",
+        b"x-original-host",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Host:
+    """A Host header that parsed: ``name`` lower-cased (an address in its compressed
+    form), ``address`` set for an IP literal."""
+
+    name: str
+    port: int | None
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address | None
+
+    @property
+    def loopback(self) -> bool:
+        """``localhost``, an address of 127.0.0.0/8 or ``::1``. Not ``localhost.`` or
+        ``*.localhost`` (one spelling of the name, the one the refusal gives), nor IPv4
+        addresses mapped into IPv6: no browser sends them for the bot's own machine."""
+        if self.address is None:
+            return self.name == LOOPBACK_NAME
+        if isinstance(self.address, ipaddress.IPv6Address):
+            return self.address == ipaddress.IPv6Address("::1")
+        return self.address.is_loopback
+
+
+def parse_host(raw: str) -> Host | None:
+    """The Host header's value as a :class:`Host`, or None when it is not one host with an
+    optional port (userinfo, a path, a fragment, spaces, control characters, an unclosed
+    bracket, a port out of range, anything after the port)."""
+    found = _HOST.fullmatch(raw.lower()) if raw.isascii() else None
+    if found is None:
+        return None
+    port = int(found["port"]) if found["port"] else None
+    if port is not None and port > 65535:
+        return None
+    if found["ipv6"] is not None:
+        try:
+            address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv6Address(
+                found["ipv6"]
+            )
+        except ValueError:
+            return None
+        return Host(str(address), port, address)
+    if found["ipv4"] is not None:
+        address = ipaddress.IPv4Address(found["ipv4"])
+        return Host(str(address), port, address)
+    name = found["name"]
+    if len(name) > MAX_NAME or _NUMERIC_LABEL.fullmatch(name.rsplit(".", 1)[-1]):
+        return None
+    return Host(name, port, None)
+
+
+def _loopback_peer(client: tuple[str, int] | None) -> bool:
+    if client is None:  # a Unix socket, or a server that does not say
+        return False
     try:
-        return ipaddress.ip_address(host or "").is_loopback
+        address = ipaddress.ip_address(client[0])
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        # A dual-stack socket reports an IPv4 peer as ::ffff:a.b.c.d.
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
 
 
-def _allowed(request: Request, token: str | None) -> bool:
+def is_local_request(request: Request) -> bool:
+    """The loopback rule, from the request as it arrived (see the module's docstring): for
+    any page that serves only the bot's own machine."""
+    headers: list[tuple[bytes, bytes]] = request.scope["headers"]
+    hosts = [value for name, value in headers if name == b"host"]
+    if len(hosts) != 1 or any(
+        name in _FORWARDING or name.startswith(b"x-forwarded-") for name, _ in headers
+    ):
+        return False
+    host = parse_host(hosts[0].decode("latin-1"))
+    return host is not None and host.loopback and _loopback_peer(request.scope.get("client"))
+
+
+def allowed(request: Request, token: str | None) -> bool:
+    """The access rule of the dashboard and the console (``bot/entrypoints/console/``)."""
     if token:
         given = request.headers.get("authorization", "")
         return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
@@ -43,8 +168,7 @@ def _allowed(request: Request, token: str | None) -> bool:
     # name: a web page whose DNS name was rebound to 127.0.0.1 sends its own name as Host
     # (https://en.wikipedia.org/wiki/DNS_rebinding), and so does a same-host proxy that
     # keeps the public Host header.
-    client = request.client.host if request.client else None
-    return _is_loopback(client) and _is_loopback(request.url.hostname)
+    return is_local_request(request)
 
 
 def snapshot(engine: Engine, secrets: Sequence[str]) -> dict[str, Any]:
@@ -145,12 +269,21 @@ def _html(data: dict[str, Any]) -> str:
     )
 
 
+def _refusal_page() -> str:
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>vibe-bot: access denied"
+        "</title></head><body><h1>Access denied</h1><p>"
+        + html.escape(ACCESS_HELP)
+        + "</p></body></html>"
+    )
+
+
 def make_dashboard_router(engine: Engine, secrets: Sequence[str], token: str | None) -> APIRouter:
     router = APIRouter()
 
     def guard(request: Request) -> None:
-        if not _allowed(request, token):
-            raise HTTPException(status_code=403, detail="dashboard access denied")
+        if not allowed(request, token):
+            raise HTTPException(status_code=403, detail=ACCESS_HELP)
 
     @router.get("/api/tasks")
     def api_tasks(request: Request) -> dict[str, Any]:
@@ -159,7 +292,8 @@ def make_dashboard_router(engine: Engine, secrets: Sequence[str], token: str | N
 
     @router.get("/dashboard", response_class=HTMLResponse)
     def dashboard(request: Request) -> HTMLResponse:
-        guard(request)
+        if not allowed(request, token):
+            return HTMLResponse(_refusal_page(), status_code=403)
         return HTMLResponse(_html(snapshot(engine, secrets)))
 
     return router

@@ -3,14 +3,19 @@
 The fake GitHub and the scripted model server from :mod:`bot.testing` run on 127.0.0.1;
 the bot itself is the real service (webhook ingest, queue, worker, sandbox, git). A
 sample repository with a failing test and an issue go through: label -> draft PR -> a
-review with an inline comment -> iteration 2 -> approval. The same stage serves the
-end-to-end tests (``tests/e2e``), which run the bot as a separate ``vibe serve`` process.
+review with an inline comment -> iteration 2 -> approval. The demo then prints the task's
+page in the console (the service's public address is the stage's, so the PR links to it
+too); ``--keep`` keeps the service and the stand-ins up until Ctrl-C, to look around. The
+same stage serves the end-to-end tests (``tests/e2e``), which run the bot as a separate
+``vibe serve`` process.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -22,13 +27,14 @@ from typing import Any
 
 import uvicorn
 
+from bot.core.tasks import TaskRecord
 from bot.entrypoints.app import create_app
 from bot.observability import configure_logging
 from bot.settings import Settings, load_settings
 from bot.store import tasks as taskdb
 from bot.store.engine import make_engine
 from bot.testing.fake_github import AppCredentials, FakeGitHub, InlineComment
-from bot.testing.model_server import ScriptedModelServer, load_script
+from bot.testing.model_server import Responder, ScriptedModelServer, load_script
 
 OWNER = "octo"
 REPO = f"{OWNER}/calc"
@@ -66,7 +72,10 @@ def edit(path: str, old: str, new: str, delay: float = 0.0) -> dict[str, Any]:
     step: dict[str, Any] = {
         "text": f"Editing {path}.",
         "tool_use": [
-            {"name": "edit_file", "input": {"path": path, "old_text": old, "new_text": new}}
+            {
+                "name": "str_replace_based_edit_tool",
+                "input": {"command": "str_replace", "path": path, "old_str": old, "new_str": new},
+            }
         ],
     }
     if delay:
@@ -75,7 +84,8 @@ def edit(path: str, old: str, new: str, delay: float = 0.0) -> dict[str, Any]:
 
 
 def create(path: str, content: str) -> dict[str, Any]:
-    return {"tool_use": [{"name": "create_file", "input": {"path": path, "content": content}}]}
+    call = {"command": "create", "path": path, "file_text": content}
+    return {"tool_use": [{"name": "str_replace_based_edit_tool", "input": call}]}
 
 
 def fix_add() -> list[dict[str, Any]]:
@@ -132,6 +142,7 @@ class Stage:
             "VIBE_HEARTBEAT_SECONDS": "1",
             "VIBE_MAX_ATTEMPTS": "3",
             "VIBE_STATUS_UPDATE_SECONDS": "0.5",
+            "VIBE_PUBLIC_URL": self.bot_url,
         }
 
     def settings(self) -> Settings:
@@ -154,22 +165,30 @@ class Stage:
             heartbeat_seconds=1.0,
             max_attempts=3,
             status_update_seconds=0.5,
+            public_url=self.bot_url,
         )
 
 
 @contextmanager
-def stage(root: Path, script: list[dict[str, Any]] | None = None) -> Iterator[Stage]:
-    """Start the fake GitHub (with the sample repository) and the scripted model server."""
+def stage(
+    root: Path,
+    script: list[dict[str, Any]] | Responder | None = None,
+    permissions: dict[str, str] | None = None,
+) -> Iterator[Stage]:
+    """Start the fake GitHub (with the sample repository) and the scripted model server;
+    ``script``: its steps, or a responder that picks the step for each request (parallel
+    best-of-N attempts ask in no set order); ``permissions``: the App's and its
+    installation's, when not the manifest's."""
     port = free_port()
     with (
-        ScriptedModelServer(load_script(script or [])) as model,
+        ScriptedModelServer(script if callable(script) else load_script(script or [])) as model,
         FakeGitHub(webhook_url=f"http://127.0.0.1:{port}/webhook", webhook_secret=SECRET) as fake,
     ):
         # The App belongs to the organisation it works for (its owner is the default
         # allow-list).
-        creds = fake.create_app("vibe-bot", owner=OWNER)
+        creds = fake.create_app("vibe-bot", owner=OWNER, permissions=permissions)
         fake.create_repo(REPO, SAMPLE_FILES, collaborators={WRITER: "write", READER: "read"})
-        fake.install_app(OWNER)
+        fake.install_app(OWNER, permissions=permissions)
         yield Stage(fake, model, creds, root / "bot-data", port)
 
 
@@ -225,8 +244,12 @@ def _bot_comments(fake: FakeGitHub, number: int, login: str) -> list[str]:
     return [c.body for c in fake.comments(REPO, number) if c.user == login]
 
 
-def run_demo(echo: Callable[[str], None] | None = print) -> dict[str, Any]:
-    """Drive the scenario and return the machine-readable record."""
+def run_demo(
+    echo: Callable[[str], None] | None = print,
+    hold: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Drive the scenario and return the machine-readable record; ``hold`` is given the
+    record while the service and the stand-ins are still up (``--keep``)."""
 
     timeline = Timeline(echo=echo)
     say = echo or (lambda _: None)
@@ -299,6 +322,13 @@ def run_demo(echo: Callable[[str], None] | None = print) -> dict[str, Any]:
             finally:
                 engine.dispose()
             timeline.add("vibe-bot", f"task {task.state.value}")
+            record = _record(timeline, task, f"{st.bot_url}/console/tasks/{task.id}")
+            if hold is not None:
+                hold(record)
+    return record
+
+
+def _record(timeline: Timeline, task: TaskRecord, console: str) -> dict[str, Any]:
     return {
         "stand_ins": ["GitHub (bot.testing.fake_github)", "Claude API (scripted model server)"],
         "events": timeline.events,
@@ -315,6 +345,7 @@ def run_demo(echo: Callable[[str], None] | None = print) -> dict[str, Any]:
             }
             for it in task.iterations
         ],
+        "console": console,
     }
 
 
@@ -336,13 +367,44 @@ def summary(record: dict[str, Any]) -> list[str]:
     return lines
 
 
-def main(as_json: bool) -> int:
+def wait_for_interrupt(stop: threading.Event | None = None) -> None:
+    """Block until Ctrl-C or SIGTERM (or ``stop`` is set), then return normally."""
+    stop = stop or threading.Event()
+    kinds = (signal.SIGINT, signal.SIGTERM)
+    before = {kind: signal.getsignal(kind) for kind in kinds}
+    for kind in kinds:
+        signal.signal(kind, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.2):
+            pass
+    finally:
+        for kind, handler in before.items():
+            signal.signal(kind, handler)
+
+
+def main(as_json: bool, keep: bool = False) -> int:
 
     configure_logging("WARNING", json=False, secrets=[SECRET, MODEL_KEY])
-    if as_json:
-        print(json.dumps(run_demo(echo=None), indent=2))
-    else:
-        record = run_demo()
+
+    def show(record: dict[str, Any]) -> None:
+        if as_json:
+            print(json.dumps(record, indent=2), flush=True)
+            return
         for line in summary(record):
             print(line)
+        print(f"\nThe task's page in the console: {record['console']}", flush=True)
+
+    def hold(record: dict[str, Any]) -> None:
+        show(record)
+        print(
+            "The service and the stand-ins stay up (--keep); press Ctrl-C to stop.",
+            file=sys.stderr,
+            flush=True,
+        )
+        wait_for_interrupt()
+
+    if keep:
+        run_demo(echo=None if as_json else print, hold=hold)
+    else:
+        show(run_demo(echo=None if as_json else print))
     return 0

@@ -31,6 +31,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 
+from bot.entrypoints.dashboard import is_local_request
 from bot.github.manifest import (
     ConversionError,
     Executor,
@@ -199,6 +200,12 @@ _PAGE = """<!doctype html>
 """
 
 
+_NOT_LOCAL = (
+    "<p>This setup page answers only its own machine: open the 127.0.0.1 address "
+    "<code>vibe setup</code> printed.</p>"
+)
+
+
 @dataclass
 class _Outcome:
     app: RegisteredApp | None = None
@@ -221,7 +228,12 @@ def setup_app(
     finished = threading.Lock()
 
     @page.get("/")
-    def form() -> HTMLResponse:
+    def form(request: Request) -> HTMLResponse:
+        # A page whose name a hostile site rebinds to 127.0.0.1 would read the state from
+        # the form and then hand our callback its own App's code: serve the bot's machine
+        # only, by the request as it arrived (the dashboard's rule).
+        if not is_local_request(request):
+            return HTMLResponse(_NOT_LOCAL, 403)
         where = f"for the organisation {opts.org}" if opts.org else "for your own account"
         return HTMLResponse(
             _PAGE.format(
@@ -235,6 +247,8 @@ def setup_app(
 
     @page.get("/callback")
     def callback(request: Request) -> HTMLResponse:
+        if not is_local_request(request):
+            return HTMLResponse(_NOT_LOCAL, 403)
         if not finished.acquire(blocking=False):
             return HTMLResponse("<p>This setup has finished; run vibe setup again.</p>", 410)
         outcome = _Outcome()

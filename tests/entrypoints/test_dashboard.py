@@ -93,3 +93,39 @@ def test_without_a_token_a_foreign_host_name_is_refused_even_on_loopback(live: L
     for host in (f"localhost:{port}", f"127.0.0.1:{port}", "[::1]"):
         response = httpx.get(f"{live.url}/api/tasks", headers={"Host": host})
         assert response.status_code == 200, host
+
+
+def test_a_refusal_says_how_to_get_access_and_not_whether_a_token_is_set(
+    tmp_path: Path,
+) -> None:
+    """A browser gets a readable page naming VIBE_DASHBOARD_TOKEN and the header to send; an
+    API client the same words as JSON. The words are the same with and without a token
+    configured, so a refusal does not say which set-up is in front of the client."""
+    token = "dash-token-123456"
+    with_token = create_app(
+        make_settings(tmp_path, f"sqlite:///{tmp_path / 'f.db'}", dashboard_token=token),
+        handlers={},
+    )
+    without = create_app(make_settings(tmp_path, f"sqlite:///{tmp_path / 'g.db'}"), handlers={})
+    pages: list[str] = []
+    with TestClient(with_token) as client:
+        for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": token}):
+            refused = client.get("/dashboard", headers=headers)
+            assert refused.status_code == 403
+            assert refused.headers["content-type"].startswith("text/html")
+            pages.append(refused.text)
+        api = client.get("/api/tasks", headers={"Authorization": "Bearer nope"})
+    with TestClient(without) as client:  # not loopback: refused
+        pages.append(client.get("/dashboard").text)
+        assert client.get("/api/tasks").json() == api.json()
+    assert len(set(pages)) == 1
+    page = pages[0]
+    assert "VIBE_DASHBOARD_TOKEN" in page
+    assert "Authorization: Bearer &lt;token&gt;" in page
+    assert "only loopback clients are served" in page
+    assert "http://127.0.0.1:&lt;port&gt;/dashboard" in page
+    assert token not in page
+    assert api.status_code == 403
+    detail = api.json()["detail"]
+    assert "send the header 'Authorization: Bearer <token>'" in detail
+    assert "VIBE_DASHBOARD_TOKEN" in detail

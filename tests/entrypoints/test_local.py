@@ -114,7 +114,14 @@ def test_plan_model_writes_nothing_until_approved(
     repo = make_repo(tmp_path / "calc")
     server.add(
         [
-            {"tool_use": [{"name": "read_file", "input": {"path": "calc.py"}}]},
+            {
+                "tool_use": [
+                    {
+                        "name": "str_replace_based_edit_tool",
+                        "input": {"command": "view", "path": "calc.py"},
+                    }
+                ]
+            },
             {"tool_use": [{"name": "finish", "input": {"summary": "1. Fix add\n2. Document add"}}]},
         ]
     )
@@ -133,8 +140,8 @@ def test_plan_model_writes_nothing_until_approved(
     assert planning.outcome == "planned"
     assert planning.commits == ()
     tools = [t["name"] for t in server.message_requests[0].body["tools"]]
-    assert "edit_file" not in tools
-    assert "create_file" not in tools
+    # Planning: the editor answers only view there, and there is no bash.
+    assert tools == ["str_replace_based_edit_tool", "search", "run_command", "finish"]
     assert [s.done for s in run.task.plan] == [True, True]
     assert len(executing.commits) == 1
     assert executing.outcome == "succeeded"

@@ -1,11 +1,14 @@
-"""The real ``vibe`` processes: serve with nothing configured, invalid configuration, a worker
-killed with SIGKILL mid-job, and an API restarted after a 202."""
+"""The real ``vibe`` processes: serve with nothing configured, invalid configuration (one line,
+exit 2: values, a port in use, an unwritable data directory), Ctrl-C, ``vibe check``, a
+worker that could never run a job, a worker killed with SIGKILL mid-job, and an API
+restarted after a 202."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,11 +17,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlmodel import Session, select
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
 
 from bot.jobs.queue import enqueue
 from bot.store.engine import init_db, make_engine, write_transaction
 from bot.store.tables import Job, JobRun
+from bot.testing.fake_github import FakeGitHub
+from bot.testing.model_server import ScriptedModelServer
 from tests.support.web import SECRET, fixture_payload, free_port, headers_for
 
 VIBE = [sys.executable, "-m", "bot"]
@@ -29,6 +36,23 @@ def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
     env.update(HOME=str(tmp_path / "home"), VIBE_DATA_DIR=str(tmp_path / "data"))
     env.update(extra)
     return env
+
+
+MODEL_KEY = "sk-ant-test-0000000000"
+
+
+@pytest.fixture
+def able() -> Iterator[dict[str, str]]:
+    """The settings of a bot able to run tasks: a token GitHub (the fake) accepts, a key the
+    scripted model accepts, and no sandbox (a worker refuses to start without them)."""
+    with FakeGitHub() as github, ScriptedModelServer(api_key=MODEL_KEY) as model:
+        yield {
+            "VIBE_GITHUB_TOKEN": github.user_token("rita"),
+            "VIBE_GITHUB_API_URL": github.api_url,
+            "VIBE_ANTHROPIC_API_KEY": MODEL_KEY,
+            "VIBE_ANTHROPIC_BASE_URL": model.base_url,
+            "VIBE_SANDBOX": "none",
+        }
 
 
 def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> None:
@@ -106,7 +130,8 @@ def test_serve_with_nothing_configured_starts_and_says_what_is_missing(
     assert proc.returncode in (0, -signal.SIGTERM)
     assert "worker.stopped" in err  # logs go to stderr, the console message to stdout
     assert secret in out
-    assert "tasks cannot run until you configure" in out
+    assert "tasks cannot run until the failed ones are fixed" in out
+    assert "failed       settings:        GitHub credentials: set VIBE_GITHUB_APP_ID" in out
 
 
 @pytest.mark.parametrize(
@@ -116,6 +141,7 @@ def test_serve_with_nothing_configured_starts_and_says_what_is_missing(
         ("VIBE_GITHUB_API_URL", "ftp://example"),
         ("VIBE_LIMITS__DOLLARS_PER_TASK", "-3"),
         ("VIBE_SANDBOX", "docker"),
+        ("VIBE_DATABASE_URL", "postgres://vibe:pw-secret@db/vibe"),
     ],
 )
 def test_invalid_configuration_is_refused_with_a_clear_message(
@@ -130,8 +156,11 @@ def test_invalid_configuration_is_refused_with_a_clear_message(
         check=False,
     )
     assert proc.returncode == 2
-    assert variable in proc.stderr
-    assert "Traceback" not in proc.stderr
+    [line] = proc.stderr.splitlines()  # one line, naming the variable
+    assert line.startswith(f"vibe: {variable}: ")
+    assert "pw-secret" not in line
+    if variable == "VIBE_DATABASE_URL":
+        assert "postgresql+psycopg://" in line
 
 
 def test_serve_never_prints_the_database_password(tmp_path: Path) -> None:
@@ -172,26 +201,43 @@ def test_jobs_lists_as_table_and_json(tmp_path: Path) -> None:
     assert "queued" in table.stdout
 
 
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """The test's view of the service's database, disposed even when the test fails (a
+    connection left to the garbage collector warns in whichever test runs next)."""
+    made = make_engine(database_url)
+    yield made
+    made.dispose()
+
+
 def test_worker_killed_mid_job_is_reclaimed_and_completes_once(
-    tmp_path: Path, database_url: str, procs: list[subprocess.Popen[str]]
+    tmp_path: Path,
+    database_url: str,
+    engine: Engine,
+    procs: list[subprocess.Popen[str]],
+    able: dict[str, str],
 ) -> None:
-    engine = make_engine(database_url)
     init_db(engine)
     with write_transaction(engine) as conn:
         job_id = enqueue(conn, "probe", {"seconds": 1.5}, max_attempts=5)
+    port = free_port()
     env = env_for(
         tmp_path,
         VIBE_DATABASE_URL=database_url,
         VIBE_LEASE_SECONDS="1.5",
         VIBE_HEARTBEAT_SECONDS="0.3",
+        **able,
     )
 
     def job_runs() -> list[JobRun]:
         with Session(engine) as session:
             return list(session.exec(select(JobRun).where(JobRun.job_id == job_id)))
 
-    first = spawn(procs, ["worker", "--concurrency", "1"], env)
+    first = spawn(procs, ["worker", "--concurrency", "1", "--port", str(port)], env)
     wait_for(lambda: len(job_runs()) == 1)
+    # The worker's own port, for Kubernetes probes.
+    assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+    assert "vibe_" in httpx.get(f"http://127.0.0.1:{port}/metrics").text
     first.send_signal(signal.SIGKILL)
     first.wait(10)
     spawn(procs, ["worker", "--concurrency", "1"], env)
@@ -205,11 +251,10 @@ def test_worker_killed_mid_job_is_reclaimed_and_completes_once(
     attempts = sorted(job_runs(), key=lambda r: r.attempt)
     assert [(r.attempt, r.outcome) for r in attempts] == [(1, None), (2, "done")]
     assert attempts[0].worker != attempts[1].worker
-    engine.dispose()
 
 
 def test_api_restarted_after_202_still_runs_the_job(
-    tmp_path: Path, database_url: str, procs: list[subprocess.Popen[str]]
+    tmp_path: Path, database_url: str, engine: Engine, procs: list[subprocess.Popen[str]]
 ) -> None:
     env = env_for(tmp_path, VIBE_DATABASE_URL=database_url, VIBE_WEBHOOK_SECRET=SECRET)
     port = free_port()
@@ -221,9 +266,8 @@ def test_api_restarted_after_202_still_runs_the_job(
     )
     assert response.status_code == 202
     time.sleep(1.5)
-    engine = make_engine(database_url)
     with Session(engine) as session:
-        [waiting] = session.exec(select(Job)).all()
+        [waiting] = session.exec(select(Job).where(col(Job.kind) == "event")).all()
     # Without GitHub credentials no worker claims event jobs: the job waits intact.
     assert (waiting.status, waiting.attempts) == ("queued", 0)
     unconfigured.send_signal(signal.SIGTERM)
@@ -243,7 +287,7 @@ def test_api_restarted_after_202_still_runs_the_job(
     api.send_signal(signal.SIGKILL)
     api.wait(10)
     with Session(engine) as session:
-        jobs = session.exec(select(Job).order_by(Job.id)).all()
+        jobs = session.exec(select(Job).where(col(Job.kind) == "event").order_by(Job.id)).all()
     assert [j.status for j in jobs] == ["queued", "queued"]
     job = jobs[1]
     restarted = spawn(procs, ["serve", "--port", str(port)], env)
@@ -254,4 +298,118 @@ def test_api_restarted_after_202_still_runs_the_job(
             return session.exec(select(JobRun).where(JobRun.job_id == job.id)).first() is not None
 
     wait_for(ran, 60)
+
+
+def run_vibe(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*VIBE, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_a_port_in_use_is_one_line_before_any_worker_starts(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        proc = run_vibe(["serve", "--port", str(port)], env_for(tmp_path))
+    assert proc.returncode == 2
+    [line] = [x for x in proc.stderr.splitlines() if x.startswith("vibe:")]
+    assert line == (
+        f"vibe: cannot listen on 127.0.0.1:{port}: Address already in use; stop what uses "
+        "the port or pick another with --port"
+    )
+    assert "Traceback" not in proc.stderr
+    assert "worker.started" not in proc.stderr
+
+
+def test_an_unwritable_data_directory_is_one_line_naming_it(tmp_path: Path) -> None:
+    # We run as root, whom permissions do not stop: nobody can create a directory under
+    # a regular file.
+    (tmp_path / "file").write_text("")
+    data = tmp_path / "file" / "data"
+    proc = run_vibe(["serve", "--port", "0"], env_for(tmp_path, VIBE_DATA_DIR=str(data)))
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"vibe: the data directory {data} is not writable (Not a directory): set "
+        "VIBE_DATA_DIR to a writable directory or make this one writable"
+    ]
+
+
+def test_a_misspelt_variable_is_a_warning_with_the_nearest_setting(tmp_path: Path) -> None:
+    env = env_for(tmp_path, VIBE_WEBHOOK_SECERT="s3cret", VIBE_TEST_ANYTHING="1")
+    proc = run_vibe(["jobs"], env)
+    assert proc.returncode == 0  # a warning, not an error
+    assert proc.stderr.splitlines() == [
+        "vibe: warning: VIBE_WEBHOOK_SECERT is not a setting and is ignored (did you mean "
+        "VIBE_WEBHOOK_SECRET?)"
+    ]
+
+
+def test_ctrl_c_on_serve_exits_quietly_while_starting_and_when_running(
+    tmp_path: Path, procs: list[subprocess.Popen[str]]
+) -> None:
+    early = spawn(procs, ["serve", "--port", "0"], env_for(tmp_path / "early"))
+    time.sleep(0.5)  # while the command line loads
+    early.send_signal(signal.SIGINT)
+    _, err = early.communicate(timeout=30)
+    assert early.returncode in (130, -signal.SIGINT), err
+    assert "Traceback" not in err
+
+    port = free_port()
+    env = env_for(tmp_path, VIBE_LOG_JSON="true", VIBE_SANDBOX="none")
+    running = spawn(procs, ["serve", "--port", str(port)], env)
+    wait_http(f"http://127.0.0.1:{port}/healthz", running)
+    running.send_signal(signal.SIGINT)
+    out, err = running.communicate(timeout=30)
+    assert running.returncode in (0, 130), err
+    assert "Traceback" not in err
+    # In JSON mode the generated secret is never printed: where it is stored is.
+    secret_file = tmp_path / "data" / "webhook-secret"
+    assert secret_file.read_text().strip() not in out + err
+    assert f"Generated a webhook secret, stored in {secret_file} (mode 0600)" in out + err
+
+
+def test_vibe_check_prints_each_check_and_exits_1_until_able(
+    tmp_path: Path, able: dict[str, str]
+) -> None:
+    unable = run_vibe(["check"], env_for(tmp_path, VIBE_SANDBOX="none"))
+    assert unable.returncode == 1
+    lines = unable.stdout.splitlines()
+    assert lines[0] == "vibe-bot cannot run tasks: 2 problem(s) to fix.", unable.stdout
+    assert lines[1].split()[:3] == ["failed", "settings:", "GitHub"]
+    assert lines[2].strip() == "model access: set VIBE_ANTHROPIC_API_KEY"
+    statuses = [line[:15].strip() for line in lines[3:]]
+    assert statuses == ["not checked", "ok", "ok", "ok", "not checked"]
+    assert "no credentials (see settings)" in lines[3]
+    assert "VIBE_SANDBOX=none: commands run WITHOUT ISOLATION" in lines[4]
+    # A fresh database is what `vibe serve` migrates at start; the check changes nothing.
+    assert "the database has no schema" in lines[6]
+
+    ok = run_vibe(["check"], env_for(tmp_path, **able))
+    assert ok.returncode == 0, ok.stdout
+    lines = ok.stdout.splitlines()
+    assert lines[0] == "vibe-bot can run tasks."
+    assert [line.split()[0] for line in lines[1:]] == ["ok"] * 6
+    assert f"accepted by {able['VIBE_ANTHROPIC_BASE_URL']}" in lines[-1]
+
+
+def test_a_worker_that_could_never_run_a_job_exits_1_with_one_line_per_problem(
+    tmp_path: Path, able: dict[str, str]
+) -> None:
+    nothing = run_vibe(["worker"], env_for(tmp_path, VIBE_SANDBOX="none"))
+    assert nothing.returncode == 1
+    problems = [line for line in nothing.stderr.splitlines() if line.startswith("vibe:")]
+    assert [p.split(":")[1].strip() for p in problems] == ["GitHub credentials", "model access"]
+    assert "Traceback" not in nothing.stderr
+
+    # A database that a newer vibe-bot migrated: this version cannot use it.
+    engine = make_engine(f"sqlite:///{tmp_path / 'data' / 'vibe.db'}")
+    init_db(engine)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'f00d'"))
     engine.dispose()
+    newer = run_vibe(["worker"], env_for(tmp_path, **able))
+    assert newer.returncode == 1
+    assert [line for line in newer.stderr.splitlines() if line.startswith("vibe:")] == [
+        "vibe: database: the database is at revision f00d, which this version does not know "
+        "(expected " + newer.stderr.split("(expected ", 1)[1].split(")", 1)[0] + "): a newer "
+        "vibe-bot migrated it"
+    ]

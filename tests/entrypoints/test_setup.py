@@ -232,6 +232,25 @@ def test_a_wrong_or_missing_state_is_refused(env: Path, fake: FakeGitHub) -> Non
         fake.manifests.pending.clear()
 
 
+def test_a_rebound_name_cannot_read_the_form_or_call_back(env: Path, fake: FakeGitHub) -> None:
+    # DNS rebinding: a hostile site's name now resolves to 127.0.0.1, so the browser sends
+    # its requests to the setup page with the site's own Host header.
+    setup = Setup(*_on(fake))
+    rebound = {"Host": f"evil.example:{setup.port}"}
+    page = httpx.get(setup.page, headers=rebound)
+    assert page.status_code == 403
+    assert "state=" not in page.text
+    assert "127.0.0.1" in page.text  # where to open it instead
+    forwarded = httpx.get(setup.page, headers={"X-Forwarded-For": "203.0.113.9"})
+    assert forwarded.status_code == 403
+    called = httpx.get(f"{setup.page}callback?code=theirs&state=guess", headers=rebound)
+    assert called.status_code == 403
+    # the page still serves its own machine, and the setup completes
+    assert setup.submit().status_code == 200
+    output = setup.finish()
+    assert setup.exit_code == 0, output
+
+
 def test_a_used_code_is_refused(env: Path, fake: FakeGitHub) -> None:
     first = Setup(*_on(fake))
     action, manifest = first.form()

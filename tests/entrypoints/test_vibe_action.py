@@ -163,6 +163,12 @@ def test_the_bot_failing_fails_the_job(job: Job) -> None:
     assert outputs["outcome"] == "failed"
     assert "::error::vibe-bot failed:" in log
     assert job.token not in log
+    # What readers see is a sentence for them; the exception, redacted, is in the log only.
+    [shown] = [line for line in log.splitlines() if "::error::vibe-bot failed:" in line]
+    assert "this job's log (action.failed)" in shown
+    assert "Error" not in shown.split("failed:", 1)[1]
+    assert "/" not in shown.split("failed:", 1)[1]
+    assert "action.failed" in log
 
 
 @pytest.mark.parametrize(
