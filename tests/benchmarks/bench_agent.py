@@ -48,6 +48,7 @@ from bot.testing.model_server import (  # noqa: E402
 )
 
 API_KEY = "sk-ant-bench-0000000000000000"
+EDITOR = "str_replace_based_edit_tool"
 LIMITS = AgentLimits(
     steps=1000, input_tokens=10**9, output_tokens=10**8, dollars=10_000.0, seconds=3600.0
 )
@@ -64,6 +65,14 @@ def _worktree() -> Path:
 
 def _files(work: Path) -> list[str]:
     return [p.relative_to(work).as_posix() for p in sorted(work.rglob("*.py"))]
+
+
+def _view(work: Path, path: str, lines: int) -> dict[str, Any]:
+    """The editor's view of the first ``lines`` lines (or all of a shorter file: view_range
+    must stay within the file)."""
+    count = len((work / path).read_text().splitlines())
+    call = {"command": "view", "path": path, "view_range": [1, min(lines, count) or -1]}
+    return {"name": EDITOR, "input": call}
 
 
 def _settings(base_url: str, work: Path) -> Any:
@@ -108,10 +117,10 @@ def bench_step_time(work: Path, steps: int = 200) -> dict[str, float]:
     script: list[dict[str, Any]] = []
     for i in range(steps):
         if i % 2:
-            script.append({"tool_use": [{"name": "list_files", "input": {"path": "bot"}}]})
+            view_dir = {"name": EDITOR, "input": {"command": "view", "path": "bot"}}
+            script.append({"tool_use": [view_dir]})
         else:
-            path = files[i % len(files)]
-            call = {"name": "read_file", "input": {"path": path, "start_line": 1, "end_line": 30}}
+            call = _view(work, files[i % len(files)], 30)
             script.append({"text": "Reading.", "tool_use": [call]})
     script.append({"tool_use": [{"name": "finish", "input": {"summary": "done"}}]})
     tools = ToolSet.full(work, BwrapSandbox())
@@ -169,12 +178,7 @@ def bench_cache_share(work: Path, steps: int = 20) -> dict[str, float]:
         if len(context) > 60_000:
             break
     script: list[dict[str, Any]] = [
-        {
-            "tool_use": [
-                {"name": "read_file", "input": {"path": files[i % len(files)], "end_line": 60}}
-            ]
-        }
-        for i in range(steps - 1)
+        {"tool_use": [_view(work, files[i % len(files)], 60)]} for i in range(steps - 1)
     ]
     script.append({"tool_use": [{"name": "finish", "input": {"summary": "done"}}]})
     with ScriptedModelServer(load_script(script), min_cache_tokens=1024) as server:

@@ -1,14 +1,19 @@
 """Ingest throughput and latency: signed deliveries at concurrency 50.
 
-Targets, each a separate server process on 127.0.0.1, measured in the same run:
-  bare       a FastAPI endpoint that does nothing (the baseline)
-  sqlite     ``vibe serve`` on its embedded SQLite database
-  postgresql ``vibe serve`` on PostgreSQL (needs VIBE_TEST_DATABASE_URL)
+Targets, each a separate server on 127.0.0.1, measured in the same run:
+  bare          a FastAPI endpoint that does nothing (the baseline)
+  sqlite        ``vibe serve`` on its embedded SQLite database
+  postgresql    ``vibe serve`` on PostgreSQL (needs VIBE_TEST_DATABASE_URL)
+  postgresql-2  ``vibe serve --processes 2`` on PostgreSQL: two ingest processes
 
-Every delivery is a real signed ``issues.labeled`` payload with its own delivery id, so each
-one is verified, parsed, stored and queued as a job. The load comes from ``wrk`` (Debian
-package ``wrk``) when it is installed, a C load generator that keeps the client from being
-the bottleneck on a small machine; otherwise from an asyncio httpx client. Run:
+Every delivery is a real signed ``issues.labeled`` payload (14 KB) with its own delivery id,
+so each one is verified, read, stored and queued as a job. The load comes from ``wrk``
+(Debian package ``wrk``) when it is installed, a C load generator that keeps the client from
+being the bottleneck on a small machine; otherwise from http_load.py beside this file, a
+lean asyncio client in a process of its own (``--httpx``: the asyncio httpx client used
+before, which cannot load even the bare endpoint on two cores: its ratios say little).
+Beside throughput and latency, each target's server CPU time per delivery (its processes',
+from /proc) is printed: on a shared machine it moves less than the throughput does. Run:
 
     python tests/benchmarks/bench_ingest.py [--requests 4000] [--seconds 10] [--concurrency 50]
 """
@@ -65,9 +70,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of ``pid`` and its children (the ingest processes of
+    ``--processes``), from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry.name) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
 def start(args: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
@@ -175,6 +197,7 @@ def load_wrk(url: str, seconds: float, concurrency: int) -> dict[str, float]:
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)$", out, re.MULTILINE)
     return {
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
         "p50_ms": _ms(percentiles["50"]),
         "p99_ms": _ms(percentiles["99"]),
@@ -183,25 +206,55 @@ def load_wrk(url: str, seconds: float, concurrency: int) -> dict[str, float]:
     }
 
 
+def load_python(url: str, seconds: float, concurrency: int) -> dict[str, float]:
+    """The same load as :func:`load_wrk` from http_load.py, a lean client in a process of
+    its own."""
+    body = PAYLOAD.read_bytes()
+    signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("http_load.py")), url, str(PAYLOAD),
+         str(seconds), str(concurrency), "X-GitHub-Event: issues",
+         f"X-Hub-Signature-256: {signature}", "Content-Type: application/json"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    result: dict[str, float] = json.loads(out)
+    return result
+
+
 def measure(
-    name: str, url: str, requests: int, seconds: float, concurrency: int
+    name: str,
+    pid: int,
+    url: str,
+    requests: int,
+    seconds: float,
+    concurrency: int,
+    httpx_client: bool,
 ) -> dict[str, float]:
     if shutil.which("wrk"):
         load_wrk(url, 2, concurrency)  # warm-up
+        cpu = cpu_seconds(pid)
         result = load_wrk(url, seconds, concurrency)
+    elif not httpx_client:
+        load_python(url, 2, concurrency)  # warm-up
+        cpu = cpu_seconds(pid)
+        result = load_python(url, seconds, concurrency)
     else:
         asyncio.run(load(url, min(300, requests), concurrency))  # warm-up
+        cpu = cpu_seconds(pid)
         elapsed, latencies, failures = asyncio.run(load(url, requests, concurrency))
         latencies.sort()
         result = {
+            "requests": requests,
             "rps": requests / elapsed,
             "p50_ms": statistics.median(latencies) * 1000,
             "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
             "failures": failures,
         }
+    result["cpu_ms"] = (cpu_seconds(pid) - cpu) * 1000 / result["requests"]
     print(
-        f"{name:<11} {result['rps']:8.0f} deliveries/s   p50 {result['p50_ms']:6.1f} ms   "
-        f"p99 {result['p99_ms']:6.1f} ms   failed: {result['failures']}"
+        f"{name:<13} {result['rps']:8.0f} deliveries/s   p50 {result['p50_ms']:6.1f} ms   "
+        f"p99 {result['p99_ms']:6.1f} ms   server CPU {result['cpu_ms']:.3f} ms/delivery   "
+        f"failed: {result['failures']}"
     )
     return result
 
@@ -215,11 +268,28 @@ def fresh_pg_database(url: str) -> str:
     return make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
+def drop_pg_database(url: str, made: str) -> None:
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(made).database}" WITH (FORCE)'))
+    engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument(
+        "--httpx", action="store_true", help="without wrk, load with httpx (the old client)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every target this many times in turn; each ratio is taken against the "
+        "bare endpoint of its own round and the median is reported",
+    )
     args = parser.parse_args()
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("VIBE_")}
     targets: list[tuple[str, list[str], dict[str, str]]] = []
@@ -256,44 +326,71 @@ def main() -> None:
         )
         pg = os.environ.get("VIBE_TEST_DATABASE_URL", "")
         if pg.startswith("postgresql"):
-            port = free_port()
-            targets.append(
-                (
-                    "postgresql",
-                    [sys.executable, "-m", "bot", "serve", "--port", str(port)],
-                    {
-                        **serve_env,
-                        "VIBE_DATA_DIR": str(Path(tmp) / "pg"),
-                        "VIBE_DATABASE_URL": fresh_pg_database(pg),
-                        "PORT": str(port),
-                    },
+            for name, processes in (("postgresql", "1"), ("postgresql-2", "2")):
+                port = free_port()
+                targets.append(
+                    (
+                        name,
+                        [
+                            *(sys.executable, "-m", "bot", "serve", "--port", str(port)),
+                            *("--processes", processes),
+                        ],
+                        {**serve_env, "VIBE_DATABASE_URL": pg, "PORT": str(port)},
+                    )
                 )
-            )
         else:
             print("(PostgreSQL skipped: set VIBE_TEST_DATABASE_URL)")
-        client = f"wrk for {args.seconds:g} s" if shutil.which("wrk") else f"httpx, {args.requests}"
+        client = (
+            f"wrk for {args.seconds:g} s"
+            if shutil.which("wrk")
+            else f"httpx, {args.requests}"
+            if args.httpx
+            else f"http_load.py for {args.seconds:g} s"
+        )
         print(f"signed deliveries per target ({client}), concurrency {args.concurrency}")
         print(f"load average before: {os.getloadavg()[0]:.2f}")
-        results: dict[str, dict[str, float]] = {}
-        for name, command, env in targets:
-            port = int(env["PORT"])
-            proc = start(command, env, port)
-            try:
-                results[name] = measure(
-                    name,
-                    f"http://127.0.0.1:{port}/webhook",
-                    args.requests,
-                    args.seconds,
-                    args.concurrency,
-                )
-            finally:
-                proc.terminate()
-                proc.wait(30)
-    baseline = results["bare"]["rps"]
-    for name, result in results.items():
-        if name != "bare":
-            print(f"{name:<11} throughput ratio to bare endpoint: {result['rps'] / baseline:.2f}")
-    print(json.dumps(results))
+        rounds: list[dict[str, dict[str, float]]] = []
+        for number in range(args.rounds):
+            if args.rounds > 1:
+                print(f"round {number + 1} (load average {os.getloadavg()[0]:.2f})")
+            results: dict[str, dict[str, float]] = {}
+            for name, command, env in targets:
+                port = int(env["PORT"])
+                # Each round starts from an empty database of its own.
+                fresh = {**env, "VIBE_DATA_DIR": str(Path(tmp) / f"{name}-{number}")}
+                if env.get("VIBE_DATABASE_URL"):
+                    fresh["VIBE_DATABASE_URL"] = fresh_pg_database(pg)
+                proc = start(command, fresh, port)
+                try:
+                    results[name] = measure(
+                        name,
+                        proc.pid,
+                        f"http://127.0.0.1:{port}/webhook",
+                        args.requests,
+                        args.seconds,
+                        args.concurrency,
+                        args.httpx,
+                    )
+                finally:
+                    proc.terminate()
+                    proc.wait(30)
+                    if fresh.get("VIBE_DATABASE_URL"):
+                        drop_pg_database(pg, fresh["VIBE_DATABASE_URL"])
+            rounds.append(results)
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    for name in rounds[0]:
+        if name == "bare":
+            continue
+        ratios = [r[name]["rps"] / r["bare"]["rps"] for r in rounds]
+        cpu = [r[name]["cpu_ms"] / r["bare"]["cpu_ms"] for r in rounds]
+        p99 = statistics.median(r[name]["p99_ms"] for r in rounds)
+        spread = f" (rounds: {', '.join(f'{x:.2f}' for x in ratios)})" if len(rounds) > 1 else ""
+        print(
+            f"{name:<13} throughput ratio to bare endpoint: {statistics.median(ratios):.2f}"
+            f"{spread}   p99 {p99:.1f} ms   server CPU per delivery "
+            f"{statistics.median(cpu):.2f}x bare's"
+        )
+    print(json.dumps(rounds if len(rounds) > 1 else rounds[0]))
 
 
 if __name__ == "__main__":

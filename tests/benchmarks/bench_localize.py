@@ -1,6 +1,6 @@
 """File-localisation benchmark: the context engine against plain BM25 on real SWE-bench issues.
 
-    python tests/benchmarks/bench_localize.py [--via-cli] [--repo owner/name] [--json OUT]
+    python tests/benchmarks/bench_localize.py [--via-cli] [--repo owner/name] [--json OUT] [--loro]
 
 The benchmark itself lives in ``localize.py`` (the name the issue gives it); this is the
 ``bench_<topic>.py`` entry point the project's convention asks for.

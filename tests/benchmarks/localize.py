@@ -1,14 +1,16 @@
 """File-localisation benchmark on real SWE-bench issues (../shared/bench/localize/README.md).
 
-    python tests/benchmarks/localize.py [--via-cli] [--repo NAME] [--json OUT]
+    python tests/benchmarks/localize.py [--via-cli] [--repo NAME] [--json OUT] [--loro]
 
 Materialises the 55 source-distribution snapshots into ``tests/benchmarks/.cache/`` (kept out
 of git), ranks every instance's repository for its issue with the context engine, and reports
 Acc@1/3/5/10 (all gold files within the top k) and budget recall at 13k/27k/50k tokens, per
 repository and overall, beside the plain BM25 baseline the README defines, computed in the
-same run over the same instances. The fused ranker's weights were set on the "tuning"
-repositories; the "held-out" ones show whether it generalises. Also reported: index build
-time (cold, then warm from the cache) and query latency with a warm index.
+same run over the same instances. The fused ranker's first weights were set on the "tuning"
+repositories; the "held-out" ones show whether it generalises, and ``--loro`` adds
+leave-one-repository-out cross-validation of the weights fitted since (localize_fit.py).
+Also reported: index build time (cold, then warm from the cache) and query latency with a
+warm index.
 
 ``--via-cli`` runs ``vibe context rank --json`` as a subprocess for every instance instead of
 calling the library, which measures what an operator sees.
@@ -32,10 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from localize_data import CACHE, Instance, load_instances, materialise
+from localize_fit import Case, make_case, report
 
 from bot.context.files import DirectorySnapshot
 from bot.context.index import RepoIndex, build_index
-from bot.context.rank import rank_files
+from bot.context.pack import assemble_context
+from bot.context.rank import rank_files, retriever_for
 from bot.context.terms import IDENT_RE, split_identifier
 
 CLI = "from bot.entrypoints.cli import main; main()"
@@ -125,6 +129,22 @@ def rank_via_cli(inst: Instance, cache_dir: Path) -> tuple[list[str], float]:
     return [f["path"] for f in json.loads(proc.stdout)["files"]], elapsed
 
 
+def pack_recall(index: RepoIndex, inst: Instance, budget: int) -> tuple[float, float]:
+    """Shares of the gold files the context pack holds whole, and whole or as an outline
+    (a file or outline cut short counts as neither)."""
+    pack = assemble_context(index, inst.problem_statement, budget)
+    code = [p for p in pack.parts if p.kind in {"code", "data"}]
+    whole = {p.source for p in code if not p.truncated}
+    outlined = whole | {
+        p.source
+        for p in code
+        if p.text.startswith(f"## file: {p.source} (outline;")
+        and "[... truncated by the context budget" not in p.text
+    }
+    gold = inst.gold_files
+    return sum(g in whole for g in gold) / len(gold), sum(g in outlined for g in gold) / len(gold)
+
+
 def table(title: str, rows: dict[str, list[dict[str, float]]]) -> str:
     head = ["repo", "n", *[f"Acc@{k}" for k in KS], *[f"B{b // 1000}k" for b in BUDGETS]]
     lines = [title, "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -165,6 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", help="only instances of this owner/name")
     parser.add_argument("--json", type=Path, help="write per-instance results here")
     parser.add_argument("--show-misses", action="store_true")
+    parser.add_argument(
+        "--pack", action="store_true", help="also measure what assemble_context packs"
+    )
+    parser.add_argument(
+        "--loro", action="store_true", help="also fit across repositories (localize_fit.py)"
+    )
     args = parser.parse_args(argv)
 
     instances = load_instances()
@@ -186,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     baseline_latency: list[float] = []
     per_tree: dict[str, tuple[RepoIndex, Baseline, dict[str, int]]] = {}
     detail = {}
+    cases: list[Case] = []
+    packed: dict[int, list[tuple[float, float]]] = defaultdict(list)
     warmed: set[str] = set()
     for inst in instances:
         if inst.sdist_root not in per_tree:
@@ -206,6 +234,16 @@ def main(argv: list[str] | None = None) -> int:
             ranking = [r.path for r in rank_files(index, inst.problem_statement)]
             elapsed = time.perf_counter() - started
         latency.append(elapsed)
+        if args.pack:
+            for b in BUDGETS:
+                packed[b].append(pack_recall(index, inst, b))
+        if args.loro:
+            cases.append(
+                make_case(
+                    retriever_for(index), inst.instance_id, inst.repo, inst.problem_statement,
+                    inst.gold_files, sizes,
+                )
+            )  # fmt: skip
         started = time.perf_counter()
         base_ranking = baseline.rank(inst.problem_statement)
         baseline_latency.append(time.perf_counter() - started)
@@ -257,6 +295,18 @@ def main(argv: list[str] | None = None) -> int:
         f"max {1000 * max(latency):.0f} ms; BM25 baseline median "
         f"{1000 * statistics.median(baseline_latency):.0f} ms"
     )
+    if args.pack:
+        print("\n## What the pack holds (assemble_context, the whole pack within the budget)")
+        for b in BUDGETS:
+            whole = statistics.mean(w for w, _ in packed[b])
+            shown = statistics.mean(a for _, a in packed[b])
+            print(
+                f"{b // 1000}k: gold files whole {100 * whole:.1f}, "
+                f"whole or as their outline {100 * shown:.1f}"
+            )
+    if args.loro:
+        print()
+        print(report(cases))
     if args.json:
         args.json.write_text(json.dumps({"ours": ours, "bm25": base, "detail": detail}, indent=1))
     return 0
