@@ -300,9 +300,10 @@ def undo(env: Env, task: TaskRecord, *, key: str, where: int) -> str | None:
         reply(env, where, key, f"Iteration {last.number} left nothing to revert.")
         return None
     env.tasks.mark_reverted(task.id, last.number)
-    reply(env, where, key, f"Reverted iteration {last.number} in {sha[:7]}.")
     env.note(f"undo: reverted iteration {last.number} in {sha[:7]}")
+    # the body first: the reply says it is done, so everything it names is written
     _refresh_pr_body(env, task.id, last.summary)
+    reply(env, where, key, f"Reverted iteration {last.number} in {sha[:7]}.")
     return sha
 
 
@@ -341,8 +342,8 @@ def pick(env: Env, task: TaskRecord, number: int, *, key: str, where: int, by: s
     now = sha or head
     env.tasks.record_attempts(task.id, it.number, picked(found, number, by, now))
     env.note(f"pick: attempt {number} of iteration {it.number} in {now[:7]}")
-    reply(env, where, key, f"Attempt {number} is now the head of `{task.branch}` ({now[:7]}).")
     _refresh_pr_body(env, task.id, attempt.summary or it.summary)
+    reply(env, where, key, f"Attempt {number} is now the head of `{task.branch}` ({now[:7]}).")
     return now
 
 
