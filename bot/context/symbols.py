@@ -76,6 +76,9 @@ _LINE_RE = re.compile(
 )
 # ``\b`` before a word character is ``(?<!\w)``, found faster.
 _REF_RE = re.compile(r"\b[A-Za-z_]\w*")
+# The same for ASCII text, where both match alike: Unicode ``\b`` costs a third of an
+# index build's reference scan, and almost every source file is ASCII.
+_REF_ASCII_RE = re.compile(r"\b[A-Za-z_]\w*", re.ASCII)
 _IMPORT_RE = re.compile(r"\n[ \t]*import[ \t]+([^\n;\\]+(?:\\\n[^\n;\\]*)*)")
 _FROM_RE = re.compile(
     r"\n[ \t]*from[ \t]+([.\w]+)[ \t]+import[ \t]+(\([^)]{0,4000}\)|[^\n;\\]*(?:\\\n[^\n;\\]*)*)"
@@ -184,7 +187,7 @@ def python_symbols(source: bytes, path: str) -> FileSymbols:
                 signature = _signature(lines, row)
                 result.defs.append(Definition(target, "variable", row + 1, parent, signature))
                 defined[target] += 1
-    refs = Counter(_REF_RE.findall(code))
+    refs = Counter((_REF_ASCII_RE if code.isascii() else _REF_RE).findall(code))
     for word in _KEYWORDS.intersection(refs):
         del refs[word]
     refs.subtract(defined)
