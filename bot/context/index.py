@@ -215,9 +215,10 @@ def idle_cpus() -> int:
 def parse_many(items: list[tuple[str, str, bytes]], workers: int | None = None) -> list[FileEntry]:
     """:func:`parse_file` of every ``(path, blob, content)``, in order. With more than one
     worker (default: :func:`idle_cpus`) and at least :data:`PARALLEL_MIN_BYTES` to read,
-    the files are dealt to worker processes (:mod:`bot.context.parse_worker`, fresh
-    interpreters: the bot's threads are never forked), largest first so that the shares
-    come out even; the result is the same as parsing in turn (tested)."""
+    the files are dealt into that many shares, largest first so that they come out even;
+    this thread parses the first and worker processes the others
+    (:mod:`bot.context.parse_worker`, fresh interpreters: the bot's threads are never
+    forked). The result is the same as parsing in turn (tested)."""
     count = idle_cpus() if workers is None else workers
     total = sum(len(content) for _, _, content in items)
     if count < 2 or total < PARALLEL_MIN_BYTES or len(items) < 2 * count:
@@ -228,8 +229,10 @@ def parse_many(items: list[tuple[str, str, bytes]], workers: int | None = None) 
         lightest = loads.index(min(loads))
         chunks[lightest].append(item)
         loads[lightest] += len(item[2])
-    with ThreadPoolExecutor(count) as pool:
-        parsed = [entry for chunk in pool.map(_parse_in_process, chunks) for entry in chunk]
+    with ThreadPoolExecutor(count - 1) as pool:
+        others = pool.map(_parse_in_process, chunks[1:])
+        parsed = [parse_file(path, blob, content) for path, blob, content in chunks[0]]
+        parsed.extend(entry for chunk in others for entry in chunk)
     by_path = {entry.path: entry for entry in parsed}
     return [by_path[path] for path, _, _ in items]
 
