@@ -36,6 +36,10 @@ KEEP_INDEXES = 8
 MAX_PARSE_WORKERS = 4
 # Below this much source, starting worker processes costs more than it saves.
 PARALLEL_MIN_BYTES = 4 * 1024 * 1024
+# What a parse worker's start-up and the passing of its share cost, counted as bytes of
+# source it would parse meanwhile: its share is that much smaller than this thread's.
+# sympy's 26 MB in two shares: 1.66 s with none, 1.48 s with this (bench_context_speed.py).
+WORKER_START_BYTES = 2 * 1024 * 1024
 PARSE_TIMEOUT_SECONDS = 600
 
 DOC_SUFFIXES = frozenset({"md", "rst", "txt", "adoc", "asciidoc", "org", "textile"})
@@ -187,20 +191,34 @@ def parse_file(path: str, blob: str, content: bytes) -> FileEntry:
 def _parse_in_process(chunk: list[tuple[str, str, bytes]]) -> list[FileEntry]:
     # The contents passed content_excluded(), so they are UTF-8 and survive JSON unchanged.
     payload = orjson.dumps([[path, blob, content.decode("utf-8")] for path, blob, content in chunk])
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-P", "-m", "bot.context.parse_worker"],
-            input=payload,
-            capture_output=True,
-            check=False,
-            timeout=PARSE_TIMEOUT_SECONDS,
-        )
-    except subprocess.TimeoutExpired:
-        raise SnapshotError(f"parsing took longer than {PARSE_TIMEOUT_SECONDS} s") from None
-    if proc.returncode != 0:
-        message = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise SnapshotError(f"parsing failed: {message[-1] if message else proc.returncode}")
-    return [FileEntry.from_json(row) for row in orjson.loads(proc.stdout)]
+    # Files, not pipes: feeding a pipe is a Python loop in this thread that needs the GIL
+    # for every 4 KB, while the calling thread holds it parsing its own share; the worker
+    # then waited for its input until that share was done (measured: two shares took
+    # longer than one).
+    with (
+        tempfile.TemporaryFile() as source,
+        tempfile.TemporaryFile() as sink,
+        tempfile.TemporaryFile() as errors,
+    ):
+        source.write(payload)
+        source.seek(0)
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-P", "-m", "bot.context.parse_worker"],
+                stdin=source,
+                stdout=sink,
+                stderr=errors,
+                check=False,
+                timeout=PARSE_TIMEOUT_SECONDS,
+            )
+        except subprocess.TimeoutExpired:
+            raise SnapshotError(f"parsing took longer than {PARSE_TIMEOUT_SECONDS} s") from None
+        if proc.returncode != 0:
+            errors.seek(0)
+            message = errors.read().decode("utf-8", "replace").strip().splitlines()
+            raise SnapshotError(f"parsing failed: {message[-1] if message else proc.returncode}")
+        sink.seek(0)
+        return [FileEntry.from_json(row) for row in orjson.loads(sink.read())]
 
 
 def idle_cpus() -> int:
@@ -224,7 +242,7 @@ def parse_many(items: list[tuple[str, str, bytes]], workers: int | None = None) 
     if count < 2 or total < PARALLEL_MIN_BYTES or len(items) < 2 * count:
         return [parse_file(path, blob, content) for path, blob, content in items]
     chunks: list[list[tuple[str, str, bytes]]] = [[] for _ in range(count)]
-    loads = [0] * count
+    loads = [0] + [WORKER_START_BYTES] * (count - 1)  # a worker starts later than this thread
     for item in sorted(items, key=lambda i: -len(i[2])):
         lightest = loads.index(min(loads))
         chunks[lightest].append(item)

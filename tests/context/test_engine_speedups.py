@@ -3,13 +3,14 @@ the signals added for generalisation (option names, module docstrings)."""
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 import bot.context.index as index_module
-from bot.context.files import DirectorySnapshot, GitCommitSnapshot, blob_id
+from bot.context.files import DirectorySnapshot, GitCommitSnapshot, SnapshotError, blob_id
 from bot.context.index import build_index, parse_file, parse_many
 from bot.context.pack import assemble_context
 from bot.context.query import parse_issue
@@ -152,6 +153,36 @@ def test_parallel_parsing_gives_the_serial_result(
     # this thread parses one share, worker processes the others
     assert parse_many(items, workers=2) == serial
     assert parse_many(items, workers=3) == serial
+
+
+@pytest.mark.parametrize(
+    ("script", "timeout", "message"),
+    [
+        ("echo 'MemoryError: out of memory' >&2; exit 3", 30.0, "parsing failed: MemoryError"),
+        ("exec sleep 30", 0.5, "parsing took longer than 0.5 s"),
+    ],
+    ids=["fails", "hangs"],
+)
+def test_a_parse_worker_that_fails_or_hangs_is_a_clear_error(
+    project: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    script: str,
+    timeout: float,
+    message: str,
+) -> None:
+    snapshot = DirectorySnapshot(project)
+    listed = snapshot.list_files()
+    contents = snapshot.read_many([f.path for f in listed])
+    items = [(f.path, f.blob, contents[f.path]) for f in listed]
+    worker = tmp_path / "python"
+    worker.write_text(f"#!/bin/sh\ncat > /dev/null\n{script}\n")
+    worker.chmod(0o755)
+    monkeypatch.setattr(index_module, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(index_module, "PARSE_TIMEOUT_SECONDS", timeout)
+    monkeypatch.setattr(sys, "executable", str(worker))
+    with pytest.raises(SnapshotError, match=message):
+        parse_many(items, workers=2)
 
 
 def test_a_hyphenated_option_finds_the_code_that_reads_it(project: Path, tmp_path: Path) -> None:
