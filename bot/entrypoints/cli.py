@@ -621,10 +621,26 @@ def demo(
     raise typer.Exit(run_demo(as_json, keep))
 
 
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` is a Ctrl-C, or came from one: Python wraps what some hooks raise
+    (a class body's ``__set_name__`` during an import becomes a RuntimeError whose cause is
+    the KeyboardInterrupt)."""
+    seen: set[int] = set()
+    found: BaseException | None = exc
+    while found is not None and id(found) not in seen:
+        if isinstance(found, KeyboardInterrupt):
+            return True
+        seen.add(id(found))
+        found = found.__cause__ or found.__context__
+    return False
+
+
 def main() -> None:
     try:
         app()
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        if not _interrupted(exc):
+            raise
         # The stack has unwound (every finally ran), but a Ctrl-C that lands while the
         # service starts can leave a thread it had just started (the delivery writer, the
         # worker pool) that nothing will stop: the interpreter would wait for it for good.

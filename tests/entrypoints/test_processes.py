@@ -367,6 +367,38 @@ def test_ctrl_c_on_serve_exits_quietly_while_starting_and_when_running(
     assert f"Generated a webhook secret, stored in {secret_file} (mode 0600)" in out + err
 
 
+# A Ctrl-C that lands while a class body runs during an import: Python 3.11 turns what
+# ``__set_name__`` raises into a RuntimeError whose cause is the KeyboardInterrupt (seen
+# when pydantic builds the repository config's models as ``vibe serve`` starts).
+WRAPPED_CTRL_C = """
+import bot.entrypoints.cli as cli
+
+class Interrupting:
+    def __set_name__(self, owner, name):
+        raise KeyboardInterrupt
+
+def starting():
+    class Config:
+        field = Interrupting()
+
+cli.app = starting
+cli.main()
+"""
+
+
+def test_a_ctrl_c_wrapped_by_an_import_hook_exits_quietly(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", WRAPPED_CTRL_C],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env_for(tmp_path),
+        check=False,
+    )
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr == ""
+
+
 def test_vibe_check_prints_each_check_and_exits_1_until_able(
     tmp_path: Path, able: dict[str, str]
 ) -> None:
