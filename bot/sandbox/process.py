@@ -61,6 +61,7 @@ class SandboxProcess:
         self._release = release
         self._tail = bytearray()
         self._lock = threading.Lock()
+        self._stderr_read = threading.Event()  # its end of file seen: the tail is whole
         self._closed = False
         self._thread = threading.Thread(target=self._supervise, name="sandbox-process", daemon=True)
         self._thread.start()
@@ -73,11 +74,15 @@ class SandboxProcess:
         return self._proc.poll() is None
 
     def wait(self, seconds: float) -> bool:
-        """Wait up to ``seconds`` for the process to end by itself; True when it has."""
+        """Wait up to ``seconds`` for the process to end by itself; True when it has. Within
+        the same time, its last words on stderr are read too: what the supervising thread
+        had not yet read when it died would be missing from :meth:`stderr`."""
+        until = time.monotonic() + seconds
         try:
             self._proc.wait(timeout=seconds)
         except subprocess.TimeoutExpired:
             return False
+        self._stderr_read.wait(max(0.0, until - time.monotonic()))
         return True
 
     def stderr(self) -> str:
@@ -139,6 +144,7 @@ class SandboxProcess:
                     if not chunk:
                         open_ = False
                         sel.unregister(fd)
+                        self._stderr_read.set()
                         break
                     with self._lock:
                         self._tail += chunk
