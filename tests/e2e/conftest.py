@@ -51,7 +51,10 @@ class Bot:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError("vibe serve did not become healthy")
+        # Not left running: the fixture that called start() never reaches its stop().
+        self.kill()
+        tail = self.log_path.read_text()[-3000:]
+        raise RuntimeError(f"vibe serve did not become healthy: {tail}")
 
     def kill(self) -> None:
         """SIGKILL, as a crash: no cleanup, leases left to lapse."""
