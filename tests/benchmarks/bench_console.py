@@ -48,6 +48,38 @@ TOKEN = "bench-dashboard-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
+def _step(
+    run_key: str,
+    iteration: int,
+    index: int,
+    start: datetime,
+    text_: str,
+    tool: str,
+    result: str,
+    is_error: bool,
+) -> dict[str, object]:
+    """One agent step's row: a model turn with one tool call."""
+    return {
+        "run_key": run_key,
+        "iteration_id": iteration,
+        "index": index,
+        "model": "claude",
+        "request": {},
+        "text": text_,
+        "tool_calls": [
+            {"id": "t", "name": tool, "input": "{}", "is_error": is_error, "result": result}
+        ],
+        "input_tokens": 900,
+        "output_tokens": 80,
+        "cache_write_tokens": 0,
+        "cache_read_tokens": 4000,
+        "cost": 0.01,
+        "duration": 2.0,
+        "model_duration": 1.8,
+        "started_at": start,
+    }
+
+
 def fill(engine: Engine, count: int) -> int:
     """``count`` tasks with iterations and steps; returns a task id with 30 steps."""
     start = datetime(2026, 1, 1, tzinfo=UTC)
@@ -107,31 +139,7 @@ def fill(engine: Engine, count: int) -> int:
             for row in conn.execute(text("SELECT id FROM iteration WHERE outcome = 'running'"))
         ]
         steps = [
-            {
-                "run_key": f"r{it}",
-                "iteration_id": it,
-                "index": i,
-                "model": "claude",
-                "request": {},
-                "text": "thinking " * 30,
-                "tool_calls": [
-                    {
-                        "id": "t",
-                        "name": "read_file",
-                        "input": "{}",
-                        "is_error": i == 3,
-                        "result": "x = 1\n" * 50,
-                    }
-                ],
-                "input_tokens": 900,
-                "output_tokens": 80,
-                "cache_write_tokens": 0,
-                "cache_read_tokens": 4000,
-                "cost": 0.01,
-                "duration": 2.0,
-                "model_duration": 1.8,
-                "started_at": start,
-            }
+            _step(f"r{it}", it, i, start, "thinking " * 30, "read_file", "x = 1\n" * 50, i == 3)
             for it in running_ids
             for i in range(1, 6)
         ]
@@ -168,31 +176,7 @@ def fill(engine: Engine, count: int) -> int:
         conn.execute(
             insert(AgentStep),
             [
-                {
-                    "run_key": f"h{it}",
-                    "iteration_id": it,
-                    "index": i,
-                    "model": "claude",
-                    "request": {},
-                    "text": "step " * 100,
-                    "tool_calls": [
-                        {
-                            "id": "t",
-                            "name": "run_command",
-                            "input": "{}",
-                            "is_error": False,
-                            "result": "ok\n" * 200,
-                        }
-                    ],
-                    "input_tokens": 900,
-                    "output_tokens": 80,
-                    "cache_write_tokens": 0,
-                    "cache_read_tokens": 4000,
-                    "cost": 0.01,
-                    "duration": 2.0,
-                    "model_duration": 1.8,
-                    "started_at": start,
-                }
+                _step(f"h{it}", it, i, start, "step " * 100, "run_command", "ok\n" * 200, False)
                 for it in heavy_ids
                 for i in range(1, 11)
             ],
