@@ -9,7 +9,6 @@ from collections.abc import Iterator
 import pytest
 
 from bot.core.config import parse_repo_config
-from bot.core.forge import IssueText, PullInfo
 from bot.core.markers import Marker
 from bot.core.render import Final
 from bot.core.tasks import State, TaskRecord, Usage
@@ -19,6 +18,7 @@ from bot.loop.status import MAX_PROGRESS_WRITES, PHASE_SPACING, StatusBoard
 from bot.testing.fake_github import AppCredentials, FakeClock, FakeGitHub
 from tests.github.conftest import app_key
 from tests.github.test_adapter import app_hub
+from tests.loop.test_status import RecordingForge
 
 REPO = "octo/demo"
 TASK = TaskRecord(
@@ -43,12 +43,14 @@ class Clock:
         return self.now
 
 
-class EditingForge:
-    """A forge that edits by id; ``gone`` ids answer as deleted comments do."""
+class EditingForge(RecordingForge):
+    """A forge that edits by id; ``gone`` ids answer as deleted comments do (the rest as
+    :class:`tests.loop.test_status.RecordingForge`)."""
 
     repo = REPO
 
     def __init__(self) -> None:
+        super().__init__()
         self.calls: list[tuple[str, int | None, str]] = []
         self.gone: set[int] = set()
         self.next_id = 500
@@ -61,21 +63,6 @@ class EditingForge:
     def edit_comment(self, number: int, comment_id: int, mark: Marker, body: str) -> bool:
         self.calls.append(("edit", comment_id, body))
         return comment_id not in self.gone
-
-    def default_branch(self) -> str:
-        return "main"
-
-    def read_file(self, path: str, ref: str) -> str | None:
-        return None
-
-    def issue_text(self, number: int) -> IssueText:
-        return IssueText("t", "b")
-
-    def pull(self, number: int) -> PullInfo | None:
-        return None
-
-    def react(self, number: int, comment_id: int | None, content: str) -> None:
-        return None
 
 
 def board(
