@@ -71,6 +71,63 @@ def test_up_to_64_levels_is_read_the_fast_way() -> None:
     assert payload._fast_decode(body) == json.loads(body)
 
 
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+def _chain(levels: int) -> Any:
+    value: Any = 1
+    for n in range(levels):
+        value = {"k": value} if n % 2 else [value]
+    return value
+
+
+@pytest.mark.parametrize("chain", [62, 63, 64])
+@pytest.mark.parametrize("siblings", [0, 5, 80])
+def test_a_deep_chain_among_many_shallow_containers_is_measured_exactly(
+    chain: int, siblings: int
+) -> None:
+    """The depth walk stops early only when the containers it has not seen cannot make a
+    chain past the limit: a chain hidden beside many shallow siblings is still found."""
+    data = {"shallow": [{"n": n} for n in range(siblings)], "deep": _chain(chain)}
+    body = json.dumps(data).encode()
+    deeper = _depth(data) > payload.MAX_DEPTH
+    assert _depth(data) == chain + 1
+    assert (payload._fast_decode(body) is None) == deeper
+    if deeper:
+        with pytest.raises(BadPayload, match="nested deeper than 64 levels"):
+            decode_payload(body, "application/json")
+    else:
+        assert decode_payload(body, "application/json") == data
+
+
+def test_the_depth_walk_agrees_with_a_plain_recursive_depth() -> None:
+    import random
+
+    rng = random.Random(15)
+
+    def grow(depth: int, room: list[int]) -> Any:
+        """A random value with a spine that may reach past 64 levels and at most
+        ``room[0]`` containers in all."""
+        if room[0] <= 0 or rng.random() < 0.1:
+            return rng.choice([1, "s", None, "[{", [], {}])
+        room[0] -= 1
+        width = rng.choice([1, 1, 1, 2, 4])
+        items = [grow(depth + 1, room) for _ in range(width)]
+        return items if rng.random() < 0.5 else {f"k{i}": v for i, v in enumerate(items)}
+
+    for _ in range(300):
+        data = {"root": grow(1, [rng.randint(10, 200)])}
+        body = json.dumps(data).encode()
+        openings = body.count(b"{") + body.count(b"[")  # brackets in strings count too
+        assert payload._deeper_than(data, 64, openings) == (_depth(data) > 64)
+        assert payload._deeper_than(data, 8, openings) == (_depth(data) > 8)
+
+
 def test_the_form_encoded_variant_is_read_from_its_payload_field() -> None:
     from urllib.parse import urlencode
 
