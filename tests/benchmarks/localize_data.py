@@ -26,6 +26,8 @@ CACHE = BENCH_DIR / ".cache"
 SDISTS = CACHE / "sdists"
 TREES = CACHE / "trees"
 DATA = BENCH_DIR.parents[2] / "shared" / "bench" / "localize" / "instances.jsonl"
+# SWE-bench Lite instances of django, matplotlib and scikit-learn (localize_extra.py).
+EXTRA = BENCH_DIR / "localize_extra.jsonl"
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,15 @@ class Instance:
         return TREES / self.sdist_root
 
 
-def load_instances(path: Path = DATA) -> list[Instance]:
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def load_instances(paths: tuple[Path, ...] = (DATA, EXTRA)) -> list[Instance]:
+    """The shared set's 95 instances, then the added ones (when their file is there)."""
+    rows = [
+        json.loads(line)
+        for path in paths
+        if path.exists()
+        for line in path.read_text().splitlines()
+        if line.strip()
+    ]
     return [
         Instance(
             r["instance_id"],
