@@ -31,7 +31,7 @@ from bot.context.files import Snapshot, SnapshotError, content_excluded, reposit
 from bot.context.symbols import CODE_SUFFIXES, Definition, extract_symbols, module_docstring
 from bot.context.terms import estimate_tokens, identifier_terms, path_terms, term_counts
 
-INDEX_VERSION = 9
+INDEX_VERSION = 10
 KEEP_INDEXES = 8
 MAX_PARSE_WORKERS = 4
 # Below this much source, starting worker processes costs more than it saves.
@@ -62,8 +62,14 @@ KNOWLEDGE_FILES = (
     "CONTRIBUTING.rst",
     ".github/CONTRIBUTING.md",
 )
+# Folders of scripts that show or measure the project rather than make it: documentation,
+# examples, and the ``tutorials`` and ``galleries`` of sphinx-gallery sites (matplotlib's
+# layout). Plural only: an application may well have a ``gallery`` package of its own.
 EXAMPLE_DIRS = frozenset(
-    {"doc", "docs", "example", "examples", "demo", "demos", "samples", "benchmarks", "bench"}
+    {
+        *("doc", "docs", "example", "examples", "demo", "demos", "samples"),
+        *("tutorials", "galleries", "benchmarks", "bench"),
+    }
 )
 TEST_DIRS = frozenset({"test", "tests", "testing", "spec", "specs", "__tests__", "e2e"})
 

@@ -64,6 +64,10 @@ def test_file_kinds() -> None:
     assert file_kind("pkg/testutils/helpers.py") == "test"
     assert file_kind("pkg/conftest.py") == "test"
     assert file_kind("docs/conf.py") == "example"
+    assert file_kind("tutorials/introductory/pyplot.py") == "example"
+    assert file_kind("galleries/examples/plot.py") == "example"
+    assert file_kind("lib/matplotlib/figure.py") == "code"
+    assert file_kind("gallery/models.py") == "code"  # an application's own package
     assert file_kind("setup.cfg") == "config"
     assert file_kind("README.rst") == "doc"
     assert file_kind("db/schema.sql") == "code"
