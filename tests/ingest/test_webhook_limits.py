@@ -153,7 +153,7 @@ def test_the_runner_api_bodies_share_the_bounds(tmp_path: Path) -> None:
     cap = 64 * KIB
     with (
         service(
-            tmp_path, max_body_bytes=cap, webhook_body_budget_bytes=cap, webhook_body_timeout=1
+            tmp_path, max_body_bytes=cap, webhook_body_budget_bytes=cap, webhook_body_timeout=4
         ) as url,
         socket.create_connection(("127.0.0.1", _port(url)), timeout=10) as sock,
     ):
@@ -162,12 +162,19 @@ def test_the_runner_api_bodies_share_the_bounds(tmp_path: Path) -> None:
             b"Authorization: Bearer forged\r\nContent-Length: %d\r\n\r\n"
         )
         sock.sendall(head % cap + b"x" * 60 * KIB)  # stalls holding most of the budget
-        time.sleep(0.3)
-        response = httpx.post(
-            f"{url}/api/runner/tasks/1/claim",
-            content=b"x" * 30 * KIB,
-            headers={"Authorization": "Bearer forged"},
-        )
+        # Until the service has read those 60 KiB, a second body still fits (and is handed
+        # on, 422): on a loaded machine that can take longer than any fixed sleep. Once
+        # they are held, and long before the held body's 4 s deadline, it answers 503.
+        deadline = time.monotonic() + 3
+        while True:
+            response = httpx.post(
+                f"{url}/api/runner/tasks/1/claim",
+                content=b"x" * 30 * KIB,
+                headers={"Authorization": "Bearer forged"},
+            )
+            if response.status_code == 503 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert response.status_code == 503
         assert "retry-after" in response.headers
         assert answer(sock, wait=10)[0] == 408  # the held one reaches its deadline
