@@ -61,7 +61,6 @@ class SandboxProcess:
         self._release = release
         self._tail = bytearray()
         self._lock = threading.Lock()
-        self._stderr_read = threading.Event()  # its end of file seen: the tail is whole
         self._closed = False
         self._thread = threading.Thread(target=self._supervise, name="sandbox-process", daemon=True)
         self._thread.start()
@@ -75,14 +74,15 @@ class SandboxProcess:
 
     def wait(self, seconds: float) -> bool:
         """Wait up to ``seconds`` for the process to end by itself; True when it has. Within
-        the same time, its last words on stderr are read too: what the supervising thread
-        had not yet read when it died would be missing from :meth:`stderr`."""
+        the same time, its last words on stderr are read too: the supervising thread ends
+        once the process has ended and stderr reached its end, and what it had not yet read
+        when the process died would be missing from :meth:`stderr`."""
         until = time.monotonic() + seconds
         try:
             self._proc.wait(timeout=seconds)
         except subprocess.TimeoutExpired:
             return False
-        self._stderr_read.wait(max(0.0, until - time.monotonic()))
+        self._thread.join(max(0.0, until - time.monotonic()))
         return True
 
     def stderr(self) -> str:
@@ -144,7 +144,6 @@ class SandboxProcess:
                     if not chunk:
                         open_ = False
                         sel.unregister(fd)
-                        self._stderr_read.set()
                         break
                     with self._lock:
                         self._tail += chunk
