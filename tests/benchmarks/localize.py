@@ -36,7 +36,7 @@ import bm25s
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from localize_data import CACHE, DATA, EXTRA, Instance, load_instances, materialise
+from localize_data import CACHE, DATA, Instance, load_instances, materialise
 from localize_fit import Case, make_case, report
 
 from bot.context.files import DirectorySnapshot
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    instances = load_instances((DATA,) if args.shared_only else (DATA, EXTRA))
+    instances = load_instances((DATA,)) if args.shared_only else load_instances()
     if args.repo:
         instances = [i for i in instances if i.repo == args.repo]
     missing = set(materialise(instances))

@@ -32,6 +32,7 @@ import urllib.parse
 import urllib.request
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from packaging.version import Version
 
@@ -48,12 +49,18 @@ PYPI = {
 FINAL = re.compile(r"\d+(\.\d+)*")
 
 
-Release = tuple[datetime, str, str, str, str]
+class Release(NamedTuple):
+    """One final release's source distribution, as the index describes it."""
+
+    uploaded: datetime
+    version: str
+    filename: str
+    url: str
+    sha256: str
 
 
 def _releases(name: str) -> list[Release]:
-    """(upload time, version, sdist file name, its address, its sha256) of every final
-    release with a ``.tar.gz``."""
+    """Every final release with a ``.tar.gz``, oldest upload first."""
     # The index's JSON description of the project, beside the simple pages pip reads.
     index = _index_url(name, "0")
     url = f"{index.removesuffix('/simple')}/pypi/{name}/json"
@@ -67,7 +74,7 @@ def _releases(name: str) -> list[Release]:
             if f["packagetype"] == "sdist" and f["filename"].endswith(".tar.gz"):
                 uploaded = datetime.fromisoformat(f["upload_time_iso_8601"].replace("Z", "+00:00"))
                 out.append(
-                    (
+                    Release(
                         uploaded,
                         version,
                         f["filename"],
@@ -80,32 +87,31 @@ def _releases(name: str) -> list[Release]:
 
 def _snapshot(releases: list[Release], created: str) -> Release:
     opened = datetime.fromisoformat(created.replace("Z", "+00:00"))
-    before = [r for r in releases if r[0] <= opened]
+    before = [r for r in releases if r.uploaded <= opened]
     if not before:
         raise LookupError(f"no release before {created}")
     # The highest version, not the latest upload: a maintenance branch's release (3.2.16)
     # is often uploaded the same day as, or after, the newer series' (4.1.3).
-    return max(before, key=lambda r: Version(r[1]))
+    return max(before, key=lambda r: Version(r.version))
 
 
 def _root(release: Release) -> str:
     """Download the sdist (unless it is there), check its sha256, unpack it and return its
     top folder. Fetched directly: ``pip download --no-binary`` would build the package's
     metadata first, which for matplotlib and scikit-learn means compiling numpy."""
-    _, _, filename, url, sha256 = release
-    archive = SDISTS / filename
+    archive = SDISTS / release.filename
     if not archive.exists():
-        print(f"downloading {filename}", file=sys.stderr)
-        with urllib.request.urlopen(url, timeout=600) as resp:  # noqa: S310
+        print(f"downloading {release.filename}", file=sys.stderr)
+        with urllib.request.urlopen(release.url, timeout=600) as resp:  # noqa: S310
             content = resp.read()
-        if hashlib.sha256(content).hexdigest() != sha256:
-            raise LookupError(f"{filename}: sha256 mismatch")
+        if hashlib.sha256(content).hexdigest() != release.sha256:
+            raise LookupError(f"{release.filename}: sha256 mismatch")
         SDISTS.mkdir(parents=True, exist_ok=True)
         archive.write_bytes(content)
     with tarfile.open(archive) as tar:
         first = tar.next()
         if first is None:
-            raise LookupError(f"{filename} is empty")
+            raise LookupError(f"{release.filename} is empty")
         root = first.name.split("/")[0]
         if not (TREES / root).is_dir():
             tar.extractall(TREES, filter="data")
@@ -119,7 +125,6 @@ def main(paths: list[str]) -> int:
     for row in sorted(raw, key=lambda r: r["instance_id"]):
         name = PYPI[row["repo"]]
         release = _snapshot(releases[name], row["created_at"])
-        version = release[1]
         root = _root(release)
         missing = [g for g in row["gold_files"] if not (TREES / root / g).is_file()]
         if missing or not row["gold_files"]:
@@ -131,7 +136,7 @@ def main(paths: list[str]) -> int:
                 "repo": row["repo"],
                 "base_commit": row["base_commit"],
                 "pypi_name": name,
-                "pypi_version": version,
+                "pypi_version": release.version,
                 "sdist_root": root,
                 "problem_statement": row["problem_statement"],
                 "gold_files": row["gold_files"],

@@ -5,6 +5,7 @@ over to it whatever it cannot vouch for."""
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 import pytest
@@ -106,8 +107,6 @@ def test_a_deep_chain_among_many_shallow_containers_is_measured_exactly(
 
 
 def test_the_depth_walk_agrees_with_a_plain_recursive_depth() -> None:
-    import random
-
     rng = random.Random(15)
 
     def grow(depth: int, room: list[int]) -> Any:
