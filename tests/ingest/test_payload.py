@@ -53,7 +53,8 @@ def test_what_orjson_would_read_otherwise_goes_the_careful_way(
     ("body", "why"),
     [
         (b'{"a": ' * 65 + b"1" + b"}" * 65, "nested deeper than 64 levels"),
-        # Past orjson's own limit (and past what crashed orjson 3.8): never handed to it.
+        # Past orjson's own limit of 1024 levels (pyproject asks for orjson 3.10 or newer,
+        # which refuses it; 3.8 crashed the process): the careful reading says why.
         (b'{"a": ' * 100_000 + b"1" + b"}" * 100_000, "nested deeper than 64 levels"),
         (b'{"a": NaN}', "NaN is not JSON"),
         (b'{"a": 1e400}', "does not fit a double"),
@@ -92,8 +93,7 @@ def _chain(levels: int) -> Any:
 def test_a_deep_chain_among_many_shallow_containers_is_measured_exactly(
     chain: int, siblings: int
 ) -> None:
-    """The depth walk stops early only when the containers it has not seen cannot make a
-    chain past the limit: a chain hidden beside many shallow siblings is still found."""
+    """A chain hidden beside many shallow siblings is found, at exactly the limit."""
     data = {"shallow": [{"n": n} for n in range(siblings)], "deep": _chain(chain)}
     body = json.dumps(data).encode()
     deeper = _depth(data) > payload.MAX_DEPTH
@@ -106,25 +106,55 @@ def test_a_deep_chain_among_many_shallow_containers_is_measured_exactly(
         assert decode_payload(body, "application/json") == data
 
 
-def test_the_depth_walk_agrees_with_a_plain_recursive_depth() -> None:
+def _has_double(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_has_double(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_double(v) for v in value)
+    return isinstance(value, float)
+
+
+def test_the_shape_walk_agrees_with_a_plain_recursive_reading() -> None:
     rng = random.Random(15)
 
     def grow(depth: int, room: list[int]) -> Any:
         """A random value with a spine that may reach past 64 levels and at most
         ``room[0]`` containers in all."""
         if room[0] <= 0 or rng.random() < 0.1:
-            return rng.choice([1, "s", None, "[{", [], {}])
+            return rng.choice([1, 2.5, "s", None, True, "[{", [], {}])
         room[0] -= 1
         width = rng.choice([1, 1, 1, 2, 4])
         items = [grow(depth + 1, room) for _ in range(width)]
         return items if rng.random() < 0.5 else {f"k{i}": v for i, v in enumerate(items)}
 
+    seen = set()
     for _ in range(300):
         data = {"root": grow(1, [rng.randint(10, 200)])}
-        body = json.dumps(data).encode()
-        openings = body.count(b"{") + body.count(b"[")  # brackets in strings count too
-        assert payload._deeper_than(data, 64, openings) == (_depth(data) > 64)
-        assert payload._deeper_than(data, 8, openings) == (_depth(data) > 8)
+        for limit in (64, 8):
+            shape = payload._shape(data, limit)
+            assert shape[0] == (_depth(data) > limit)
+            # Past the limit the walk may stop before it has seen every double.
+            if not shape[0]:
+                assert shape[1] == _has_double(data)
+            seen.add(shape)
+    assert seen == {(False, False), (False, True), (True, False), (True, True)}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a": 1.5, "b": 12345678901234567890123}',  # a double beside a big integer
+        b'{"a": [1.5, {"b": -92233720368547758090}]}',
+    ],
+)
+def test_a_big_integer_beside_a_double_goes_the_careful_way(body: bytes) -> None:
+    assert payload._fast_decode(body) is None
+    assert decode_payload(body, "application/json") == json.loads(body)
+
+
+def test_doubles_without_a_big_integer_are_read_the_fast_way() -> None:
+    body = b'{"a": 1.5, "b": [2e10, {"c": 123456789012345678}]}'
+    assert payload._fast_decode(body) == json.loads(body)
 
 
 def test_the_form_encoded_variant_is_read_from_its_payload_field() -> None:
