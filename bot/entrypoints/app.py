@@ -33,7 +33,7 @@ from bot.entrypoints.dashboard import make_dashboard_router
 from bot.entrypoints.metrics import DatabaseCollector
 from bot.entrypoints.readiness import Readiness, problems, unready
 from bot.executors.actions.executor import make_runner_router, service_executor
-from bot.ingest.deliveries import DeliveryWriter
+from bot.ingest.deliveries import DeliveryWriter, writers_for
 from bot.ingest.webhook import BodyLimits, BoundedBodies, WebhookEndpoint, database_away
 from bot.jobs.queue import Handler
 from bot.observability import Metrics
@@ -76,7 +76,7 @@ def create_app(
     init_db(engine)
     queue = build_queue(settings, engine)
     metrics = Metrics(DatabaseCollector(engine))
-    writer = DeliveryWriter(engine, settings.max_attempts)
+    writer = DeliveryWriter(engine, settings.max_attempts, writers=writers_for(engine))
     setup = GitHubSetup(settings)
     worker = build_worker(settings, queue, handlers=handlers, setup=setup)
 

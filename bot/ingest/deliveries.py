@@ -24,6 +24,7 @@ import contextlib
 import queue
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -372,21 +373,31 @@ def store_deliveries(
 
 
 class DeliveryWriter:
-    """Group commit for ingest: one thread stores waiting deliveries in one transaction.
+    """Group commit for ingest: a writer thread stores the deliveries waiting in one
+    transaction.
 
     A request awaits its delivery's result, so a 202 still means the delivery and its job
     are committed. Batching turns N commits (and N fights over SQLite's write lock) into one,
-    which is what keeps latency flat at high concurrency.
+    which is what keeps latency flat at high concurrency. On PostgreSQL ``writers`` threads
+    (:func:`writers_for`) each commit a batch of their own, so that one batch fills while
+    another waits for its commit to be flushed: the same concurrency as the processes of
+    ``vibe serve --processes``, whose writers already store side by side. SQLite takes one
+    writer at a time whatever the threads, so it has one.
     """
 
-    def __init__(self, engine: Engine, max_attempts: int, max_batch: int = 200) -> None:
+    def __init__(
+        self, engine: Engine, max_attempts: int, max_batch: int = 200, writers: int = 1
+    ) -> None:
+        if writers < 1:
+            raise ValueError(f"writers must be at least 1, not {writers}")
         self.engine = engine
         self.max_attempts = max_attempts
         self.max_batch = max_batch
+        self.writers = writers
         self._queue: queue.SimpleQueue[
             tuple[Incoming, asyncio.AbstractEventLoop, asyncio.Future[StoreResult]] | None
         ] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
     async def store(self, item: Incoming) -> StoreResult:
@@ -398,18 +409,22 @@ class DeliveryWriter:
 
     def _start(self) -> None:
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="vibe-ingest-writer", daemon=True
+            self._threads = [thread for thread in self._threads if thread.is_alive()]
+            while len(self._threads) < self.writers:
+                thread = threading.Thread(
+                    target=self._run, name=f"vibe-ingest-writer-{len(self._threads)}", daemon=True
                 )
-                self._thread.start()
+                thread.start()
+                self._threads.append(thread)
 
     def close(self) -> None:
         with self._lock:
-            thread, self._thread = self._thread, None
-        if thread is not None:
+            threads, self._threads = self._threads, []
+        for _ in threads:
             self._queue.put(None)
-            thread.join(30)
+        deadline = time.monotonic() + 30
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _run(self) -> None:
         while True:
@@ -445,6 +460,12 @@ class DeliveryWriter:
         for loop, calls in by_loop.items():
             with contextlib.suppress(RuntimeError):  # that loop has closed meanwhile
                 loop.call_soon_threadsafe(_run_all, calls)
+
+
+def writers_for(engine: Engine) -> int:
+    """How many writer threads :class:`DeliveryWriter` runs on ``engine``: two on
+    PostgreSQL, one on SQLite (one write lock)."""
+    return 2 if engine.dialect.name == "postgresql" else 1
 
 
 def _resolver(

@@ -1,0 +1,117 @@
+"""The group commit's writer threads (bot/ingest/deliveries.py): on PostgreSQL a batch that
+waits on the database does not hold up the next one; every writer stops on close."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from bot.ingest.deliveries import DeliveryWriter, Incoming, Ingested, writers_for
+from bot.store.engine import init_db, make_engine
+from bot.store.tables import Delivery, Job, utcnow
+from tests.support.web import fixture_payload
+
+
+def _incoming(delivery_id: str) -> Incoming:
+    payload = fixture_payload("issue_comment.created")[1]
+    body = json.dumps(payload).encode()
+    ingested = Ingested("queued", "created", None, "acme/widgets#1")
+    return Incoming(delivery_id, "issue_comment", payload, ingested, body, "application/json")
+
+
+def _lock_waiters(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+        )
+
+
+@pytest.mark.postgres
+def test_a_batch_waiting_on_a_lock_does_not_hold_up_the_next(pg_database_url: str) -> None:
+    """Another transaction holds delivery A's id uncommitted, so the batch with A waits on
+    the unique index; B, sent after, is stored by the second writer meanwhile. With one
+    writer B would wait for A."""
+    engine = make_engine(pg_database_url)
+    init_db(engine)
+    assert writers_for(engine) == 2
+    writer = DeliveryWriter(engine, max_attempts=3, writers=writers_for(engine))
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    blocker = engine.connect()
+    blocker.begin()
+    try:
+        blocker.execute(
+            Delivery.__table__.insert().values(  # type: ignore[attr-defined]
+                id=first,
+                event="issue_comment",
+                outcome="queued",
+                redeliveries=0,
+                received_at=utcnow(),
+            )
+        )
+
+        async def scenario() -> tuple[str, str, float]:
+            waiting = asyncio.ensure_future(writer.store(_incoming(first)))
+            deadline = time.monotonic() + 10
+            while _lock_waiters(engine) == 0:
+                assert time.monotonic() < deadline, "the first batch never waited on the lock"
+                await asyncio.sleep(0.05)
+            started = time.monotonic()
+            stored = await asyncio.wait_for(writer.store(_incoming(second)), 10)
+            took = time.monotonic() - started
+            assert not waiting.done()
+            threading.Thread(target=blocker.rollback).start()
+            return await asyncio.wait_for(waiting, 10), stored, took
+
+        late, stored, took = asyncio.run(scenario())
+        assert (late, stored) == ("new", "new")
+        assert took < 5
+    finally:
+        blocker.close()
+        writer.close()
+    with Session(engine) as session:
+        assert {d.id for d in session.exec(select(Delivery))} == {first, second}
+        assert sorted(j.delivery_id or "" for j in session.exec(select(Job))) == sorted(
+            [first, second]
+        )
+    engine.dispose()
+
+
+def test_sqlite_has_one_writer(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/vibe.db")
+    assert writers_for(engine) == 1
+    engine.dispose()
+
+
+@pytest.mark.parametrize("writers", [0, -1])
+def test_a_writer_needs_a_thread(tmp_path: Path, writers: int) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/vibe.db")
+    with pytest.raises(ValueError, match="writers must be at least 1"):
+        DeliveryWriter(engine, max_attempts=3, writers=writers)
+    engine.dispose()
+
+
+def test_close_stops_every_writer(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/vibe.db")
+    init_db(engine)
+    writer = DeliveryWriter(engine, max_attempts=3, writers=3)
+    before = set(threading.enumerate())
+    assert asyncio.run(writer.store(_incoming(str(uuid.uuid4())))) == "new"
+    mine = [t for t in set(threading.enumerate()) - before if t.name.startswith("vibe-ingest")]
+    assert len(mine) == 3
+    writer.close()
+    assert [t.name for t in mine if t.is_alive()] == []
+    engine.dispose()
