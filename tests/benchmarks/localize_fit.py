@@ -4,7 +4,10 @@ Leave-one-repository-out (LORO): for each of the benchmark's repositories, fit t
 weights on the instances of all the others and score the held-out one with them; the LORO
 figure is the mean over all instances of those held-out scores. The fit is coordinate ascent
 over a grid, one weight at a time, on a blend of Acc@5 (the judged figure), Acc@1, Acc@10,
-the reciprocal rank of the worst-placed gold file and budget recall at 27k tokens; the
+the reciprocal rank of the worst-placed gold file and budget recall at 27k tokens, each the
+mean over repositories of the repository's mean: weights are chosen to serve a repository
+not yet seen, so the repository with the most issues (pytest, 33; seaborn has 5) does not
+decide them alone. Over instances, LORO Acc@5 was 84.3; over repositories, 85.0. The
 features' own values come from the engine (:meth:`bot.context.retrieve.Retriever.signals`),
 so a fitted weight set means the same in ``bot/context/rank.py``.
 
@@ -91,8 +94,19 @@ def mean_scores(cases: list[Case], weights: dict[str, float], exponent: float) -
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 
+def repository_mean(
+    cases: list[Case], weights: dict[str, float], exponent: float
+) -> dict[str, float]:
+    """Each score's mean over repositories of its mean over the repository's instances."""
+    by_repo: dict[str, list[Case]] = defaultdict(list)
+    for case in cases:
+        by_repo[case.repo].append(case)
+    means = [mean_scores(group, weights, exponent) for group in by_repo.values()]
+    return {k: float(np.mean([m[k] for m in means])) for k in means[0]}
+
+
 def objective(cases: list[Case], weights: dict[str, float], exponent: float) -> float:
-    m = mean_scores(cases, weights, exponent)
+    m = repository_mean(cases, weights, exponent)
     return m["acc5"] + 0.25 * (m["acc1"] + m["acc10"] + m["b27k"]) + 0.5 * m["rr"]
 
 
