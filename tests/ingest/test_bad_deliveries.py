@@ -16,15 +16,13 @@ import pytest
 from sqlmodel import Session, select
 
 from bot.ingest.deliveries import (
-    Incoming,
-    Ingested,
     RefusedDelivery,
     Unstorable,
     store_deliveries,
     stored_delivery,
 )
 from bot.store.tables import Delivery, Job
-from tests.support.web import Live, fixture_payload, headers_for, post
+from tests.support.web import Live, fixture_payload, headers_for, incoming, post
 
 
 def stored(live: Live) -> dict[str, Delivery]:
@@ -124,13 +122,6 @@ def test_what_cannot_be_stored_is_refused_by_its_job_with_one_line(live: Live) -
     assert payload_of(live, deep)["a"]["a"]["a"] is not None
 
 
-def _incoming(payload: dict[str, Any], action: str | None = "created") -> Incoming:
-    key = "acme/widgets#1"
-    body = json.dumps(payload).encode()
-    ingested = Ingested("queued", action, None, key)
-    return Incoming(str(uuid.uuid4()), "issue_comment", payload, ingested, body, "application/json")
-
-
 def test_a_batch_with_a_delivery_the_database_refuses_stores_the_others(
     live: Live,
 ) -> None:
@@ -139,10 +130,10 @@ def test_a_batch_with_a_delivery_the_database_refuses_stores_the_others(
     engine = live.app.state.engine
     good = fixture_payload("issue_comment.created")[1]
     batch = [
-        _incoming(good),
-        _incoming(good, action="\ud800"),  # UTF-8 cannot encode it: the driver raises
-        _incoming({"installation": {"id": 2**70}, **good}),  # bounded: stored without it
-        _incoming(good),
+        incoming(good),
+        incoming(good, action="\ud800"),  # UTF-8 cannot encode it: the driver raises
+        incoming({"installation": {"id": 2**70}, **good}),  # bounded: stored without it
+        incoming(good),
     ]
     results = store_deliveries(engine, batch, max_attempts=3)
     assert results[0] == results[2] == results[3] == "new"

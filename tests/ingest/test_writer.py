@@ -4,7 +4,6 @@ waits on the database does not hold up the next one; every writer stops on close
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 import uuid
@@ -15,17 +14,14 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from bot.ingest.deliveries import DeliveryWriter, Incoming, Ingested, writers_for
+from bot.ingest.deliveries import DeliveryWriter, Incoming, writers_for
 from bot.store.engine import init_db, make_engine
 from bot.store.tables import Delivery, Job, utcnow
-from tests.support.web import fixture_payload
+from tests.support.web import fixture_payload, incoming
 
 
 def _incoming(delivery_id: str) -> Incoming:
-    payload = fixture_payload("issue_comment.created")[1]
-    body = json.dumps(payload).encode()
-    ingested = Ingested("queued", "created", None, "acme/widgets#1")
-    return Incoming(delivery_id, "issue_comment", payload, ingested, body, "application/json")
+    return incoming(fixture_payload("issue_comment.created")[1], delivery_id=delivery_id)
 
 
 def _lock_waiters(engine: Engine) -> int:

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from bot.ingest.deliveries import Incoming, Ingested
 from bot.jobs.queue import Handler
 from bot.settings import Settings
 from tests.support.actions import serve
@@ -41,6 +42,19 @@ def headers_for(event: str, body: bytes, delivery: str | None = None) -> dict[st
 def fixture_payload(name: str) -> tuple[str, dict[str, Any]]:
     """(event name, payload) of ``tests/fixtures/webhooks/<name>.json``."""
     return name.split(".")[0], json.loads((WEBHOOKS / f"{name}.json").read_text())
+
+
+def incoming(
+    payload: dict[str, Any], *, action: str | None = "created", delivery_id: str | None = None
+) -> Incoming:
+    """An ``issue_comment`` delivery as ingest hands it to the store, queued in the lane
+    ``acme/widgets#1``."""
+    body = json.dumps(payload).encode()
+    ingested = Ingested("queued", action, None, "acme/widgets#1")
+    return Incoming(
+        delivery_id or str(uuid.uuid4()), "issue_comment", payload, ingested, body,
+        "application/json",
+    )  # fmt: skip
 
 
 def free_port() -> int:
