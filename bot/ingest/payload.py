@@ -97,8 +97,9 @@ _DIGIT_RUN = b"0" * 19
 
 def _shape(data: dict[str, Any], limit: int) -> tuple[bool, bool]:
     """Whether ``data`` nests deeper than ``limit`` levels, and whether it holds a double.
-    Walked a level at a time, without recursion; a 14 KB delivery's 70 containers take a
-    fifth of the time orjson takes to read it."""
+    Walked a level at a time, without recursion. On a 14 KB delivery (70 containers) the
+    walk takes about as long as orjson's reading, and less than the three scans of the
+    body it replaced."""
     level: list[Any] = [data]
     depth = 1
     doubles = False
