@@ -84,6 +84,11 @@ def make_engine(url: str) -> Engine:
         # BEGIN IMMEDIATE (bot/jobs/queue.py) really takes the write lock up front.
         event.listen(engine, "connect", _disable_pysqlite_begin)
         event.listen(engine, "begin", _sqlite_begin)
+        # Many rows in one INSERT ... VALUES (...), (...) rather than pysqlite's executemany,
+        # which steps once per row and gives the GIL up and back at every step: under load
+        # the ingest writer (bot/ingest/deliveries.py) waited for the GIL at each of them,
+        # while the requests waited for the writer.
+        engine.dialect.use_insertmanyvalues_wo_returning = True
         return engine
     given = make_url(url).query
     connect_args: dict[str, Any] = {k: v for k, v in POSTGRES_CONNECT.items() if k not in given}

@@ -1,5 +1,6 @@
 """The group commit's writer threads (bot/ingest/deliveries.py): on PostgreSQL a batch that
-waits on the database does not hold up the next one; every writer stops on close."""
+waits on the database does not hold up the next one; on SQLite a batch's rows go in one
+statement per table; every writer stops on close."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from bot.ingest.deliveries import DeliveryWriter, Incoming, writers_for
+from bot.ingest.deliveries import DeliveryWriter, Incoming, store_deliveries, writers_for
 from bot.store.engine import init_db, make_engine
 from bot.store.tables import Delivery, Job, utcnow
 from tests.support.web import fixture_payload, incoming
@@ -83,6 +84,30 @@ def test_a_batch_waiting_on_a_lock_does_not_hold_up_the_next(pg_database_url: st
         assert sorted(j.delivery_id or "" for j in session.exec(select(Job))) == sorted(
             [first, second]
         )
+    engine.dispose()
+
+
+def test_a_batch_goes_into_sqlite_with_one_insert_per_table(tmp_path: Path) -> None:
+    """pysqlite's executemany steps once per row, giving the GIL up and back each time; the
+    writer thread then waited for the GIL at every row while requests held it. A batch of
+    50 deliveries is one INSERT for the deliveries and one for their jobs."""
+    engine = make_engine(f"sqlite:///{tmp_path}/vibe.db")
+    init_db(engine)
+    inserts: list[tuple[str, int]] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        head, _, values = statement.partition(" VALUES ")
+        if head.startswith("INSERT INTO "):
+            # The rows the statement itself carries: one for an executemany's.
+            inserts.append((head.split()[2], values.count("(")))
+
+    event.listen(engine, "before_cursor_execute", seen)
+    items = [_incoming(str(uuid.uuid4())) for _ in range(50)]
+    assert store_deliveries(engine, items, max_attempts=3) == ["new"] * 50
+    assert inserts == [("delivery", 50), ("job", 50)]
+    with Session(engine) as session:
+        assert len(session.exec(select(Delivery)).all()) == 50
+        assert len(session.exec(select(Job)).all()) == 50
     engine.dispose()
 
 
