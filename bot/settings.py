@@ -547,6 +547,10 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"uses {url.drivername!r}, which the bot does not support: {_DATABASE_FIX}"
             )
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            # Jobs, tasks and deliveries must outlive the process, and its workers, its
+            # ingest processes and `vibe worker` share the database.
+            raise ValueError(f"names an in-memory SQLite database, lost on exit: {_DATABASE_FIX}")
         return value
 
     @field_validator("github_api_url", "github_server_url")

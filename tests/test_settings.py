@@ -114,6 +114,8 @@ def test_a_broken_json_list_is_one_line_with_the_fix(
         ("postgres://vibe:pw-secret@db/vibe", "use postgresql+psycopg://... (psycopg 3)"),
         ("postgresql://vibe:pw-secret@db/vibe", "use postgresql+psycopg://... (psycopg 3)"),
         ("mysql://vibe:pw-secret@db/vibe", "uses 'mysql', which the bot does not support"),
+        ("sqlite://", "names an in-memory SQLite database, lost on exit: use sqlite:///PATH"),
+        ("sqlite:///:memory:", "names an in-memory SQLite database, lost on exit"),
     ],
 )
 def test_a_database_url_the_bot_cannot_use_is_one_line_with_the_fix(
