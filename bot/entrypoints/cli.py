@@ -166,14 +166,14 @@ def serve(
         str,
         typer.Option(
             metavar="N",
-            help="Ingest processes sharing the port (PostgreSQL only); the job workers "
-            "still run once, in this process.",
+            help="Ingest processes sharing the port; the job workers still run once, in "
+            "this process.",
         ),
     ] = "1",
 ) -> None:
     """Run the webhook service with an in-process worker pool (embedded SQLite by default)."""
     settings = _settings()
-    count = _processes(processes, settings)
+    count = _processes(processes)
     _logging(settings)
     _writable_data_dir(settings)
     _port_free(host, port)
@@ -240,22 +240,15 @@ def serve(
 MAX_PROCESSES = 64
 
 
-def _processes(value: str, settings: Settings) -> int:
-    """``--processes``: a whole number from 1 to :data:`MAX_PROCESSES`, above 1 on
-    PostgreSQL only; else one line and exit 2."""
-    from sqlalchemy.engine import make_url
-
+def _processes(value: str) -> int:
+    """``--processes``: a whole number from 1 to :data:`MAX_PROCESSES`; else one line and
+    exit 2. The processes share the database: PostgreSQL, or the SQLite file, whose
+    writers take turns on a lock beside it (bot/store/engine.py)."""
     if not value.isdigit() or not 1 <= int(value) <= MAX_PROCESSES:
         raise _fail(
             f"--processes: expected a whole number from 1 to {MAX_PROCESSES}, not {value!r}"
         )
-    count = int(value)
-    if count > 1 and make_url(settings.effective_database_url).get_backend_name() != "postgresql":
-        raise _fail(
-            f"--processes {count} needs PostgreSQL: SQLite takes one writer at a time, so more "
-            "ingest processes would only wait on its lock (set VIBE_DATABASE_URL)"
-        )
-    return count
+    return int(value)
 
 
 def _serve_processes(

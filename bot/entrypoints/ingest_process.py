@@ -1,4 +1,4 @@
-"""One ingest process of ``vibe serve --processes N`` (N > 1, PostgreSQL only).
+"""One ingest process of ``vibe serve --processes N`` (N > 1, PostgreSQL or an SQLite file).
 
 ``vibe serve`` becomes the supervisor: it migrates the database, runs the checks, binds the
 port once and has uvicorn start N of these processes (``spawn``) sharing that socket; it

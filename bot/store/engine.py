@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
+import os
 import sqlite3
 import threading
 import time
@@ -19,6 +21,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import OperationalError
 from sqlmodel import create_engine
 
 from bot.store import tables  # noqa: F401 - registers the tables on SQLModel.metadata
@@ -120,23 +123,75 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql(mode)
 
 
-# One writer mutex per SQLite engine (see write_transaction).
-_sqlite_writers: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+# How long a writer waits for another process's write transaction: SQLite's own busy
+# timeout (make_engine).
+WRITE_LOCK_WAIT = 30.0
+
+
+class _WriteLock:
+    """Who writes to one SQLite database next: the threads of a process queue on a mutex,
+    then the processes (``vibe serve --processes``, ``vibe worker``) on an ``flock`` of a
+    file beside the database, ``<database>.writer-lock``. SQLite's own busy handler polls
+    with sleeps of 1, 2, 5, 10 ms and up to 100 ms, so writers contending for its file
+    lock turn a millisecond write into a latency tail; these hand over at once within a
+    process and within a fraction of a millisecond between processes."""
+
+    def __init__(self, engine: Engine) -> None:
+        # A file: the settings refuse an in-memory database (bot/settings.py).
+        self.mutex = threading.Lock()
+        self.fd = os.open(
+            f"{engine.url.database}.writer-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
+        weakref.finalize(engine, os.close, self.fd)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        with self.mutex:
+            self._lock(self.fd)
+            try:
+                yield
+            finally:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    @staticmethod
+    def _lock(fd: int) -> None:
+        """The file lock, waited for at most :data:`WRITE_LOCK_WAIT` seconds (then the
+        database counts as away: OperationalError, as SQLite's own "database is locked")."""
+        deadline = time.monotonic() + WRITE_LOCK_WAIT
+        pause = 0.0001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    why = f"another process held the write lock for {WRITE_LOCK_WAIT:g} s"
+                    raise OperationalError(
+                        "BEGIN IMMEDIATE", None, sqlite3.OperationalError(why)
+                    ) from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.001)
+
+
+_sqlite_writers: weakref.WeakKeyDictionary[Engine, _WriteLock] = weakref.WeakKeyDictionary()
+_sqlite_writers_made = threading.Lock()
 
 
 @contextlib.contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """A transaction that takes the write lock at once on SQLite (``BEGIN IMMEDIATE``).
-
-    On SQLite the threads of one process also queue on a lock of their own first: SQLite's
-    busy handler polls with sleeps of up to 100 ms, so dozens of threads contending for the
-    file lock turn a millisecond write into a latency tail; a mutex hands over at once.
-    """
+    """A transaction that takes the write lock at once on SQLite (``BEGIN IMMEDIATE``),
+    after the writers before it in this process and in the others (:class:`_WriteLock`)."""
     if engine.dialect.name != "sqlite":
         with engine.begin() as conn:
             yield conn
         return
-    with _sqlite_writers.setdefault(engine, threading.Lock()), engine.connect() as conn:
+    lock = _sqlite_writers.get(engine)
+    if lock is None:
+        with _sqlite_writers_made:
+            lock = _sqlite_writers.get(engine) or _sqlite_writers.setdefault(
+                engine, _WriteLock(engine)
+            )
+    with lock.held(), engine.connect() as conn:
         conn.info["sqlite_begin"] = "BEGIN IMMEDIATE"
         with conn.begin():
             yield conn

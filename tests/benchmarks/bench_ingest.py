@@ -3,6 +3,8 @@
 Targets, each a separate server on 127.0.0.1, measured in the same run:
   bare          a FastAPI endpoint that does nothing (the baseline)
   sqlite        ``vibe serve`` on its embedded SQLite database
+  sqlite-2      ``vibe serve --processes 2`` on SQLite: two ingest processes, whose writers
+                take turns on the database's lock file
   postgresql    ``vibe serve`` on PostgreSQL (needs VIBE_TEST_DATABASE_URL)
   postgresql-2  ``vibe serve --processes 2`` on PostgreSQL: two ingest processes
 
@@ -316,14 +318,18 @@ def main() -> None:
             )
         )
         serve_env = {**base_env, "VIBE_WEBHOOK_SECRET": SECRET, "VIBE_LOG_LEVEL": "WARNING"}
-        port = free_port()
-        targets.append(
-            (
-                "sqlite",
-                [sys.executable, "-m", "bot", "serve", "--port", str(port)],
-                {**serve_env, "VIBE_DATA_DIR": str(Path(tmp) / "sqlite"), "PORT": str(port)},
+        for name, processes in (("sqlite", "1"), ("sqlite-2", "2")):
+            port = free_port()
+            targets.append(
+                (
+                    name,
+                    [
+                        *(sys.executable, "-m", "bot", "serve", "--port", str(port)),
+                        *("--processes", processes),
+                    ],
+                    {**serve_env, "VIBE_DATA_DIR": str(Path(tmp) / name), "PORT": str(port)},
+                )
             )
-        )
         pg = os.environ.get("VIBE_TEST_DATABASE_URL", "")
         if pg.startswith("postgresql"):
             for name, processes in (("postgresql", "1"), ("postgresql-2", "2")):
