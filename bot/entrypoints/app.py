@@ -68,15 +68,19 @@ def create_app(
     handlers: Mapping[str, Handler] | None = None,
     run_workers: bool = False,
     runs_jobs: bool = True,
+    ingest_writers: int | None = None,
 ) -> FastAPI:
     """Build the service. The database schema is created if needed. ``runs_jobs``: False
     for a web process that never runs jobs (``vibe serve --workers 0``), whose readiness
-    leaves the sandbox to the workers."""
+    leaves the sandbox to the workers. ``ingest_writers``: the delivery writer's threads,
+    by default :func:`bot.ingest.deliveries.writers_for` the database."""
     engine = engine or make_engine(settings.effective_database_url)
     init_db(engine)
     queue = build_queue(settings, engine)
     metrics = Metrics(DatabaseCollector(engine))
-    writer = DeliveryWriter(engine, settings.max_attempts, writers=writers_for(engine))
+    writer = DeliveryWriter(
+        engine, settings.max_attempts, writers=ingest_writers or writers_for(engine)
+    )
     setup = GitHubSetup(settings)
     worker = build_worker(settings, queue, handlers=handlers, setup=setup)
 

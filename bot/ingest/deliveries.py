@@ -463,8 +463,9 @@ class DeliveryWriter:
 
 
 def writers_for(engine: Engine) -> int:
-    """How many writer threads :class:`DeliveryWriter` runs on ``engine``: two on
-    PostgreSQL, one on SQLite (one write lock)."""
+    """How many writer threads :class:`DeliveryWriter` runs on ``engine`` in a service of one
+    ingest process: two on PostgreSQL, one on SQLite (one write lock). Each ingest process
+    of ``vibe serve --processes N`` runs one (bot/entrypoints/ingest_process.py)."""
     return 2 if engine.dialect.name == "postgresql" else 1
 
 

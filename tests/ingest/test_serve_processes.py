@@ -19,7 +19,10 @@ import pytest
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
+from bot.entrypoints import ingest_process
+from bot.entrypoints.app import create_app
 from bot.entrypoints.cli import app as cli
+from bot.settings import load_settings
 from bot.store.engine import make_engine
 from bot.store.tables import Delivery, Job
 from tests.support.web import SECRET, fixture_payload, free_port, headers_for
@@ -52,6 +55,28 @@ def test_a_bad_number_of_processes_is_one_line_and_exit_2(no_settings: Path, val
     assert (
         result.output == f"vibe: --processes: expected a whole number from 1 to 64, not {value!r}\n"
     )
+
+
+@pytest.mark.postgres
+def test_an_ingest_process_among_several_runs_one_writer(
+    tmp_path: Path, pg_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other processes store beside it; a second writer would only split its batches.
+    Alone, a service on PostgreSQL runs two (bot/ingest/deliveries.py: writers_for)."""
+    for name, value in env_for(
+        tmp_path, VIBE_DATABASE_URL=pg_database_url, VIBE_WEBHOOK_SECRET=SECRET
+    ).items():
+        monkeypatch.setenv(name, value)
+    # Not this test process's collector: what create() would freeze is pytest's.
+    monkeypatch.setattr(ingest_process, "settle_collector", lambda: None)
+    one_of_several = ingest_process.create()
+    alone = create_app(load_settings())
+    try:
+        assert one_of_several.webhook.writer.writers == 1  # type: ignore[attr-defined]
+        assert alone.webhook.writer.writers == 2  # type: ignore[attr-defined]
+    finally:
+        for application in (one_of_several, alone):
+            application.state.engine.dispose()
 
 
 def _children(pid: int) -> list[int]:
