@@ -146,9 +146,9 @@ class Settings(BaseSettings):
     )
     database_url: str | None = Field(
         default=None,
-        description="The database: `sqlite:///PATH` or "
-        "`postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE`. Unset: SQLite in the data "
-        "directory (`vibe.db`).",
+        description="The database: `sqlite:///PATH` (a file: an in-memory database is "
+        "refused) or `postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE`. Unset: SQLite in "
+        "the data directory (`vibe.db`).",
     )
 
     # ingest

@@ -188,9 +188,9 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
     lock = _sqlite_writers.get(engine)
     if lock is None:
         with _sqlite_writers_made:
-            lock = _sqlite_writers.get(engine) or _sqlite_writers.setdefault(
-                engine, _WriteLock(engine)
-            )
+            lock = _sqlite_writers.get(engine)
+            if lock is None:
+                lock = _sqlite_writers[engine] = _WriteLock(engine)
     with lock.held(), engine.connect() as conn:
         conn.info["sqlite_begin"] = "BEGIN IMMEDIATE"
         with conn.begin():
