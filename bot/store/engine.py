@@ -22,7 +22,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import OperationalError
-from sqlmodel import create_engine
+from sqlmodel import Session, create_engine
 
 from bot.store import tables  # noqa: F401 - registers the tables on SQLModel.metadata
 
@@ -139,6 +139,7 @@ class _WriteLock:
     def __init__(self, engine: Engine) -> None:
         # A file: the settings refuse an in-memory database (bot/settings.py).
         self.mutex = threading.Lock()
+        self.owner: int | None = None
         self.fd = os.open(
             f"{engine.url.database}.writer-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
         )
@@ -146,12 +147,21 @@ class _WriteLock:
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
-        with self.mutex:
+        if self.owner == threading.get_ident():
+            # It would wait for itself: a write transaction opened inside another.
+            raise RuntimeError("a write transaction was opened inside another on one thread")
+        if not self.mutex.acquire(timeout=WRITE_LOCK_WAIT):
+            raise _away(f"another thread held the write lock for {WRITE_LOCK_WAIT:g} s")
+        try:
             self._lock(self.fd)
+            self.owner = threading.get_ident()
             try:
                 yield
             finally:
+                self.owner = None
                 fcntl.flock(self.fd, fcntl.LOCK_UN)
+        finally:
+            self.mutex.release()
 
     @staticmethod
     def _lock(fd: int) -> None:
@@ -165,12 +175,17 @@ class _WriteLock:
                 return
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    why = f"another process held the write lock for {WRITE_LOCK_WAIT:g} s"
-                    raise OperationalError(
-                        "BEGIN IMMEDIATE", None, sqlite3.OperationalError(why)
+                    raise _away(
+                        f"another process held the write lock for {WRITE_LOCK_WAIT:g} s"
                     ) from None
                 time.sleep(pause)
                 pause = min(pause * 2, 0.001)
+
+
+def _away(why: str) -> OperationalError:
+    """A write lock not had in time: the database counts as away, as with SQLite's own
+    "database is locked"."""
+    return OperationalError("BEGIN IMMEDIATE", None, sqlite3.OperationalError(why))
 
 
 _sqlite_writers: weakref.WeakKeyDictionary[Engine, _WriteLock] = weakref.WeakKeyDictionary()
@@ -195,6 +210,19 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         conn.info["sqlite_begin"] = "BEGIN IMMEDIATE"
         with conn.begin():
             yield conn
+
+
+@contextlib.contextmanager
+def write_session(engine: Engine) -> Iterator[Session]:
+    """An ORM session in a :func:`write_transaction`, committed when the block ends (and
+    rolled back if it raises). A session that reads and then writes needs it on SQLite:
+    a deferred transaction that read is refused at its first write with "database is
+    locked", at once and whatever the busy timeout, when another connection committed
+    since its read (SQLITE_BUSY_SNAPSHOT, https://www.sqlite.org/rescode.html#busy_snapshot).
+    Nothing slow (a network call) belongs inside: every other writer waits for it."""
+    with write_transaction(engine) as conn, Session(bind=conn) as session:
+        yield session
+        session.flush()
 
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"

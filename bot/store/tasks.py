@@ -15,8 +15,7 @@ demo, tests).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -47,23 +46,12 @@ from bot.core.tasks import (
     commit_sha,
     transition,
 )
-from bot.store.engine import write_transaction
+from bot.store.engine import write_session
 from bot.store.tables import Iteration, Task, utcnow
 
 
 class TaskNotFound(LookupError):
     pass
-
-
-@contextmanager
-def _writing(engine: Engine) -> Iterator[Session]:
-    """A session in a transaction that takes SQLite's write lock up front (``BEGIN
-    IMMEDIATE``): a deferred transaction that reads and then writes fails at once with
-    "database is locked" when another connection wrote meanwhile, whatever the busy
-    timeout (https://www.sqlite.org/lang_transaction.html)."""
-    with write_transaction(engine) as conn, Session(bind=conn) as session:
-        yield session
-        session.flush()
 
 
 def _model(value: str) -> DevelopmentModel:
@@ -154,7 +142,7 @@ def find(engine: Engine, repo: str, number: int, repo_id: int | None = None) -> 
             return _loaded(session, row)
         task_id = row.id
     assert task_id is not None
-    with _writing(engine) as session:
+    with write_session(engine) as session:
         moved = _task_row(session, task_id)
         moved.repository, moved.repository_id = repo, repo_id
         moved.updated_at = utcnow()
@@ -245,7 +233,7 @@ class SqlTaskStore:
         self._change(task_id, status_comment_id=comment_id)
 
     def record_context(self, iteration_id: int, manifest: dict[str, Any]) -> None:
-        with _writing(self.engine) as session:
+        with write_session(self.engine) as session:
             row = session.get(Iteration, iteration_id)
             if row is not None:
                 row.context = manifest
@@ -280,7 +268,7 @@ class SqlTaskStore:
             requirements=[_req_json(r) for r in new.requirements],
         )
         try:
-            with _writing(self.engine) as session:
+            with write_session(self.engine) as session:
                 session.add(row)
                 session.flush()
                 assert row.id is not None
@@ -293,7 +281,7 @@ class SqlTaskStore:
             return again, False
 
     def _change(self, task_id: int, **fields: Any) -> None:
-        with _writing(self.engine) as session:
+        with write_session(self.engine) as session:
             row = _task_row(session, task_id)
             for key, value in fields.items():
                 setattr(row, key, value)
@@ -327,7 +315,7 @@ class SqlTaskStore:
     def add_usage(self, task_id: int, usage: Usage) -> None:
         """Spend of an attempt that is retried from the start (its iteration is not
         concluded by it)."""
-        with _writing(self.engine) as session:
+        with write_session(self.engine) as session:
             row = _task_row(session, task_id)
             row.input_tokens += usage.input_tokens
             row.output_tokens += usage.output_tokens
@@ -342,7 +330,7 @@ class SqlTaskStore:
     ) -> Begun:
         """Checkpoint begun: the iteration for ``key``, created as the next number if new;
         found again, it says which checkpoint it reached."""
-        with _writing(self.engine) as session:
+        with write_session(self.engine) as session:
             row = session.exec(
                 select(Iteration).where(Iteration.task_id == task_id, Iteration.key == key)
             ).first()
@@ -368,7 +356,7 @@ class SqlTaskStore:
     def record_base(self, task_id: int, number: int, head: str) -> str:
         """The branch head the iteration's work starts from: the first one recorded, so a
         resumed iteration keeps its start (``/vibe undo`` reverts to it)."""
-        with _writing(self.engine) as session:
+        with write_session(self.engine) as session:
             row = _iteration_row(session, task_id, number)
             if row.base_sha is None:
                 row.base_sha = head
@@ -378,7 +366,7 @@ class SqlTaskStore:
     def record_pushed(self, task_id: int, number: int, result: WorkResult) -> None:
         """Checkpoint pushed: the work's result (its commits already on the branch), and a
         plan it made. The task's usage counts it when the iteration concludes."""
-        with _writing(self.engine) as session:
+        with write_session(self.engine) as session:
             row = _iteration_row(session, task_id, number)
             row.outcome = result.outcome
             stats = {s.sha: s.to_json() for s in result.commit_stats}
@@ -405,7 +393,7 @@ class SqlTaskStore:
     def conclude(self, task_id: int, number: int, end: Conclusion) -> TaskRecord:
         """Checkpoint concluded, in one transaction: the iteration's outcome, the task's
         move, its usage counted on the task, and the PR number if one was opened."""
-        with _writing(self.engine) as session:
+        with write_session(self.engine) as session:
             row = _iteration_row(session, task_id, number)
             task = _task_row(session, task_id)
             if end.usage is not None:
@@ -435,14 +423,14 @@ class SqlTaskStore:
 
     def record_attempts(self, task_id: int, number: int, attempts: AttemptSet) -> None:
         """The iteration's attempts after a ``/vibe pick`` or once their branches expired."""
-        with _writing(self.engine) as session:
+        with write_session(self.engine) as session:
             row = _iteration_row(session, task_id, number)
             row.attempts = attempts.to_json()
             session.add(row)
 
     def mark_reverted(self, task_id: int, number: int) -> None:
         """``/vibe undo`` reverted the iteration's commits."""
-        with _writing(self.engine) as session:
+        with write_session(self.engine) as session:
             row = _iteration_row(session, task_id, number)
             row.outcome = "reverted"
             session.add(row)
@@ -502,7 +490,7 @@ def import_records(
     if number is not None and incoming.number != number:
         raise RecordsError(f"records are for #{incoming.number}, not #{number}")
     fields = incoming.model_dump(exclude={"id"})
-    with Session(engine) as session:
+    with write_session(engine) as session:
         row = session.exec(
             select(Task).where(Task.repository == repo, Task.number == incoming.number)
         ).first()
@@ -525,5 +513,4 @@ def import_records(
             for name, value in values.items():
                 setattr(target, name, value)
             session.add(target)
-        session.commit()
     return task_id

@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 
 from bot.ingest.deliveries import AWAY
 from bot.store import engine as engine_module
-from bot.store.engine import init_db, make_engine, write_transaction
+from bot.store.engine import init_db, make_engine, write_session, write_transaction
 
 
 @pytest.fixture
@@ -107,3 +107,60 @@ def test_threads_of_one_process_take_turns_on_the_one_file(engine: Engine) -> No
     assert errors == []
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM scratch")).scalar_one() == 160
+
+
+def test_a_write_transaction_inside_another_on_one_thread_is_refused_at_once(
+    engine: Engine,
+) -> None:
+    """It would wait for itself: a bug in the caller, said at once rather than a hang."""
+    started = time.monotonic()
+    with write_session(engine) as session:
+        session.exec(text("CREATE TABLE scratch (n INTEGER)"))
+        with pytest.raises(RuntimeError, match="opened inside another"):
+            _write(engine)
+    assert time.monotonic() - started < 1
+    _write(engine)  # the outer one let go of the lock
+
+
+def test_a_thread_that_waits_past_the_wait_is_the_database_away(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_module, "WRITE_LOCK_WAIT", 0.2)
+    holding, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with write_transaction(engine):
+            holding.set()
+            done.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        started = time.monotonic()
+        with pytest.raises(OperationalError) as raised:
+            _write(engine)
+        assert 0.2 <= time.monotonic() - started < 2
+    finally:
+        done.set()
+        holder.join(10)
+    assert isinstance(raised.value, AWAY)
+    assert "another thread held the write lock for 0.2 s" in str(raised.value)
+    _write(engine)
+
+
+def test_a_write_session_commits_at_its_end_and_rolls_back_on_an_error(engine: Engine) -> None:
+    with write_transaction(engine) as conn:
+        conn.execute(text("CREATE TABLE scratch (n INTEGER)"))
+    with write_session(engine) as session:
+        session.exec(text("INSERT INTO scratch VALUES (1)"))
+
+    def fail_midway() -> None:
+        with write_session(engine) as session:
+            session.exec(text("INSERT INTO scratch VALUES (2)"))
+            raise ValueError("no")
+
+    with pytest.raises(ValueError, match="no"):
+        fail_midway()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT n FROM scratch")).scalars().all() == [1]

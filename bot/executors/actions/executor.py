@@ -57,7 +57,7 @@ from bot.github import GitHub
 from bot.github.actions import DispatchError, RepoActions, RunInfo
 from bot.loop.ports import Work
 from bot.settings import Settings
-from bot.store.engine import write_transaction
+from bot.store.engine import write_session, write_transaction
 from bot.store.tables import RunnerTask, utcnow
 from bot.store.tasks import RecordsError, export_records, import_records
 
@@ -193,7 +193,7 @@ class ActionsExecutor:
         transient failure is dispatched again by :meth:`follow`.
         """
         now = self.clock()
-        with Session(self.engine) as session:
+        with write_session(self.engine) as session:
             if key is not None:
                 found = session.exec(select(RunnerTask).where(RunnerTask.key == key)).first()
                 if found is not None and found.id is not None:
@@ -210,8 +210,7 @@ class ActionsExecutor:
                 updated_at=now,
             )
             session.add(task)
-            session.commit()
-            session.refresh(task)
+            session.flush()
             assert task.id is not None
             task_id = task.id
         self._dispatch(task_id, reason=None)
@@ -221,28 +220,31 @@ class ActionsExecutor:
         """(Re)dispatch with a fresh credential, or give up after ``max_attempts``."""
         credential = new_secret()
         now = self.clock()
-        with Session(self.engine) as session:
+        with write_session(self.engine) as session:
             task = session.get(RunnerTask, task_id)
             if task is None or task.status in FINAL:
                 return
+            repo, attempt, maximum = task.repository, task.attempt + 1, task.max_attempts
             if task.attempt >= task.max_attempts:
                 why = reason or "no run reported a result"
-                self._finish_failed(session, task, f"gave up after {task.attempt} runs: {why}")
-                return
-            task.attempt += 1
-            task.status = "dispatched"
-            task.credential_hash = _digest(credential)
-            task.credential_expires = now + self.claim_ttl
-            task.token_hash = None
-            task.run_id = None
-            task.run_url = None
-            task.claimed_at = None
-            task.dispatched_at = now
-            task.updated_at = now
-            task.progress = reason
+                gave_up: str | None = self._fail(task, f"gave up after {task.attempt} runs: {why}")
+            else:
+                gave_up = None
+                task.attempt = attempt
+                task.status = "dispatched"
+                task.credential_hash = _digest(credential)
+                task.credential_expires = now + self.claim_ttl
+                task.token_hash = None
+                task.run_id = None
+                task.run_url = None
+                task.claimed_at = None
+                task.dispatched_at = now
+                task.updated_at = now
+                task.progress = reason
             session.add(task)
-            session.commit()
-            repo, attempt, maximum = task.repository, task.attempt, task.max_attempts
+        if gave_up is not None:
+            self._failed(task_id, gave_up)
+            return
         failure: DispatchError | None = None
         run: RunInfo | None = None
         try:
@@ -258,18 +260,20 @@ class ActionsExecutor:
         if failure is not None:
             why = redact(str(failure), [*self.secrets, credential])[:500]
             log.warning("actions.dispatch_failed", task=task_id, error=why)
-            with Session(self.engine) as session:
+            failed = None
+            with write_session(self.engine) as session:
                 task = session.get(RunnerTask, task_id)
                 if task is None:
                     return
                 if failure.permanent:
-                    self._finish_failed(session, task, f"cannot dispatch: {why}")
+                    failed = self._fail(task, f"cannot dispatch: {why}")
                 elif task.status == "dispatched":
                     # Spend this attempt's credential; follow() dispatches again.
                     task.credential_hash = None
                     task.progress = f"dispatch failed: {why}"
                     session.add(task)
-                    session.commit()
+            if failed is not None:
+                self._failed(task_id, failed)
             return
         if run is not None:
             self._attach_run(task_id, run)
@@ -282,13 +286,12 @@ class ActionsExecutor:
         )
 
     def _attach_run(self, task_id: int, run: RunInfo) -> None:
-        with Session(self.engine) as session:
+        with write_session(self.engine) as session:
             task = session.get(RunnerTask, task_id)
             if task is not None and task.run_id is None:
                 task.run_id = run.id
                 task.run_url = run.html_url
                 session.add(task)
-                session.commit()
 
     # ---------------------------------------------------------------------- runner API
 
@@ -348,13 +351,12 @@ class ActionsExecutor:
 
     def progress(self, task_id: int, token: str, message: str) -> None:
         message = redact(message, self.secrets)[:MAX_MESSAGE_CHARS]
-        with Session(self.engine) as session:
+        with write_session(self.engine) as session:
             task = self._authorised(session, task_id, token)
             task.progress = message
             task.last_seen_at = self.clock()
             task.updated_at = task.last_seen_at
             session.add(task)
-            session.commit()
 
     def finish(self, task_id: int, token: str, result: RunnerResult) -> None:
         """The runner's last word. ``outcome == "failed"`` means the bot failed there and
@@ -369,7 +371,7 @@ class ActionsExecutor:
             known = export_records(self.engine, repo, number)
             expected = int(known["task"]["number"]) if known is not None else number
             import_records(self.engine, repo, result.records, number=expected)
-        with Session(self.engine) as session:
+        with write_session(self.engine) as session:
             task = self._authorised(session, task_id, token)
             task.status = "failed" if result.outcome == "failed" else "succeeded"
             task.outcome = result.outcome[:40]
@@ -381,7 +383,6 @@ class ActionsExecutor:
             task.finished_at = now
             task.updated_at = now
             session.add(task)
-            session.commit()
         pr = f", pull request #{result.pr_number}" if result.pr_number else ""
         self._report(
             task_id, f"Finished on GitHub Actions: {result.outcome}{pr}, ${result.cost:.2f}."
@@ -460,7 +461,9 @@ class ActionsExecutor:
             task = session.get(RunnerTask, task_id)
             return task is not None and task.status not in FINAL
 
-    def _finish_failed(self, session: Session, task: RunnerTask, why: str) -> None:
+    def _fail(self, task: RunnerTask, why: str) -> str:
+        """Mark ``task`` failed (its session writes it); returns the reason for
+        :meth:`_failed` to report once that session has ended."""
         now = self.clock()
         task.status = "failed"
         task.outcome = "failed"
@@ -469,11 +472,11 @@ class ActionsExecutor:
         task.token_hash = None
         task.finished_at = now
         task.updated_at = now
-        session.add(task)
-        session.commit()
-        assert task.id is not None
-        log.warning("actions.failed", task=task.id, reason=why)
-        self._report(task.id, f"The task failed on GitHub Actions: {why}.")
+        return why
+
+    def _failed(self, task_id: int, why: str) -> None:
+        log.warning("actions.failed", task=task_id, reason=why)
+        self._report(task_id, f"The task failed on GitHub Actions: {why}.")
 
     def _report(self, task_id: int, text: str) -> None:
         if self.reporter is None:

@@ -14,17 +14,19 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from bot.entrypoints.action import ActionResult, RunnerClient, ServiceError
 from bot.executors.actions.executor import (
     ActionsExecutor,
+    RunnerResult,
     make_runner_router,
     run_from_payload,
 )
 from bot.github.actions import RepoActions
-from bot.store.engine import init_db, make_engine
+from bot.store.engine import init_db, make_engine, write_transaction
 from bot.store.tables import RunnerTask
 from tests.support.actions import REPO, Clock, World, comment_reporter, serve
 
@@ -564,3 +566,57 @@ def test_a_reported_result_ends_the_wait_before_the_next_poll(
     assert final is not None
     assert (final.status, final.outcome) == ("succeeded", "iterated")
     assert run.reads == 1
+
+
+def test_every_write_holds_while_other_connections_write_between_its_read_and_its_write(
+    world: World, engine: Engine, clock: Clock
+) -> None:
+    """The CI failure of stop 25: a session that read a task and then wrote it was refused
+    with "database is locked" (SQLite's SQLITE_BUSY_SNAPSHOT, at once, whatever the busy
+    timeout) when the ingest writer committed a delivery between the two. Here another
+    connection writes after every read of a task; every step of the task still lands."""
+    with write_transaction(engine) as conn:
+        conn.execute(text("CREATE TABLE meanwhile (n INTEGER)"))
+    others: list[threading.Thread] = []
+    here = threading.get_ident()
+
+    def write_meanwhile(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if threading.get_ident() != here or "FROM runnertask" not in statement:
+            return
+
+        def write() -> None:
+            with write_transaction(engine) as other:
+                other.execute(text("INSERT INTO meanwhile VALUES (1)"))
+
+        other = threading.Thread(target=write)
+        others.append(other)
+        other.start()
+        # Long enough for a write that need not wait to commit; one that waits for this
+        # session's write lock goes on after it.
+        other.join(timeout=0.3)
+
+    executor = make_executor(world, engine, clock)
+    number = issue_number(world)
+    event.listen(engine, "after_cursor_execute", write_meanwhile)
+    try:
+        task_id = executor.submit(REPO, SPEC, number=number, key="delivery-1")
+        assert executor.submit(REPO, SPEC, number=number, key="delivery-1") == task_id
+        (run,) = world.actions.dispatched(REPO)
+        claimed = executor.claim(task_id, run.inputs["credential"], run.id)
+        executor.progress(task_id, claimed.token, "agent step 3 of 60")
+        executor.finish(task_id, claimed.token, RunnerResult("started", pr_number=7))
+    finally:
+        event.remove(engine, "after_cursor_execute", write_meanwhile)
+    for other in others:
+        other.join(timeout=30)
+    task = executor.get(task_id)
+    assert task is not None
+    assert (task.status, task.run_id, task.progress, task.pr_number) == (
+        "succeeded",
+        run.id,
+        "agent step 3 of 60",
+        7,
+    )
+    with engine.connect() as conn:
+        written = conn.execute(text("SELECT count(*) FROM meanwhile")).scalar_one()
+    assert written == len(others) >= 6
