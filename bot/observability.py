@@ -31,7 +31,7 @@ from prometheus_client import (
 )
 from prometheus_client.registry import Collector
 
-from bot.core.redact import redact
+from bot.core.redact import Redactor
 
 
 class _CurrentStderr:
@@ -57,14 +57,14 @@ class _RootHandler(logging.StreamHandler):  # type: ignore[type-arg]
 def configure_logging(level: str, *, json: bool, secrets: Sequence[str]) -> None:
     """Configure structlog and the standard library's root logger for the process: one
     stream (stderr), one renderer (JSON or console), every rendered value redacted."""
-    secret_list = tuple(secrets)
+    redact = Redactor(secrets)
 
     def redact_event(
         _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
         for key, value in list(event_dict.items()):
             if isinstance(value, str):
-                event_dict[key] = redact(value, secret_list)
+                event_dict[key] = redact(value)
         return event_dict
 
     renderer: Any = (
@@ -74,7 +74,7 @@ def configure_logging(level: str, *, json: bool, secrets: Sequence[str]) -> None
     def render(logger: Any, name: str, event_dict: MutableMapping[str, Any]) -> str:
         # Values that are not strings (dicts, lists, exceptions) are only text once
         # rendered: redact the rendered line too.
-        return redact(renderer(logger, name, event_dict), secret_list)
+        return redact(renderer(logger, name, event_dict))
 
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,

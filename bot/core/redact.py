@@ -46,42 +46,77 @@ TOKEN_PATTERN = re.compile(
 )
 
 
-def _spans(text: str, secrets: Iterable[str]) -> list[tuple[int, int]]:
-    spans = [m.span() for m in TOKEN_PATTERN.finditer(text)]
-    for secret in {s for s in secrets if s}:
-        start = text.find(secret)
-        while start != -1:
-            spans.append((start, start + len(secret)))
-            start = text.find(secret, start + 1)
-    return spans
+# Every credential shape of TOKEN_PATTERN holds one of these once the text is folded
+# (:func:`fold_letters`): a text without any cannot match, and is not searched. The pattern
+# tries each of its shapes at every position (41 us for a 236-character log line, against
+# 3 us for these).
+TOKEN_LITERALS = (
+    *("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+    *("sk-", "v1.", "aws_s", "-----begin", "xox", "aiza", "authorization", "://"),
+    *("akia", "asia", "abia", "acca", "agpa", "aida", "aipa", "anpa", "anva", "apka", "aroa"),
+    "asca",
+)
+_LITERAL_RE = re.compile("|".join(map(re.escape, TOKEN_LITERALS)))
+
+
+def fold_letters(text: str) -> str:
+    """``text`` with every character that TOKEN_PATTERN's case-insensitive parts take for
+    an ASCII letter made that lower-case letter, character for character: Python's ``re``
+    also takes the dotted capital I (which ``lower`` makes an i and a combining dot), the
+    dotless i, the long s and the Kelvin sign for letters."""
+    return text.lower().replace("\u0307", "").replace("\u0131", "i").replace("\u017f", "s")
+
+
+def might_hold_token(text: str) -> bool:
+    """False when ``text`` cannot hold a match of :data:`TOKEN_PATTERN`."""
+    return _LITERAL_RE.search(fold_letters(text)) is not None
+
+
+class Redactor:
+    """:func:`redact` with its secrets prepared once, for a caller that redacts many texts
+    with the same secrets (every log line: bot/observability.py)."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        cleaned = {IGNORABLE_RE.sub("", s) for s in secrets if s}
+        self.secrets = tuple(sorted(s for s in cleaned if s))
+
+    def __call__(self, text: str) -> str:
+        """``text`` with known token patterns and the secrets replaced by ``[redacted]``."""
+        if IGNORABLE_RE.search(text) is None:
+            keep: range | list[int] = range(len(text))
+            visible = text
+        else:
+            keep = [i for i, c in enumerate(text) if IGNORABLE_RE.fullmatch(c) is None]
+            visible = "".join(text[i] for i in keep)
+        spans = sorted(
+            (keep[start], keep[end - 1] + 1) for start, end in self._spans(visible) if end > start
+        )
+        if not spans:
+            return text
+        out: list[str] = []
+        position = 0
+        for start, end in spans:
+            if end <= position:
+                continue
+            if start >= position:
+                out += [text[position:start], REDACTED]
+            position = end
+        out.append(text[position:])
+        return "".join(out)
+
+    def _spans(self, text: str) -> list[tuple[int, int]]:
+        spans = [m.span() for m in TOKEN_PATTERN.finditer(text)] if might_hold_token(text) else []
+        for secret in self.secrets:
+            start = text.find(secret)
+            while start != -1:
+                spans.append((start, start + len(secret)))
+                start = text.find(secret, start + 1)
+        return spans
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """Replace known token patterns and the given secret values with ``[redacted]``."""
-    wanted = [IGNORABLE_RE.sub("", s) for s in secrets if s]
-    if IGNORABLE_RE.search(text) is None:
-        keep: range | list[int] = range(len(text))
-        visible = text
-    else:
-        keep = [i for i, c in enumerate(text) if IGNORABLE_RE.fullmatch(c) is None]
-        visible = "".join(text[i] for i in keep)
-    spans = sorted(
-        (keep[start], keep[end - 1] + 1)
-        for start, end in _spans(visible, [s for s in wanted if s])
-        if end > start
-    )
-    if not spans:
-        return text
-    out: list[str] = []
-    position = 0
-    for start, end in spans:
-        if end <= position:
-            continue
-        if start >= position:
-            out += [text[position:start], REDACTED]
-        position = end
-    out.append(text[position:])
-    return "".join(out)
+    return Redactor(secrets)(text)
 
 
 def hide_paths(text: str, paths: Iterable[tuple[str, str]]) -> str:

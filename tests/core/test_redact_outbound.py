@@ -4,11 +4,24 @@ that leaves the host, also when invisible characters split them, and the host di
 
 from __future__ import annotations
 
+import random
+import re
+import string
+import sys
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.core.redact import REDACTED, hide_paths, redact
+from bot.core.redact import (
+    REDACTED,
+    TOKEN_PATTERN,
+    Redactor,
+    fold_letters,
+    hide_paths,
+    might_hold_token,
+    redact,
+)
 from bot.core.sanitize import DEFAULT_IGNORABLE
 
 TOKENS = [
@@ -92,3 +105,61 @@ def test_host_paths_are_labelled_where_they_are_paths() -> None:
         "<workspaces>/w/slot-1/a.py, '<data>/db' (<tmp>/x) "
         "/srv/vibe-other /tmpfs https://example.com/tmp/y"
     )
+
+
+def test_every_character_the_pattern_takes_for_a_letter_folds_to_that_letter() -> None:
+    """The ground of :func:`might_hold_token`: a character that TOKEN_PATTERN's
+    case-insensitive parts take for an ASCII letter folds to exactly that letter (so a
+    literal spelled in any such characters folds to the literal). Checked for every code
+    point."""
+    letter = re.compile("(?i)[a-z]")
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        if letter.fullmatch(char) is None:
+            continue
+        taken_for = [x for x in string.ascii_lowercase if re.fullmatch(f"(?i){x}", char)]
+        assert [fold_letters(char)] == taken_for, hex(code)
+
+
+SHAPES = [*TOKENS, "aws_session_token: " + "A" * 20, "https://u:p@h"]
+ODD_LETTERS = {"i": ["I", "\u0131", "\u0130"], "s": ["S", "\u017f"], "k": ["K", "\u212a"]}
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(SHAPES),
+            st.text(max_size=20),
+            st.text(alphabet="akisghptvwxz_-.:/ABIKS1\u0130\u0131\u017f\u212a", max_size=30),
+        ),
+        max_size=6,
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_no_text_the_pattern_matches_is_skipped_by_the_prefilter(
+    parts: list[str], rnd: random.Random
+) -> None:
+    """Whatever the case of its letters, a text that holds a credential shape is searched."""
+    text = "".join(parts)
+    text = "".join(
+        rnd.choice([c, c.upper(), *ODD_LETTERS.get(c, [])]) if c.isalpha() else c for c in text
+    )
+    if TOKEN_PATTERN.search(text) is not None:
+        assert might_hold_token(text), text
+
+
+def test_a_redactor_prepares_its_secrets_once_and_redacts_as_redact_does() -> None:
+    secrets = ["hunter2-hunter2", "s\u200bplit-secret-value", ""]
+    redactor = Redactor(secrets)
+    assert redactor.secrets == ("hunter2-hunter2", "split-secret-value")
+    for text in [
+        "plain words, nothing to hide",
+        "pw hunter2-hunter2 and ghp_" + "a" * 36,
+        "split-secret-value in a log line",
+        "AUTHORIZATION: BEARER abcdefgh12345678",
+        "authorization: bearer abcdefgh12345678".replace("i", "\u0131"),
+    ]:
+        assert redactor(text) == redact(text, secrets)
+    assert REDACTED in redactor("authorization: bearer abcdefgh12345678".replace("i", "\u0131"))
+    assert redactor("plain words, nothing to hide") == "plain words, nothing to hide"
