@@ -77,7 +77,7 @@ class Redactor:
     with the same secrets (every log line: bot/observability.py)."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        cleaned = {IGNORABLE_RE.sub("", s) for s in secrets if s}
+        cleaned = {IGNORABLE_RE.sub("", s) for s in secrets}
         self.secrets = tuple(sorted(s for s in cleaned if s))
 
     def __call__(self, text: str) -> str:

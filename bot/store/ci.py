@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from bot.core.ci import Round, RoundOutcome
-from bot.store.engine import write_transaction
+from bot.store.engine import write_session
 from bot.store.tables import CiRound, utcnow
 
 _OUTCOMES: tuple[RoundOutcome, ...] = ("rerun", "green", "fix", "halt", "superseded")
@@ -57,7 +57,7 @@ class SqlCiRounds:
             "note": decided.note,
         }
         try:
-            with write_transaction(self.engine) as conn, Session(bind=conn) as session:
+            with write_session(self.engine) as session:
                 row = session.exec(
                     select(CiRound).where(
                         col(CiRound.task_id) == task_id, col(CiRound.head_sha) == decided.sha
@@ -72,14 +72,13 @@ class SqlCiRounds:
                     session.add(row)
                 else:
                     return False
-                session.flush()
         except IntegrityError:
             return False  # another writer recorded this head first
         return True
 
     def annotate(self, task_id: int, sha: str, note: str) -> None:
         """Replace the note of a round (what its fix came to, once known)."""
-        with write_transaction(self.engine) as conn, Session(bind=conn) as session:
+        with write_session(self.engine) as session:
             row = session.exec(
                 select(CiRound).where(col(CiRound.task_id) == task_id, col(CiRound.head_sha) == sha)
             ).first()
@@ -87,4 +86,3 @@ class SqlCiRounds:
                 row.note = note
                 row.updated_at = utcnow()
                 session.add(row)
-                session.flush()
