@@ -34,7 +34,14 @@ from bot.entrypoints.metrics import DatabaseCollector
 from bot.entrypoints.readiness import Readiness, problems, unready
 from bot.executors.actions.executor import make_runner_router, service_executor
 from bot.ingest.deliveries import DeliveryWriter, writers_for
-from bot.ingest.webhook import BodyLimits, BoundedBodies, WebhookEndpoint, database_away
+from bot.ingest.webhook import (
+    WEBHOOK_PATH,
+    BodyLimits,
+    BoundedBodies,
+    WebhookEndpoint,
+    database_away,
+    leave_out_stored_access_lines,
+)
 from bot.jobs.queue import Handler
 from bot.observability import Metrics
 from bot.settings import Settings
@@ -55,7 +62,7 @@ class Service(FastAPI):
     webhook: WebhookEndpoint | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.webhook is not None and scope["type"] == "http" and scope["path"] == "/webhook":
+        if self.webhook is not None and scope["type"] == "http" and scope["path"] == WEBHOOK_PATH:
             await self.webhook(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
@@ -142,6 +149,7 @@ def create_app(
         settings.webhook_body_timeout,
     )
     app.add_middleware(BoundedBodies, limits=body_limits, cap=settings.max_body_bytes)
+    leave_out_stored_access_lines()
     app.webhook = WebhookEndpoint(
         writer,
         current_secrets,

@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import logging
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ SIGNATURE_RE = re.compile(r"sha256=([0-9a-fA-F]{64})")
 DELIVERY_RE = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 EVENT_RE = re.compile(r"[a-z_]{1,64}")
 RETRY_AFTER_SECONDS = 10
+WEBHOOK_PATH = "/webhook"
 
 
 def signature_valid(body: bytes | bytearray, header: str | None, secrets: Sequence[bytes]) -> bool:
@@ -342,14 +344,54 @@ class WebhookEndpoint:
             return database_away(request.url.path, exc)
         outcome = "duplicate" if result == "duplicate" else ingested.outcome
         self.on_delivery(event_name, outcome)
-        bound.info("delivery.stored", outcome=outcome, action=ingested.action, store=result)
         if result == "duplicate":
-            return Answer(200, {"status": "duplicate", "delivery": delivery_id})
-        if ingested.outcome == "queued" or result == "requeued":
+            answer = Answer(200, {"status": "duplicate", "delivery": delivery_id})
+        elif ingested.outcome == "ping":
+            answer = Answer(200, {"status": "pong"})
+        else:
+            status = "requeued" if result == "requeued" else ingested.outcome
+            answer = Answer(202, {"status": status})
+        if result != "duplicate" and (ingested.outcome == "queued" or result == "requeued"):
             self.on_queued()
-        if ingested.outcome == "ping":
-            return Answer(200, {"status": "pong"})
-        return Answer(202, {"status": "requeued" if result == "requeued" else ingested.outcome})
+        # The delivery's one line: uvicorn's access line for it is left out
+        # (StoredAccessFilter), so this one says what that said too.
+        client = request.scope.get("client")
+        bound.info(
+            "delivery.stored",
+            outcome=outcome,
+            action=ingested.action,
+            store=result,
+            status=answer.status,
+            client=f"{client[0]}:{client[1]}" if client else None,
+        )
+        return answer
+
+
+class StoredAccessFilter(logging.Filter):
+    """On uvicorn's access logger: leaves out the access line of a delivery the service took
+    (``POST /webhook`` answered 200 or 202), whose ``delivery.stored`` line says the same
+    and more (the delivery, the event, the outcome, the status, the client). At the default
+    level (INFO) a delivery then writes one line, not two; the access lines of refusals
+    (401, 400, 413, 503) and of every other route stay. uvicorn logs a response as
+    ``'%s - "%s %s HTTP/%s" %d'`` with the client, method, path and query, version and
+    status as the arguments (uvicorn/protocols/http/h11_impl.py)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        return not (
+            type(args) is tuple
+            and len(args) == 5
+            and args[1] == "POST"
+            and args[2] == WEBHOOK_PATH
+            and args[4] in (200, 202)
+        )
+
+
+def leave_out_stored_access_lines() -> None:
+    """Put :class:`StoredAccessFilter` on uvicorn's access logger, once per process."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, StoredAccessFilter) for f in access.filters):
+        access.addFilter(StoredAccessFilter())
 
 
 def database_away(path: str, exc: BaseException) -> Answer:

@@ -22,11 +22,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import Session
 
 from bot.entrypoints import demo
+from bot.entrypoints.app import create_app
+from bot.ingest.webhook import StoredAccessFilter
 from bot.jobs.queue import Dead, JobContext, Queue, Worker, describe, enqueue
 from bot.observability import configure_logging
 from bot.store.engine import init_db, make_engine, write_transaction
 from bot.store.tables import Delivery
-from tests.support.web import headers_for, sign
+from tests.support.web import headers_for, make_settings, sign
 
 
 def test_logs_are_json_with_context_and_redacted(capsys: pytest.CaptureFixture[str]) -> None:
@@ -227,6 +229,13 @@ def test_vibe_serve_logs_json_lines_with_job_context_and_serves_metrics(tmp_path
     uvicorn = [r for r in records if r.get("logger", "").startswith("uvicorn")]
     assert any("Uvicorn running on" in r["event"] for r in uvicorn)
     assert any('"POST /webhook HTTP/1.1" 401' in r["event"] for r in uvicorn)
+    # A delivery taken writes one line, not its access line beside it.
+    assert not any('"POST /webhook HTTP/1.1" 202' in r["event"] for r in uvicorn)
+    stored = [r for r in records if r["event"] == "delivery.stored"]
+    assert len(stored) == 3
+    for line in stored:
+        assert (line["status"], line["outcome"], line["gh_event"]) == (202, "queued", "issues")
+        assert re.fullmatch(r"127\.0\.0\.1:\d+", line["client"])
     [failure] = [r for r in records if r["event"] == "job.failed"]
     assert failure["level"] == "error"
     assert failure.items() >= {"repository": demo.REPO, "number": limited}.items()
@@ -242,6 +251,58 @@ def test_vibe_serve_logs_json_lines_with_job_context_and_serves_metrics(tmp_path
     for secret in secrets:
         assert secret not in text
     assert re.search(r"gh[ps]_[A-Za-z0-9]{20}", text) is None
+
+
+def _access_record(method: str, path: str, status: int) -> logging.LogRecord:
+    """A record as uvicorn's h11 protocol makes it for a response."""
+    return logging.getLogger("uvicorn.access").makeRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:50000", method, path, "1.1", status),
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "kept"),
+    [
+        ("POST", "/webhook", 202, False),
+        ("POST", "/webhook", 200, False),  # a ping or a duplicate: delivery.stored says so
+        ("POST", "/webhook", 401, True),  # refused before it was stored: no other line
+        ("POST", "/webhook", 400, True),
+        ("POST", "/webhook", 413, True),
+        ("POST", "/webhook", 503, True),
+        ("GET", "/webhook", 405, True),
+        ("POST", "/webhook?x=1", 202, True),  # not the path the endpoint serves alone
+        ("POST", "/api/runner/claim", 200, True),
+        ("GET", "/healthz", 200, True),
+    ],
+)
+def test_the_access_line_of_a_stored_delivery_is_left_out(
+    method: str, path: str, status: int, kept: bool
+) -> None:
+    assert StoredAccessFilter().filter(_access_record(method, path, status)) is kept
+
+
+def test_other_lines_of_the_access_logger_pass_the_filter() -> None:
+    record = logging.getLogger("uvicorn.access").makeRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, "no arguments", None, None
+    )
+    assert StoredAccessFilter().filter(record)
+    odd = _access_record("POST", "/webhook", 202)
+    odd.args = {"path": "/webhook"}
+    assert StoredAccessFilter().filter(odd)
+
+
+def test_the_filter_goes_on_uvicorns_access_logger_once(tmp_path: Path) -> None:
+    access = logging.getLogger("uvicorn.access")
+    for _ in range(2):
+        app = create_app(make_settings(tmp_path, f"sqlite:///{tmp_path / 'vibe.db'}"), handlers={})
+        app.state.engine.dispose()
+    assert sum(isinstance(f, StoredAccessFilter) for f in access.filters) == 1
 
 
 def _healthy(url: str, proc: subprocess.Popen[bytes]) -> bool:
