@@ -62,6 +62,9 @@ def configure_logging(level: str, *, json: bool, secrets: Sequence[str]) -> None
     def redact_event(
         _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
+        texts = [value for value in event_dict.values() if isinstance(value, str)]
+        if redact.leaves_alone(texts):
+            return event_dict
         for key, value in list(event_dict.items()):
             if isinstance(value, str):
                 event_dict[key] = redact(value)

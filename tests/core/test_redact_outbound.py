@@ -163,3 +163,46 @@ def test_a_redactor_prepares_its_secrets_once_and_redacts_as_redact_does() -> No
         assert redactor(text) == redact(text, secrets)
     assert REDACTED in redactor("authorization: bearer abcdefgh12345678".replace("i", "\u0131"))
     assert redactor("plain words, nothing to hide") == "plain words, nothing to hide"
+
+
+SECRETS = ["hunter2-hunter2", "s\u200bplit-secret-value", "multi\nline"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from([*SHAPES, *SECRETS, "split-secret-value", "multi", "line"]),
+            st.text(max_size=20),
+            st.text(alphabet="akisghptvwxz_-.:/\n\u200b\u00adABIKS1\u0130\u0131", max_size=30),
+        ),
+        max_size=8,
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_texts_a_redactor_leaves_alone_are_each_unchanged_by_it(
+    texts: list[str], rnd: random.Random
+) -> None:
+    """The one check of a log line's values (bot/observability.py) never passes a value that
+    its own redaction would change: a secret or credential shape in any one of them, split
+    by invisible characters or not, fails the check."""
+    redactor = Redactor(SECRETS)
+    texts = ["".join(rnd.choice([c, "\u200b" + c]) for c in text) for text in texts]
+    if redactor.leaves_alone(texts):
+        assert [redactor(text) for text in texts] == texts
+
+
+def test_a_log_lines_values_are_checked_at_once_and_redacted_each_when_needed() -> None:
+    redactor = Redactor(["hunter2-hunter2", "multi\nline"])
+    plain = ["delivery.stored", "issues", "queued", "127.0.0.1:50000", "2026-12-04T09:00:00Z"]
+    assert redactor.leaves_alone(plain)
+    assert redactor.leaves_alone([])
+    assert not redactor.leaves_alone([*plain, "pw hunter2-hunter2"])
+    assert not redactor.leaves_alone([*plain, "ghp_" + "a" * 36])
+    assert not redactor.leaves_alone([*plain, "g\u200bhp_" + "a" * 36])  # split by a ZWSP
+    assert not redactor.leaves_alone(["AUTHORIZATION: bearer x".replace("I", "\u0130")])
+    # A secret across two values is no secret in either, but the check may not tell: it
+    # says "redact each", which leaves both as they are.
+    across = ["multi", "line"]
+    assert not redactor.leaves_alone(across)
+    assert [redactor(text) for text in across] == across
