@@ -125,16 +125,22 @@ SHAPES = [*TOKENS, "aws_session_token: " + "A" * 20, "https://u:p@h"]
 ODD_LETTERS = {"i": ["I", "\u0131", "\u0130"], "s": ["S", "\u017f"], "k": ["K", "\u212a"]}
 
 
+def pieces(samples: list[str], alphabet: str, most: int) -> st.SearchStrategy[list[str]]:
+    """Up to ``most`` pieces of text: some of ``samples``, any text, and runs of the letters
+    in ``alphabet`` (where credential literals and the odd letters ``re`` folds are)."""
+    return st.lists(
+        st.one_of(
+            st.sampled_from(samples),
+            st.text(max_size=20),
+            st.text(alphabet=alphabet, max_size=30),
+        ),
+        max_size=most,
+    )
+
+
 @settings(max_examples=400, deadline=None)
 @given(
-    st.lists(
-        st.one_of(
-            st.sampled_from(SHAPES),
-            st.text(max_size=20),
-            st.text(alphabet="akisghptvwxz_-.:/ABIKS1\u0130\u0131\u017f\u212a", max_size=30),
-        ),
-        max_size=6,
-    ),
+    pieces(SHAPES, "akisghptvwxz_-.:/ABIKS1\u0130\u0131\u017f\u212a", 6),
     st.randoms(use_true_random=False),
 )
 def test_no_text_the_pattern_matches_is_skipped_by_the_prefilter(
@@ -170,13 +176,10 @@ SECRETS = ["hunter2-hunter2", "s\u200bplit-secret-value", "multi\nline"]
 
 @settings(max_examples=400, deadline=None)
 @given(
-    st.lists(
-        st.one_of(
-            st.sampled_from([*SHAPES, *SECRETS, "split-secret-value", "multi", "line"]),
-            st.text(max_size=20),
-            st.text(alphabet="akisghptvwxz_-.:/\n\u200b\u00adABIKS1\u0130\u0131", max_size=30),
-        ),
-        max_size=8,
+    pieces(
+        [*SHAPES, *SECRETS, "split-secret-value", "multi", "line"],
+        "akisghptvwxz_-.:/\n\u200b\u00adABIKS1\u0130\u0131",
+        8,
     ),
     st.randoms(use_true_random=False),
 )
