@@ -21,8 +21,9 @@ from /proc) is printed: on a shared machine it moves less than the throughput do
         [--rounds 1] [--log-level info]
 
 Every server logs at ``--log-level``, by default INFO, ``vibe serve``'s own: there each
-delivery writes its line and uvicorn's access line, as where people run it (until stop 25
-the figures were taken at WARNING, without either).
+delivery writes its ``delivery.stored`` line (uvicorn's access line for it is left out), and
+the bare endpoint its access line, as where people run them (until stop 25 the figures were
+taken at WARNING, without either).
 """
 
 from __future__ import annotations
@@ -302,7 +303,7 @@ def main() -> None:
         default="info",
         choices=["debug", "info", "warning"],
         help="every server's log level (default: info, vibe serve's own, where each delivery "
-        "writes a line and uvicorn an access line; the bare endpoint's access line too)",
+        "writes its delivery.stored line and the bare endpoint its access line)",
     )
     args = parser.parse_args()
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("VIBE_")}
