@@ -82,7 +82,8 @@ class Redactor:
 
     def __call__(self, text: str) -> str:
         """``text`` with known token patterns and the secrets replaced by ``[redacted]``."""
-        if IGNORABLE_RE.search(text) is None:
+        # No Default_Ignorable code point is ASCII: an ASCII text is not searched for one.
+        if text.isascii() or IGNORABLE_RE.search(text) is None:
             keep: range | list[int] = range(len(text))
             visible = text
         else:

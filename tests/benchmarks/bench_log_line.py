@@ -16,6 +16,13 @@ finds something; the rendered line is redacted (bot/observability.py). Measured 
                 prefilter, :func:`bot.core.redact.might_hold_token`, patched to say yes):
                 what each line cost before the prefilter
 
+And the console line (the default, ``VIBE_LOG_JSON`` unset), each against the other:
+
+  console, structlog's   configure_logging with structlog's ``ConsoleRenderer`` patched in
+                         (what every console line cost before ConsoleLines)
+  console, ours          configure_logging itself: :class:`bot.observability.ConsoleLines`,
+                         the same text
+
 The stream is a sink that counts characters, so the figures are the processors' alone.
 """
 
@@ -65,6 +72,10 @@ def _never(_self: redact_module.Redactor, _texts: object) -> bool:
     return False
 
 
+def _structlogs_console() -> structlog.dev.ConsoleRenderer:
+    return structlog.dev.ConsoleRenderer(colors=False)
+
+
 def unredacted() -> None:
     structlog.configure(
         processors=[
@@ -92,6 +103,8 @@ def main() -> None:
         "redacted": [],
         "value by value": [],
         "every text": [],
+        "console, structlog's": [],
+        "console, ours": [],
     }
     for _ in range(args.rounds):
         unredacted()
@@ -102,11 +115,23 @@ def main() -> None:
             figures["value by value"].append(per_line(args.lines))
             with mock.patch.object(redact_module, "might_hold_token", new=_always):
                 figures["every text"].append(per_line(args.lines))
-    base = statistics.median(figures["unredacted"])
-    print(f"one delivery.stored line, JSON, median of {args.rounds} rounds of {args.lines}")
-    for name, values in figures.items():
-        value = statistics.median(values)
-        print(f"{name:<14} {value:6.1f} us per line   {value / base:4.2f}x unredacted")
+        with mock.patch.object(observability, "ConsoleLines", new=_structlogs_console):
+            observability.configure_logging("INFO", json=False, secrets=SECRETS)
+        figures["console, structlog's"].append(per_line(args.lines))
+        observability.configure_logging("INFO", json=False, secrets=SECRETS)
+        figures["console, ours"].append(per_line(args.lines))
+    medians = {name: statistics.median(values) for name, values in figures.items()}
+    print(f"one delivery.stored line, median of {args.rounds} rounds of {args.lines}")
+    print("JSON")
+    for name in ("unredacted", "redacted", "value by value", "every text"):
+        value = medians[name]
+        ratio = value / medians["unredacted"]
+        print(f"  {name:<22} {value:6.1f} us per line   {ratio:4.2f}x unredacted")
+    print("console")
+    for name in ("console, structlog's", "console, ours"):
+        value = medians[name]
+        ratio = value / medians["console, structlog's"]
+        print(f"  {name:<22} {value:6.1f} us per line   {ratio:4.2f}x structlog's")
 
 
 if __name__ == "__main__":
