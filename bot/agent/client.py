@@ -284,9 +284,11 @@ def stream_turn(
     abandons the stream between events (kind ``cancelled``)."""
     started = time.monotonic()
     complete = False
+    opened = False
     options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
     try:
         with client.messages.stream(**request, **options) as stream:
+            opened = True
             for event in stream:
                 if cancel is not None and cancel.is_set():
                     raise ModelError("cancelled", "stopped while the model was answering")
@@ -301,6 +303,11 @@ def stream_turn(
         raise
     except (anthropic.AnthropicError, httpx2.TransportError) as exc:
         error = classify(exc)
+        if opened and isinstance(exc, anthropic.APIConnectionError):
+            # The SDK (2.17 and later) wraps a read that fails once the answer has begun
+            # as a connection error (anthropic/_streaming.py: iter_response_bytes): the API
+            # was reached, the stream broke, and the turn is retried as a broken stream.
+            error = ModelError("stream_broken", f"the connection broke mid-stream: {exc}")
         model_error(str(request.get("model", "-")), error.kind)
         raise error from exc
     content = [p for p in (_block_param(b) for b in message.content) if p is not None]
