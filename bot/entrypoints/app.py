@@ -33,7 +33,8 @@ from bot.entrypoints.dashboard import make_dashboard_router
 from bot.entrypoints.metrics import DatabaseCollector
 from bot.entrypoints.readiness import Readiness, problems, unready
 from bot.executors.actions.executor import make_runner_router, service_executor
-from bot.ingest.deliveries import DeliveryWriter, writers_for
+from bot.ingest.deliveries import DeliveryStore, DeliveryWriter, writers_for
+from bot.ingest.store_process import StoreConfig, StoreProcess
 from bot.ingest.webhook import (
     WEBHOOK_PATH,
     BodyLimits,
@@ -75,19 +76,41 @@ def create_app(
     handlers: Mapping[str, Handler] | None = None,
     run_workers: bool = False,
     runs_jobs: bool = True,
-    ingest_writers: int | None = None,
+    store_process: bool = False,
 ) -> FastAPI:
     """Build the service. The database schema is created if needed. ``runs_jobs``: False
     for a web process that never runs jobs (``vibe serve --workers 0``), whose readiness
-    leaves the sandbox to the workers. ``ingest_writers``: the delivery writer's threads,
-    by default :func:`bot.ingest.deliveries.writers_for` the database."""
+    leaves the sandbox to the workers. ``store_process``:
+    deliveries are read and stored in a process of its own, started here
+    (:mod:`bot.ingest.store_process`; ``vibe serve``), not on this process's event loop."""
     engine = engine or make_engine(settings.effective_database_url)
     init_db(engine)
     queue = build_queue(settings, engine)
     metrics = Metrics(DatabaseCollector(engine))
-    writer = DeliveryWriter(
-        engine, settings.max_attempts, writers=ingest_writers or writers_for(engine)
-    )
+    # The control lane knows ``@login stop`` only with VIBE_BOT_LOGIN set: the login GitHub
+    # gives is asked later, and ``/vibe stop`` works either way.
+    bot_login = settings.bot_login or ""
+    store: DeliveryStore
+    process: StoreProcess | None = None
+    if store_process:
+        store = process = StoreProcess(
+            StoreConfig(
+                database_url=settings.effective_database_url,
+                max_attempts=settings.max_attempts,
+                bot_login=bot_login,
+                log_level=settings.log_level,
+                log_json=settings.log_json,
+                secrets=tuple(settings.secret_values),
+            )
+        )
+        process.start()
+    else:
+        store = DeliveryWriter(
+            engine,
+            settings.max_attempts,
+            writers=writers_for(engine),
+            bot_login=bot_login,
+        )
     setup = GitHubSetup(settings)
     worker = build_worker(settings, queue, handlers=handlers, setup=setup)
 
@@ -108,7 +131,7 @@ def create_app(
         finally:
             if run_workers:
                 await run_in_threadpool(worker.stop)
-            await run_in_threadpool(writer.close)
+            await run_in_threadpool(store.close)
 
     async def away(request: Request, exc: Exception) -> JSONResponse:
         answer = database_away(request.url.path, exc)
@@ -125,7 +148,7 @@ def create_app(
         openapi_url="/openapi.json" if docs else None,
         exception_handlers={OperationalError: away, PoolTimeout: away},
     )
-    readiness = Readiness(settings, engine, setup, runs_jobs=runs_jobs)
+    readiness = Readiness(settings, engine, setup, runs_jobs=runs_jobs, store=process)
     app.state.settings = settings
     app.state.engine = engine
     app.state.queue = queue
@@ -151,14 +174,11 @@ def create_app(
     app.add_middleware(BoundedBodies, limits=body_limits, cap=settings.max_body_bytes)
     leave_out_stored_access_lines()
     app.webhook = WebhookEndpoint(
-        writer,
+        store,
         current_secrets,
         max_body_bytes=settings.max_body_bytes,
         limits=body_limits,
         database_wait=settings.database_wait_seconds,
-        # The control lane knows ``@login stop`` only with VIBE_BOT_LOGIN set: the
-        # login GitHub gives is asked later, and ``/vibe stop`` works either way.
-        bot_login=settings.bot_login or "",
         on_delivery=metrics.delivery,
         # Waking workers that cannot run event jobs would only make them poll the queue.
         on_queued=worker.wake if "event" in worker.handlers else _nothing,

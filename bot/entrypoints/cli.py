@@ -214,7 +214,13 @@ def serve(
 
     try:
         application = create_app(
-            settings, engine=engine, run_workers=workers != 0, runs_jobs=workers != 0
+            settings,
+            engine=engine,
+            run_workers=workers != 0,
+            runs_jobs=workers != 0,
+            # With --processes the ingest processes take the deliveries, each with a store
+            # process of its own (bot/entrypoints/ingest_process.py).
+            store_process=count == 1,
         )
     except CommandError:
         raise _fail(f"database: {schema_state(engine).problem}", code=1) from None

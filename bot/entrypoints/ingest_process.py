@@ -25,11 +25,9 @@ def create() -> FastAPI:
     validated the settings and persisted a generated webhook secret before starting it."""
     settings, _ = ensure_webhook_secret(load_settings())
     configure_logging(settings.log_level, json=settings.log_json, secrets=settings.secret_values)
-    # One writer thread: the other processes store beside this one, so a batch stuck on a
-    # row lock does not hold up every delivery, and a second writer here would only split
-    # the batches (bot/ingest/deliveries.py: writers_for). With two processes on
-    # PostgreSQL, 1,351 and 1,661 deliveries/s against 1,047 and 915 with two writers each.
-    application = create_app(settings, run_workers=False, runs_jobs=False, ingest_writers=1)
+    # Its deliveries are read and stored by a process of its own, one transaction at a time
+    # (bot/ingest/store_process.py): the other ingest processes store beside it.
+    application = create_app(settings, run_workers=False, runs_jobs=False, store_process=True)
     settle_collector()
     return application
 

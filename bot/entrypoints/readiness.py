@@ -39,6 +39,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import insert
 
 from bot.bootstrap import GitHubSetup
+from bot.ingest.store_process import StoreProcess
 from bot.sandbox.bwrap import check_sandbox
 from bot.settings import Settings, data_dir_problem
 from bot.store.engine import schema_state, write_transaction
@@ -330,11 +331,28 @@ class _Single:
         return result
 
 
+def _delivery_store(store: StoreProcess) -> Check:
+    """The process that reads and stores the deliveries runs (bot/ingest/store_process.py).
+    A store that ended is started again at once: not a lasting failure."""
+    if store.alive:
+        return Check(
+            "delivery store", "ok", (f"a process of its own (pid {store.pid}) takes deliveries",)
+        )
+    return Check(
+        "delivery store",
+        "failed",
+        ("its process is not running: deliveries are answered 503 until it is started again",),
+        lasting=False,
+    )
+
+
 class Readiness:
     """The checks of one process. ``migrated``: this process brought the database to the
     latest migration at start (serve, worker), so a schema behind it is a failure; for
     ``vibe check`` it is what the next start will do. ``runs_jobs``: False for a process
-    that runs no jobs, whose sandbox is not checked."""
+    that runs no jobs, whose sandbox is not checked. ``store``: the process that reads and
+    stores this process's deliveries, when it has one (``vibe serve``); a check of its own
+    says whether it runs."""
 
     def __init__(
         self,
@@ -345,8 +363,10 @@ class Readiness:
         migrated: bool = True,
         wait: float = 10.0,
         runs_jobs: bool = True,
+        store: StoreProcess | None = None,
     ) -> None:
         self.settings = settings
+        self.store = store
         self.engine = engine
         self.setup = setup or GitHubSetup(settings)
         self.migrated = migrated
@@ -388,7 +408,7 @@ class Readiness:
         data_directory = _data_directory(self.settings)
         database = self._database.start()
         missing = self.settings.missing()
-        return [
+        checks = [
             Check(SETTINGS, "failed", tuple(missing))
             if missing
             else Check(SETTINGS, "ok", ("nothing missing",)),
@@ -398,3 +418,6 @@ class Readiness:
             database(self.settings.database_wait_seconds),
             model_key(),
         ]
+        if self.store is not None:
+            checks.append(_delivery_store(self.store))
+        return checks

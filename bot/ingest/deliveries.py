@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import structlog
 from sqlalchemy import and_, bindparam, or_
@@ -37,6 +37,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session, col, select, update
 
+from bot.core.events import Unparseable, Unsupported, parse_event
+from bot.core.policy import serial_key
 from bot.ingest.payload import BadPayload, decode_payload
 from bot.jobs.queue import NewJob, enqueue_many, requeue_dead
 from bot.store.engine import write_transaction
@@ -84,6 +86,75 @@ class StoredDelivery:
     id: str
     event_name: str
     payload: dict[str, Any]
+
+
+def classify(event_name: str, payload: dict[str, Any], bot_login: str) -> Ingested:
+    """What ingest makes of a delivery it could read: a ping, an event the bot does not
+    handle, one it cannot use (and why), or a job queued in its lane."""
+    action = payload.get("action") if isinstance(payload.get("action"), str) else None
+    if event_name == "ping":
+        return Ingested("ping", action, None, None)
+    event = parse_event(event_name, payload)
+    if isinstance(event, Unsupported):
+        return Ingested("unsupported", action, None, None)
+    if isinstance(event, Unparseable):
+        return Ingested("unparseable", action, event.reason, None)
+    return Ingested("queued", action, None, serial_key(event, bot_login))
+
+
+@dataclass(frozen=True)
+class Received:
+    """A verified delivery as the request hands it over: the body as received, its media
+    type, and the two headers that name it."""
+
+    delivery_id: str
+    event_name: str
+    body: bytes
+    content_type: str
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A delivery stored with its job: how the store went, what ingest made of it, and,
+    for a body that is no JSON object the bot can store, why (stored and queued all the
+    same: the job that handles it refuses it and records the reason on the delivery)."""
+
+    result: StoreResult
+    ingested: Ingested
+    malformed: str | None = None
+
+
+class DeliveryStore(Protocol):
+    """What the webhook hands a verified delivery to, to be read and stored: a
+    :class:`DeliveryWriter` reads it on the caller's event loop and stores it from threads
+    of this process; :class:`bot.ingest.store_process.StoreProcess` does both in a process
+    of its own. :class:`Unstorable` for a delivery the database refuses, one of
+    :data:`AWAY` when the database (or the store's process) is away."""
+
+    async def take(self, received: Received) -> Taken: ...
+
+    def close(self) -> None: ...
+
+
+def read_delivery(received: Received, bot_login: str) -> tuple[Incoming, str | None]:
+    """The delivery read (:func:`bot.ingest.payload.decode_payload`) and classified, on its
+    way to the database; with the reason when the body cannot be read."""
+    malformed: str | None = None
+    try:
+        payload = decode_payload(received.body, received.content_type)
+    except BadPayload as exc:
+        payload, ingested, malformed = {}, Ingested("queued", None, None, None), str(exc)
+    else:
+        ingested = classify(received.event_name, payload, bot_login)
+    incoming = Incoming(
+        received.delivery_id,
+        received.event_name,
+        payload,
+        ingested,
+        received.body,
+        received.content_type,
+    )
+    return incoming, malformed
 
 
 class Unstorable(Exception):
@@ -386,7 +457,13 @@ class DeliveryWriter:
     """
 
     def __init__(
-        self, engine: Engine, max_attempts: int, max_batch: int = 200, writers: int = 1
+        self,
+        engine: Engine,
+        max_attempts: int,
+        max_batch: int = 200,
+        writers: int = 1,
+        *,
+        bot_login: str = "",
     ) -> None:
         if writers < 1:
             raise ValueError(f"writers must be at least 1, not {writers}")
@@ -394,11 +471,17 @@ class DeliveryWriter:
         self.max_attempts = max_attempts
         self.max_batch = max_batch
         self.writers = writers
+        self.bot_login = bot_login
         self._queue: queue.SimpleQueue[
             tuple[Incoming, asyncio.AbstractEventLoop, asyncio.Future[StoreResult]] | None
         ] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+
+    async def take(self, received: Received) -> Taken:
+        """Read ``received`` here, on the caller's event loop, and store it."""
+        incoming, malformed = read_delivery(received, self.bot_login)
+        return Taken(await self.store(incoming), incoming.ingested, malformed)
 
     async def store(self, item: Incoming) -> StoreResult:
         self._start()
@@ -463,9 +546,10 @@ class DeliveryWriter:
 
 
 def writers_for(engine: Engine) -> int:
-    """How many writer threads :class:`DeliveryWriter` runs on ``engine`` in a service of one
-    ingest process: two on PostgreSQL, one on SQLite (one write lock). Each ingest process
-    of ``vibe serve --processes N`` runs one (bot/entrypoints/ingest_process.py)."""
+    """How many writer threads :class:`DeliveryWriter` runs on ``engine`` in a service that
+    stores in process: two on PostgreSQL, one on SQLite (one write lock). ``vibe serve``
+    stores through a process of its own instead, one transaction at a time
+    (bot/ingest/store_process.py)."""
     return 2 if engine.dialect.name == "postgresql" else 1
 
 

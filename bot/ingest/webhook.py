@@ -1,4 +1,4 @@
-"""``POST /webhook``: cap, verify, read, hand to the writer, answer. Nothing else happens here.
+"""``POST /webhook``: cap, verify, hand to the store, answer. Nothing else happens here.
 
 The order is the security boundary (DESIGN.md section 4 rule 1, section 5):
 
@@ -8,12 +8,14 @@ The order is the security boundary (DESIGN.md section 4 rule 1, section 5):
 2. verify ``X-Hub-Signature-256`` over the raw bytes against the current and previous secret
    with a constant-time compare (401, nothing stored);
 3. require ``X-GitHub-Event`` and ``X-GitHub-Delivery`` (400);
-4. read the body (orjson, :mod:`bot.ingest.payload`) for what the answer needs: a ping, an
-   event or action the bot does not handle, a payload it cannot use, the job's lane; and
-   hand the body as received, its media type and those few values to
-   :mod:`bot.ingest.deliveries`, which stores the delivery and its job in one transaction
-   (group commit); a repeated delivery id answers 200 without a second job, unless its job
-   ended dead, in which case the redelivery queues it again. The store is awaited at most
+4. hand the body as received, its media type and the two headers to the delivery store
+   (:class:`bot.ingest.deliveries.DeliveryStore`), which reads the body (orjson,
+   :mod:`bot.ingest.payload`) for what the answer needs (a ping, an event or action the
+   bot does not handle, a payload it cannot use, the job's lane) and stores the delivery
+   and its job in one transaction (group commit): in this process, or in a process of its
+   own (``vibe serve``: :mod:`bot.ingest.store_process`). A repeated delivery id answers
+   200 without a second job, unless its job ended dead, in which case the redelivery
+   queues it again. The store is awaited at most
    ``database_wait`` seconds (then 503: GitHub waits 10 s, and the catch-up job asks for
    what was missed). A body that is no JSON object the bot can store is stored and queued
    all the same: the job that handles it refuses it and records why on the delivery.
@@ -35,17 +37,14 @@ import logging
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 import structlog
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bot.core.events import Unparseable, Unsupported, parse_event
-from bot.core.policy import serial_key
-from bot.ingest.deliveries import AWAY, DeliveryWriter, Incoming, Ingested, Unstorable
-from bot.ingest.payload import BadPayload, decode_payload, media_type
+from bot.ingest.deliveries import AWAY, DeliveryStore, Received, Unstorable
+from bot.ingest.payload import media_type
 from bot.observability import webhook_rejected
 
 log = structlog.get_logger(__name__)
@@ -229,18 +228,6 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-def classify(event_name: str, payload: dict[str, Any], bot_login: str) -> Ingested:
-    action = payload.get("action") if isinstance(payload.get("action"), str) else None
-    if event_name == "ping":
-        return Ingested("ping", action, None, None)
-    event = parse_event(event_name, payload)
-    if isinstance(event, Unsupported):
-        return Ingested("unsupported", action, None, None)
-    if isinstance(event, Unparseable):
-        return Ingested("unparseable", action, event.reason, None)
-    return Ingested("queued", action, None, serial_key(event, bot_login))
-
-
 class WebhookEndpoint:
     """``/webhook`` as a plain ASGI app, which the service serves ahead of FastAPI's routing
     (:class:`bot.entrypoints.app.Service`): a delivery is the one request the service takes
@@ -249,29 +236,28 @@ class WebhookEndpoint:
     concurrency 50). Every check and answer is the same: the ones this module's docstring
     lists, and for the database away the service's own 503 (:func:`database_away`).
 
-    ``limits`` bound the bodies not yet authenticated (one per process); ``database_wait``:
+    ``store`` reads and stores the deliveries; ``limits`` bound the bodies not yet
+    authenticated (one per process); ``database_wait``:
     the longest wait for the store, past which the delivery answers 503 and GitHub's
     redelivery or the catch-up job brings it back. ``on_delivery(event, outcome)`` feeds
     metrics; ``on_queued`` wakes same-process workers."""
 
     def __init__(
         self,
-        writer: DeliveryWriter,
+        store: DeliveryStore,
         secrets: Callable[[], Sequence[bytes]],
         *,
         max_body_bytes: int,
         limits: BodyLimits,
         database_wait: float,
-        bot_login: str,
         on_delivery: Callable[[str, str], None],
         on_queued: Callable[[], None],
     ) -> None:
-        self.writer = writer
+        self.store = store
         self.secrets = secrets
         self.max_body_bytes = max_body_bytes
         self.limits = limits
         self.database_wait = database_wait
-        self.bot_login = bot_login
         self.on_delivery = on_delivery
         self.on_queued = on_queued
 
@@ -312,20 +298,8 @@ class WebhookEndpoint:
         content_type = media_type(headers.get("content-type", "application/json"))
         bound = log.bind(delivery=delivery_id, gh_event=event_name)
         try:
-            payload = decode_payload(body, content_type)
-        except BadPayload as exc:
-            # Stored as received all the same, with a job: the job that handles it refuses
-            # it and records why on the delivery (bot/ingest/deliveries.py).
-            webhook_rejected("malformed_body")
-            bound.warning("delivery.malformed", error=str(exc))
-            payload, ingested = {}, Ingested("queued", None, None, None)
-        else:
-            ingested = classify(event_name, payload, self.bot_login)
-        try:
             async with asyncio.timeout(self.database_wait):
-                result = await self.writer.store(
-                    Incoming(delivery_id, event_name, payload, ingested, body, content_type)
-                )
+                taken = await self.store.take(Received(delivery_id, event_name, body, content_type))
         except TimeoutError:
             # Not acknowledged, so not promised: if the store still lands, GitHub's
             # redelivery answers "duplicate".
@@ -342,6 +316,12 @@ class WebhookEndpoint:
             return Answer(400, {"error": f"the delivery cannot be stored: {exc}"})
         except AWAY as exc:
             return database_away(request.url.path, exc)
+        result, ingested = taken.result, taken.ingested
+        if taken.malformed is not None:
+            # Stored as received all the same, with a job: the job that handles it refuses
+            # it and records why on the delivery (bot/ingest/deliveries.py).
+            webhook_rejected("malformed_body")
+            bound.warning("delivery.malformed", error=taken.malformed)
         outcome = "duplicate" if result == "duplicate" else ingested.outcome
         self.on_delivery(event_name, outcome)
         if result == "duplicate":

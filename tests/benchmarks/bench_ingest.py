@@ -2,7 +2,8 @@
 
 Targets, each a separate server on 127.0.0.1, measured in the same run:
   bare          a FastAPI endpoint that does nothing (the baseline)
-  sqlite        ``vibe serve`` on its embedded SQLite database
+  sqlite        ``vibe serve`` on its embedded SQLite database (deliveries read and stored by
+                its delivery store process: bot/ingest/store_process.py)
   sqlite-2      ``vibe serve --processes 2`` on SQLite: two ingest processes, whose writers
                 take turns on the database's lock file
   postgresql    ``vibe serve`` on PostgreSQL (needs VIBE_TEST_DATABASE_URL)
@@ -79,10 +80,10 @@ def free_port() -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of ``pid`` and its children (the ingest processes of
-    ``--processes``), from /proc."""
+    """User and system CPU time of ``pid`` and every process below it (the ingest processes
+    of ``--processes``, the delivery store process of each), from /proc."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    processes: dict[int, tuple[int, float]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -90,9 +91,11 @@ def cpu_seconds(pid: int) -> float:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(entry.name) == pid or int(fields[1]) == pid:
-            total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
+        processes[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+    tree = {pid}
+    while grown := {p for p, (parent, _) in processes.items() if parent in tree} - tree:
+        tree |= grown
+    return sum(cpu for p, (_, cpu) in processes.items() if p in tree)
 
 
 def start(args: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from bot.entrypoints import ingest_process
 from bot.entrypoints.app import create_app
 from bot.entrypoints.cli import app as cli
+from bot.ingest.store_process import StoreProcess
 from bot.settings import load_settings
 from bot.store.engine import make_engine
 from bot.store.tables import Delivery, Job
@@ -61,8 +62,9 @@ def test_a_bad_number_of_processes_is_one_line_and_exit_2(no_settings: Path, val
 def test_an_ingest_process_among_several_runs_one_writer(
     tmp_path: Path, pg_database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The other processes store beside it; a second writer would only split its batches.
-    Alone, a service on PostgreSQL runs two (bot/ingest/deliveries.py: writers_for)."""
+    """The other processes store beside it: it stores through a process of its own, one
+    transaction at a time (bot/ingest/store_process.py). Alone and in process, a service on
+    PostgreSQL runs two writer threads (bot/ingest/deliveries.py: writers_for)."""
     for name, value in env_for(
         tmp_path, VIBE_DATABASE_URL=pg_database_url, VIBE_WEBHOOK_SECRET=SECRET
     ).items():
@@ -72,9 +74,12 @@ def test_an_ingest_process_among_several_runs_one_writer(
     one_of_several = ingest_process.create()
     alone = create_app(load_settings())
     try:
-        assert one_of_several.webhook.writer.writers == 1  # type: ignore[attr-defined]
-        assert alone.webhook.writer.writers == 2  # type: ignore[attr-defined]
+        store = one_of_several.webhook.store  # type: ignore[attr-defined]
+        assert isinstance(store, StoreProcess)
+        assert store.alive
+        assert alone.webhook.store.writers == 2  # type: ignore[attr-defined]
     finally:
+        one_of_several.webhook.store.close()  # type: ignore[attr-defined]
         for application in (one_of_several, alone):
             application.state.engine.dispose()
 

@@ -19,7 +19,7 @@ from bot.core.events import WorkflowRun, parse_event
 from bot.core.policy import BotIdentity, Ignore, decide, serial_key
 from bot.entrypoints.demo import CONFIG
 from bot.executors.actions.executor import ActionsExecutor, run_from_payload
-from bot.ingest.webhook import classify
+from bot.ingest.deliveries import classify
 from bot.settings import Settings
 from bot.store.tables import Delivery, Job, RunnerTask
 from bot.testing.fake_actions import FakeActions

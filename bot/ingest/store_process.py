@@ -1,0 +1,357 @@
+"""The delivery store in a process of its own, beside the service's event loop.
+
+A delivery's reading (14 KB of JSON, its typed event, its lane) and its group commit are
+Python, and in the serving process they held the one interpreter lock the event loop needs
+to take the next request: with them on the loop and the writer's threads, ``vibe serve``
+took 0.42-0.46 of a bare endpoint's deliveries per second; with them here, 0.61 (issue 15,
+tests/benchmarks/bench_ingest.py). So the request verifies the signature and the headers,
+hands the body as received to :class:`StoreProcess`, and answers from what comes back: a
+2xx still means the delivery and its job are committed.
+
+The child is ``python -m bot.ingest.store_process <fd>``, with one end of a socket pair;
+the parent sends it its :class:`StoreConfig`, then lists of ``(seq, Received)``, and reads
+lists of ``(seq, kind, value)``: ``taken`` with a :class:`bot.ingest.deliveries.Taken`,
+``unstorable`` or ``away`` with the reason, ``error`` with the exception's text. Inside,
+the child reads and stores as :class:`bot.ingest.deliveries.DeliveryWriter` does in
+process: :func:`bot.ingest.deliveries.read_delivery`, and a batch of what has arrived in
+one transaction (:func:`bot.ingest.deliveries.store_deliveries`). Both ends are this program's own
+processes on a pair of sockets no one else holds (the child's end is passed to it alone,
+the parent's is close-on-exec), so the messages are pickled, as multiprocessing's are: a
+delivery's body travels as bytes, never read by the unpickler.
+
+When the child ends (killed, out of memory), every delivery waiting on it answers 503 (the
+database counts as away: GitHub redelivers, the catch-up job asks for what was missed) and
+a new child is started at once. When the parent ends, the child reads the end of its
+socket, finishes what it has and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import pickle
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+import structlog
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+
+from bot.ingest.deliveries import (
+    AWAY,
+    Received,
+    Taken,
+    Unstorable,
+    read_delivery,
+    store_deliveries,
+)
+from bot.observability import configure_logging
+from bot.store.engine import make_engine
+
+log = structlog.get_logger(__name__)
+
+# The most deliveries one message carries, either way.
+MAX_BATCH = 200
+# How long a child may take to start (import, engine) and to finish when closed.
+START_SECONDS = 60.0
+STOP_SECONDS = 30.0
+READY = b"ready"
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """What the child needs of the settings: the database, the jobs' attempts, the bot's
+    login (the control lane), and how to log."""
+
+    database_url: str
+    max_attempts: int
+    bot_login: str
+    log_level: str
+    log_json: bool
+    secrets: tuple[str, ...]
+
+
+class StoreProcess:
+    """The parent's side: :meth:`take` from the event loop; a thread sends what the
+    requests hand over (a send must never block the event loop, even when the child is
+    slow), another reads the answers and resolves the requests' futures."""
+
+    def __init__(self, config: StoreConfig) -> None:
+        self.config = config
+        self._lock = threading.Lock()
+        self._seq = itertools.count()
+        self._pending: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Taken]]] = {}
+        self._outbox: queue.SimpleQueue[tuple[int, Received] | None] = queue.SimpleQueue()
+        self._child: subprocess.Popen[bytes] | None = None
+        self._conn: Connection | None = None
+        self._closing = False
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def pid(self) -> int | None:
+        child = self._child
+        return None if child is None else child.pid
+
+    @property
+    def alive(self) -> bool:
+        """A child runs and takes deliveries."""
+        child = self._child
+        return child is not None and child.poll() is None and self._conn is not None
+
+    def start(self) -> None:
+        """Start the child and wait until it can take deliveries (blocking: call it from a
+        thread, not the event loop)."""
+        with self._lock:
+            if self._threads:
+                return
+            self._spawn()
+            self._threads = [
+                threading.Thread(target=self._send, name="vibe-store-send", daemon=True),
+                threading.Thread(target=self._read, name="vibe-store-read", daemon=True),
+            ]
+        for thread in self._threads:
+            thread.start()
+
+    async def take(self, received: Received) -> Taken:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Taken] = loop.create_future()
+        with self._lock:
+            if self._closing or not self._threads:
+                raise _away("the delivery store is not running")
+            seq = next(self._seq)
+            self._pending[seq] = (loop, future)
+        self._outbox.put((seq, received))
+        try:
+            return await future
+        finally:
+            with self._lock:
+                self._pending.pop(seq, None)
+
+    def close(self) -> None:
+        """Let the child finish what it has and end; fail whatever is left."""
+        with self._lock:
+            self._closing = True
+            threads, self._threads = self._threads, []
+        if not threads:
+            return
+        self._outbox.put(None)
+        deadline = time.monotonic() + STOP_SECONDS
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        child = self._child
+        if child is not None and child.poll() is None:
+            child.kill()
+            child.wait()
+        self._fail_pending("the delivery store stopped")
+
+    def _spawn(self) -> None:
+        """A new child, ready; its connection replaces the old one."""
+        parent_end, child_end = socket.socketpair()
+        with child_end:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "bot.ingest.store_process", str(child_end.fileno())],
+                pass_fds=[child_end.fileno()],
+                stdin=subprocess.DEVNULL,
+            )
+        conn = Connection(parent_end.detach())
+        try:
+            conn.send_bytes(pickle.dumps(self.config))
+            if not conn.poll(START_SECONDS) or conn.recv_bytes() != READY:
+                raise OSError(f"the delivery store did not start within {START_SECONDS:g} s")
+        except (OSError, EOFError):
+            conn.close()
+            child.kill()
+            child.wait()
+            raise
+        self._child, self._conn = child, conn
+        log.info("delivery_store.started", pid=child.pid)
+
+    def _send(self) -> None:
+        while True:
+            first = self._outbox.get()
+            batch = [first]
+            while first is not None and len(batch) < MAX_BATCH:
+                try:
+                    batch.append(self._outbox.get_nowait())
+                except queue.Empty:
+                    break
+                if batch[-1] is None:
+                    break
+            items = [item for item in batch if item is not None]
+            conn = self._conn
+            try:
+                if conn is None:
+                    raise OSError("no child")
+                if items:
+                    conn.send_bytes(pickle.dumps(items))
+                if len(items) < len(batch):
+                    conn.send_bytes(pickle.dumps(None))
+            except OSError:
+                # The child has ended: the reader starts another; these wait on none.
+                self._fail([seq for seq, _ in items], "the delivery store's process ended")
+            if len(items) < len(batch):
+                return
+
+    def _read(self) -> None:
+        while True:
+            conn = self._conn
+            try:
+                if conn is None:
+                    raise EOFError
+                answers = pickle.loads(conn.recv_bytes())  # noqa: S301 - our child's
+            except (EOFError, OSError):
+                if not self._replace(conn):
+                    return
+                continue
+            self._resolve(answers)
+
+    def _replace(self, conn: Connection | None) -> bool:
+        """The child's end: fail what waited on it and, unless closing, start another.
+        False when the store is closing."""
+        child = self._child
+        if child is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(STOP_SECONDS if self._closing else 5.0)
+        with self._lock:
+            closing = self._closing
+            if conn is not None:
+                conn.close()
+            self._conn = None
+        if closing:
+            return False
+        code = None if child is None else child.poll()
+        log.error("delivery_store.ended", pid=None if child is None else child.pid, code=code)
+        self._fail_pending("the delivery store's process ended")
+        while not self._closing:
+            try:
+                self._spawn()
+                return True
+            except (OSError, EOFError) as exc:
+                log.error("delivery_store.start_failed", error=str(exc))
+                time.sleep(1.0)
+        return False
+
+    def _resolve(self, answers: list[tuple[int, str, Any]]) -> None:
+        calls: dict[asyncio.AbstractEventLoop, list[Callable[[], None]]] = {}
+        with self._lock:
+            for seq, kind, value in answers:
+                waiting = self._pending.get(seq)
+                if waiting is not None:
+                    loop, future = waiting
+                    calls.setdefault(loop, []).append(_settle(future, kind, value))
+        for loop, settle in calls.items():
+            with contextlib.suppress(RuntimeError):  # that loop has closed meanwhile
+                loop.call_soon_threadsafe(_run_all, settle)
+
+    def _fail_pending(self, why: str) -> None:
+        with self._lock:
+            seqs = list(self._pending)
+        self._fail(seqs, why)
+
+    def _fail(self, seqs: list[int], why: str) -> None:
+        """Answer the requests ``seqs`` 503: the store could not take their deliveries."""
+        with self._lock:
+            waiting = [self._pending[seq] for seq in seqs if seq in self._pending]
+        calls: dict[asyncio.AbstractEventLoop, list[Callable[[], None]]] = {}
+        for loop, future in waiting:
+            calls.setdefault(loop, []).append(_settle(future, "away", why))
+        for loop, settle in calls.items():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_run_all, settle)
+
+
+def _away(why: str) -> OperationalError:
+    """The store cannot take the delivery now: the database counts as away (503)."""
+    return OperationalError("delivery store", None, RuntimeError(why))
+
+
+def _settle(future: asyncio.Future[Taken], kind: str, value: Any) -> Callable[[], None]:
+    def settle() -> None:
+        if future.done():  # its request stopped waiting (bot/ingest/webhook.py)
+            return
+        if kind == "taken":
+            future.set_result(value)
+        elif kind == "unstorable":
+            future.set_exception(Unstorable(value))
+        elif kind == "away":
+            future.set_exception(_away(value))
+        else:
+            future.set_exception(RuntimeError(f"the delivery store failed: {value}"))
+
+    return settle
+
+
+def _run_all(calls: list[Callable[[], None]]) -> None:
+    for call in calls:
+        call()
+
+
+def serve(conn: Connection, config: StoreConfig) -> None:
+    """The child's loop: take every delivery that has arrived (at least one, at most
+    :data:`MAX_BATCH`), read each (:func:`bot.ingest.deliveries.read_delivery`), store them
+    in one transaction (:func:`bot.ingest.deliveries.store_deliveries`: one refused
+    delivery affects only itself) and send the answers back in one message. Deliveries
+    that arrive meanwhile wait in the socket for the next turn: the group commit."""
+    engine = make_engine(config.database_url)
+    conn.send_bytes(READY)
+    ended = False
+    while not ended:
+        batch: list[tuple[int, Received]] = []
+        while not batch or (len(batch) < MAX_BATCH and conn.poll()):
+            try:
+                message = pickle.loads(conn.recv_bytes())  # noqa: S301 - our parent's
+            except (EOFError, OSError):
+                message = None
+            if message is None:  # closed, or the parent has gone: store what is in hand
+                ended = True
+                break
+            batch += message
+        if batch:
+            answers = _store(engine, config, batch)
+            with contextlib.suppress(OSError):  # the parent has gone: nobody waits for them
+                conn.send_bytes(pickle.dumps(answers))
+    engine.dispose()
+
+
+def _store(
+    engine: Engine, config: StoreConfig, batch: list[tuple[int, Received]]
+) -> list[tuple[int, str, Any]]:
+    read = [read_delivery(received, config.bot_login) for _, received in batch]
+    try:
+        stored = store_deliveries(engine, [incoming for incoming, _ in read], config.max_attempts)
+    except AWAY as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        return [(seq, "away", reason) for seq, _ in batch]
+    except Exception as exc:  # noqa: BLE001 - answered as the thread writer's failures are
+        return [(seq, "error", f"{type(exc).__name__}: {exc}") for seq, _ in batch]
+    answers: list[tuple[int, str, Any]] = []
+    for (seq, _), (incoming, malformed), result in zip(batch, read, stored, strict=True):
+        if isinstance(result, Unstorable):
+            answers.append((seq, "unstorable", str(result)))
+        else:
+            answers.append((seq, "taken", Taken(result, incoming.ingested, malformed)))
+    return answers
+
+
+def main(argv: list[str]) -> None:
+    # Ctrl-C in a terminal reaches the whole process group: the service stops this process
+    # itself (StoreProcess.close), after the deliveries in hand are stored.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    conn = Connection(int(argv[1]))
+    config: StoreConfig = pickle.loads(conn.recv_bytes())  # noqa: S301 - our parent's
+    configure_logging(config.log_level, json=config.log_json, secrets=config.secrets)
+    serve(conn, config)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,186 @@
+"""The delivery store in a process of its own (bot/ingest/store_process.py): a real child
+process on a real SQLite file. It reads and stores what the request hands over and answers
+as the in-process writer does; a child that ends fails the deliveries waiting on it (503)
+and is replaced; the child ends with its parent; close stores what is in hand first."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, select
+
+from bot.entrypoints.readiness import Readiness
+from bot.ingest.deliveries import Received, Taken
+from bot.ingest.store_process import StoreConfig, StoreProcess
+from bot.settings import Settings
+from bot.store.engine import init_db, make_engine
+from bot.store.tables import Delivery, Job
+from tests.support.web import WEBHOOKS
+
+BODY = (WEBHOOKS / "issues.labeled.json").read_bytes()
+
+
+def _config(url: str) -> StoreConfig:
+    return StoreConfig(
+        database_url=url,
+        max_attempts=3,
+        bot_login="",
+        log_level="WARNING",
+        log_json=True,
+        secrets=(),
+    )
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'vibe.db'}"
+    init_db(make_engine(url))
+    return url
+
+
+@pytest.fixture
+def store(database: str) -> StoreProcess:
+    process = StoreProcess(_config(database))
+    process.start()
+    yield process  # type: ignore[misc]
+    process.close()
+
+
+def _received(delivery_id: str | None = None, body: bytes = BODY) -> Received:
+    return Received(delivery_id or str(uuid.uuid4()), "issues", body, "application/json")
+
+
+def test_a_delivery_is_read_and_stored_by_the_child(store: StoreProcess, database: str) -> None:
+    first = _received()
+
+    async def deliver() -> list[Taken]:
+        return [
+            await store.take(first),
+            await store.take(first),
+            await store.take(_received(body=b'{"action": ')),
+        ]
+
+    new, again, malformed = asyncio.run(deliver())
+    assert new.result == "new"
+    assert new.ingested.outcome == "queued"
+    assert new.ingested.action == "labeled"
+    assert new.malformed is None
+    assert again.result == "duplicate"
+    assert malformed.result == "new"
+    assert malformed.malformed is not None
+    with Session(make_engine(database)) as session:
+        delivery = session.get(Delivery, first.delivery_id)
+        jobs = session.exec(select(Job).where(Job.delivery_id == first.delivery_id)).all()
+    assert delivery is not None
+    assert delivery.body == BODY
+    assert delivery.action == "labeled"
+    assert len(jobs) == 1
+    # The lane by the repository's id (bot/ingest/deliveries.py: task_lanes).
+    repository = json.loads(BODY)["repository"]["id"]
+    assert jobs[0].serial_key == f"repository:{repository}#1"
+
+
+def test_a_child_that_ends_fails_what_waits_on_it_and_is_replaced(store: StoreProcess) -> None:
+    old = store.pid
+    assert old is not None
+
+    async def waiting_on_a_killed_child() -> BaseException | Taken:
+        os.kill(old, signal.SIGSTOP)  # it takes the delivery, and never answers
+        pending = asyncio.ensure_future(store.take(_received()))
+        await asyncio.sleep(0.5)
+        assert not pending.done()
+        os.kill(old, signal.SIGKILL)
+        try:
+            return await asyncio.wait_for(pending, 30)
+        except OperationalError as exc:
+            return exc
+
+    failed = asyncio.run(waiting_on_a_killed_child())
+    assert isinstance(failed, OperationalError)
+    assert "the delivery store's process ended" in str(failed.orig)
+    deadline = time.monotonic() + 60
+    while not (store.alive and store.pid != old):
+        assert time.monotonic() < deadline, "no new child within 60 s"
+        time.sleep(0.1)
+    taken = asyncio.run(store.take(_received()))
+    assert taken.result == "new"
+
+
+def test_close_stores_what_is_in_hand_and_ends_the_child(
+    store: StoreProcess, database: str
+) -> None:
+    child = store.pid
+    ids = [str(uuid.uuid4()) for _ in range(40)]
+
+    async def deliver() -> list[Taken]:
+        return list(await asyncio.gather(*(store.take(_received(i)) for i in ids)))
+
+    assert {taken.result for taken in asyncio.run(deliver())} == {"new"}
+    store.close()
+    assert not store.alive
+    with pytest.raises(OperationalError, match="not running"):
+        asyncio.run(store.take(_received()))
+    with Session(make_engine(database)) as session:
+        stored = session.exec(select(Delivery.id).where(Delivery.id.in_(ids))).all()  # type: ignore[attr-defined]
+    assert sorted(stored) == sorted(ids)
+    assert child is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)
+
+
+def test_the_child_ends_with_its_parent(database: str, tmp_path: Path) -> None:
+    """A parent killed outright (no close): the child reads the end of its socket and
+    exits."""
+    pid_file = tmp_path / "child.pid"
+    script = textwrap.dedent(
+        f"""
+        import os, pathlib
+        from bot.ingest.store_process import StoreProcess
+        from tests.ingest.test_store_process import _config
+        store = StoreProcess(_config({database!r}))
+        store.start()
+        pathlib.Path({str(pid_file)!r}).write_text(str(store.pid))
+        os.kill(os.getpid(), 9)
+        """
+    )
+    parent = subprocess.run(
+        [sys.executable, "-c", script],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+        check=False,
+    )
+    assert parent.returncode == -signal.SIGKILL
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{child}").exists():
+        stat = Path(f"/proc/{child}/stat").read_text().split()
+        if stat[2] == "Z":  # ended, waiting for init to reap it
+            break
+        assert time.monotonic() < deadline, "the child outlived its parent by 30 s"
+        time.sleep(0.1)
+
+
+def test_readiness_says_whether_the_store_runs(store: StoreProcess, database: str) -> None:
+    settings = Settings(database_url=database, webhook_secret="s" * 32)
+    readiness = Readiness(settings, make_engine(database), store=store, runs_jobs=False)
+    check = readiness.run()[-1]
+    assert check.name == "delivery store"
+    assert check.status == "ok"
+    assert f"pid {store.pid}" in check.lines[0]
+    store.close()
+    check = readiness.run()[-1]
+    assert check.status == "failed"
+    assert "503" in check.lines[0]
