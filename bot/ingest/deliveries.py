@@ -12,9 +12,12 @@ ingest read from it; the ``event`` job decodes the body (:func:`stored_delivery`
 body that is no JSON object the bot can store is refused there, for good, with the reason
 recorded on the delivery (outcome ``refused``).
 
-:class:`DeliveryWriter` is the group commit of the webhook path, on SQLite and PostgreSQL
-alike (one transaction for the deliveries waiting, with one look-up of the lanes of the
-batch); :func:`stored_delivery` is how an ``event`` job finds the delivery it was queued for.
+:func:`read_delivery` is ingest's reading of a delivery (what the answer and the job's lane
+need); :class:`DeliveryWriter` is the group commit of the webhook path in process, on
+SQLite and PostgreSQL alike (one transaction for the deliveries waiting, with one look-up
+of the lanes of the batch), and :mod:`bot.ingest.store_process` does both in a process of
+its own (``vibe serve``); :func:`stored_delivery` is how an ``event`` job finds the
+delivery it was queued for.
 """
 
 from __future__ import annotations

@@ -49,7 +49,9 @@ from sqlalchemy.exc import OperationalError
 
 from bot.ingest.deliveries import (
     AWAY,
+    Incoming,
     Received,
+    StoreResult,
     Taken,
     Unstorable,
     read_delivery,
@@ -326,21 +328,40 @@ def serve(conn: Connection, config: StoreConfig) -> None:
 def _store(
     engine: Engine, config: StoreConfig, batch: list[tuple[int, Received]]
 ) -> list[tuple[int, str, Any]]:
-    read = [read_delivery(received, config.bot_login) for _, received in batch]
+    answers: dict[int, tuple[int, str, Any]] = {}
+    read: list[tuple[int, Incoming, str | None]] = []
+    for seq, received in batch:
+        try:
+            read.append((seq, *read_delivery(received, config.bot_login)))
+        except Exception as exc:  # noqa: BLE001 - that delivery's failure, not the batch's
+            # A delivery whose reading fails here would fail again when GitHub redelivers
+            # it: it must not take the process, and the others, down with it.
+            answers[seq] = (seq, "error", f"{type(exc).__name__}: {exc}")
+    incomings = [incoming for _, incoming, _ in read]
+    stored: list[StoreResult | Unstorable | _Failed]
     try:
-        stored = store_deliveries(engine, [incoming for incoming, _ in read], config.max_attempts)
+        stored = list(store_deliveries(engine, incomings, config.max_attempts))
     except AWAY as exc:
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-        return [(seq, "away", reason) for seq, _ in batch]
+        stored = [_Failed("away", reason)] * len(read)
     except Exception as exc:  # noqa: BLE001 - answered as the thread writer's failures are
-        return [(seq, "error", f"{type(exc).__name__}: {exc}") for seq, _ in batch]
-    answers: list[tuple[int, str, Any]] = []
-    for (seq, _), (incoming, malformed), result in zip(batch, read, stored, strict=True):
-        if isinstance(result, Unstorable):
-            answers.append((seq, "unstorable", str(result)))
+        stored = [_Failed("error", f"{type(exc).__name__}: {exc}")] * len(read)
+    for (seq, incoming, malformed), result in zip(read, stored, strict=True):
+        if isinstance(result, _Failed):
+            answers[seq] = (seq, result.kind, result.reason)
+        elif isinstance(result, Unstorable):
+            answers[seq] = (seq, "unstorable", str(result))
         else:
-            answers.append((seq, "taken", Taken(result, incoming.ingested, malformed)))
-    return answers
+            answers[seq] = (seq, "taken", Taken(result, incoming.ingested, malformed))
+    return [answers[seq] for seq, _ in batch]
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """The batch could not be stored: every delivery of it answers ``kind``."""
+
+    kind: str
+    reason: str
 
 
 def main(argv: list[str]) -> None:

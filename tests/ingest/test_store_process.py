@@ -21,7 +21,8 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 
 from bot.entrypoints.readiness import Readiness
-from bot.ingest.deliveries import Received, Taken
+from bot.ingest import store_process
+from bot.ingest.deliveries import Incoming, Received, Taken, read_delivery
 from bot.ingest.store_process import StoreConfig, StoreProcess
 from bot.settings import Settings
 from bot.store.engine import init_db, make_engine
@@ -184,3 +185,35 @@ def test_readiness_says_whether_the_store_runs(store: StoreProcess, database: st
     check = readiness.run()[-1]
     assert check.status == "failed"
     assert "503" in check.lines[0]
+
+
+def test_a_delivery_whose_reading_fails_fails_alone(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child's batch: one delivery that cannot be read (a bug in reading a payload
+    GitHub would send again) is answered as an error; the others are stored."""
+    bad = _received()
+
+    def read(received: Received, bot_login: str) -> tuple[Incoming, str | None]:
+        if received.delivery_id == bad.delivery_id:
+            raise KeyError("a payload no reading expected")
+        return read_delivery(received, bot_login)
+
+    monkeypatch.setattr(store_process, "read_delivery", read)
+    good = [_received(), _received()]
+    batch = [(0, good[0]), (1, bad), (2, good[1])]
+    answers = store_process._store(make_engine(database), _config(database), batch)
+    assert [(seq, kind) for seq, kind, _ in answers] == [(0, "taken"), (1, "error"), (2, "taken")]
+    assert "a payload no reading expected" in answers[1][2]
+    with Session(make_engine(database)) as session:
+        assert session.get(Delivery, good[1].delivery_id) is not None
+        assert session.get(Delivery, bad.delivery_id) is None
+
+
+def test_a_database_away_answers_every_delivery_of_the_batch_away(tmp_path: Path) -> None:
+    (tmp_path / "vibe.db").mkdir()  # SQLite cannot open it: "unable to open database file"
+    away = f"sqlite:///{tmp_path / 'vibe.db'}"
+    batch = [(0, _received()), (1, _received())]
+    answers = store_process._store(make_engine(away), _config(away), batch)
+    assert [(seq, kind) for seq, kind, _ in answers] == [(0, "away"), (1, "away")]
+    assert "unable to open database file" in answers[0][2]
