@@ -553,7 +553,8 @@ def writers_for(engine: Engine) -> int:
     stores in process: two on PostgreSQL, one on SQLite (one write lock). The store process
     of ``vibe serve`` stores one batch at a time (bot/ingest/store_process.py): there, two
     loops on PostgreSQL cost more CPU per delivery (3.0 against 2.1 times the bare
-    endpoint's) for fewer deliveries per second (0.38 against 0.46 of its rate)."""
+    endpoint's, in two runs) for fewer deliveries per second (0.38 against 0.46 of its
+    rate)."""
     return 2 if engine.dialect.name == "postgresql" else 1
 
 
