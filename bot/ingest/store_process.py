@@ -4,7 +4,7 @@ A delivery's reading (14 KB of JSON, its typed event, its lane) and its group co
 Python, and in the serving process they held the one interpreter lock the event loop needs
 to take the next request: with them on the loop and the writer's threads, ``vibe serve``
 on SQLite took 0.41-0.46 of a bare endpoint's deliveries per second; with them here,
-0.51-0.58 in three runs, p99 44-49 ms (issue 15, tests/benchmarks/bench_ingest.py). The
+0.48-0.58 in four runs, p99 44-51 ms (issue 15, tests/benchmarks/bench_ingest.py). The
 parent's end is two threads, not the event loop: on the loop, a turn's deliveries went
 out only when the loop got to them, and the rate fell to 0.49 (PostgreSQL: 0.41 to 0.33).
 So the request verifies the signature and the headers, hands the body as received to
