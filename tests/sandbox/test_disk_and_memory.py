@@ -76,7 +76,12 @@ def test_a_full_tmp_is_reported_as_the_disk_limit(sandbox: BwrapSandbox, workdir
 
 def test_memory_is_bounded_without_a_cgroup(workdir: Path, bwrap_available: None) -> None:
     """Five processes of 100 MB each against 200 MB, the memory cgroup forced off: each
-    fits RLIMIT_AS, together they do not."""
+    fits RLIMIT_AS, together they do not.
+
+    The children start a quarter of a second apart, five ticks of the watchdog: started
+    back to back, all five touched their pages within one tick whenever the loaded CI
+    host left the watchdog's thread waiting for a core (it once saw 427 MiB at its first
+    look), and the bound below would measure the host's scheduler, not the sum."""
     sandbox = BwrapSandbox(memory_cgroup=False)
     assert not sandbox.memory_cgroup
     hog = (
@@ -87,6 +92,7 @@ def test_memory_is_bounded_without_a_cgroup(workdir: Path, bwrap_available: None
         "        b[::4096] = b'x' * len(b[::4096])\n"
         "        time.sleep(3)\n"
         "        os._exit(0)\n"
+        "    time.sleep(0.25)\n"
         "statuses = [os.wait()[1] for _ in range(5)]\n"
         "print(sum(1 for s in statuses if s == 0), 'survived')\n"
     )
