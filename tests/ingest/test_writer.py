@@ -136,3 +136,106 @@ def test_close_stops_every_writer(tmp_path: Path) -> None:
     writer.close()
     assert [t.name for t in mine if t.is_alive()] == []
     engine.dispose()
+
+
+def _statements(engine: Engine) -> list[str]:
+    seen: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        seen.append(" ".join(statement.split()))
+
+    event.listen(engine, "before_cursor_execute", record)
+    return seen
+
+
+@pytest.mark.postgres
+def test_a_postgresql_batch_skips_known_ids_in_its_insert(pg_database_url: str) -> None:
+    """No look-up before the insert: on a table that grew faster than autovacuum analysed it,
+    the look-up scanned the whole table at every batch. The unique index decides instead,
+    and the ids it let in come back from the same statement."""
+    engine = make_engine(pg_database_url)
+    init_db(engine)
+    known = str(uuid.uuid4())
+    assert store_deliveries(engine, [_incoming(known)], max_attempts=3) == ["new"]
+    statements = _statements(engine)
+    fresh = [str(uuid.uuid4()) for _ in range(30)]
+    assert store_deliveries(engine, [_incoming(known), *map(_incoming, fresh)], 3) == [
+        "duplicate",
+        *["new"] * 30,
+    ]
+    on_delivery = [s for s in statements if " delivery " in f"{s} " or "delivery(" in s]
+    assert [s.split(" (")[0] for s in on_delivery if s.startswith("INSERT")] == [
+        "INSERT INTO delivery"
+    ]
+    assert "ON CONFLICT (id) DO NOTHING RETURNING delivery.id" in on_delivery[0]
+    assert not [s for s in statements if s.startswith("SELECT") and "FROM delivery" in s]
+    with Session(engine) as session:
+        assert len(session.exec(select(Delivery)).all()) == 31
+        assert sorted(j.delivery_id or "" for j in session.exec(select(Job))) == sorted(
+            [known, *fresh]
+        )
+    engine.dispose()
+
+
+def test_an_id_twice_in_one_batch_is_stored_once_and_counted_as_redelivered(
+    database_url: str,
+) -> None:
+    engine = make_engine(database_url)
+    init_db(engine)
+    twice, other = str(uuid.uuid4()), str(uuid.uuid4())
+    batch = [_incoming(twice), _incoming(other), _incoming(twice)]
+    assert store_deliveries(engine, batch, max_attempts=3) == ["new", "new", "duplicate"]
+    with Session(engine) as session:
+        stored = {d.id: d.redeliveries for d in session.exec(select(Delivery))}
+        assert stored == {twice: 1, other: 0}
+        assert sorted(j.delivery_id or "" for j in session.exec(select(Job))) == sorted(
+            [twice, other]
+        )
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_an_id_another_transaction_commits_meanwhile_is_a_duplicate(
+    pg_database_url: str,
+) -> None:
+    """Another process stores delivery A while this batch (A and B) waits on A's key: once it
+    commits, A is a duplicate and B is stored, in the batch's one transaction (a unique
+    violation used to fail the batch and send each delivery again on its own)."""
+    engine = make_engine(pg_database_url)
+    init_db(engine)
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    blocker = engine.connect()
+    blocker.begin()
+    try:
+        blocker.execute(
+            Delivery.__table__.insert().values(  # type: ignore[attr-defined]
+                id=first,
+                event="issue_comment",
+                outcome="queued",
+                redeliveries=0,
+                received_at=utcnow(),
+            )
+        )
+        statements = _statements(engine)
+        outcome: list[object] = []
+        storing = threading.Thread(
+            target=lambda: outcome.append(
+                store_deliveries(engine, [_incoming(first), _incoming(second)], 3)
+            )
+        )
+        storing.start()
+        deadline = time.monotonic() + 10
+        while _lock_waiters(engine) == 0:
+            assert time.monotonic() < deadline, "the batch never waited on the key"
+            time.sleep(0.05)
+        blocker.commit()
+        storing.join(10)
+        assert outcome == [["duplicate", "new"]]
+    finally:
+        blocker.close()
+    assert len([s for s in statements if s.startswith("INSERT INTO delivery")]) == 1
+    with Session(engine) as session:
+        stored = {d.id: d.redeliveries for d in session.exec(select(Delivery))}
+        assert stored == {first: 1, second: 0}
+        assert [j.delivery_id for j in session.exec(select(Job))] == [second]
+    engine.dispose()
