@@ -239,3 +239,37 @@ def test_an_id_another_transaction_commits_meanwhile_is_a_duplicate(
         assert stored == {first: 1, second: 0}
         assert [j.delivery_id for j in session.exec(select(Job))] == [second]
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_batches_of_the_same_ids_in_opposite_orders_do_not_deadlock(pg_database_url: str) -> None:
+    """Redeliveries landing on two processes at once: each batch waits on the keys the other
+    holds unless both take them in one order. Inserted in arrival order, PostgreSQL broke
+    such a deadlock by failing one of the batches in 12 of 30 rounds."""
+    engine = make_engine(pg_database_url)
+    init_db(engine)
+    failures: list[str] = []
+    outcomes: list[list[object]] = []
+    for _ in range(10):
+        ids = [str(uuid.uuid4()) for _ in range(200)]
+        ready = threading.Barrier(2)
+
+        def store(order: list[str], ready: threading.Barrier) -> None:
+            items = [_incoming(delivery_id) for delivery_id in order]
+            ready.wait()
+            try:
+                outcomes.append(sorted(set(store_deliveries(engine, items, max_attempts=3))))
+            except Exception as exc:
+                failures.append(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+
+        threads = [threading.Thread(target=store, args=(o, ready)) for o in (ids, ids[::-1])]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert failures == []
+    # Each id was stored once: one batch took them all, the other found them all stored.
+    assert sorted(map(str, outcomes)) == sorted(map(str, [["duplicate"], ["new"]] * 10))
+    with Session(engine) as session:
+        assert len(session.exec(select(Job)).all()) == 2000
+    engine.dispose()
