@@ -307,7 +307,7 @@ def serve(conn: Connection, config: StoreConfig) -> None:
     in one transaction (:func:`bot.ingest.deliveries.store_deliveries`: one refused
     delivery affects only itself) and send the answers back in one message. Deliveries
     that arrive meanwhile wait in the socket for the next turn: the group commit."""
-    engine = make_engine(config.database_url)
+    engine = make_engine(config.database_url, pre_ping=False)
     conn.send_bytes(READY)
     ended = False
     while not ended:
@@ -343,7 +343,7 @@ def _store(
     incomings = [incoming for _, incoming, _ in read]
     stored: list[StoreResult | Unstorable | _Failed]
     try:
-        stored = list(store_deliveries(engine, incomings, config.max_attempts))
+        stored = list(_store_reconnecting(engine, incomings, config.max_attempts))
     except AWAY as exc:
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         stored = [_Failed("away", reason)] * len(read)
@@ -357,6 +357,28 @@ def _store(
         else:
             answers[seq] = (seq, "taken", Taken(result, incoming.ingested, malformed))
     return [answers[seq] for seq, _ in batch]
+
+
+def _store_reconnecting(
+    engine: Engine, incomings: list[Incoming], max_attempts: int
+) -> list[StoreResult | Unstorable]:
+    """:func:`bot.ingest.deliveries.store_deliveries`, once more on a new connection when
+    the batch's connection turned out to be closed (the server restarted).
+
+    The child's engine does not ping a connection before each batch. On PostgreSQL that
+    round trip per batch took the rate from 0.63, 0.61 and 0.61 of the bare endpoint's to
+    0.57, 0.60 and 0.60, p99 from 42, 38 and 47 ms to 52, 53 and 46 (three paired runs of
+    bench_ingest, 3 rounds each). A lost connection invalidates the whole pool,
+    so the second try connects afresh. It stores each delivery once either way: a batch
+    whose commit was lost is not stored, and one whose commit landed before the answer
+    was lost finds its ids stored and answers "duplicate"."""
+    try:
+        return store_deliveries(engine, incomings, max_attempts)
+    except OperationalError as exc:
+        if not exc.connection_invalidated:
+            raise
+        log.info("delivery.store_reconnecting", error=str(exc.orig or exc).splitlines()[0])
+    return store_deliveries(engine, incomings, max_attempts)
 
 
 @dataclass(frozen=True)

@@ -70,10 +70,15 @@ POSTGRES_OPTIONS = (
 )
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, pre_ping: bool = True) -> Engine:
     """Create the engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``),
     every database wait bounded (:data:`POSTGRES_CONNECT`, :data:`POSTGRES_OPTIONS`; SQLite
-    waits 30 s for a lock)."""
+    waits 30 s for a lock).
+
+    On PostgreSQL a connection taken from the pool is first pinged (one round trip), so a
+    connection the server closed meanwhile (a restart) is replaced, not failed on.
+    ``pre_ping=False`` is for a caller that retries on a lost connection itself
+    (bot/ingest/store_process.py)."""
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
@@ -102,7 +107,7 @@ def make_engine(url: str) -> Engine:
         url,
         pool_size=20,
         max_overflow=40,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_timeout=POOL_TIMEOUT,
         connect_args=connect_args,
     )

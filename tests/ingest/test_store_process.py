@@ -17,6 +17,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 
@@ -217,3 +219,72 @@ def test_a_database_away_answers_every_delivery_of_the_batch_away(tmp_path: Path
     answers = store_process._store(make_engine(away), _config(away), batch)
     assert [(seq, kind) for seq, kind, _ in answers] == [(0, "away"), (1, "away")]
     assert "unable to open database file" in answers[0][2]
+
+
+def _terminate_others(url: str, database: str | None = None) -> int:
+    """Close every other connection to ``database`` (``url``'s own by default), as a
+    server restart does."""
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        ended = conn.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = coalesce(:name, current_database()) "
+                "AND pid <> pg_backend_pid()"
+            ),
+            {"name": database},
+        ).scalar_one()
+    engine.dispose()
+    return int(ended)
+
+
+@pytest.mark.postgres
+def test_a_connection_the_server_closed_is_replaced_and_the_batch_stored(
+    pg_database_url: str,
+) -> None:
+    """The child pings no connection before a batch: the batch that meets a closed one is
+    stored on a new connection, not answered 503 (which GitHub does not retry)."""
+    engine = make_engine(pg_database_url)
+    init_db(engine)
+    store = StoreProcess(_config(pg_database_url))
+    store.start()
+    try:
+        assert asyncio.run(store.take(_received())).result == "new"
+        assert _terminate_others(pg_database_url) >= 1
+        later = _received()
+        assert asyncio.run(store.take(later)).result == "new"
+    finally:
+        store.close()
+    with Session(engine) as session:
+        assert session.get(Delivery, later.delivery_id) is not None
+        assert len(session.exec(select(Job)).all()) == 2
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_database_that_stays_away_is_still_answered_away(
+    pg_database_url: str, postgres_url: str
+) -> None:
+    """One new connection is tried, not more: when the server also refuses that one, the
+    batch is away (503)."""
+    engine = make_engine(pg_database_url, pre_ping=False)
+    init_db(engine)
+    assert store_process._store(engine, _config(pg_database_url), [(0, _received())])[0][1] == (
+        "taken"
+    )
+    name = make_url(pg_database_url).database
+    admin = make_engine(postgres_url)
+    with admin.connect() as conn:
+        conn.execute(text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false'))
+        conn.commit()
+    try:
+        assert _terminate_others(postgres_url, name) >= 1
+        answers = store_process._store(engine, _config(pg_database_url), [(1, _received())])
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true'))
+            conn.commit()
+        admin.dispose()
+        engine.dispose()
+    assert [(seq, kind) for seq, kind, _ in answers] == [(1, "away")]
+    assert "not currently accepting connections" in answers[0][2]
