@@ -237,14 +237,32 @@ class StoreProcess:
         code = None if child is None else child.poll()
         log.error("delivery_store.ended", pid=None if child is None else child.pid, code=code)
         self._fail_pending("the delivery store's process ended")
-        while not self._closing:
+        while not self._is_closing():
             try:
                 self._spawn()
-                return True
             except (OSError, EOFError) as exc:
                 log.error("delivery_store.start_failed", error=str(exc))
                 time.sleep(1.0)
+                continue
+            if not self._is_closing():
+                return True
+            # close() began while this child started, and its word may have gone to the
+            # old one: the end of the socket tells this one to end.
+            self._end(self._conn, self._child)
         return False
+
+    def _is_closing(self) -> bool:
+        with self._lock:
+            return self._closing
+
+    def _end(self, conn: Connection | None, child: subprocess.Popen[bytes] | None) -> None:
+        with self._lock:
+            if conn is not None:
+                conn.close()
+            self._conn = None
+        if child is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(STOP_SECONDS)
 
     def _resolve(self, answers: list[tuple[int, str, Any]]) -> None:
         calls: dict[asyncio.AbstractEventLoop, list[Callable[[], None]]] = {}
@@ -390,9 +408,14 @@ class _Failed:
 
 
 def main(argv: list[str]) -> None:
-    # Ctrl-C in a terminal reaches the whole process group: the service stops this process
-    # itself (StoreProcess.close), after the deliveries in hand are stored.
+    # Ctrl-C in a terminal reaches the whole process group, and so does a stop by systemd
+    # (KillMode=control-group, its default, signals every process of the unit): the service
+    # stops this process itself (StoreProcess.close), after the deliveries in hand are
+    # stored, and the end of its socket ends it if the service dies. Ended by SIGTERM, it
+    # failed the deliveries in flight (503) and the service started another one that no
+    # one then stopped: the service took 30 s to exit.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     conn = Connection(int(argv[1]))
     config: StoreConfig = pickle.loads(conn.recv_bytes())  # noqa: S301 - our parent's
     configure_logging(config.log_level, json=config.log_json, secrets=config.secrets)

@@ -183,3 +183,89 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+def test_a_stop_signalled_to_the_whole_process_group_ends_serve_in_seconds(
+    tmp_path: Path,
+) -> None:
+    """systemd stops a unit by signalling every process of it (KillMode=control-group, the
+    default), a shell's job control the whole group. The store process must leave its
+    ending to the service, which stores what is in hand and ends it: ended by the signal
+    itself, it failed the deliveries in flight and the service started another, which it
+    then waited 30 s for. Deliveries keep arriving until the signal; each one answered
+    202 is stored."""
+    port = free_port()
+    data = tmp_path / "data"
+    proc = subprocess.Popen(
+        [*VIBE, "serve", "--port", str(port)],
+        env=env_for(tmp_path, VIBE_WEBHOOK_SECRET=SECRET),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    body = json.dumps(fixture_payload("issues.labeled")[1]).encode()
+    answered: list[tuple[str, int]] = []
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert time.monotonic() < deadline, "the service did not start"
+            time.sleep(0.2)
+
+        def deliver() -> None:
+            with httpx.Client(timeout=30) as client:
+                while proc.poll() is None:
+                    delivery = str(uuid.uuid4())
+                    try:
+                        answer = client.post(
+                            f"{url}/webhook",
+                            content=body,
+                            headers=headers_for("issues", body, delivery),
+                        )
+                    except httpx.TransportError:
+                        return
+                    answered.append((delivery, answer.status_code))
+
+        with ThreadPoolExecutor(4) as pool:
+            for _ in range(4):
+                pool.submit(deliver)
+            time.sleep(1.0)
+            signalled = time.monotonic()
+            os.killpg(proc.pid, signal.SIGTERM)
+            out, _ = proc.communicate(timeout=60)
+            took = time.monotonic() - signalled
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert took < 10, f"vibe serve took {took:.1f} s to stop\n{out}"
+    assert "delivery_store.ended" not in out
+    assert out.count("delivery_store.started") == 1, out
+    left = [p for p in _pids() if _session(p) == proc.pid]
+    assert left == [], [_cmdline(p) for p in left]
+    accepted = {d for d, code in answered if code == 202}
+    assert len(accepted) > 10, answered[-5:]
+    assert {code for _, code in answered} <= {202, 503}, answered
+    engine = make_engine(f"sqlite:///{data / 'vibe.db'}")
+    with Session(engine) as session:
+        stored = {d.id for d in session.exec(select(Delivery))}
+    engine.dispose()
+    assert accepted <= stored
+
+
+def _pids() -> list[int]:
+    return [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()]
+
+
+def _session(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[3])
+    except (OSError, IndexError, ValueError):
+        return None

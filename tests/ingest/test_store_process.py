@@ -120,6 +120,45 @@ def test_a_child_that_ends_fails_what_waits_on_it_and_is_replaced(store: StorePr
     assert taken.result == "new"
 
 
+def _store_children() -> set[int]:
+    """This test process's store children still running (zombies are not)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat[1]) == os.getpid() and stat[0] != "Z" and b"store_process" in cmdline:
+            found.add(int(entry.name))
+    return found
+
+
+def test_close_while_a_new_child_starts_ends_that_child_too(database: str) -> None:
+    """The child ends, and close() comes while its successor starts: the word to end went
+    to the old child's socket, so the new one must be ended by the end of its own, not
+    left running (close waited 30 s for it, then killed it)."""
+    store = StoreProcess(_config(database))
+    store.start()
+    old = store.pid
+    assert old is not None
+    os.kill(old, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while store._conn is not None:  # the reader has seen the end and is starting another
+        assert time.monotonic() < deadline, "the end of the child was not seen"
+        time.sleep(0.005)
+    started = time.monotonic()
+    store.close()
+    took = time.monotonic() - started
+    assert took < 10, f"close took {took:.1f} s"
+    deadline = time.monotonic() + 10
+    while _store_children():
+        assert time.monotonic() < deadline, f"left running: {_store_children()}"
+        time.sleep(0.05)
+
+
 def test_close_stores_what_is_in_hand_and_ends_the_child(
     store: StoreProcess, database: str
 ) -> None:
