@@ -157,7 +157,9 @@ def configure_logging(level: str, *, json: bool, secrets: Sequence[str]) -> None
     root.addHandler(handler)
     root.setLevel(level)
     # The HTTP clients log every request at INFO; the bot's own lines say what matters.
-    for chatty in ("httpx", "httpx2"):
+    # alembic 1.17 logs each of its plugins' set-up at INFO before every migration check,
+    # seven lines ahead of what `vibe serve` has to say; its migrations' lines stay.
+    for chatty in ("httpx", "httpx2", "alembic.runtime.plugins"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
 
 

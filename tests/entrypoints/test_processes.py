@@ -129,6 +129,8 @@ def test_serve_with_nothing_configured_starts_and_says_what_is_missing(
     # uvicorn shuts down gracefully, then re-raises the signal it caught.
     assert proc.returncode in (0, -signal.SIGTERM)
     assert "worker.stopped" in err  # logs go to stderr, the console message to stdout
+    assert "Running upgrade  -> 0001" in err  # the migrations say what they do
+    assert "setup plugin" not in err  # alembic's plugins' set-up does not
     assert secret in out
     assert "tasks cannot run until the failed ones are fixed" in out
     assert "failed       settings:        GitHub credentials: set VIBE_GITHUB_APP_ID" in out
