@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Literal, Protocol
 
 import structlog
@@ -364,9 +365,8 @@ def _store_batch(
     firsts: dict[str, int] = {}
     for index, item in enumerate(items):
         firsts.setdefault(item.delivery_id, index)
-    stored = _insert_new(
-        conn, sorted((items[index] for index in firsts.values()), key=_delivery_id)
-    )
+    distinct = [items[index] for index in firsts.values()]
+    stored = _insert_new(conn, sorted(distinct, key=attrgetter("delivery_id")))
     results: list[StoreResult] = ["new"] * len(items)
     repeats = [
         (item.delivery_id, index)
@@ -375,7 +375,7 @@ def _store_batch(
     ]
     for delivery_id, index in sorted(repeats):
         results[index] = _redeliver(conn, delivery_id)
-    fresh = [items[index] for index in firsts.values() if items[index].delivery_id in stored]
+    fresh = [item for item in distinct if item.delivery_id in stored]
     if not fresh:
         return results
     queued = [item for item in fresh if item.ingested.outcome == "queued"]
@@ -404,10 +404,6 @@ def _store_batch(
         ],
     )
     return results
-
-
-def _delivery_id(item: Incoming) -> str:
-    return item.delivery_id
 
 
 def _insert_new(conn: Connection, items: Sequence[Incoming]) -> set[str]:

@@ -224,15 +224,8 @@ class StoreProcess:
         """The child's end: fail what waited on it and, unless closing, start another.
         False when the store is closing."""
         child = self._child
-        if child is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.wait(STOP_SECONDS if self._closing else 5.0)
-        with self._lock:
-            closing = self._closing
-            if conn is not None:
-                conn.close()
-            self._conn = None
-        if closing:
+        self._end(conn, child, STOP_SECONDS if self._is_closing() else 5.0)
+        if self._is_closing():
             return False
         code = None if child is None else child.poll()
         log.error("delivery_store.ended", pid=None if child is None else child.pid, code=code)
@@ -248,21 +241,24 @@ class StoreProcess:
                 return True
             # close() began while this child started, and its word may have gone to the
             # old one: the end of the socket tells this one to end.
-            self._end(self._conn, self._child)
+            self._end(self._conn, self._child, STOP_SECONDS)
         return False
 
     def _is_closing(self) -> bool:
         with self._lock:
             return self._closing
 
-    def _end(self, conn: Connection | None, child: subprocess.Popen[bytes] | None) -> None:
+    def _end(
+        self, conn: Connection | None, child: subprocess.Popen[bytes] | None, wait: float
+    ) -> None:
+        """Close the child's socket (which ends a child still running) and wait for it."""
         with self._lock:
             if conn is not None:
                 conn.close()
             self._conn = None
         if child is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                child.wait(STOP_SECONDS)
+                child.wait(wait)
 
     def _resolve(self, answers: list[tuple[int, str, Any]]) -> None:
         calls: dict[asyncio.AbstractEventLoop, list[Callable[[], None]]] = {}
@@ -272,9 +268,7 @@ class StoreProcess:
                 if waiting is not None:
                     loop, future = waiting
                     calls.setdefault(loop, []).append(_settle(future, kind, value))
-        for loop, settle in calls.items():
-            with contextlib.suppress(RuntimeError):  # that loop has closed meanwhile
-                loop.call_soon_threadsafe(_run_all, settle)
+        _call_soon(calls)
 
     def _fail_pending(self, why: str) -> None:
         with self._lock:
@@ -288,9 +282,7 @@ class StoreProcess:
         calls: dict[asyncio.AbstractEventLoop, list[Callable[[], None]]] = {}
         for loop, future in waiting:
             calls.setdefault(loop, []).append(_settle(future, "away", why))
-        for loop, settle in calls.items():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_run_all, settle)
+        _call_soon(calls)
 
 
 def _away(why: str) -> OperationalError:
@@ -312,6 +304,13 @@ def _settle(future: asyncio.Future[Taken], kind: str, value: Any) -> Callable[[]
             future.set_exception(RuntimeError(f"the delivery store failed: {value}"))
 
     return settle
+
+
+def _call_soon(calls: dict[asyncio.AbstractEventLoop, list[Callable[[], None]]]) -> None:
+    """Run each loop's calls on that loop, in one turn of it."""
+    for loop, settle in calls.items():
+        with contextlib.suppress(RuntimeError):  # that loop has closed meanwhile
+            loop.call_soon_threadsafe(_run_all, settle)
 
 
 def _run_all(calls: list[Callable[[], None]]) -> None:

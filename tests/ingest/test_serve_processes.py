@@ -125,16 +125,7 @@ def _two_ingest_processes_accept_deliveries(tmp_path: Path, database_url: str | 
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() < deadline, "the service did not start"
-            time.sleep(0.2)
+        _wait_serving(f"{url}/healthz", proc)
         # Two ingest processes under the supervisor, each a separate server of the port.
         servers = [p for p in _children(proc.pid) if "spawn" in _cmdline(p)]
         assert len(servers) == 2, [_cmdline(p) for p in _children(proc.pid)]
@@ -178,6 +169,20 @@ def _two_ingest_processes_accept_deliveries(tmp_path: Path, database_url: str | 
     assert "Ingest processes: 2" in out
 
 
+def _wait_serving(url: str, proc: subprocess.Popen[str]) -> None:
+    """Until ``url`` answers 200 (60 s at most); the service's output if it exits first."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        assert time.monotonic() < deadline, "the service did not start"
+        time.sleep(0.2)
+
+
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -208,16 +213,7 @@ def test_a_stop_signalled_to_the_whole_process_group_ends_serve_in_seconds(
     body = json.dumps(fixture_payload("issues.labeled")[1]).encode()
     answered: list[tuple[str, int]] = []
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() < deadline, "the service did not start"
-            time.sleep(0.2)
+        _wait_serving(f"{url}/readyz", proc)
 
         def deliver() -> None:
             with httpx.Client(timeout=30) as client:

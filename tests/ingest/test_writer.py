@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, select
 
 from bot.ingest.deliveries import DeliveryWriter, Incoming, store_deliveries, writers_for
@@ -23,6 +23,23 @@ from tests.support.web import fixture_payload, incoming
 
 def _incoming(delivery_id: str) -> Incoming:
     return incoming(fixture_payload("issue_comment.created")[1], delivery_id=delivery_id)
+
+
+def _holding(engine: Engine, delivery_id: str) -> Connection:
+    """A connection whose open transaction has inserted ``delivery_id``, not committed:
+    another writer of that id waits on the unique index until it commits or rolls back."""
+    blocker = engine.connect()
+    blocker.begin()
+    blocker.execute(
+        Delivery.__table__.insert().values(  # type: ignore[attr-defined]
+            id=delivery_id,
+            event="issue_comment",
+            outcome="queued",
+            redeliveries=0,
+            received_at=utcnow(),
+        )
+    )
+    return blocker
 
 
 def _lock_waiters(engine: Engine) -> int:
@@ -47,18 +64,8 @@ def test_a_batch_waiting_on_a_lock_does_not_hold_up_the_next(pg_database_url: st
     assert writers_for(engine) == 2
     writer = DeliveryWriter(engine, max_attempts=3, writers=writers_for(engine))
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
-    blocker = engine.connect()
-    blocker.begin()
+    blocker = _holding(engine, first)
     try:
-        blocker.execute(
-            Delivery.__table__.insert().values(  # type: ignore[attr-defined]
-                id=first,
-                event="issue_comment",
-                outcome="queued",
-                redeliveries=0,
-                received_at=utcnow(),
-            )
-        )
 
         async def scenario() -> tuple[str, str, float]:
             waiting = asyncio.ensure_future(writer.store(_incoming(first)))
@@ -204,18 +211,8 @@ def test_an_id_another_transaction_commits_meanwhile_is_a_duplicate(
     engine = make_engine(pg_database_url)
     init_db(engine)
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
-    blocker = engine.connect()
-    blocker.begin()
+    blocker = _holding(engine, first)
     try:
-        blocker.execute(
-            Delivery.__table__.insert().values(  # type: ignore[attr-defined]
-                id=first,
-                event="issue_comment",
-                outcome="queued",
-                redeliveries=0,
-                received_at=utcnow(),
-            )
-        )
         statements = _statements(engine)
         outcome: list[object] = []
         storing = threading.Thread(
